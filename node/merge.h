@@ -1,0 +1,90 @@
+/*
+ * merge.h: conflict-free merge of field writes (pure, no I/O).
+ *
+ * Each field of each record is a multi-value register.  A write names the
+ * earlier writes it supersedes (the live writes its writer saw).  The state of
+ * a field after any set of writes is:
+ *     dead = union of the supersedes lists of every write applied
+ *     live = writes applied that are not in dead
+ * which does not depend on the order of application, nor on duplicates.  The
+ * value shown to a person follows the field's policy (DOMAIN.md); more than
+ * one live write is a conflict (except for append-only fields, whose live
+ * writes are all shown, in (hlc, origin) order).
+ *
+ * Encoding is canonical: live sorted by (hlc, origin, lane, seq), dead sorted
+ * by (origin, lane, seq), so equal states encode to equal bytes.
+ */
+#ifndef TS_MERGE_H
+#define TS_MERGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../proto/entry.h"
+#include "../proto/errors.h"
+
+enum merge_policy {
+    MERGE_POLICY_LATEST,      /* highest (hlc, origin) shown; conflicts flagged */
+    MERGE_POLICY_WORST,       /* worst severity / grade / Y shown; conflicts flagged */
+    MERGE_POLICY_RANK,        /* highest workflow rank shown */
+    MERGE_POLICY_QUERY_STATE, /* highest (round, state rank) shown */
+    MERGE_POLICY_WRITE_ONCE,  /* keys: earliest (hlc, origin) shown; a second value is a conflict */
+    MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
+};
+
+struct live_write {
+    struct entry_ref ref;
+    uint64_t hlc;
+    uint32_t round;  /* query round of the entry that wrote it (query state), else 0 */
+    char *value;     /* owned */
+};
+
+struct field_state {
+    struct live_write *live;   /* owned, canonical order */
+    size_t live_count;
+    struct entry_ref *dead;    /* owned, canonical order */
+    size_t dead_count;
+};
+
+/* One incoming write, as the store extracts it from an entry. */
+struct merge_write {
+    struct entry_ref ref;
+    uint64_t hlc;
+    uint32_t round;
+    const char *value;
+    const struct entry_ref *supersedes;
+    size_t supersedes_count;
+};
+
+void field_state_release(struct field_state *s);
+
+enum merge_policy merge_policy_of(const char *type, const char *field);
+
+/*
+ * Applies w to s.  Returns 1 when s changed, 0 when w was already held (or
+ * already superseded and brought nothing new), or a negative ts_err.
+ */
+int merge_field_apply(struct field_state *s, const struct merge_write *w);
+
+/*
+ * Index in s->live of the write shown for this field under its policy, or -1
+ * when s has no live write.
+ */
+int merge_display(const char *type, const char *field, const struct field_state *s);
+
+/* True when the field has more than one live write and its policy flags that. */
+bool merge_conflict(const char *type, const char *field, const struct field_state *s);
+
+/*
+ * Workflow rank of a status value (higher wins), or -1 when the value is not
+ * a status of that record type.  For query state the round is not included.
+ */
+int merge_rank(const char *type, const char *field, const char *value);
+
+/* Canonical bytes of s, malloc'ed. */
+int merge_field_encode(const struct field_state *s, uint8_t **out, size_t *out_len);
+/* Decodes bytes written by merge_field_encode; TS_ERR_CORRUPT on anything else. */
+int merge_field_decode(const uint8_t *buf, size_t len, struct field_state *s);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * entry.h: the plain C form of oplog entries, batches and frames.
+ *
+ * These structs are what the rest of trialsync sees; only proto/codec.c
+ * converts them to and from protobuf bytes.  Identifiers are fixed-size,
+ * NUL-terminated arrays (bounded by limits.h), free text is heap-allocated.
+ */
+#ifndef TS_ENTRY_H
+#define TS_ENTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits.h"
+
+enum lane {
+    LANE_SAFETY = 0,  /* serious adverse events and anything urgent: sent first */
+    LANE_BULK = 1,
+    LANE_COUNT = 2,
+};
+
+/* One write, named by the entry that made it. */
+struct entry_ref {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t seq;
+};
+
+struct field_write {
+    char field[TS_FIELD_BYTES_MAX + 1];
+    char *value;                     /* owned; NUL-terminated */
+    struct entry_ref *supersedes;    /* owned array */
+    size_t supersedes_count;
+};
+
+struct entry {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t seq;
+    uint64_t hlc;
+    uint64_t wall_ms;
+    char *user;                      /* owned; "" when absent */
+    char *reason;                    /* owned; "" when absent */
+    char record_type[TS_TYPE_BYTES_MAX + 1];
+    char record_id[TS_ID_BYTES_MAX + 1];
+    char site[TS_ID_BYTES_MAX + 1];  /* "" for trial-wide entries */
+    struct field_write *writes;      /* owned array */
+    size_t writes_count;
+    uint8_t prev_hash[TS_HASH_BYTES];
+};
+
+/* Frees everything an entry owns (not the struct itself); safe on a zeroed entry. */
+void entry_release(struct entry *e);
+
+/* Compares two refs: origin, then lane, then seq. */
+int entry_ref_cmp(const struct entry_ref *a, const struct entry_ref *b);
+
+/* One version-vector item: the highest seq held of one (origin, lane). */
+struct vv_item {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t seq;
+};
+
+/*
+ * A batch as it travels: consecutive entries of one (origin, lane), the chain
+ * hash after the last one and the origin's signature over the batch header.
+ * The entry bytes point into a buffer the batch owns when it was decoded.
+ */
+struct batch {
+    char trial[TS_ID_BYTES_MAX + 1];
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t first_seq;
+    const uint8_t **entries;   /* entries[i] is entry first_seq + i, encoded */
+    size_t *entry_lens;
+    size_t count;
+    uint8_t chain_hash[TS_HASH_BYTES];
+    uint8_t signature[TS_SIG_BYTES_MAX];
+    size_t signature_len;
+    void *owned;               /* codec-private storage; NULL when built by hand */
+};
+
+enum frame_type {
+    FRAME_HELLO = 1,
+    FRAME_BATCH = 2,
+    FRAME_ACK = 3,
+    FRAME_REFUSAL = 4,
+};
+
+struct frame {
+    enum frame_type type;
+    /* FRAME_HELLO */
+    char trial[TS_ID_BYTES_MAX + 1];
+    char node_id[TS_ID_BYTES_MAX + 1];
+    uint32_t protocol_version;
+    /* FRAME_HELLO and FRAME_ACK: owned array */
+    struct vv_item *vector;
+    size_t vector_count;
+    /* FRAME_BATCH */
+    struct batch batch;
+    /* FRAME_REFUSAL: owned */
+    char *reason;
+};
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * store.h: the node's RocksDB store: oplog, state, indexes, metadata.
+ *
+ * The only module that includes RocksDB.  Column families:
+ *   oplog  entries by (origin, lane, seq), with the chain hash after each,
+ *          and the signature of every signed point (the end of each batch);
+ *   state  the merged field states by (type, id, field) (merge.h encoding);
+ *   index  record history (entries per record), conflicts, record list;
+ *   meta   version vector with chain heads, highest HLC seen, node metadata.
+ *
+ * Guarantees:
+ * - store_apply is all-or-nothing: one RocksDB write batch, synced when asked.
+ *   Nothing is written when any entry fails a check.
+ * - State is a pure function of the set of entries held: the same entries
+ *   applied in any order and any number of times give byte-identical state
+ *   column families, hence equal store_digest values.
+ * - Entries are never changed or removed.
+ *
+ * Threading: one store is used from one thread at a time (the node's loop).
+ */
+#ifndef TS_STORE_H
+#define TS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../proto/entry.h"
+#include "../proto/errors.h"
+#include "../node/merge.h"
+
+struct store;
+
+/* Opens (creating when missing) the store in dir. */
+int store_open(const char *dir, struct store **out, struct ts_error *err);
+void store_close(struct store *s);
+
+/*
+ * Checks a batch's signature.  msg is codec_batch_sign_bytes() of the batch
+ * header.  Returns 0, TS_ERR_SIGNATURE, or TS_ERR_AUTH (origin not known).
+ */
+typedef int (*store_verify_fn)(void *ctx, const char *origin, const uint8_t *msg,
+                               size_t len, const uint8_t *sig, size_t sig_len);
+
+struct store_apply_result {
+    size_t applied;      /* entries new to this store */
+    size_t duplicates;   /* entries already held, byte-identical */
+};
+
+/*
+ * Applies n batches in one atomic write batch.  For each batch, in order:
+ * - every entry decodes and names the batch's origin and lane and its own seq
+ *   (TS_ERR_CORRUPT);
+ * - an entry at or below the held head must be byte-identical to the stored
+ *   one (TS_ERR_FORK, naming origin, lane and seq); it is then skipped;
+ * - the first new entry must be head + 1 (TS_ERR_GAP) and each new entry's
+ *   prev_hash must be the chain hash before it (TS_ERR_CHAIN);
+ * - the chain hash after the last entry must equal batch->chain_hash and,
+ *   when verify is not NULL, the signature must verify (TS_ERR_SIGNATURE).
+ *   verify == NULL is for the node's own freshly built entries only.
+ * Then each new entry is merged into state (merge.h), indexed for history
+ * and conflicts with now_ms as its local entry time, the signature stored at
+ * the batch's last seq, the heads and the highest HLC updated.  Several
+ * batches of one (origin, lane) may follow each other in one call.
+ * err names the offending entry.  res may be NULL.
+ */
+int store_apply(struct store *s, const char *trial, const struct batch *batches,
+                size_t n, store_verify_fn verify, void *ctx, bool sync,
+                uint64_t now_ms, struct store_apply_result *res, struct ts_error *err);
+
+/* The head of (origin, lane): its seq (0 when empty) and chain hash (zeros). */
+int store_head(struct store *s, const char *origin, uint8_t lane, uint64_t *seq,
+               uint8_t hash[TS_HASH_BYTES]);
+
+/* The version vector, sorted by (origin, lane), malloc'ed (free()). */
+int store_vv(struct store *s, struct vv_item **items, size_t *count);
+
+/* The highest HLC of any entry held (0 when empty). */
+uint64_t store_hlc_max(struct store *s);
+
+/*
+ * Reads the entries of (origin, lane) from from_seq on, ending at the last
+ * signed point that keeps count <= max_entries and encoded bytes <= max_bytes,
+ * into *out (release with store_batch_release).  out->count is 0 when no
+ * signed point is reachable from from_seq (nothing to send).
+ */
+int store_read_batch(struct store *s, const char *trial, const char *origin,
+                     uint8_t lane, uint64_t from_seq, size_t max_entries,
+                     size_t max_bytes, struct batch *out, struct ts_error *err);
+void store_batch_release(struct batch *b);
+
+/* One stored entry, decoded (entry_release() it); TS_ERR_NOTFOUND. */
+int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *out,
+                    struct ts_error *err);
+
+/* A field's merged state; an empty state (not an error) when it has none. */
+int store_field_get(struct store *s, const char *type, const char *id,
+                    const char *field, struct field_state *out);
+
+/* Callbacks return 0 to go on, anything else to stop (returned by the walker). */
+typedef int (*store_field_cb)(void *ctx, const char *field, const struct field_state *st);
+typedef int (*store_entry_cb)(void *ctx, const struct entry *e, uint64_t stored_ms);
+typedef int (*store_conflict_cb)(void *ctx, const char *type, const char *id,
+                                 const char *field, const struct field_state *st);
+typedef int (*store_record_cb)(void *ctx, const char *type, const char *id);
+
+/* Each field of a record, by field name; TS_ERR_NOTFOUND when no field exists. */
+int store_record_fields(struct store *s, const char *type, const char *id,
+                        store_field_cb cb, void *ctx);
+
+/*
+ * Every entry that wrote the record, ordered by (hlc, origin, lane, seq), with
+ * the time this node stored it; TS_ERR_NOTFOUND when there is none.
+ */
+int store_record_history(struct store *s, const char *type, const char *id,
+                         store_entry_cb cb, void *ctx);
+
+/* Every record of a type ("" for all types), by (type, id). */
+int store_records(struct store *s, const char *type, store_record_cb cb, void *ctx);
+
+/* Every field with a conflict (merge_conflict), by (type, id, field). */
+int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx);
+
+/* SHA-256 over the state column family in key order. */
+int store_digest(struct store *s, uint8_t out[TS_HASH_BYTES]);
+
+struct store_stats {
+    uint64_t entries;
+    uint64_t records;
+    uint64_t conflicts;
+    uint64_t bytes_on_disk;  /* RocksDB's live data size estimate */
+};
+int store_stats(struct store *s, struct store_stats *out);
+
+/*
+ * Walks every chain from seq 1: each entry decodes and sits at its key, each
+ * prev_hash and stored chain hash matches the recomputed chain, each stored
+ * signature verifies (when verify is not NULL).  The first problem returns
+ * TS_ERR_CORRUPT naming origin, lane and seq.
+ */
+int store_verify(struct store *s, const char *trial, store_verify_fn verify,
+                 void *ctx, struct ts_error *err);
+
+/* Small named metadata values (membership, settings); TS_ERR_NOTFOUND. */
+int store_meta_get(struct store *s, const char *key, char **val, size_t *len);
+int store_meta_put(struct store *s, const char *key, const void *val, size_t len,
+                   bool sync, struct ts_error *err);
+
+#endif
