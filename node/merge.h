@@ -33,6 +33,20 @@ enum merge_policy {
     MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
 };
 
+/*
+ * Bounds on one field's state, checked before anything is allocated
+ * (merge_field_apply and merge_field_decode refuse more).  Live writes of a
+ * clinical field are concurrent disagreements nobody resolved, a handful at
+ * most; the exception is an append-only field (query messages), whose every
+ * message stays live, and a query thread of a thousand messages is already
+ * far past what a person reads.  Dead writes are the field's corrections: a
+ * value changed eight thousand times is a bug, not data.
+ */
+#define MERGE_LIVE_MAX 1024
+#define MERGE_DEAD_MAX 8192
+/* First byte of merge_field_encode's output. */
+#define MERGE_ENCODING_VERSION 1
+
 struct live_write {
     struct entry_ref ref;
     uint64_t hlc;
@@ -63,13 +77,20 @@ enum merge_policy merge_policy_of(const char *type, const char *field);
 
 /*
  * Applies w to s.  Returns 1 when s changed, 0 when w was already held (or
- * already superseded and brought nothing new), or a negative ts_err.
+ * already superseded and brought nothing new), or a negative ts_err:
+ * TS_ERR_INVALID (empty or unterminated origin, lane out of range, NULL
+ * value), TS_ERR_TOOBIG (value above TS_VALUE_BYTES_MAX, more than
+ * TS_SUPERSEDES_MAX supersedes, or the state would pass MERGE_LIVE_MAX /
+ * MERGE_DEAD_MAX), TS_ERR_FORK (a live write with the same ref but another
+ * hlc, round or value), TS_ERR_NOMEM.  On error s is unchanged.  w is
+ * borrowed; the value is copied.
  */
 int merge_field_apply(struct field_state *s, const struct merge_write *w);
 
 /*
  * Index in s->live of the write shown for this field under its policy, or -1
- * when s has no live write.
+ * when s has no live write.  For append-only fields, whose live writes are
+ * all shown, it is the newest one.
  */
 int merge_display(const char *type, const char *field, const struct field_state *s);
 
@@ -82,9 +103,10 @@ bool merge_conflict(const char *type, const char *field, const struct field_stat
  */
 int merge_rank(const char *type, const char *field, const char *value);
 
-/* Canonical bytes of s, malloc'ed. */
+/* Canonical bytes of s, malloc'ed (the caller frees *out); 0 or TS_ERR_NOMEM. */
 int merge_field_encode(const struct field_state *s, uint8_t **out, size_t *out_len);
-/* Decodes bytes written by merge_field_encode; TS_ERR_CORRUPT on anything else. */
+/* Decodes bytes written by merge_field_encode; TS_ERR_CORRUPT on anything else.
+ * s is output only: filled on success, left empty (zeroed) on error. */
 int merge_field_decode(const uint8_t *buf, size_t len, struct field_state *s);
 
 #endif
