@@ -1,1 +1,2199 @@
-/* placeholder: being written */
+/*
+ * store.c: the node's RocksDB store (the only file that includes RocksDB).
+ *
+ * One RocksDB database, four column families; every key is binary and ordered
+ * so that the reads the node makes are range scans:
+ *
+ *   oplog  origin NUL lane(1) seq(8 BE)       -> chain hash after it (32) | entry bytes
+ *          origin NUL lane(1) seq(8 BE) 's'   -> signature of the batch ending at seq
+ *          (a signature record sorts right after its entry, so a chain scan
+ *          sees each signed point where it falls)
+ *   state  type NUL id NUL field              -> merge_field_encode() bytes
+ *   index  'h' type NUL id NUL hlc(8 BE) origin NUL lane(1) seq(8 BE) -> stored_ms(8 BE)
+ *          'c' type NUL id NUL field          -> "" (only while merge_conflict())
+ *          'r' type NUL id                    -> ""
+ *   meta   'F'                                -> format marker
+ *          'H' origin NUL lane(1)             -> head seq(8 BE) | chain hash(32)
+ *          'T'                                -> highest HLC (8 BE)
+ *          'C'                                -> entries | records | conflicts (3 x 8 BE)
+ *          'U' key                            -> a store_meta_put() value
+ *
+ * Guarantees (see store.h): store_apply checks everything before writing and
+ * writes one RocksDB write batch, synced when asked; only the state column
+ * family feeds the digest, and its bytes depend only on the set of entries
+ * held (merge.h is order-free and canonical); the indexes and counters are
+ * derived data written in the same batch.
+ *
+ * Heads, the highest HLC and the counters are cached in memory from open on
+ * and updated only after a write batch succeeds.  store_apply keeps its
+ * pending field states, records and chain heads in per-call overlays, so one
+ * call may touch a field or a chain several times and reads its own writes.
+ * The store is used from one thread at a time.
+ */
+#include "store.h"
+#include "store_debug.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../node/crypto.h"
+#include "../proto/codec.h"
+
+/*
+ * Memory: a site node with 100k entries must stay under 48 MiB RSS in total,
+ * so RocksDB gets a small block cache and small memtables, capped together
+ * by STORE_MEMTABLES_BYTES_MAX.  Catch-up batches are at most 1 MiB of
+ * entries, so 8 MiB of oplog memtable holds several of them between flushes.
+ */
+#define STORE_CACHE_BYTES (8u << 20)
+#define STORE_MEMTABLES_BYTES_MAX (16u << 20)
+#define STORE_OPLOG_MEMTABLE_BYTES (8u << 20)
+#define STORE_STATE_MEMTABLE_BYTES (4u << 20)
+#define STORE_INDEX_MEMTABLE_BYTES (4u << 20)
+#define STORE_META_MEMTABLE_BYTES (1u << 20)
+/* Every CF's memtable data is in the WAL: bound what a restart replays. */
+#define STORE_WAL_BYTES_MAX (32u << 20)
+/* 1M entries are a few hundred MiB of 64 MiB tables: far below this. */
+#define STORE_OPEN_FILES_MAX 256
+/* RocksDB's own info LOG: warnings only, two small files. */
+#define STORE_INFO_LOG_FILES 2
+#define STORE_INFO_LOG_BYTES (1u << 20)
+/* Two cores on the project's machines. */
+#define STORE_BACKGROUND_JOBS 2
+/* 10 bits per key: about 1% false positives for absent keys. */
+#define STORE_BLOOM_BITS_PER_KEY 10.0
+
+/* The longest key: a history key, 1 + 15 + 1 + 63 + 1 + 8 + 63 + 1 + 1 + 8. */
+#define STORE_KEY_BYTES_MAX 256
+/* A state key: type NUL id NUL field. */
+#define STORE_STATE_KEY_BYTES_MAX (TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + TS_FIELD_BYTES_MAX)
+/* store_meta_put: names are short words, values membership lists or settings. */
+#define STORE_META_KEY_BYTES_MAX 200
+#define STORE_META_VALUE_BYTES_MAX (1u << 20)
+/* store_digest hashes the state stream in chunks of this size. */
+#define STORE_DIGEST_CHUNK_BYTES (64u * 1024)
+/* codec_batch_sign_bytes: a tag, trial, origin, lane, seq, hash. */
+#define STORE_SIGN_BYTES_MAX 256
+
+_Static_assert(1 + TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + 8 + TS_ID_BYTES_MAX + 1 + 1 + 8
+                   <= STORE_KEY_BYTES_MAX,
+               "a history key must fit in a key buffer");
+_Static_assert(1 + STORE_META_KEY_BYTES_MAX <= STORE_KEY_BYTES_MAX,
+               "a meta key must fit in a key buffer");
+_Static_assert(STORE_STATE_KEY_BYTES_MAX + 1 < 256, "state key offsets fit in a byte");
+
+static const char STORE_FORMAT[] = "trialsync-store-v1";
+
+enum store_cf {
+    STORE_CF_DEFAULT,
+    STORE_CF_OPLOG,
+    STORE_CF_STATE,
+    STORE_CF_INDEX,
+    STORE_CF_META,
+    STORE_CF_COUNT,
+};
+
+static const char *const store_cf_names[STORE_CF_COUNT] = {
+    "default", "oplog", "state", "index", "meta",
+};
+
+enum {
+    KEY_META_FORMAT = 'F',
+    KEY_META_HEAD = 'H',
+    KEY_META_HLC = 'T',
+    KEY_META_COUNTERS = 'C',
+    KEY_META_USER = 'U',
+    KEY_INDEX_HISTORY = 'h',
+    KEY_INDEX_CONFLICT = 'c',
+    KEY_INDEX_RECORD = 'r',
+    KEY_OPLOG_SIGNATURE = 's',
+};
+
+/* The head of one (origin, lane) chain as committed. */
+struct head {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t seq;
+    uint8_t hash[TS_HASH_BYTES];
+};
+
+/* An entry applied earlier in the current store_apply call. */
+struct pending {
+    const uint8_t *bytes;  /* points into the caller's batch */
+    size_t len;
+    uint8_t hash[TS_HASH_BYTES];
+};
+
+/* A chain touched by the current store_apply call. */
+struct apply_chain {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t db_seq;                 /* committed head when the call started */
+    uint64_t seq;                    /* head including this call's entries */
+    uint8_t hash[TS_HASH_BYTES];
+    struct pending *pending;         /* entries db_seq + 1 .. seq */
+    size_t pending_count;
+    size_t pending_cap;
+};
+
+/* A field state or a record met by the current store_apply call. */
+struct ov_item {
+    uint64_t hash;
+    uint32_t slot;
+    uint8_t klen;
+    uint8_t id_off;
+    uint8_t field_off;
+    bool dirty;
+    bool conflict_before;
+    char key[STORE_STATE_KEY_BYTES_MAX + 1];  /* NUL-terminated copy of the key */
+    struct field_state st;
+};
+
+/* Open addressing over items; slots hold item index + 1, 0 when empty. */
+struct overlay {
+    struct ov_item *items;
+    size_t count;
+    size_t cap;
+    uint32_t *slots;
+    size_t slots_cap;  /* a power of two */
+};
+
+struct store {
+    char *dir;
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[STORE_CF_COUNT];
+    rocksdb_options_t *opts;
+    rocksdb_options_t *cf_opts[STORE_CF_COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ro;
+    rocksdb_writeoptions_t *wo_sync;
+    rocksdb_writeoptions_t *wo_nosync;
+
+    /* Committed metadata, cached. */
+    struct head *heads;  /* sorted by (origin, lane) */
+    size_t heads_count;
+    size_t heads_cap;
+    uint64_t hlc_max;
+    uint64_t entries;
+    uint64_t records;
+    uint64_t conflicts;
+
+    /* store_apply scratch, kept between calls to save allocations. */
+    rocksdb_writebatch_t *wb;
+    struct apply_chain *chains;
+    size_t chains_count;
+    size_t chains_cap;
+    struct overlay states;
+    struct overlay recs;
+};
+
+/* ---- small helpers ---- */
+
+static const char *lane_name(uint8_t lane)
+{
+    switch (lane) {
+    case LANE_SAFETY: return "safety";
+    case LANE_BULK: return "bulk";
+    }
+    return "unknown-lane";
+}
+
+static void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* A key being built; every append checks the bound. */
+struct key {
+    uint8_t b[STORE_KEY_BYTES_MAX];
+    size_t len;
+};
+
+static bool key_bytes(struct key *k, const void *p, size_t n)
+{
+    if (n > sizeof(k->b) - k->len)
+        return false;
+    memcpy(k->b + k->len, p, n);
+    k->len += n;
+    return true;
+}
+
+static bool key_u8(struct key *k, uint8_t v)
+{
+    return key_bytes(k, &v, 1);
+}
+
+static bool key_u64(struct key *k, uint64_t v)
+{
+    uint8_t b[8];
+    be64_put(b, v);
+    return key_bytes(k, b, 8);
+}
+
+/* Appends s without its NUL; s is bounded by max (else false). */
+static bool key_str(struct key *k, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return false;
+    return key_bytes(k, s, n);
+}
+
+/* Appends s and a NUL separator. */
+static bool key_str0(struct key *k, const char *s, size_t max)
+{
+    return key_str(k, s, max) && key_u8(k, 0);
+}
+
+static bool key_oplog(struct key *k, const char *origin, uint8_t lane, uint64_t seq)
+{
+    k->len = 0;
+    return key_str0(k, origin, TS_ID_BYTES_MAX) && key_u8(k, lane) && key_u64(k, seq);
+}
+
+static bool key_state(struct key *k, const char *type, const char *id, const char *field)
+{
+    k->len = 0;
+    return key_str0(k, type, TS_TYPE_BYTES_MAX) && key_str0(k, id, TS_ID_BYTES_MAX) &&
+           key_str(k, field, TS_FIELD_BYTES_MAX);
+}
+
+static bool key_head(struct key *k, const char *origin, uint8_t lane)
+{
+    k->len = 0;
+    return key_u8(k, KEY_META_HEAD) && key_str0(k, origin, TS_ID_BYTES_MAX) && key_u8(k, lane);
+}
+
+/* The bytes of a valid id or type: 1..max chars, NUL-terminated in its array. */
+static bool str_ok(const char *s, size_t max)
+{
+    if (s == NULL || s[0] == '\0')
+        return false;
+    return strnlen(s, max + 1) <= max;
+}
+
+/*
+ * Converts a RocksDB errptr into a ts_err code and message and frees it.
+ */
+static int rdb_error(const struct store *s, char *errptr, const char *what, struct ts_error *err)
+{
+    int code = TS_ERR_IO;
+    if (strstr(errptr, "No space left") != NULL)
+        code = TS_ERR_DISKFULL;
+    else if (strstr(errptr, "Corruption") != NULL)
+        code = TS_ERR_CORRUPT;
+    ts_error_set(err, code, "store %s: %s: %s", s->dir, what, errptr);
+    rocksdb_free(errptr);
+    return code;
+}
+
+static void hex8(const uint8_t *h, char out[17])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = digits[h[i] >> 4];
+        out[2 * i + 1] = digits[h[i] & 15];
+    }
+    out[16] = '\0';
+}
+
+/*
+ * A pinned point read.  Returns 1 with *ps set (destroy it), 0 when absent,
+ * or a negative code with err filled.
+ */
+static int rdb_get(struct store *s, enum store_cf cf, const struct key *k,
+                   rocksdb_pinnableslice_t **ps, struct ts_error *err)
+{
+    char *errptr = NULL;
+    *ps = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], (const char *)k->b, k->len, &errptr);
+    if (errptr != NULL)
+        return rdb_error(s, errptr, "read", err);
+    return *ps != NULL ? 1 : 0;
+}
+
+/* A prefix scan: an iterator bounded to keys starting with prefix. */
+struct scan {
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    struct key upper;
+    bool bounded;
+};
+
+/*
+ * Opens a scan of cf over keys starting with prefix (all keys when plen is
+ * 0), positioned at start (or at the prefix when start is NULL).
+ */
+static void scan_open(struct scan *sc, struct store *s, enum store_cf cf, const uint8_t *prefix,
+                      size_t plen, const struct key *start)
+{
+    sc->ro = rocksdb_readoptions_create();
+    sc->bounded = false;
+    sc->upper.len = 0;
+    /* The upper bound is the prefix with its last non-0xff byte incremented. */
+    if (plen > 0) {
+        memcpy(sc->upper.b, prefix, plen);
+        size_t n = plen;
+        while (n > 0 && sc->upper.b[n - 1] == 0xff)
+            n--;
+        if (n > 0) {
+            sc->upper.b[n - 1]++;
+            sc->upper.len = n;
+            sc->bounded = true;
+            rocksdb_readoptions_set_iterate_upper_bound(sc->ro, (const char *)sc->upper.b,
+                                                        sc->upper.len);
+        }
+    }
+    sc->it = rocksdb_create_iterator_cf(s->db, sc->ro, s->cf[cf]);
+    if (start != NULL)
+        rocksdb_iter_seek(sc->it, (const char *)start->b, start->len);
+    else if (plen > 0)
+        rocksdb_iter_seek(sc->it, (const char *)prefix, plen);
+    else
+        rocksdb_iter_seek_to_first(sc->it);
+}
+
+static bool scan_valid(struct scan *sc, const uint8_t *prefix, size_t plen)
+{
+    if (!rocksdb_iter_valid(sc->it))
+        return false;
+    if (!sc->bounded && plen > 0) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(sc->it, &klen);
+        return klen >= plen && memcmp(k, prefix, plen) == 0;
+    }
+    return true;
+}
+
+/* Closes the scan; returns 0 or the iterator's error. */
+static int scan_close(struct scan *sc, struct store *s, struct ts_error *err)
+{
+    char *errptr = NULL;
+    rocksdb_iter_get_error(sc->it, &errptr);
+    rocksdb_iter_destroy(sc->it);
+    rocksdb_readoptions_destroy(sc->ro);
+    if (errptr != NULL)
+        return rdb_error(s, errptr, "scan", err);
+    return 0;
+}
+
+/* ---- heads cache ---- */
+
+static int head_cmp(const char *origin_a, uint8_t lane_a, const char *origin_b, uint8_t lane_b)
+{
+    int c = strcmp(origin_a, origin_b);
+    if (c != 0)
+        return c;
+    return (int)lane_a - (int)lane_b;
+}
+
+/* Index of (origin, lane) in s->heads, or -(insertion point) - 1. */
+static ptrdiff_t heads_find(const struct store *s, const char *origin, uint8_t lane)
+{
+    size_t lo = 0;
+    size_t hi = s->heads_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = head_cmp(s->heads[mid].origin, s->heads[mid].lane, origin, lane);
+        if (c == 0)
+            return (ptrdiff_t)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(ptrdiff_t)lo - 1;
+}
+
+static int heads_reserve(struct store *s, size_t want)
+{
+    if (want <= s->heads_cap)
+        return 0;
+    size_t cap = s->heads_cap ? s->heads_cap : 16;
+    while (cap < want)
+        cap *= 2;
+    struct head *h = realloc(s->heads, cap * sizeof(*h));
+    if (h == NULL)
+        return TS_ERR_NOMEM;
+    s->heads = h;
+    s->heads_cap = cap;
+    return 0;
+}
+
+/* Sets a head; the capacity must have been reserved. */
+static void heads_set(struct store *s, const char *origin, uint8_t lane, uint64_t seq,
+                      const uint8_t hash[TS_HASH_BYTES])
+{
+    ptrdiff_t i = heads_find(s, origin, lane);
+    if (i < 0) {
+        size_t at = (size_t)(-i - 1);
+        assert(s->heads_count < s->heads_cap);
+        memmove(&s->heads[at + 1], &s->heads[at], (s->heads_count - at) * sizeof(s->heads[0]));
+        s->heads_count++;
+        i = (ptrdiff_t)at;
+        memset(&s->heads[i], 0, sizeof(s->heads[i]));
+        memcpy(s->heads[i].origin, origin, strlen(origin) + 1);
+        s->heads[i].lane = lane;
+    }
+    assert(seq >= s->heads[i].seq);
+    s->heads[i].seq = seq;
+    memcpy(s->heads[i].hash, hash, TS_HASH_BYTES);
+}
+
+/* ---- overlays ---- */
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int overlay_grow_slots(struct overlay *ov)
+{
+    size_t cap = ov->slots_cap ? ov->slots_cap * 2 : 256;
+    uint32_t *slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL)
+        return TS_ERR_NOMEM;
+    for (size_t i = 0; i < ov->count; i++) {
+        size_t at = (size_t)ov->items[i].hash & (cap - 1);
+        while (slots[at] != 0)
+            at = (at + 1) & (cap - 1);
+        slots[at] = (uint32_t)(i + 1);
+        ov->items[i].slot = (uint32_t)at;
+    }
+    free(ov->slots);
+    ov->slots = slots;
+    ov->slots_cap = cap;
+    return 0;
+}
+
+/*
+ * Finds the item of key, or adds it (*created true, st zeroed).  Returns the
+ * item's index or a negative code.  Indexes stay valid while items grow.
+ */
+static ptrdiff_t overlay_get(struct overlay *ov, const struct key *k, bool *created)
+{
+    assert(k->len <= STORE_STATE_KEY_BYTES_MAX);
+    *created = false;
+    if ((ov->count + 1) * 2 > ov->slots_cap) {
+        if (overlay_grow_slots(ov) != 0)
+            return TS_ERR_NOMEM;
+    }
+    uint64_t h = fnv1a(k->b, k->len);
+    size_t at = (size_t)h & (ov->slots_cap - 1);
+    while (ov->slots[at] != 0) {
+        struct ov_item *it = &ov->items[ov->slots[at] - 1];
+        if (it->hash == h && it->klen == k->len && memcmp(it->key, k->b, k->len) == 0)
+            return (ptrdiff_t)(ov->slots[at] - 1);
+        at = (at + 1) & (ov->slots_cap - 1);
+    }
+    if (ov->count == ov->cap) {
+        size_t cap = ov->cap ? ov->cap * 2 : 64;
+        struct ov_item *items = realloc(ov->items, cap * sizeof(*items));
+        if (items == NULL)
+            return TS_ERR_NOMEM;
+        ov->items = items;
+        ov->cap = cap;
+    }
+    struct ov_item *it = &ov->items[ov->count];
+    memset(it, 0, offsetof(struct ov_item, key));
+    memset(&it->st, 0, sizeof(it->st));
+    it->hash = h;
+    it->slot = (uint32_t)at;
+    it->klen = (uint8_t)k->len;
+    memcpy(it->key, k->b, k->len);
+    it->key[k->len] = '\0';
+    ov->slots[at] = (uint32_t)(ov->count + 1);
+    *created = true;
+    return (ptrdiff_t)ov->count++;
+}
+
+/* Empties the overlay in O(items), keeping its memory. */
+static void overlay_reset(struct overlay *ov)
+{
+    for (size_t i = 0; i < ov->count; i++) {
+        field_state_release(&ov->items[i].st);
+        ov->slots[ov->items[i].slot] = 0;
+    }
+    ov->count = 0;
+}
+
+static void overlay_free(struct overlay *ov)
+{
+    overlay_reset(ov);
+    free(ov->items);
+    free(ov->slots);
+    memset(ov, 0, sizeof(*ov));
+}
+
+/* ---- open / close ---- */
+
+enum dir_kind {
+    DIR_NEW,       /* missing or empty: create a store */
+    DIR_EXISTING,  /* holds a RocksDB database */
+};
+
+static int dir_inspect(const char *dir, enum dir_kind *kind, struct ts_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT) {
+            *kind = DIR_NEW;
+            return 0;
+        }
+        return ts_error_set(err, TS_ERR_IO, "store %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return ts_error_set(err, TS_ERR_INVALID, "store %s is not a directory", dir);
+
+    size_t n = strlen(dir);
+    char *current = malloc(n + sizeof("/CURRENT"));
+    if (current == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", dir);
+    memcpy(current, dir, n);
+    memcpy(current + n, "/CURRENT", sizeof("/CURRENT"));
+    int has_current = stat(current, &st) == 0;
+    free(current);
+    if (has_current) {
+        *kind = DIR_EXISTING;
+        return 0;
+    }
+
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return ts_error_set(err, TS_ERR_IO, "store %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    char other[256] = "";
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(other, sizeof(other), "%s", de->d_name);
+        break;
+    }
+    closedir(d);
+    if (other[0] != '\0')
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "store %s is not a trialsync store: the directory holds other "
+                            "files (%s) and no database",
+                            dir, other);
+    *kind = DIR_NEW;
+    return 0;
+}
+
+static void options_build(struct store *s)
+{
+    s->cache = rocksdb_cache_create_lru(STORE_CACHE_BYTES);
+
+    rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(bbto, s->cache);
+    /* The table options own the filter policy. */
+    rocksdb_block_based_options_set_filter_policy(
+        bbto, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
+    /* Index and filter blocks count against the cache, so memory stays bounded. */
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
+    rocksdb_block_based_options_set_format_version(bbto, 5);
+
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    rocksdb_options_set_max_background_jobs(o, STORE_BACKGROUND_JOBS);
+    rocksdb_options_set_max_open_files(o, STORE_OPEN_FILES_MAX);
+    rocksdb_options_set_keep_log_file_num(o, STORE_INFO_LOG_FILES);
+    rocksdb_options_set_max_log_file_size(o, STORE_INFO_LOG_BYTES);
+    rocksdb_options_set_info_log_level(o, 2 /* WARN */);
+    rocksdb_options_set_stats_dump_period_sec(o, 0);
+    rocksdb_options_set_db_write_buffer_size(o, STORE_MEMTABLES_BYTES_MAX);
+    rocksdb_options_set_max_total_wal_size(o, STORE_WAL_BYTES_MAX);
+    rocksdb_options_set_max_write_buffer_number(o, 2);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    rocksdb_options_set_block_based_table_factory(o, bbto);
+    rocksdb_block_based_options_destroy(bbto);
+    s->opts = o;
+
+    static const size_t memtable_bytes[STORE_CF_COUNT] = {
+        [STORE_CF_DEFAULT] = STORE_META_MEMTABLE_BYTES,
+        [STORE_CF_OPLOG] = STORE_OPLOG_MEMTABLE_BYTES,
+        [STORE_CF_STATE] = STORE_STATE_MEMTABLE_BYTES,
+        [STORE_CF_INDEX] = STORE_INDEX_MEMTABLE_BYTES,
+        [STORE_CF_META] = STORE_META_MEMTABLE_BYTES,
+    };
+    for (int i = 0; i < STORE_CF_COUNT; i++) {
+        s->cf_opts[i] = rocksdb_options_create_copy(o);
+        rocksdb_options_set_write_buffer_size(s->cf_opts[i], memtable_bytes[i]);
+    }
+
+    s->ro = rocksdb_readoptions_create();
+    s->wo_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+    s->wo_nosync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo_nosync, 0);
+    s->wb = rocksdb_writebatch_create();
+}
+
+/* An existing database must have every column family of a trialsync store. */
+static int check_column_families(struct store *s, struct ts_error *err)
+{
+    char *errptr = NULL;
+    size_t n = 0;
+    char **names = rocksdb_list_column_families(s->opts, s->dir, &n, &errptr);
+    if (errptr != NULL) {
+        ts_error_set(err, TS_ERR_INVALID, "store %s is not a trialsync store: %s", s->dir, errptr);
+        rocksdb_free(errptr);
+        return TS_ERR_INVALID;
+    }
+    int rc = 0;
+    for (int i = STORE_CF_OPLOG; i < STORE_CF_COUNT && rc == 0; i++) {
+        bool found = false;
+        for (size_t j = 0; j < n; j++)
+            found = found || strcmp(names[j], store_cf_names[i]) == 0;
+        if (!found)
+            rc = ts_error_set(err, TS_ERR_INVALID,
+                              "store %s is not a trialsync store: a RocksDB database "
+                              "without the '%s' column family",
+                              s->dir, store_cf_names[i]);
+    }
+    rocksdb_list_column_families_destroy(names, n);
+    return rc;
+}
+
+static int open_error(struct store *s, char *errptr, struct ts_error *err)
+{
+    int rc;
+    /* RocksDB says "While lock file" (other process) or "lock hold by current process". */
+    if (strstr(errptr, "lock") != NULL || strstr(errptr, "Lock") != NULL) {
+        rc = ts_error_set(err, TS_ERR_IO,
+                          "store %s is in use by another process (or opened twice): %s",
+                          s->dir, errptr);
+        rocksdb_free(errptr);
+        return rc;
+    }
+    return rdb_error(s, errptr, "cannot open", err);
+}
+
+/* Reads the format marker, the heads, the highest HLC and the counters. */
+static int load_meta(struct store *s, bool created, struct ts_error *err)
+{
+    struct key k = {.len = 0};
+    key_u8(&k, KEY_META_FORMAT);
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_META, &k, &ps, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        if (!created)
+            return ts_error_set(err, TS_ERR_INVALID,
+                                "store %s is not a trialsync store: no format marker", s->dir);
+        char *errptr = NULL;
+        rocksdb_put_cf(s->db, s->wo_sync, s->cf[STORE_CF_META], (const char *)k.b, k.len,
+                       STORE_FORMAT, strlen(STORE_FORMAT), &errptr);
+        if (errptr != NULL)
+            return rdb_error(s, errptr, "write format marker", err);
+    } else {
+        size_t vlen;
+        const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+        bool ok = vlen == strlen(STORE_FORMAT) && memcmp(v, STORE_FORMAT, vlen) == 0;
+        char seen[64];
+        snprintf(seen, sizeof(seen), "%.*s", (int)(vlen < 40 ? vlen : 40), v);
+        rocksdb_pinnableslice_destroy(ps);
+        if (!ok)
+            return ts_error_set(err, TS_ERR_INVALID,
+                                "store %s has format '%s'; this trialsync reads '%s'", s->dir,
+                                seen, STORE_FORMAT);
+    }
+
+    k.len = 0;
+    key_u8(&k, KEY_META_HLC);
+    rc = rdb_get(s, STORE_CF_META, &k, &ps, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        size_t vlen;
+        const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+        if (vlen == 8)
+            s->hlc_max = be64_get((const uint8_t *)v);
+        rocksdb_pinnableslice_destroy(ps);
+        if (vlen != 8)
+            return ts_error_set(err, TS_ERR_CORRUPT, "store %s: highest HLC record is corrupt",
+                                s->dir);
+    }
+
+    k.len = 0;
+    key_u8(&k, KEY_META_COUNTERS);
+    rc = rdb_get(s, STORE_CF_META, &k, &ps, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        size_t vlen;
+        const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen);
+        if (vlen == 24) {
+            s->entries = be64_get(v);
+            s->records = be64_get(v + 8);
+            s->conflicts = be64_get(v + 16);
+        }
+        rocksdb_pinnableslice_destroy(ps);
+        if (vlen != 24)
+            return ts_error_set(err, TS_ERR_CORRUPT, "store %s: counters record is corrupt",
+                                s->dir);
+    }
+
+    uint8_t prefix = KEY_META_HEAD;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_META, &prefix, 1, NULL);
+    rc = 0;
+    for (; rc == 0 && scan_valid(&sc, &prefix, 1); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        const char *origin = key + 1;
+        size_t olen = strnlen(origin, klen - 1);
+        if (olen == 0 || olen > TS_ID_BYTES_MAX || klen != 1 + olen + 2 ||
+            vlen != 8 + TS_HASH_BYTES) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT, "store %s: a chain head record is corrupt",
+                              s->dir);
+            break;
+        }
+        rc = heads_reserve(s, s->heads_count + 1);
+        if (rc != 0) {
+            ts_error_set(err, rc, "store %s: out of memory", s->dir);
+            break;
+        }
+        /* Keys come sorted by (origin, lane): append. */
+        struct head *h = &s->heads[s->heads_count++];
+        memset(h, 0, sizeof(*h));
+        memcpy(h->origin, origin, olen);
+        h->lane = (uint8_t)key[1 + olen + 1];
+        h->seq = be64_get(v);
+        memcpy(h->hash, v + 8, TS_HASH_BYTES);
+    }
+    int rc2 = scan_close(&sc, s, err);
+    return rc != 0 ? rc : rc2;
+}
+
+int store_open(const char *dir, struct store **out, struct ts_error *err)
+{
+    *out = NULL;
+    if (dir == NULL || dir[0] == '\0')
+        return ts_error_set(err, TS_ERR_INVALID, "store: no directory given");
+
+    enum dir_kind kind;
+    int rc = dir_inspect(dir, &kind, err);
+    if (rc != 0)
+        return rc;
+
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", dir);
+    s->dir = strdup(dir);
+    if (s->dir == NULL) {
+        free(s);
+        return ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", dir);
+    }
+    options_build(s);
+
+    if (kind == DIR_EXISTING) {
+        rc = check_column_families(s, err);
+        if (rc != 0)
+            goto out_close;
+    }
+
+    char *errptr = NULL;
+    s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF_COUNT, store_cf_names,
+                                         (const rocksdb_options_t *const *)s->cf_opts, s->cf,
+                                         &errptr);
+    if (errptr != NULL) {
+        s->db = NULL;
+        rc = open_error(s, errptr, err);
+        goto out_close;
+    }
+    rc = load_meta(s, kind == DIR_NEW, err);
+    if (rc != 0)
+        goto out_close;
+    *out = s;
+    return 0;
+
+out_close:
+    store_close(s);
+    return rc;
+}
+
+static void apply_chains_free(struct store *s)
+{
+    for (size_t i = 0; i < s->chains_cap; i++)
+        free(s->chains[i].pending);
+    free(s->chains);
+    s->chains = NULL;
+    s->chains_cap = 0;
+    s->chains_count = 0;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->db != NULL) {
+        for (int i = 0; i < STORE_CF_COUNT; i++) {
+            if (s->cf[i] != NULL)
+                rocksdb_column_family_handle_destroy(s->cf[i]);
+        }
+        rocksdb_close(s->db);
+    }
+    if (s->wb != NULL)
+        rocksdb_writebatch_destroy(s->wb);
+    if (s->ro != NULL)
+        rocksdb_readoptions_destroy(s->ro);
+    if (s->wo_sync != NULL)
+        rocksdb_writeoptions_destroy(s->wo_sync);
+    if (s->wo_nosync != NULL)
+        rocksdb_writeoptions_destroy(s->wo_nosync);
+    for (int i = 0; i < STORE_CF_COUNT; i++) {
+        if (s->cf_opts[i] != NULL)
+            rocksdb_options_destroy(s->cf_opts[i]);
+    }
+    if (s->opts != NULL)
+        rocksdb_options_destroy(s->opts);
+    if (s->cache != NULL)
+        rocksdb_cache_destroy(s->cache);
+    apply_chains_free(s);
+    overlay_free(&s->states);
+    overlay_free(&s->recs);
+    free(s->heads);
+    free(s->dir);
+    free(s);
+}
+
+/* ---- apply ---- */
+
+/* The chain scratch of (origin, lane) for this call, created on first use. */
+static struct apply_chain *apply_chain_get(struct store *s, const char *origin, uint8_t lane)
+{
+    for (size_t i = 0; i < s->chains_count; i++) {
+        if (s->chains[i].lane == lane && strcmp(s->chains[i].origin, origin) == 0)
+            return &s->chains[i];
+    }
+    if (s->chains_count == s->chains_cap) {
+        size_t cap = s->chains_cap ? s->chains_cap * 2 : 8;
+        struct apply_chain *c = realloc(s->chains, cap * sizeof(*c));
+        if (c == NULL)
+            return NULL;
+        memset(c + s->chains_cap, 0, (cap - s->chains_cap) * sizeof(*c));
+        s->chains = c;
+        s->chains_cap = cap;
+    }
+    struct apply_chain *c = &s->chains[s->chains_count++];
+    c->pending_count = 0;
+    memcpy(c->origin, origin, strlen(origin) + 1);
+    c->lane = lane;
+    ptrdiff_t i = heads_find(s, origin, lane);
+    if (i >= 0) {
+        c->db_seq = s->heads[i].seq;
+        memcpy(c->hash, s->heads[i].hash, TS_HASH_BYTES);
+    } else {
+        c->db_seq = 0;
+        memset(c->hash, 0, TS_HASH_BYTES);
+    }
+    c->seq = c->db_seq;
+    return c;
+}
+
+static int apply_chain_push(struct apply_chain *c, const uint8_t *bytes, size_t len,
+                            const uint8_t hash[TS_HASH_BYTES])
+{
+    if (c->pending_count == c->pending_cap) {
+        size_t cap = c->pending_cap ? c->pending_cap * 2 : 64;
+        struct pending *p = realloc(c->pending, cap * sizeof(*p));
+        if (p == NULL)
+            return TS_ERR_NOMEM;
+        c->pending = p;
+        c->pending_cap = cap;
+    }
+    struct pending *p = &c->pending[c->pending_count++];
+    p->bytes = bytes;
+    p->len = len;
+    memcpy(p->hash, hash, TS_HASH_BYTES);
+    c->seq++;
+    memcpy(c->hash, hash, TS_HASH_BYTES);
+    return 0;
+}
+
+/* What the current call is doing, for error messages and counters. */
+struct apply_ctx {
+    struct store *s;
+    const struct batch *b;
+    uint64_t seq;
+    uint64_t now_ms;
+    uint64_t hlc_max;
+    uint64_t applied;
+    uint64_t duplicates;
+    uint64_t records_new;
+    int64_t conflicts_delta;
+    struct ts_error *err;
+};
+
+#define ENTRY_FMT "entry %s/%s/%" PRIu64
+#define ENTRY_ARGS(a) (a)->b->origin, lane_name((a)->b->lane), (a)->seq
+
+/*
+ * The stored bytes and chain hash of seq, already held or applied earlier in
+ * this call.  Returns 0, or TS_ERR_CORRUPT when the store lacks an entry its
+ * head covers.  *ps (when set) must be destroyed after using bytes.
+ */
+static int apply_stored(struct apply_ctx *a, struct apply_chain *c, uint64_t seq,
+                        rocksdb_pinnableslice_t **ps, const uint8_t **bytes, size_t *len,
+                        const uint8_t **hash)
+{
+    *ps = NULL;
+    if (seq > c->db_seq) {
+        const struct pending *p = &c->pending[seq - c->db_seq - 1];
+        *bytes = p->bytes;
+        *len = p->len;
+        *hash = p->hash;
+        return 0;
+    }
+    struct key k;
+    key_oplog(&k, c->origin, c->lane, seq);
+    int rc = rdb_get(a->s, STORE_CF_OPLOG, &k, ps, a->err);
+    if (rc < 0)
+        return rc;
+    size_t vlen = 0;
+    const uint8_t *v = rc == 1 ? (const uint8_t *)rocksdb_pinnableslice_value(*ps, &vlen) : NULL;
+    if (v == NULL || vlen < TS_HASH_BYTES) {
+        if (*ps != NULL)
+            rocksdb_pinnableslice_destroy(*ps);
+        *ps = NULL;
+        return ts_error_set(a->err, TS_ERR_CORRUPT,
+                            "store %s: %s/%s/%" PRIu64 " is below the head but missing or "
+                            "corrupt; run store verification",
+                            a->s->dir, c->origin, lane_name(c->lane), seq);
+    }
+    *hash = v;
+    *bytes = v + TS_HASH_BYTES;
+    *len = vlen - TS_HASH_BYTES;
+    return 0;
+}
+
+/*
+ * The query round an entry's writes carry: the "round" it writes, for query
+ * records, else 0.
+ */
+static uint32_t entry_round(const struct entry *e)
+{
+    if (strcmp(e->record_type, "query") != 0)
+        return 0;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        if (strcmp(w->field, "round") != 0 || w->value == NULL)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(w->value, &end, 10);
+        if (errno != 0 || end == w->value || *end != '\0' || v > UINT32_MAX)
+            return 0;
+        return (uint32_t)v;
+    }
+    return 0;
+}
+
+/* Loads the state of key into the overlay (once per call). */
+static int apply_state_load(struct apply_ctx *a, const struct key *k, const struct entry *e,
+                            const char *field, struct ov_item **out)
+{
+    struct store *s = a->s;
+    bool created;
+    ptrdiff_t i = overlay_get(&s->states, k, &created);
+    if (i < 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    struct ov_item *it = &s->states.items[i];
+    if (created) {
+        size_t tlen = strlen(e->record_type);
+        it->id_off = (uint8_t)(tlen + 1);
+        it->field_off = (uint8_t)(tlen + 1 + strlen(e->record_id) + 1);
+        rocksdb_pinnableslice_t *ps;
+        int rc = rdb_get(s, STORE_CF_STATE, k, &ps, a->err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            size_t vlen;
+            const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+            rc = merge_field_decode((const uint8_t *)v, vlen, &it->st);
+            rocksdb_pinnableslice_destroy(ps);
+            if (rc != 0)
+                return ts_error_set(a->err, TS_ERR_CORRUPT,
+                                    "store %s: stored state of %s %s field %s does not decode",
+                                    s->dir, e->record_type, e->record_id, field);
+            it->conflict_before = merge_conflict(e->record_type, field, &it->st);
+        }
+    }
+    *out = it;
+    return 0;
+}
+
+/* Merges a new entry's writes into state and indexes it. */
+static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
+{
+    struct store *s = a->s;
+    if (e->record_type[0] == '\0' || e->record_id[0] == '\0') {
+        if (e->writes_count == 0)
+            return 0;  /* an entry about no record: kept in the oplog only */
+        return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": writes fields of no record",
+                            ENTRY_ARGS(a));
+    }
+    uint32_t round = entry_round(e);
+    struct key k;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        if (w->field[0] == '\0' || !key_state(&k, e->record_type, e->record_id, w->field))
+            return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": bad field name in write %zu",
+                                ENTRY_ARGS(a), i);
+        struct ov_item *it;
+        int rc = apply_state_load(a, &k, e, w->field, &it);
+        if (rc != 0)
+            return rc;
+        struct merge_write mw = {
+            .hlc = e->hlc,
+            .round = round,
+            .value = w->value != NULL ? w->value : "",
+            .supersedes = w->supersedes,
+            .supersedes_count = w->supersedes_count,
+        };
+        memcpy(mw.ref.origin, e->origin, sizeof(mw.ref.origin));
+        mw.ref.lane = e->lane;
+        mw.ref.seq = e->seq;
+        rc = merge_field_apply(&it->st, &mw);
+        if (rc < 0)
+            return ts_error_set(a->err, rc, ENTRY_FMT ": cannot merge field %s: %s",
+                                ENTRY_ARGS(a), w->field, ts_strerror(rc));
+        if (rc == 1)
+            it->dirty = true;
+    }
+
+    /* History: (type, id, hlc, origin, lane, seq) -> when this node stored it. */
+    k.len = 0;
+    bool ok = key_u8(&k, KEY_INDEX_HISTORY) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
+              key_str0(&k, e->record_id, TS_ID_BYTES_MAX) && key_u64(&k, e->hlc) &&
+              key_str0(&k, e->origin, TS_ID_BYTES_MAX) && key_u8(&k, e->lane) &&
+              key_u64(&k, e->seq);
+    assert(ok);
+    uint8_t stored[8];
+    be64_put(stored, a->now_ms);
+    rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len,
+                              (const char *)stored, sizeof(stored));
+
+    /* Record list: written once per record. */
+    k.len = 0;
+    ok = key_u8(&k, KEY_INDEX_RECORD) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
+         key_str(&k, e->record_id, TS_ID_BYTES_MAX);
+    assert(ok);
+    bool created;
+    ptrdiff_t ri = overlay_get(&s->recs, &k, &created);
+    if (ri < 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    if (created) {
+        rocksdb_pinnableslice_t *ps;
+        int rc = rdb_get(s, STORE_CF_INDEX, &k, &ps, a->err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            rocksdb_pinnableslice_destroy(ps);
+        } else {
+            rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len,
+                                      "", 0);
+            a->records_new++;
+        }
+    }
+    return 0;
+}
+
+static int apply_check_batch(struct apply_ctx *a, const char *trial)
+{
+    const struct batch *b = a->b;
+    if (!str_ok(b->origin, TS_ID_BYTES_MAX))
+        return ts_error_set(a->err, TS_ERR_INVALID, "batch with no valid origin");
+    if (b->lane >= LANE_COUNT)
+        return ts_error_set(a->err, TS_ERR_INVALID, "batch %s/%u: unknown lane", b->origin,
+                            (unsigned)b->lane);
+    if (b->count == 0 || b->entries == NULL || b->entry_lens == NULL)
+        return ts_error_set(a->err, TS_ERR_INVALID, "batch %s/%s from %" PRIu64 ": no entries",
+                            b->origin, lane_name(b->lane), b->first_seq);
+    if (b->first_seq == 0 || b->first_seq > UINT64_MAX - b->count)
+        return ts_error_set(a->err, TS_ERR_INVALID, "batch %s/%s: bad first seq %" PRIu64,
+                            b->origin, lane_name(b->lane), b->first_seq);
+    if (b->signature_len > TS_SIG_BYTES_MAX)
+        return ts_error_set(a->err, TS_ERR_INVALID, "batch %s/%s: signature too long", b->origin,
+                            lane_name(b->lane));
+    if (b->trial[0] != '\0' && strncmp(b->trial, trial, sizeof(b->trial)) != 0)
+        return ts_error_set(a->err, TS_ERR_AUTH, "batch %s/%s is for trial %s, this node is in %s",
+                            b->origin, lane_name(b->lane), b->trial, trial);
+    return 0;
+}
+
+static int apply_verify_signature(struct apply_ctx *a, const char *trial, store_verify_fn verify,
+                                  void *ctx)
+{
+    const struct batch *b = a->b;
+    uint64_t last = b->first_seq + b->count - 1;
+    uint8_t msg[STORE_SIGN_BYTES_MAX];
+    int len = codec_batch_sign_bytes(trial, b->origin, b->lane, last, b->chain_hash, msg,
+                                     sizeof(msg));
+    if (len < 0)
+        return ts_error_set(a->err, len, "batch %s/%s/%" PRIu64 ": cannot build signed bytes",
+                            b->origin, lane_name(b->lane), last);
+    int rc = verify(ctx, b->origin, msg, (size_t)len, b->signature, b->signature_len);
+    if (rc == TS_ERR_AUTH)
+        return ts_error_set(a->err, rc,
+                            "batch %s/%s/%" PRIu64 "..%" PRIu64 ": origin %s is not a known "
+                            "signer of this trial",
+                            b->origin, lane_name(b->lane), b->first_seq, last, b->origin);
+    if (rc != 0)
+        return ts_error_set(a->err, rc < 0 ? rc : TS_ERR_SIGNATURE,
+                            "batch %s/%s/%" PRIu64 "..%" PRIu64 ": signature does not verify",
+                            b->origin, lane_name(b->lane), b->first_seq, last);
+    return 0;
+}
+
+/* Stores the batch's signature at its last seq (when not already held). */
+static int apply_signature_store(struct apply_ctx *a, struct apply_chain *c, uint64_t last,
+                                 bool last_is_new)
+{
+    const struct batch *b = a->b;
+    struct key k;
+    key_oplog(&k, c->origin, c->lane, last);
+    key_u8(&k, KEY_OPLOG_SIGNATURE);
+    if (!last_is_new) {
+        rocksdb_pinnableslice_t *ps;
+        int rc = rdb_get(a->s, STORE_CF_OPLOG, &k, &ps, a->err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            rocksdb_pinnableslice_destroy(ps);
+            return 0;
+        }
+    }
+    rocksdb_writebatch_put_cf(a->s->wb, a->s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len,
+                              (const char *)b->signature, b->signature_len);
+    return 0;
+}
+
+static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn verify, void *ctx)
+{
+    struct store *s = a->s;
+    const struct batch *b = a->b;
+    a->seq = b->first_seq;
+    int rc = apply_check_batch(a, trial);
+    if (rc != 0)
+        return rc;
+    /*
+     * The signature is checked before the entries: a fork alarm must rest on
+     * entries their origin signed, not on bytes anyone could send.
+     */
+    if (verify != NULL) {
+        rc = apply_verify_signature(a, trial, verify, ctx);
+        if (rc != 0)
+            return rc;
+    }
+    struct apply_chain *c = apply_chain_get(s, b->origin, b->lane);
+    if (c == NULL)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+
+    uint8_t after[TS_HASH_BYTES] = {0};  /* chain hash after the entry just checked */
+    bool last_is_new = false;
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    struct key k;
+    for (size_t i = 0; i < b->count; i++) {
+        a->seq = b->first_seq + i;
+        const uint8_t *bytes = b->entries[i];
+        size_t len = b->entry_lens[i];
+        struct ts_error derr = {0};
+        if (bytes == NULL || len == 0)
+            return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": empty", ENTRY_ARGS(a));
+        rc = codec_entry_decode(bytes, len, &e, &derr);
+        if (rc != 0) {
+            entry_release(&e);
+            return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": does not decode: %s",
+                                ENTRY_ARGS(a), derr.msg);
+        }
+        if (strcmp(e.origin, b->origin) != 0 || e.lane != b->lane || e.seq != a->seq) {
+            ts_error_set(a->err, TS_ERR_CORRUPT,
+                         ENTRY_FMT ": the entry names %s/%s/%" PRIu64 " instead", ENTRY_ARGS(a),
+                         e.origin, lane_name(e.lane), e.seq);
+            entry_release(&e);
+            return TS_ERR_CORRUPT;
+        }
+
+        if (a->seq <= c->seq) {
+            /* Held already: it must be the very same entry. */
+            rocksdb_pinnableslice_t *ps;
+            const uint8_t *stored, *hash;
+            size_t stored_len;
+            rc = apply_stored(a, c, a->seq, &ps, &stored, &stored_len, &hash);
+            if (rc == 0) {
+                if (stored_len != len || memcmp(stored, bytes, len) != 0)
+                    rc = ts_error_set(a->err, TS_ERR_FORK,
+                                      ENTRY_FMT ": fork: differs from the entry held for this "
+                                      "seq; quarantine origin %s",
+                                      ENTRY_ARGS(a), b->origin);
+                memcpy(after, hash, TS_HASH_BYTES);
+            }
+            if (ps != NULL)
+                rocksdb_pinnableslice_destroy(ps);
+            entry_release(&e);
+            memset(&e, 0, sizeof(e));
+            if (rc != 0)
+                return rc;
+            a->duplicates++;
+            last_is_new = false;
+            continue;
+        }
+
+        if (a->seq != c->seq + 1) {
+            entry_release(&e);
+            return ts_error_set(a->err, TS_ERR_GAP,
+                                ENTRY_FMT ": gap: this node holds %s/%s up to seq %" PRIu64,
+                                ENTRY_ARGS(a), b->origin, lane_name(b->lane), c->seq);
+        }
+        if (memcmp(e.prev_hash, c->hash, TS_HASH_BYTES) != 0) {
+            char want[17], got[17];
+            hex8(c->hash, want);
+            hex8(e.prev_hash, got);
+            entry_release(&e);
+            return ts_error_set(a->err, TS_ERR_CHAIN,
+                                ENTRY_FMT ": prev_hash %s... does not match the chain hash "
+                                "%s... of seq %" PRIu64,
+                                ENTRY_ARGS(a), got, want, c->seq);
+        }
+        crypto_chain_hash(c->hash, bytes, len, after);
+
+        key_oplog(&k, b->origin, b->lane, a->seq);
+        const char *vals[2] = {(const char *)after, (const char *)bytes};
+        size_t vlens[2] = {TS_HASH_BYTES, len};
+        const char *keys[1] = {(const char *)k.b};
+        size_t klens[1] = {k.len};
+        rocksdb_writebatch_putv_cf(s->wb, s->cf[STORE_CF_OPLOG], 1, keys, klens, 2, vals, vlens);
+
+        rc = apply_entry_state(a, &e);
+        if (rc == 0)
+            rc = apply_chain_push(c, bytes, len, after);
+        if (e.hlc > a->hlc_max)
+            a->hlc_max = e.hlc;
+        entry_release(&e);
+        memset(&e, 0, sizeof(e));
+        if (rc == TS_ERR_NOMEM)
+            return ts_error_set(a->err, rc, "store %s: out of memory", s->dir);
+        if (rc != 0)
+            return rc;
+        a->applied++;
+        last_is_new = true;
+    }
+
+    uint64_t last = b->first_seq + b->count - 1;
+    a->seq = last;
+    if (memcmp(after, b->chain_hash, TS_HASH_BYTES) != 0) {
+        char want[17], got[17];
+        hex8(after, got);
+        hex8(b->chain_hash, want);
+        return ts_error_set(a->err, TS_ERR_CHAIN,
+                            ENTRY_FMT ": chain hash %s... after the batch, the batch claims %s...",
+                            ENTRY_ARGS(a), got, want);
+    }
+    return apply_signature_store(a, c, last, last_is_new);
+}
+
+/* Writes the overlays' results, heads, highest HLC and counters into the batch. */
+static int apply_finish(struct apply_ctx *a)
+{
+    struct store *s = a->s;
+    for (size_t i = 0; i < s->states.count; i++) {
+        struct ov_item *it = &s->states.items[i];
+        if (!it->dirty)
+            continue;
+        uint8_t *enc = NULL;
+        size_t enc_len = 0;
+        int rc = merge_field_encode(&it->st, &enc, &enc_len);
+        if (rc != 0)
+            return ts_error_set(a->err, rc, "store %s: cannot encode state of %s: %s", s->dir,
+                                it->key, ts_strerror(rc));
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_STATE], it->key, it->klen,
+                                  (const char *)enc, enc_len);
+        free(enc);
+
+        const char *type = it->key;
+        const char *field = it->key + it->field_off;
+        bool conflict = merge_conflict(type, field, &it->st);
+        if (conflict == it->conflict_before)
+            continue;
+        struct key k = {.len = 0};
+        bool ok = key_u8(&k, KEY_INDEX_CONFLICT) && key_bytes(&k, it->key, it->klen);
+        assert(ok);
+        if (conflict) {
+            rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len,
+                                      "", 0);
+            a->conflicts_delta++;
+        } else {
+            rocksdb_writebatch_delete_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len);
+            a->conflicts_delta--;
+        }
+    }
+
+    size_t new_chains = 0;
+    for (size_t i = 0; i < s->chains_count; i++) {
+        const struct apply_chain *c = &s->chains[i];
+        if (c->seq == c->db_seq)
+            continue;
+        if (heads_find(s, c->origin, c->lane) < 0)
+            new_chains++;
+        struct key k;
+        key_head(&k, c->origin, c->lane);
+        uint8_t v[8 + TS_HASH_BYTES];
+        be64_put(v, c->seq);
+        memcpy(v + 8, c->hash, TS_HASH_BYTES);
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], (const char *)k.b, k.len,
+                                  (const char *)v, sizeof(v));
+    }
+    if (s->heads_count + new_chains > TS_CHAINS_MAX)
+        return ts_error_set(a->err, TS_ERR_TOOBIG, "store %s: more than %d chains", s->dir,
+                            TS_CHAINS_MAX);
+    /* Reserve now, so nothing can fail once the batch is written. */
+    if (heads_reserve(s, s->heads_count + new_chains) != 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+
+    if (a->hlc_max > s->hlc_max) {
+        uint8_t kb = KEY_META_HLC;
+        uint8_t v[8];
+        be64_put(v, a->hlc_max);
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], (const char *)&kb, 1,
+                                  (const char *)v, sizeof(v));
+    }
+    if (a->applied > 0) {
+        assert((int64_t)s->conflicts + a->conflicts_delta >= 0);
+        uint8_t kb = KEY_META_COUNTERS;
+        uint8_t v[24];
+        be64_put(v, s->entries + a->applied);
+        be64_put(v + 8, s->records + a->records_new);
+        be64_put(v + 16, (uint64_t)((int64_t)s->conflicts + a->conflicts_delta));
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], (const char *)&kb, 1,
+                                  (const char *)v, sizeof(v));
+    }
+    return 0;
+}
+
+/* After a successful write: the cache follows what is now on disk. */
+static void apply_commit(struct apply_ctx *a)
+{
+    struct store *s = a->s;
+    for (size_t i = 0; i < s->chains_count; i++) {
+        const struct apply_chain *c = &s->chains[i];
+        if (c->seq != c->db_seq)
+            heads_set(s, c->origin, c->lane, c->seq, c->hash);
+    }
+    if (a->hlc_max > s->hlc_max)
+        s->hlc_max = a->hlc_max;
+    if (a->applied > 0) {
+        s->entries += a->applied;
+        s->records += a->records_new;
+        s->conflicts = (uint64_t)((int64_t)s->conflicts + a->conflicts_delta);
+    }
+}
+
+static void apply_reset(struct store *s)
+{
+    rocksdb_writebatch_clear(s->wb);
+    s->chains_count = 0;
+    overlay_reset(&s->states);
+    overlay_reset(&s->recs);
+}
+
+int store_apply(struct store *s, const char *trial, const struct batch *batches, size_t n,
+                store_verify_fn verify, void *ctx, bool sync, uint64_t now_ms,
+                struct store_apply_result *res, struct ts_error *err)
+{
+    assert(s != NULL);
+    assert(trial != NULL);
+    assert(batches != NULL || n == 0);
+    if (res != NULL)
+        memset(res, 0, sizeof(*res));
+    struct apply_ctx a = {.s = s, .now_ms = now_ms, .hlc_max = s->hlc_max, .err = err};
+    int rc = 0;
+    apply_reset(s);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        a.b = &batches[i];
+        rc = apply_batch(&a, trial, verify, ctx);
+    }
+    if (rc == 0)
+        rc = apply_finish(&a);
+    if (rc == 0 && rocksdb_writebatch_count(s->wb) > 0) {
+        char *errptr = NULL;
+        rocksdb_write(s->db, sync ? s->wo_sync : s->wo_nosync, s->wb, &errptr);
+        if (errptr != NULL)
+            rc = rdb_error(s, errptr, "write", err);
+    }
+    if (rc == 0) {
+        apply_commit(&a);
+        if (res != NULL) {
+            res->applied = (size_t)a.applied;
+            res->duplicates = (size_t)a.duplicates;
+        }
+    }
+    apply_reset(s);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+int store_head(struct store *s, const char *origin, uint8_t lane, uint64_t *seq,
+               uint8_t hash[TS_HASH_BYTES])
+{
+    ptrdiff_t i = origin != NULL ? heads_find(s, origin, lane) : -1;
+    if (i < 0) {
+        *seq = 0;
+        if (hash != NULL)
+            memset(hash, 0, TS_HASH_BYTES);
+        return 0;
+    }
+    *seq = s->heads[i].seq;
+    if (hash != NULL)
+        memcpy(hash, s->heads[i].hash, TS_HASH_BYTES);
+    return 0;
+}
+
+int store_vv(struct store *s, struct vv_item **items, size_t *count)
+{
+    *items = NULL;
+    *count = 0;
+    if (s->heads_count == 0)
+        return 0;
+    struct vv_item *v = calloc(s->heads_count, sizeof(*v));
+    if (v == NULL)
+        return TS_ERR_NOMEM;
+    for (size_t i = 0; i < s->heads_count; i++) {
+        memcpy(v[i].origin, s->heads[i].origin, sizeof(v[i].origin));
+        v[i].lane = s->heads[i].lane;
+        v[i].seq = s->heads[i].seq;
+    }
+    *items = v;
+    *count = s->heads_count;
+    return 0;
+}
+
+uint64_t store_hlc_max(struct store *s)
+{
+    return s->hlc_max;
+}
+
+/* A growing buffer for store_read_batch. */
+struct readbuf {
+    uint8_t *bytes;
+    size_t len;
+    size_t cap;
+    size_t *offs;  /* offs[i] = start of entry i; offs[count] = len */
+    size_t count;
+    size_t offs_cap;
+};
+
+static int readbuf_add(struct readbuf *rb, const uint8_t *p, size_t n)
+{
+    if (rb->count + 2 > rb->offs_cap) {
+        size_t cap = rb->offs_cap ? rb->offs_cap * 2 : 64;
+        size_t *o = realloc(rb->offs, cap * sizeof(*o));
+        if (o == NULL)
+            return TS_ERR_NOMEM;
+        rb->offs = o;
+        rb->offs_cap = cap;
+    }
+    if (n > rb->cap - rb->len) {
+        size_t cap = rb->cap ? rb->cap : 16 * 1024;
+        while (cap - rb->len < n)
+            cap *= 2;
+        uint8_t *b = realloc(rb->bytes, cap);
+        if (b == NULL)
+            return TS_ERR_NOMEM;
+        rb->bytes = b;
+        rb->cap = cap;
+    }
+    rb->offs[rb->count++] = rb->len;
+    memcpy(rb->bytes + rb->len, p, n);
+    rb->len += n;
+    rb->offs[rb->count] = rb->len;
+    return 0;
+}
+
+int store_read_batch(struct store *s, const char *trial, const char *origin, uint8_t lane,
+                     uint64_t from_seq, size_t max_entries, size_t max_bytes, struct batch *out,
+                     struct ts_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!str_ok(trial, TS_ID_BYTES_MAX) || !str_ok(origin, TS_ID_BYTES_MAX) || lane >= LANE_COUNT)
+        return ts_error_set(err, TS_ERR_INVALID, "read batch: bad trial, origin or lane");
+    if (from_seq == 0)
+        from_seq = 1;
+    memcpy(out->trial, trial, strlen(trial) + 1);
+    memcpy(out->origin, origin, strlen(origin) + 1);
+    out->lane = lane;
+    out->first_seq = from_seq;
+
+    uint64_t head;
+    store_head(s, origin, lane, &head, NULL);
+    if (from_seq > head || max_entries == 0)
+        return 0;
+
+    struct key prefix = {.len = 0};
+    key_str0(&prefix, origin, TS_ID_BYTES_MAX);
+    key_u8(&prefix, lane);
+    struct key start;
+    key_oplog(&start, origin, lane, from_seq);
+
+    struct readbuf rb = {0};
+    size_t signed_count = 0;
+    uint8_t signed_hash[TS_HASH_BYTES];
+    uint8_t last_hash[TS_HASH_BYTES];
+    uint64_t expect = from_seq;
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_OPLOG, prefix.b, prefix.len, &start);
+    for (; scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        if (klen == prefix.len + 9 && key[klen - 1] == KEY_OPLOG_SIGNATURE) {
+            /* A signed point: it belongs to the entry just read. */
+            uint64_t seq = be64_get(key + prefix.len);
+            if (rb.count == 0 || seq != expect - 1)
+                continue;
+            if (vlen > TS_SIG_BYTES_MAX) {
+                rc = ts_error_set(err, TS_ERR_CORRUPT,
+                                  "store %s: signature at %s/%s/%" PRIu64 " is corrupt", s->dir,
+                                  origin, lane_name(lane), seq);
+                break;
+            }
+            signed_count = rb.count;
+            memcpy(signed_hash, last_hash, TS_HASH_BYTES);
+            memcpy(out->signature, v, vlen);
+            out->signature_len = vlen;
+            continue;
+        }
+        uint64_t seq = klen == prefix.len + 8 ? be64_get(key + prefix.len) : 0;
+        if (seq != expect || vlen <= TS_HASH_BYTES) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "store %s: %s/%s/%" PRIu64 " is missing or corrupt", s->dir,
+                              origin, lane_name(lane), expect);
+            break;
+        }
+        size_t len = vlen - TS_HASH_BYTES;
+        if (rb.count + 1 > max_entries || len > max_bytes - rb.len)
+            break;
+        rc = readbuf_add(&rb, v + TS_HASH_BYTES, len);
+        if (rc != 0) {
+            ts_error_set(err, rc, "store %s: out of memory", s->dir);
+            break;
+        }
+        memcpy(last_hash, v, TS_HASH_BYTES);
+        expect++;
+    }
+    int rc2 = scan_close(&sc, s, err);
+    if (rc == 0)
+        rc = rc2;
+    if (rc != 0 || signed_count == 0) {
+        memset(out->signature, 0, sizeof(out->signature));
+        out->signature_len = 0;
+        goto out_free;
+    }
+
+    /* One block holds the entry pointers, the lengths and the bytes. */
+    size_t bytes = rb.offs[signed_count];
+    size_t head_bytes = signed_count * (sizeof(uint8_t *) + sizeof(size_t));
+    uint8_t *block = malloc(head_bytes + bytes);
+    if (block == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+        goto out_free;
+    }
+    const uint8_t **ptrs = (const uint8_t **)(void *)block;
+    size_t *lens = (size_t *)(void *)(block + signed_count * sizeof(uint8_t *));
+    uint8_t *data = block + head_bytes;
+    memcpy(data, rb.bytes, bytes);
+    for (size_t i = 0; i < signed_count; i++) {
+        ptrs[i] = data + rb.offs[i];
+        lens[i] = rb.offs[i + 1] - rb.offs[i];
+    }
+    out->entries = ptrs;
+    out->entry_lens = lens;
+    out->count = signed_count;
+    memcpy(out->chain_hash, signed_hash, TS_HASH_BYTES);
+    out->owned = block;
+
+out_free:
+    free(rb.offs);
+    free(rb.bytes);
+    return rc;
+}
+
+void store_batch_release(struct batch *b)
+{
+    if (b == NULL)
+        return;
+    free(b->owned);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Decodes a stored oplog value (hash | entry) read for ref. */
+static int entry_from_value(struct store *s, const struct entry_ref *ref, const uint8_t *v,
+                            size_t vlen, struct entry *out, struct ts_error *err)
+{
+    struct ts_error derr = {0};
+    if (vlen <= TS_HASH_BYTES ||
+        codec_entry_decode(v + TS_HASH_BYTES, vlen - TS_HASH_BYTES, out, &derr) != 0) {
+        entry_release(out);
+        memset(out, 0, sizeof(*out));
+        return ts_error_set(err, TS_ERR_CORRUPT, "store %s: entry %s/%s/%" PRIu64
+                            " does not decode: %s", s->dir, ref->origin,
+                            lane_name(ref->lane), ref->seq, derr.msg);
+    }
+    return 0;
+}
+
+int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *out,
+                    struct ts_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct key k;
+    if (!key_oplog(&k, ref->origin, ref->lane, ref->seq))
+        return ts_error_set(err, TS_ERR_NOTFOUND, "no such entry");
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_OPLOG, &k, &ps, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return ts_error_set(err, TS_ERR_NOTFOUND, "entry %s/%s/%" PRIu64 " is not held",
+                            ref->origin, lane_name(ref->lane), ref->seq);
+    size_t vlen;
+    const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen);
+    rc = entry_from_value(s, ref, v, vlen, out, err);
+    rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+int store_field_get(struct store *s, const char *type, const char *id, const char *field,
+                    struct field_state *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct key k;
+    if (!key_state(&k, type, id, field))
+        return 0;  /* a name longer than the limits holds nothing */
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_STATE, &k, &ps, NULL);
+    if (rc <= 0)
+        return rc;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    rc = merge_field_decode((const uint8_t *)v, vlen, out);
+    rocksdb_pinnableslice_destroy(ps);
+    if (rc != 0) {
+        field_state_release(out);
+        memset(out, 0, sizeof(*out));
+        return TS_ERR_CORRUPT;
+    }
+    return 0;
+}
+
+int store_record_fields(struct store *s, const char *type, const char *id, store_field_cb cb,
+                        void *ctx)
+{
+    struct key prefix = {.len = 0};
+    if (!key_str0(&prefix, type, TS_TYPE_BYTES_MAX) || !key_str0(&prefix, id, TS_ID_BYTES_MAX))
+        return TS_ERR_NOTFOUND;
+    int rc = 0;
+    size_t seen = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_STATE, prefix.b, prefix.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        const char *v = rocksdb_iter_value(sc.it, &vlen);
+        char field[TS_FIELD_BYTES_MAX + 1];
+        size_t flen = klen - prefix.len;
+        if (flen == 0 || flen > TS_FIELD_BYTES_MAX) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        memcpy(field, key + prefix.len, flen);
+        field[flen] = '\0';
+        struct field_state st = {0};
+        if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
+            field_state_release(&st);
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        seen++;
+        rc = cb(ctx, field, &st);
+        field_state_release(&st);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0 && seen == 0)
+        rc = TS_ERR_NOTFOUND;
+    return rc;
+}
+
+int store_record_history(struct store *s, const char *type, const char *id, store_entry_cb cb,
+                         void *ctx)
+{
+    struct key prefix = {.len = 0};
+    if (!key_u8(&prefix, KEY_INDEX_HISTORY) || !key_str0(&prefix, type, TS_TYPE_BYTES_MAX) ||
+        !key_str0(&prefix, id, TS_ID_BYTES_MAX))
+        return TS_ERR_NOTFOUND;
+    int rc = 0;
+    size_t seen = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_INDEX, prefix.b, prefix.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        /* hlc(8) origin NUL lane(1) seq(8) after the prefix */
+        size_t rest = klen - prefix.len;
+        const char *origin = (const char *)key + prefix.len + 8;
+        size_t olen = rest > 8 ? strnlen(origin, rest - 8) : 0;
+        if (vlen != 8 || rest < 8 + 1 + 1 + 1 + 8 || olen == 0 || olen > TS_ID_BYTES_MAX ||
+            rest != 8 + olen + 1 + 1 + 8) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        struct entry_ref ref;
+        memset(&ref, 0, sizeof(ref));
+        memcpy(ref.origin, origin, olen);
+        ref.lane = key[prefix.len + 8 + olen + 1];
+        ref.seq = be64_get(key + klen - 8);
+        uint64_t stored_ms = be64_get(v);
+        struct entry e;
+        rc = store_entry_get(s, &ref, &e, NULL);
+        if (rc == TS_ERR_NOTFOUND)
+            rc = TS_ERR_CORRUPT;  /* indexed but not held */
+        if (rc != 0)
+            break;
+        seen++;
+        rc = cb(ctx, &e, stored_ms);
+        entry_release(&e);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0 && seen == 0)
+        rc = TS_ERR_NOTFOUND;
+    return rc;
+}
+
+/* Splits "type NUL id [NUL field]" (bounded) into NUL-terminated copies. */
+static bool split_key(const char *key, size_t klen, char type[TS_TYPE_BYTES_MAX + 1],
+                      char id[TS_ID_BYTES_MAX + 1], char field[TS_FIELD_BYTES_MAX + 1])
+{
+    const char *p = key;
+    const char *end = key + klen;
+    const char *nul = memchr(p, 0, (size_t)(end - p));
+    if (nul == NULL || nul == p || (size_t)(nul - p) > TS_TYPE_BYTES_MAX)
+        return false;
+    memcpy(type, p, (size_t)(nul - p));
+    type[nul - p] = '\0';
+    p = nul + 1;
+    if (field == NULL) {
+        if (p == end || (size_t)(end - p) > TS_ID_BYTES_MAX)
+            return false;
+        memcpy(id, p, (size_t)(end - p));
+        id[end - p] = '\0';
+        return true;
+    }
+    nul = memchr(p, 0, (size_t)(end - p));
+    if (nul == NULL || nul == p || (size_t)(nul - p) > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(id, p, (size_t)(nul - p));
+    id[nul - p] = '\0';
+    p = nul + 1;
+    if (p == end || (size_t)(end - p) > TS_FIELD_BYTES_MAX)
+        return false;
+    memcpy(field, p, (size_t)(end - p));
+    field[end - p] = '\0';
+    return true;
+}
+
+int store_records(struct store *s, const char *type, store_record_cb cb, void *ctx)
+{
+    struct key prefix = {.len = 0};
+    key_u8(&prefix, KEY_INDEX_RECORD);
+    if (type != NULL && type[0] != '\0' && !key_str0(&prefix, type, TS_TYPE_BYTES_MAX))
+        return 0;
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_INDEX, prefix.b, prefix.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        char t[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1];
+        if (!split_key(key + 1, klen - 1, t, id, NULL)) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        rc = cb(ctx, t, id);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    return rc != 0 ? rc : rc2;
+}
+
+int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx)
+{
+    uint8_t prefix = KEY_INDEX_CONFLICT;
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_INDEX, &prefix, 1, NULL);
+    for (; rc == 0 && scan_valid(&sc, &prefix, 1); rocksdb_iter_next(sc.it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        char t[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1], f[TS_FIELD_BYTES_MAX + 1];
+        if (!split_key(key + 1, klen - 1, t, id, f)) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        struct field_state st;
+        rc = store_field_get(s, t, id, f, &st);
+        if (rc != 0)
+            break;
+        rc = cb(ctx, t, id, f, &st);
+        field_state_release(&st);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    return rc != 0 ? rc : rc2;
+}
+
+/*
+ * The digest hashes the stream of (4-byte BE key length, key, 4-byte BE value
+ * length, value) over the state column family in key order, in chunks of
+ * STORE_DIGEST_CHUNK_BYTES: h = 0^32, then h = SHA-256(h || chunk) for every
+ * full chunk and once more for the (possibly empty) last one.  The chunking
+ * is fixed, so equal states give equal digests with bounded memory.
+ */
+struct digest {
+    uint8_t h[TS_HASH_BYTES];
+    uint8_t *buf;
+    size_t len;
+};
+
+static void digest_feed(struct digest *d, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        size_t take = STORE_DIGEST_CHUNK_BYTES - d->len;
+        if (take > n)
+            take = n;
+        memcpy(d->buf + d->len, b, take);
+        d->len += take;
+        b += take;
+        n -= take;
+        if (d->len == STORE_DIGEST_CHUNK_BYTES) {
+            uint8_t next[TS_HASH_BYTES];
+            crypto_chain_hash(d->h, d->buf, d->len, next);
+            memcpy(d->h, next, TS_HASH_BYTES);
+            d->len = 0;
+        }
+    }
+}
+
+static void digest_feed_len(struct digest *d, size_t n)
+{
+    uint8_t b[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    digest_feed(d, b, 4);
+}
+
+int store_digest(struct store *s, uint8_t out[TS_HASH_BYTES])
+{
+    struct digest d = {.len = 0};
+    d.buf = malloc(STORE_DIGEST_CHUNK_BYTES);
+    if (d.buf == NULL)
+        return TS_ERR_NOMEM;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_STATE, NULL, 0, NULL);
+    for (; scan_valid(&sc, NULL, 0); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(sc.it, &klen);
+        const char *v = rocksdb_iter_value(sc.it, &vlen);
+        digest_feed_len(&d, klen);
+        digest_feed(&d, k, klen);
+        digest_feed_len(&d, vlen);
+        digest_feed(&d, v, vlen);
+    }
+    int rc = scan_close(&sc, s, NULL);
+    if (rc == 0)
+        crypto_chain_hash(d.h, d.buf, d.len, out);
+    free(d.buf);
+    return rc;
+}
+
+int store_stats(struct store *s, struct store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->entries = s->entries;
+    out->records = s->records;
+    out->conflicts = s->conflicts;
+    for (int i = 0; i < STORE_CF_COUNT; i++) {
+        uint64_t v = 0;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.estimate-live-data-size", &v) == 0)
+            out->bytes_on_disk += v;
+    }
+    return 0;
+}
+
+/* ---- verification ---- */
+
+/* The chain store_verify is walking. */
+struct verify_chain {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t seq;                   /* last entry seen */
+    uint8_t hash[TS_HASH_BYTES];    /* chain hash after it */
+    bool active;
+};
+
+static int verify_chain_end(struct store *s, const struct verify_chain *vc, struct ts_error *err)
+{
+    if (!vc->active)
+        return 0;
+    ptrdiff_t i = heads_find(s, vc->origin, vc->lane);
+    if (i < 0 || s->heads[i].seq != vc->seq ||
+        memcmp(s->heads[i].hash, vc->hash, TS_HASH_BYTES) != 0)
+        return ts_error_set(err, TS_ERR_CORRUPT,
+                            "store %s: chain %s/%s ends at seq %" PRIu64
+                            " but its recorded head is seq %" PRIu64 " (or another hash)",
+                            s->dir, vc->origin, lane_name(vc->lane), vc->seq,
+                            i < 0 ? 0 : s->heads[i].seq);
+    return 0;
+}
+
+int store_verify(struct store *s, const char *trial, store_verify_fn verify, void *ctx,
+                 struct ts_error *err)
+{
+    struct verify_chain vc;
+    memset(&vc, 0, sizeof(vc));
+    size_t chains = 0;
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_OPLOG, NULL, 0, NULL);
+    for (; rc == 0 && scan_valid(&sc, NULL, 0); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        const char *origin = (const char *)key;
+        size_t olen = strnlen(origin, klen);
+        bool is_sig = klen == olen + 1 + 1 + 8 + 1 && key[klen - 1] == KEY_OPLOG_SIGNATURE;
+        if (olen == 0 || olen > TS_ID_BYTES_MAX || (klen != olen + 1 + 1 + 8 && !is_sig)) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT, "store %s: an oplog key is malformed", s->dir);
+            break;
+        }
+        uint8_t lane = key[olen + 1];
+        uint64_t seq = be64_get(key + olen + 2);
+        if (!vc.active || vc.lane != lane || strcmp(vc.origin, origin) != 0) {
+            rc = verify_chain_end(s, &vc, err);
+            if (rc != 0)
+                break;
+            memset(&vc, 0, sizeof(vc));
+            memcpy(vc.origin, origin, olen);
+            vc.lane = lane;
+            vc.active = true;
+            chains++;
+        }
+        if (is_sig) {
+            if (seq != vc.seq || vc.seq == 0) {
+                rc = ts_error_set(err, TS_ERR_CORRUPT,
+                                  "store %s: %s/%s/%" PRIu64 ": a signature with no entry",
+                                  s->dir, vc.origin, lane_name(lane), seq);
+                break;
+            }
+            if (verify == NULL)
+                continue;
+            uint8_t msg[STORE_SIGN_BYTES_MAX];
+            int len = codec_batch_sign_bytes(trial, vc.origin, lane, seq, vc.hash, msg,
+                                             sizeof(msg));
+            if (len < 0 || verify(ctx, vc.origin, msg, (size_t)len, v, vlen) != 0)
+                rc = ts_error_set(err, TS_ERR_CORRUPT,
+                                  "store %s: %s/%s/%" PRIu64 ": the stored signature does not "
+                                  "verify",
+                                  s->dir, vc.origin, lane_name(lane), seq);
+            continue;
+        }
+        if (seq != vc.seq + 1) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "store %s: %s/%s/%" PRIu64 ": missing (the next entry held is "
+                              "seq %" PRIu64 ")",
+                              s->dir, vc.origin, lane_name(lane), vc.seq + 1, seq);
+            break;
+        }
+        struct ts_error derr = {0};
+        if (vlen <= TS_HASH_BYTES ||
+            codec_entry_decode(v + TS_HASH_BYTES, vlen - TS_HASH_BYTES, &e, &derr) != 0) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "store %s: %s/%s/%" PRIu64 ": the stored entry does not decode: %s",
+                              s->dir, vc.origin, lane_name(lane), seq, derr.msg);
+        } else if (strcmp(e.origin, vc.origin) != 0 || e.lane != lane || e.seq != seq) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "store %s: %s/%s/%" PRIu64 ": the stored entry names %s/%s/%" PRIu64,
+                              s->dir, vc.origin, lane_name(lane), seq, e.origin,
+                              lane_name(e.lane), e.seq);
+        } else if (memcmp(e.prev_hash, vc.hash, TS_HASH_BYTES) != 0) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "store %s: %s/%s/%" PRIu64 ": prev_hash does not match the chain",
+                              s->dir, vc.origin, lane_name(lane), seq);
+        } else {
+            uint8_t h[TS_HASH_BYTES];
+            crypto_chain_hash(vc.hash, v + TS_HASH_BYTES, vlen - TS_HASH_BYTES, h);
+            if (memcmp(h, v, TS_HASH_BYTES) != 0)
+                rc = ts_error_set(err, TS_ERR_CORRUPT,
+                                  "store %s: %s/%s/%" PRIu64 ": the stored chain hash does not "
+                                  "match the entry's bytes",
+                                  s->dir, vc.origin, lane_name(lane), seq);
+            memcpy(vc.hash, h, TS_HASH_BYTES);
+            vc.seq = seq;
+        }
+        entry_release(&e);
+        memset(&e, 0, sizeof(e));
+    }
+    int rc2 = scan_close(&sc, s, err);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0)
+        rc = verify_chain_end(s, &vc, err);
+    if (rc == 0 && chains != s->heads_count) {
+        /* A head whose chain has no entry at all. */
+        for (size_t i = 0; i < s->heads_count; i++) {
+            struct key k;
+            key_oplog(&k, s->heads[i].origin, s->heads[i].lane, 1);
+            rocksdb_pinnableslice_t *ps;
+            int got = rdb_get(s, STORE_CF_OPLOG, &k, &ps, err);
+            if (got < 0)
+                return got;
+            if (got == 1) {
+                rocksdb_pinnableslice_destroy(ps);
+                continue;
+            }
+            return ts_error_set(err, TS_ERR_CORRUPT,
+                                "store %s: %s/%s/1: missing (the head is seq %" PRIu64 ")",
+                                s->dir, s->heads[i].origin, lane_name(s->heads[i].lane),
+                                s->heads[i].seq);
+        }
+    }
+    return rc;
+}
+
+/* ---- metadata ---- */
+
+static bool key_meta_user(struct key *k, const char *key)
+{
+    k->len = 0;
+    return key != NULL && key[0] != '\0' && key_u8(k, KEY_META_USER) &&
+           key_str(k, key, STORE_META_KEY_BYTES_MAX);
+}
+
+int store_meta_get(struct store *s, const char *key, char **val, size_t *len)
+{
+    *val = NULL;
+    *len = 0;
+    struct key k;
+    if (!key_meta_user(&k, key))
+        return TS_ERR_NOTFOUND;
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_META, &k, &ps, NULL);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return TS_ERR_NOTFOUND;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    /* One extra NUL so text values can be used as C strings. */
+    char *copy = malloc(vlen + 1);
+    if (copy == NULL) {
+        rocksdb_pinnableslice_destroy(ps);
+        return TS_ERR_NOMEM;
+    }
+    memcpy(copy, v, vlen);
+    copy[vlen] = '\0';
+    rocksdb_pinnableslice_destroy(ps);
+    *val = copy;
+    *len = vlen;
+    return 0;
+}
+
+int store_meta_put(struct store *s, const char *key, const void *val, size_t len, bool sync,
+                   struct ts_error *err)
+{
+    struct key k;
+    if (!key_meta_user(&k, key))
+        return ts_error_set(err, TS_ERR_INVALID, "metadata name must be 1..%d bytes",
+                            STORE_META_KEY_BYTES_MAX);
+    if (len > STORE_META_VALUE_BYTES_MAX)
+        return ts_error_set(err, TS_ERR_TOOBIG, "metadata %s: %zu bytes, at most %u", key, len,
+                            STORE_META_VALUE_BYTES_MAX);
+    char *errptr = NULL;
+    rocksdb_put_cf(s->db, sync ? s->wo_sync : s->wo_nosync, s->cf[STORE_CF_META],
+                   (const char *)k.b, k.len, val != NULL ? val : "", len, &errptr);
+    if (errptr != NULL)
+        return rdb_error(s, errptr, "write metadata", err);
+    return 0;
+}
+
+/* ---- test hook ---- */
+
+int store_debug_corrupt(struct store *s, const struct entry_ref *ref, size_t byte_offset)
+{
+    struct key k;
+    if (!key_oplog(&k, ref->origin, ref->lane, ref->seq))
+        return TS_ERR_NOTFOUND;
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_OPLOG, &k, &ps, NULL);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return TS_ERR_NOTFOUND;
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    if (vlen <= TS_HASH_BYTES || byte_offset >= vlen - TS_HASH_BYTES) {
+        rocksdb_pinnableslice_destroy(ps);
+        return TS_ERR_INVALID;
+    }
+    char *copy = malloc(vlen);
+    if (copy == NULL) {
+        rocksdb_pinnableslice_destroy(ps);
+        return TS_ERR_NOMEM;
+    }
+    memcpy(copy, v, vlen);
+    rocksdb_pinnableslice_destroy(ps);
+    copy[TS_HASH_BYTES + byte_offset] ^= (char)0xff;
+    char *errptr = NULL;
+    rocksdb_put_cf(s->db, s->wo_sync, s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len, copy, vlen,
+                   &errptr);
+    free(copy);
+    if (errptr != NULL) {
+        rocksdb_free(errptr);
+        return TS_ERR_IO;
+    }
+    return 0;
+}
