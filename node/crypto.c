@@ -1,1 +1,443 @@
-/* placeholder: being written */
+/*
+ * crypto.c: SHA-256 chain hashes, Ed25519 signatures and private key files,
+ * on top of OpenSSL 3 (one of the few files that include OpenSSL).
+ *
+ * Guarantees:
+ * - Algorithms are fixed, never negotiated or taken from a file: SHA-256 for
+ *   hashes, Ed25519 (pure, no pre-hash) for signatures.  A key or certificate
+ *   holding any other key type is refused with TS_ERR_INVALID.
+ * - A private key is read only after the opened file itself (fstat on the
+ *   descriptor, so the check and the read see the same file) is a regular
+ *   file owned by the effective user with no group or other permission bits;
+ *   otherwise TS_ERR_PERM with the path, the mode and the fix.
+ * - Encrypted PEM keys are refused; OpenSSL never prompts on a terminal.
+ * - Every OpenSSL failure is turned into a ts_error code and message here and
+ *   OpenSSL's per-thread error queue is left empty, so a later, unrelated
+ *   failure never reports a stale error.
+ * - Secret bytes read from a key file are wiped before their buffer is freed.
+ * - No static state: every function may be called from any thread.
+ */
+#include "crypto.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+/*
+ * An Ed25519 PKCS#8 PEM key is about 120 bytes; 16 KiB leaves room for
+ * comments and line-ending quirks while keeping a wrong path (a log file, a
+ * device) from being read into memory whole.
+ */
+#define CRYPTO_KEY_FILE_BYTES_MAX (16 * 1024)
+/* A certificate given in memory: the same bound pki.c puts on files. */
+#define CRYPTO_CERT_PEM_BYTES_MAX (1024 * 1024)
+/* Ed25519 public keys are 32 bytes, signatures 64 (RFC 8032). */
+#define CRYPTO_ED25519_PUBKEY_BYTES 32
+#define CRYPTO_ED25519_SIG_BYTES 64
+
+_Static_assert(CRYPTO_ED25519_SIG_BYTES <= TS_SIG_BYTES_MAX,
+               "an Ed25519 signature must fit in TS_SIG_BYTES_MAX");
+_Static_assert(TS_HASH_BYTES == 32, "chain hashes are SHA-256");
+
+struct crypto_key {
+    EVP_PKEY *pkey;   /* an Ed25519 private key */
+};
+
+struct crypto_pubkey {
+    EVP_PKEY *pkey;   /* an Ed25519 public key, never holding private parts */
+};
+
+/*
+ * Fills err with what failed and the reasons on OpenSSL's error queue, then
+ * empties the queue.  Returns code.
+ */
+static int openssl_error(struct ts_error *err, int code, const char *what)
+{
+    char detail[384];
+    size_t used = 0;
+    unsigned long e;
+
+    detail[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        char one[160];
+        ERR_error_string_n(e, one, sizeof(one));
+        int n = snprintf(detail + used, sizeof(detail) - used, "%s%s",
+                         used == 0 ? "" : "; ", one);
+        if (n < 0 || (size_t)n >= sizeof(detail) - used)
+            break;
+        used += (size_t)n;
+    }
+    ERR_clear_error();
+    if (used == 0)
+        return ts_error_set(err, code, "%s (OpenSSL gave no reason)", what);
+    return ts_error_set(err, code, "%s: %s", what, detail);
+}
+
+/*
+ * Refuses to ask for a passphrase: trialsync keys are protected by file
+ * permissions, and a daemon must never block on a terminal prompt.
+ */
+static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+static bool pkey_is_ed25519(const EVP_PKEY *pkey)
+{
+    return EVP_PKEY_is_a(pkey, "ED25519") == 1;
+}
+
+void crypto_sha256(const void *data, size_t len, uint8_t out[TS_HASH_BYTES])
+{
+    unsigned int out_len = 0;
+
+    assert(data != NULL || len == 0);
+    assert(out != NULL);
+    /* SHA-256 only fails when OpenSSL itself is broken: nothing to recover. */
+    if (EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) != 1)
+        abort();
+    assert(out_len == TS_HASH_BYTES);
+}
+
+void crypto_chain_hash(const uint8_t prev[TS_HASH_BYTES], const uint8_t *entry,
+                       size_t len, uint8_t out[TS_HASH_BYTES])
+{
+    unsigned int out_len = 0;
+
+    assert(prev != NULL);
+    assert(entry != NULL || len == 0);
+    assert(out != NULL);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        abort();
+    /* out may alias prev: prev is fully consumed before out is written. */
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, prev, TS_HASH_BYTES) != 1 ||
+        EVP_DigestUpdate(ctx, entry, len) != 1 ||
+        EVP_DigestFinal_ex(ctx, out, &out_len) != 1)
+        abort();
+    EVP_MD_CTX_free(ctx);
+    assert(out_len == TS_HASH_BYTES);
+}
+
+/*
+ * Checks the file open on fd: regular, owned by the effective user, no group
+ * or other bits.  what names the file in messages ("key file").
+ */
+static int check_secret_fd(int fd, const char *path, const char *what,
+                           struct ts_error *err)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0)
+        return ts_error_set(err, TS_ERR_IO, "%s %s: cannot stat: %s", what, path,
+                            strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ts_error_set(err, TS_ERR_PERM, "%s %s is not a regular file", what, path);
+    if (st.st_uid != geteuid())
+        return ts_error_set(err, TS_ERR_PERM,
+                            "%s %s is owned by uid %lu but trialsync runs as uid %lu; "
+                            "it must belong to the user that runs trialsync (chown)",
+                            what, path, (unsigned long)st.st_uid,
+                            (unsigned long)geteuid());
+    if ((st.st_mode & 077) != 0)
+        return ts_error_set(err, TS_ERR_PERM,
+                            "%s %s has mode 0%03o; it must be 0600 (chmod 600 %s)",
+                            what, path, (unsigned)(st.st_mode & 07777), path);
+    return 0;
+}
+
+/*
+ * Opens path for reading without blocking on a FIFO; the caller checks the
+ * file type with check_secret_fd before reading.
+ */
+static int open_secret(const char *path, const char *what, int *fd_out,
+                       struct ts_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        return ts_error_set(err, e == ENOENT ? TS_ERR_NOTFOUND : TS_ERR_IO,
+                            "%s %s: cannot open: %s", what, path, strerror(e));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int crypto_check_secret_file(const char *path, struct ts_error *err)
+{
+    int fd = -1;
+
+    assert(path != NULL);
+    int rc = open_secret(path, "secret file", &fd, err);
+    if (rc != 0)
+        return rc;
+    rc = check_secret_fd(fd, path, "secret file", err);
+    close(fd);
+    return rc;
+}
+
+/*
+ * Reads at most CRYPTO_KEY_FILE_BYTES_MAX bytes of fd into buf (which holds
+ * one more byte to detect a longer file).
+ */
+static int read_key_bytes(int fd, const char *path, char *buf, size_t *len_out,
+                          struct ts_error *err)
+{
+    size_t used = 0;
+
+    for (;;) {
+        ssize_t n = read(fd, buf + used, CRYPTO_KEY_FILE_BYTES_MAX + 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return ts_error_set(err, TS_ERR_IO, "key file %s: cannot read: %s", path,
+                                strerror(errno));
+        if (n == 0)
+            break;
+        used += (size_t)n;
+        if (used > CRYPTO_KEY_FILE_BYTES_MAX)
+            return ts_error_set(err, TS_ERR_TOOBIG,
+                                "key file %s is larger than %d bytes; it is not a key",
+                                path, CRYPTO_KEY_FILE_BYTES_MAX);
+    }
+    *len_out = used;
+    return 0;
+}
+
+int crypto_key_load(const char *path, struct crypto_key **out, struct ts_error *err)
+{
+    int fd = -1;
+    char *buf = NULL;
+    size_t len = 0;
+    EVP_PKEY *pkey = NULL;
+    int rc;
+
+    assert(path != NULL);
+    assert(out != NULL);
+    *out = NULL;
+    rc = open_secret(path, "key file", &fd, err);
+    if (rc != 0)
+        return rc;
+    rc = check_secret_fd(fd, path, "key file", err);
+    if (rc != 0)
+        goto out_close;
+
+    buf = malloc(CRYPTO_KEY_FILE_BYTES_MAX + 1);
+    if (buf == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "key file %s: out of memory", path);
+        goto out_close;
+    }
+    rc = read_key_bytes(fd, path, buf, &len, err);
+    if (rc != 0)
+        goto out_wipe_buf;
+
+    BIO *bio = BIO_new_mem_buf(buf, (int)len);
+    if (bio == NULL) {
+        rc = openssl_error(err, TS_ERR_NOMEM, "key file: cannot make a memory BIO");
+        goto out_wipe_buf;
+    }
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
+    BIO_free(bio);
+    if (pkey == NULL) {
+        char what[400];
+        snprintf(what, sizeof(what), "key file %s does not hold an unencrypted PEM private key",
+                 path);
+        rc = openssl_error(err, TS_ERR_INVALID, what);
+        goto out_wipe_buf;
+    }
+    if (!pkey_is_ed25519(pkey)) {
+        rc = ts_error_set(err, TS_ERR_INVALID,
+                          "key file %s holds a %s key; trialsync keys are Ed25519", path,
+                          EVP_PKEY_get0_type_name(pkey));
+        goto out_free_pkey;
+    }
+
+    struct crypto_key *k = malloc(sizeof(*k));
+    if (k == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "key file %s: out of memory", path);
+        goto out_free_pkey;
+    }
+    k->pkey = pkey;
+    *out = k;
+    pkey = NULL;
+    rc = 0;
+
+out_free_pkey:
+    EVP_PKEY_free(pkey);
+out_wipe_buf:
+    OPENSSL_cleanse(buf, CRYPTO_KEY_FILE_BYTES_MAX + 1);
+    free(buf);
+out_close:
+    close(fd);
+    ERR_clear_error();
+    return rc;
+}
+
+void crypto_key_free(struct crypto_key *k)
+{
+    if (k == NULL)
+        return;
+    EVP_PKEY_free(k->pkey);
+    free(k);
+}
+
+int crypto_sign(struct crypto_key *k, const uint8_t *msg, size_t len,
+                uint8_t sig[TS_SIG_BYTES_MAX], size_t *sig_len, struct ts_error *err)
+{
+    assert(k != NULL);
+    assert(k->pkey != NULL);
+    assert(msg != NULL || len == 0);
+    assert(sig != NULL);
+    assert(sig_len != NULL);
+
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return openssl_error(err, TS_ERR_NOMEM, "sign: cannot allocate a context");
+    size_t n = TS_SIG_BYTES_MAX;
+    /* Ed25519 hashes internally: the digest must be NULL (pure EdDSA). */
+    int rc = 0;
+    if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
+        EVP_DigestSign(ctx, sig, &n, msg, len) != 1) {
+        rc = openssl_error(err, TS_ERR_INVALID, "sign: Ed25519 signing failed");
+        goto out_free_ctx;
+    }
+    assert(n == CRYPTO_ED25519_SIG_BYTES);
+    *sig_len = n;
+
+out_free_ctx:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* Wraps the public half of pkey in a new crypto_pubkey. */
+static int pubkey_wrap(EVP_PKEY *pkey, struct crypto_pubkey **out, struct ts_error *err)
+{
+    uint8_t raw[CRYPTO_ED25519_PUBKEY_BYTES];
+    size_t raw_len = sizeof(raw);
+
+    assert(pkey_is_ed25519(pkey));
+    /* Copying only the raw public key guarantees no private part is kept. */
+    if (EVP_PKEY_get_raw_public_key(pkey, raw, &raw_len) != 1)
+        return openssl_error(err, TS_ERR_INVALID, "cannot read the Ed25519 public key");
+    assert(raw_len == CRYPTO_ED25519_PUBKEY_BYTES);
+    EVP_PKEY *pub = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, raw_len);
+    if (pub == NULL)
+        return openssl_error(err, TS_ERR_NOMEM, "cannot make an Ed25519 public key");
+    struct crypto_pubkey *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        EVP_PKEY_free(pub);
+        return ts_error_set(err, TS_ERR_NOMEM, "public key: out of memory");
+    }
+    p->pkey = pub;
+    *out = p;
+    return 0;
+}
+
+int crypto_pubkey_from_cert(const char *pem, size_t len, struct crypto_pubkey **out,
+                            struct ts_error *err)
+{
+    int rc;
+
+    assert(pem != NULL);
+    assert(out != NULL);
+    *out = NULL;
+    if (len > CRYPTO_CERT_PEM_BYTES_MAX)
+        return ts_error_set(err, TS_ERR_TOOBIG,
+                            "certificate of %zu bytes is larger than the %d allowed", len,
+                            CRYPTO_CERT_PEM_BYTES_MAX);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        return openssl_error(err, TS_ERR_NOMEM, "certificate: cannot make a memory BIO");
+    X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase_cb, NULL);
+    BIO_free(bio);
+    if (x == NULL)
+        return openssl_error(err, TS_ERR_INVALID, "not a PEM certificate");
+    EVP_PKEY *pkey = X509_get0_pubkey(x);
+    if (pkey == NULL) {
+        rc = openssl_error(err, TS_ERR_INVALID, "certificate: unreadable public key");
+        goto out_free_x509;
+    }
+    if (!pkey_is_ed25519(pkey)) {
+        rc = ts_error_set(err, TS_ERR_INVALID,
+                          "certificate holds a %s key; trialsync keys are Ed25519",
+                          EVP_PKEY_get0_type_name(pkey));
+        goto out_free_x509;
+    }
+    rc = pubkey_wrap(pkey, out, err);
+
+out_free_x509:
+    X509_free(x);
+    ERR_clear_error();
+    return rc;
+}
+
+int crypto_pubkey_from_key(struct crypto_key *k, struct crypto_pubkey **out,
+                           struct ts_error *err)
+{
+    assert(k != NULL);
+    assert(out != NULL);
+    *out = NULL;
+    return pubkey_wrap(k->pkey, out, err);
+}
+
+void crypto_pubkey_free(struct crypto_pubkey *p)
+{
+    if (p == NULL)
+        return;
+    EVP_PKEY_free(p->pkey);
+    free(p);
+}
+
+bool crypto_verify(struct crypto_pubkey *p, const uint8_t *msg, size_t len,
+                   const uint8_t *sig, size_t sig_len)
+{
+    assert(p != NULL);
+    assert(msg != NULL || len == 0);
+    assert(sig != NULL || sig_len == 0);
+    if (sig_len != CRYPTO_ED25519_SIG_BYTES)
+        return false;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        ERR_clear_error();
+        return false;
+    }
+    bool ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, p->pkey) == 1 &&
+              EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1;
+    EVP_MD_CTX_free(ctx);
+    /* A bad signature leaves reasons on the queue; the caller only needs false. */
+    ERR_clear_error();
+    return ok;
+}
+
+int crypto_random(uint8_t *buf, size_t len)
+{
+    assert(buf != NULL || len == 0);
+    /* RAND_bytes takes an int: fill large buffers in slices. */
+    while (len > 0) {
+        int n = len > INT_MAX ? INT_MAX : (int)len;
+        if (RAND_bytes(buf, n) != 1) {
+            ERR_clear_error();
+            return TS_ERR_IO;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
