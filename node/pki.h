@@ -5,6 +5,12 @@
  * key and an X.509 certificate signed by the CA whose URI SAN is
  * trialsync://<trial>/<role>/<id>, role one of hub, site, admin.  The CN is
  * for display only.  Private keys are written with mode 0600.
+ *
+ * A CA directory (mode 0700) holds ca.key (0600), ca.crt, crl.pem, and two
+ * append-only text ledgers, one line per certificate: issued.txt
+ * ("SERIAL TIME URI") and revoked.txt ("SERIAL TIME [URI]"), TIME in UTC as
+ * YYYY-MM-DDTHH:MM:SSZ.  Files are never overwritten in place except crl.pem,
+ * which is replaced atomically.  No function keeps state between calls.
  */
 #ifndef TS_PKI_H
 #define TS_PKI_H
@@ -54,5 +60,56 @@ int pki_cert_identity(const char *pem, size_t len, struct pki_identity *out,
 
 /* Reads a whole (small) file into a NUL-terminated malloc'ed buffer. */
 int pki_read_file(const char *path, char **out, size_t *out_len, struct ts_error *err);
+
+/*
+ * Files pki reads (certificates, revoked.txt) are refused above 1 MiB
+ * (TS_ERR_TOOBIG): a CA directory holds a few kilobytes, and a wrong path (a
+ * log, a device) must not be read into memory whole.
+ */
+#define PKI_FILE_BYTES_MAX (1024 * 1024)
+/*
+ * A serial as pki_cert_serial_hex writes it: RFC 5280 caps serials at 20
+ * octets, so 40 hex digits and a NUL.
+ */
+#define PKI_SERIAL_HEX_BYTES_MAX 41
+/* A CRL is valid for this long after it is written (its nextUpdate). */
+#define PKI_CRL_DAYS 30
+
+/*
+ * Writes the serial of the first certificate in pem as uppercase hex without
+ * leading zero bytes ("0A3F..."), the form revoked.txt uses.  TS_ERR_INVALID
+ * when pem holds no certificate, TS_ERR_TOOBIG when out (cap bytes, use
+ * PKI_SERIAL_HEX_BYTES_MAX) cannot hold it.
+ */
+int pki_cert_serial_hex(const char *pem, size_t len, char *out, size_t cap,
+                        struct ts_error *err);
+
+/*
+ * Revokes the certificate in the file cert_pem_path, which must have been
+ * issued by the CA in ca_dir (TS_ERR_INVALID otherwise, and for the CA's own
+ * certificate): appends its serial, the time and its URI to
+ * ca_dir/revoked.txt, then rewrites ca_dir/crl.pem as pki_crl_write does.
+ * Revoking an already revoked certificate only rewrites the CRL.
+ */
+int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct ts_error *err);
+
+/*
+ * Revokes by serial (hex, as pki_cert_serial_hex writes it; case and leading
+ * zeros do not matter), for when only the serial is known.  Otherwise as
+ * pki_revoke.
+ */
+int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_error *err);
+
+/*
+ * Rewrites ca_dir/crl.pem from ca_dir/revoked.txt: an X.509 v2 CRL signed by
+ * the CA, lastUpdate now, nextUpdate now + PKI_CRL_DAYS, with an authority key
+ * identifier and a CRL number that always grows (the Unix time, or one more
+ * than the previous crl.pem's when that is larger).  An empty CRL when there
+ * is no revoked.txt.  The file is replaced atomically (readers see the old or
+ * the new CRL, never part of one).  TS_ERR_CORRUPT names the line of
+ * revoked.txt that does not parse.  pki_ca_create writes the first, empty,
+ * CRL.  Nodes must be given a fresh crl.pem before nextUpdate passes.
+ */
+int pki_crl_write(const char *ca_dir, struct ts_error *err);
 
 #endif
