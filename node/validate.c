@@ -1,1 +1,1124 @@
-/* placeholder: being written */
+/*
+ * validate.c: the rules every write obeys before it becomes an entry (see
+ * validate.h and DOMAIN.md).  Pure: no I/O, no globals, no allocation.
+ *
+ * What this file guarantees:
+ *   - validate_write() returns 0 only for a write whose record type and key
+ *     are well formed, whose every field is a known field of that type with
+ *     a value of the right form (controlled term, real calendar date, ...),
+ *     within the limits of limits.h, that changes a field with a value only
+ *     with a reason for change, leaves write-once fields as they are, keeps a
+ *     resolved AE with an end date and an outcome, and that the writing role
+ *     may make.  Anything else is refused, nothing is half-accepted, and
+ *     struct validate_error names the field, the value and what is allowed.
+ *   - The checks run in a fixed order (record type, key, write shape, field
+ *     names, role, values, then rules across values and time), so one bad
+ *     write always gets the same error.
+ *
+ * Rules this file adds where DOMAIN.md leaves a choice (each tested):
+ *   - A reason for change is not needed for an append-only field (query
+ *     messages: nothing is changed), nor for a workflow moving forward
+ *     (status, query state and query round to a higher rank or round); a
+ *     workflow moved backwards is a correction and needs one.
+ *   - "" is a value only for optional fields (dates, codes, AE coding); it
+ *     means "no value" and, like any change, needs a reason once the field
+ *     has a value.  Keys, controlled terms and query fields refuse it.
+ */
+#include "validate.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "merge.h"
+
+/* SDTM character variables hold at most 200 bytes; codes are no longer. */
+#define VALIDATE_CODE_BYTES_MAX 200
+
+_Static_assert(VALIDATE_CODE_BYTES_MAX < TS_VALUE_BYTES_MAX, "a code is a short value");
+
+/* ---- controlled terms -------------------------------------------------- */
+
+static const char *const terms_sex[] = { "M", "F", "U", NULL };
+static const char *const terms_yn[] = { "Y", "N", NULL };
+static const char *const terms_aesev[] = { "MILD", "MODERATE", "SEVERE", NULL };
+static const char *const terms_aetoxgr[] = { "1", "2", "3", "4", "5", NULL };
+static const char *const terms_aeout[] = {
+    "RECOVERED/RESOLVED", "RECOVERING/RESOLVING", "NOT RECOVERED/NOT RESOLVED",
+    "RECOVERED/RESOLVED WITH SEQUELAE", "FATAL", "UNKNOWN", NULL,
+};
+static const char *const terms_aeacn[] = {
+    "DOSE INCREASED", "DOSE NOT CHANGED", "DOSE REDUCED", "DRUG INTERRUPTED",
+    "DRUG WITHDRAWN", "NOT APPLICABLE", "UNKNOWN", NULL,
+};
+static const char *const terms_subject_status[] = {
+    "screening", "enrolled", "randomized", "screen_failed", "completed",
+    "lost_to_followup", "withdrawn", "died", NULL,
+};
+static const char *const terms_visit_status[] = {
+    "scheduled", "started", "completed", "skipped", "signed", NULL,
+};
+static const char *const terms_ae_status[] = { "ongoing", "resolved", NULL };
+static const char *const terms_query_state[] = { "open", "answered", "closed", "cancelled", NULL };
+static const char *const terms_query_source[] = { "dm", "monitor", "system", NULL };
+
+/* ---- record types and their fields ------------------------------------- */
+
+enum value_kind {
+    KIND_TEXT,      /* free text: UTF-8, tabs and line breaks allowed */
+    KIND_CODE,      /* one line of UTF-8, at most VALIDATE_CODE_BYTES_MAX */
+    KIND_DATE,      /* ISO 8601 date, partial date or date-time */
+    KIND_DATETIME,  /* ISO 8601 date-time with at least hours and minutes */
+    KIND_TERM,      /* one of a controlled list */
+    KIND_DIGITS,    /* a numeric code: MedDRA PT and SOC codes */
+    KIND_VERSION,   /* a MedDRA version: 26.1 */
+    KIND_ROUND,     /* an integer from 1 to UINT32_MAX */
+    KIND_SITE,      /* subject.site: the key's site prefix */
+    KIND_TARGET,    /* query.target: type/id/field of a site record */
+};
+
+struct field_spec {
+    const char *name;
+    enum value_kind kind;
+    const char *const *terms;  /* KIND_TERM only */
+    bool optional;             /* "" allowed, meaning no value */
+    bool coding;               /* AE coding: the CRO's, never a site's */
+};
+
+struct type_spec {
+    const char *name;
+    const struct field_spec *fields;
+    size_t count;
+    const char *key_format;    /* for error messages */
+};
+
+static const struct field_spec subject_fields[] = {
+    { "site", KIND_SITE, NULL, false, false },
+    { "sex", KIND_TERM, terms_sex, false, false },
+    { "brthdtc", KIND_DATE, NULL, true, false },
+    { "rficdtc", KIND_DATE, NULL, true, false },
+    { "armcd", KIND_CODE, NULL, true, false },
+    { "status", KIND_TERM, terms_subject_status, false, false },
+    { "dsdecod", KIND_CODE, NULL, true, false },
+    { "dsstdtc", KIND_DATE, NULL, true, false },
+    { "eie", KIND_TERM, terms_yn, false, false },
+};
+
+static const struct field_spec visit_fields[] = {
+    { "svstdtc", KIND_DATE, NULL, true, false },
+    { "svendtc", KIND_DATE, NULL, true, false },
+    { "svoccur", KIND_TERM, terms_yn, false, false },
+    { "status", KIND_TERM, terms_visit_status, false, false },
+    { "eie", KIND_TERM, terms_yn, false, false },
+};
+
+static const struct field_spec ae_fields[] = {
+    { "aeterm", KIND_TEXT, NULL, false, false },
+    { "aestdtc", KIND_DATE, NULL, true, false },
+    { "aeendtc", KIND_DATE, NULL, true, false },
+    { "aesev", KIND_TERM, terms_aesev, false, false },
+    { "aetoxgr", KIND_TERM, terms_aetoxgr, false, false },
+    { "aeser", KIND_TERM, terms_yn, false, false },
+    { "aesdth", KIND_TERM, terms_yn, false, false },
+    { "aeslife", KIND_TERM, terms_yn, false, false },
+    { "aeshosp", KIND_TERM, terms_yn, false, false },
+    { "aesdisab", KIND_TERM, terms_yn, false, false },
+    { "aescong", KIND_TERM, terms_yn, false, false },
+    { "aesmie", KIND_TERM, terms_yn, false, false },
+    { "aerel", KIND_CODE, NULL, true, false },
+    { "aeacn", KIND_TERM, terms_aeacn, false, false },
+    { "aeout", KIND_TERM, terms_aeout, false, false },
+    { "sae_aware_dtc", KIND_DATETIME, NULL, true, false },
+    { "status", KIND_TERM, terms_ae_status, false, false },
+    { "eie", KIND_TERM, terms_yn, false, false },
+    { "aedecod", KIND_CODE, NULL, true, true },
+    { "aeptcd", KIND_DIGITS, NULL, true, true },
+    { "aebodsys", KIND_CODE, NULL, true, true },
+    { "aesoccd", KIND_DIGITS, NULL, true, true },
+    { "meddra_ver", KIND_VERSION, NULL, true, true },
+};
+
+static const struct field_spec query_fields[] = {
+    { "target", KIND_TARGET, NULL, false, false },
+    { "text", KIND_TEXT, NULL, false, false },
+    { "state", KIND_TERM, terms_query_state, false, false },
+    { "round", KIND_ROUND, NULL, false, false },
+    { "messages", KIND_TEXT, NULL, false, false },
+    { "source", KIND_TERM, terms_query_source, false, false },
+};
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct type_spec type_specs[] = {
+    { "subject", subject_fields, COUNT_OF(subject_fields),
+      "<site>-<number>, e.g. 101-0003" },
+    { "visit", visit_fields, COUNT_OF(visit_fields),
+      "<subject>/<visit code>[/<repeat>], e.g. 101-0003/V3" },
+    { "ae", ae_fields, COUNT_OF(ae_fields), "<subject>-AE-<number>, e.g. 101-0003-AE-001" },
+    { "query", query_fields, COUNT_OF(query_fields), "Q-<origin>-<number>, e.g. Q-hub-17" },
+};
+
+static const char types_allowed[] = "subject, visit, ae, query";
+
+static const char date_allowed[] =
+    "YYYY, YYYY-MM or YYYY-MM-DD, optionally followed by THH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]";
+static const char datetime_allowed[] =
+    "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]";
+static const char target_allowed[] =
+    "<type>/<id>/<field> of a subject, visit or ae, e.g. subject/101-0003/sex";
+
+static const struct type_spec *type_find(const char *type)
+{
+    for (size_t i = 0; i < COUNT_OF(type_specs); i++) {
+        if (strcmp(type_specs[i].name, type) == 0)
+            return &type_specs[i];
+    }
+    return NULL;
+}
+
+static const struct field_spec *field_find(const struct type_spec *t, const char *field)
+{
+    for (size_t i = 0; i < t->count; i++) {
+        if (strcmp(t->fields[i].name, field) == 0)
+            return &t->fields[i];
+    }
+    return NULL;
+}
+
+/* ---- error reporting --------------------------------------------------- */
+
+/* Appends src to dst (capacity cap) as far as it fits; always terminates. */
+static void append(char *dst, size_t cap, const char *src)
+{
+    size_t used = strnlen(dst, cap - 1);
+    size_t room = cap - 1 - used;
+    size_t len = strlen(src);
+    if (len > room)
+        len = room;
+    memcpy(dst + used, src, len);
+    dst[used + len] = '\0';
+}
+
+static void join_terms(char *dst, size_t cap, const char *const *terms)
+{
+    dst[0] = '\0';
+    for (size_t i = 0; terms[i] != NULL; i++) {
+        if (i > 0)
+            append(dst, cap, ", ");
+        append(dst, cap, terms[i]);
+    }
+}
+
+static void join_fields(char *dst, size_t cap, const struct type_spec *t)
+{
+    dst[0] = '\0';
+    for (size_t i = 0; i < t->count; i++) {
+        if (i > 0)
+            append(dst, cap, ", ");
+        append(dst, cap, t->fields[i].name);
+    }
+}
+
+/* Length of the UTF-8 sequence starting at s, or 0 when it is not valid
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_char_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000))
+        return 0;
+    if (cp >= 0xd800 && cp <= 0xdfff)
+        return 0;
+    if (cp > 0x10ffff)
+        return 0;
+    return n;
+}
+
+/*
+ * Copies src into dst (capacity cap) so that a person (and a JSON encoder)
+ * can read it: cut at a character boundary with "..." when it does not fit,
+ * control characters and bytes that are not UTF-8 shown as '?'.
+ */
+static void printable_copy(char *dst, size_t cap, const char *src)
+{
+    static const char more[] = "...";
+    const unsigned char *s = (const unsigned char *)(src != NULL ? src : "");
+    size_t k = 0;
+
+    /* Invariant: "..." and its NUL always fit after what is written so far. */
+    assert(cap > sizeof(more));
+    while (*s != '\0') {
+        size_t n = utf8_char_len(s);
+        size_t take = n == 0 ? 1 : n;
+        bool shown_as_is = n > 1 || (n == 1 && *s >= 0x20 && *s != 0x7f);
+        size_t out = shown_as_is ? n : 1;
+        size_t reserve = s[take] == '\0' ? 1 : sizeof(more);
+        if (k + out + reserve > cap) {
+            memcpy(dst + k, more, sizeof(more));
+            return;
+        }
+        if (shown_as_is)
+            memcpy(dst + k, s, n);
+        else
+            dst[k] = '?';
+        k += out;
+        s += take;
+    }
+    dst[k] = '\0';
+}
+
+/* Sets what the error is about; "" for any that do not apply. */
+static void error_about(struct validate_error *err, const char *field, const char *value,
+                        const char *allowed)
+{
+    printable_copy(err->field, sizeof(err->field), field);
+    printable_copy(err->value, sizeof(err->value), value);
+    snprintf(err->allowed, sizeof(err->allowed), "%s", allowed != NULL ? allowed : "");
+}
+
+/* Writes the sentence and returns code, so callers can `return refuse(...)`. */
+static int refuse(struct validate_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct validate_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- lexical helpers --------------------------------------------------- */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static bool is_id_char(char c)
+{
+    return is_alnum(c) || c == '.' || c == '_' || c == '-';
+}
+
+/* Number of characters from s (at most len) satisfying pred. */
+static size_t span(const char *s, size_t len, bool (*pred)(char))
+{
+    size_t i = 0;
+    while (i < len && pred(s[i]))
+        i++;
+    return i;
+}
+
+static bool all_of(const char *s, size_t len, bool (*pred)(char))
+{
+    return len > 0 && span(s, len, pred) == len;
+}
+
+static bool is_blank(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+            return false;
+    }
+    return true;
+}
+
+/* Valid UTF-8 without control characters; multiline allows tab, CR, LF. */
+static bool text_ok(const char *s, bool multiline)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        size_t n = utf8_char_len(p);
+        if (n == 0)
+            return false;
+        if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
+            if (!multiline || (*p != '\t' && *p != '\n' && *p != '\r'))
+                return false;
+        }
+        p += n;
+    }
+    return true;
+}
+
+static bool term_ok(const char *const *terms, const char *value)
+{
+    for (size_t i = 0; terms[i] != NULL; i++) {
+        if (strcmp(terms[i], value) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Parses a decimal integer of 1..UINT32_MAX without sign, space or leading
+ * zero, so each round has one spelling. */
+static bool round_parse(const char *s, uint32_t *out)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 10 || !all_of(s, len, is_digit) || s[0] == '0')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++)
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    if (v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* ---- ISO 8601 ---------------------------------------------------------- */
+
+struct iso_parts {
+    bool month;
+    bool day;
+    bool time;
+};
+
+static bool digits_at(const char *s, size_t n, unsigned *out)
+{
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static unsigned days_in_month(unsigned year, unsigned month)
+{
+    static const unsigned days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (month == 2 && leap)
+        return 29;
+    return days[month - 1];
+}
+
+/*
+ * Parses an SDTM date: YYYY, YYYY-MM, YYYY-MM-DD, then optionally
+ * THH:MM[:SS[.f{1,9}]] and Z or +HH:MM / -HH:MM.  Returns NULL when s is
+ * one, else what is wrong with it, in words.
+ */
+static const char *iso8601_problem(const char *s, struct iso_parts *parts)
+{
+    unsigned year, month, day, hour, minute, second;
+    const char *p = s;
+
+    memset(parts, 0, sizeof(*parts));
+    if (!digits_at(p, 4, &year))
+        return "it does not start with a four-digit year";
+    if (year == 0)
+        return "year 0000 is not a calendar year";
+    p += 4;
+    if (*p == '\0')
+        return NULL;
+    if (*p != '-' || !digits_at(p + 1, 2, &month))
+        return "the month must be two digits after '-'";
+    if (month < 1 || month > 12)
+        return "the month must be 01 to 12";
+    parts->month = true;
+    p += 3;
+    if (*p == '\0')
+        return NULL;
+    if (*p != '-' || !digits_at(p + 1, 2, &day))
+        return "the day must be two digits after '-'";
+    if (day < 1 || day > days_in_month(year, month))
+        return "that day does not exist in that month";
+    parts->day = true;
+    p += 3;
+    if (*p == '\0')
+        return NULL;
+    if (*p != 'T')
+        return "a time must follow 'T'";
+    if (!digits_at(p + 1, 2, &hour) || p[3] != ':' || !digits_at(p + 4, 2, &minute))
+        return "the time must be THH:MM";
+    if (hour > 23 || minute > 59)
+        return "hours must be 00 to 23 and minutes 00 to 59";
+    parts->time = true;
+    p += 6;
+    if (*p == ':') {
+        if (!digits_at(p + 1, 2, &second))
+            return "seconds must be two digits after ':'";
+        if (second > 59)
+            return "seconds must be 00 to 59";
+        p += 3;
+        if (*p == '.') {
+            size_t n = span(p + 1, 10, is_digit);
+            if (n < 1 || n > 9)
+                return "a fraction of a second must have 1 to 9 digits";
+            p += 1 + n;
+        }
+    }
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        unsigned oh, om;
+        if (!digits_at(p + 1, 2, &oh) || p[3] != ':' || !digits_at(p + 4, 2, &om))
+            return "a UTC offset must be +HH:MM or -HH:MM";
+        if (oh > 14 || om > 59)
+            return "a UTC offset must be within -14:00 and +14:00";
+        p += 6;
+    }
+    if (*p != '\0')
+        return "unexpected characters after the date";
+    return NULL;
+}
+
+bool validate_iso8601(const char *s)
+{
+    struct iso_parts parts;
+    if (s == NULL)
+        return false;
+    return iso8601_problem(s, &parts) == NULL;
+}
+
+bool validate_id(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t len = strnlen(s, TS_ID_BYTES_MAX + 1);
+    return len <= TS_ID_BYTES_MAX && all_of(s, len, is_id_char);
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+static bool site_char(char c)
+{
+    return is_alnum(c);
+}
+
+/* `<site>-<digits>`, exactly the len characters of s. */
+static bool subject_key_ok(const char *s, size_t len)
+{
+    size_t site = span(s, len, site_char);
+    if (site == 0 || site >= len || s[site] != '-')
+        return false;
+    return all_of(s + site + 1, len - site - 1, is_digit);
+}
+
+static bool visit_code_char(char c)
+{
+    return is_id_char(c);
+}
+
+static bool visit_key_ok(const char *s, size_t len)
+{
+    const char *slash = memchr(s, '/', len);
+    if (slash == NULL || !subject_key_ok(s, (size_t)(slash - s)))
+        return false;
+    const char *code = slash + 1;
+    size_t rest = len - (size_t)(code - s);
+    const char *slash2 = memchr(code, '/', rest);
+    if (slash2 == NULL)
+        return all_of(code, rest, visit_code_char);
+    size_t code_len = (size_t)(slash2 - code);
+    return all_of(code, code_len, visit_code_char)
+           && all_of(slash2 + 1, rest - code_len - 1, is_digit);
+}
+
+static bool ae_key_ok(const char *s, size_t len)
+{
+    static const char infix[] = "-AE-";
+    const char *at = strstr(s, infix);
+    if (at == NULL || !subject_key_ok(s, (size_t)(at - s)))
+        return false;
+    const char *num = at + strlen(infix);
+    return all_of(num, len - (size_t)(num - s), is_digit);
+}
+
+static bool query_key_ok(const char *s, size_t len)
+{
+    if (len < 2 || s[0] != 'Q' || s[1] != '-')
+        return false;
+    const char *dash = strrchr(s, '-');
+    if (dash == s + 1)
+        return false;
+    size_t origin_len = (size_t)(dash - (s + 2));
+    return all_of(s + 2, origin_len, is_id_char)
+           && all_of(dash + 1, len - (size_t)(dash + 1 - s), is_digit);
+}
+
+static bool key_ok(const char *type, const char *id)
+{
+    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
+    if (len == 0 || len > TS_ID_BYTES_MAX)
+        return false;
+    if (strcmp(type, "subject") == 0)
+        return subject_key_ok(id, len);
+    if (strcmp(type, "visit") == 0)
+        return visit_key_ok(id, len);
+    if (strcmp(type, "ae") == 0)
+        return ae_key_ok(id, len);
+    if (strcmp(type, "query") == 0)
+        return query_key_ok(id, len);
+    return false;
+}
+
+/* The site prefix of a subject, visit or AE key: the characters before the
+ * first '-'.  False when the key has none. */
+static bool site_of_key(const char *id, char site[TS_ID_BYTES_MAX + 1])
+{
+    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
+    size_t n = span(id, len, site_char);
+    if (n == 0 || n >= len || id[n] != '-')
+        return false;
+    memcpy(site, id, n);
+    site[n] = '\0';
+    return true;
+}
+
+/*
+ * Splits a query target "type/id/field" (the id of a visit holds '/').
+ * On success type_out and id_out are filled and *field_out points into s.
+ */
+static bool target_split(const char *s, char type_out[TS_TYPE_BYTES_MAX + 1],
+                         char id_out[TS_ID_BYTES_MAX + 1], const char **field_out)
+{
+    const char *first = strchr(s, '/');
+    const char *last = strrchr(s, '/');
+    if (first == NULL || last == first)
+        return false;
+    size_t type_len = (size_t)(first - s);
+    size_t id_len = (size_t)(last - first - 1);
+    if (type_len == 0 || type_len > TS_TYPE_BYTES_MAX || id_len == 0 || id_len > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(type_out, s, type_len);
+    type_out[type_len] = '\0';
+    memcpy(id_out, first + 1, id_len);
+    id_out[id_len] = '\0';
+    *field_out = last + 1;
+    return true;
+}
+
+/* True when s names a field of a subject, visit or AE that exists. */
+static bool target_ok(const char *s)
+{
+    char type[TS_TYPE_BYTES_MAX + 1];
+    char id[TS_ID_BYTES_MAX + 1];
+    const char *field;
+
+    if (!target_split(s, type, id, &field))
+        return false;
+    if (strcmp(type, "query") == 0)
+        return false;
+    const struct type_spec *t = type_find(type);
+    return t != NULL && key_ok(type, id) && field_find(t, field) != NULL;
+}
+
+/* ---- the write --------------------------------------------------------- */
+
+static const char *write_value(const struct validate_field *fields, size_t n, const char *field)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (fields[i].field != NULL && strcmp(fields[i].field, field) == 0)
+            return fields[i].value;
+    }
+    return NULL;
+}
+
+static const char *current_value(validate_current_fn current, void *ctx, const char *field)
+{
+    return current != NULL ? current(ctx, field) : NULL;
+}
+
+/* The value the record will have: this write's, else the current one. */
+static const char *after_value(const struct validate_field *fields, size_t n,
+                               validate_current_fn current, void *ctx, const char *field)
+{
+    const char *v = write_value(fields, n, field);
+    return v != NULL ? v : current_value(current, ctx, field);
+}
+
+/* What a field of this kind accepts, in words, for struct validate_error. */
+static void kind_allowed(const char *id, const struct field_spec *f, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    switch (f->kind) {
+    case KIND_TERM:
+        join_terms(buf, cap, f->terms);
+        return;
+    case KIND_TEXT:
+        append(buf, cap, "UTF-8 text, not only spaces; tab and line breaks are the only "
+                         "control characters allowed");
+        return;
+    case KIND_CODE:
+        append(buf, cap, "one line of UTF-8 text of at most 200 bytes");
+        return;
+    case KIND_DATE:
+        append(buf, cap, date_allowed);
+        return;
+    case KIND_DATETIME:
+        append(buf, cap, datetime_allowed);
+        return;
+    case KIND_DIGITS:
+        append(buf, cap, "a numeric code of 1 to 20 digits");
+        return;
+    case KIND_VERSION:
+        append(buf, cap, "a MedDRA version, e.g. 26.1");
+        return;
+    case KIND_ROUND:
+        append(buf, cap, "an integer from 1 to 4294967295");
+        return;
+    case KIND_SITE: {
+        char site[TS_ID_BYTES_MAX + 1];
+        if (site_of_key(id, site))
+            append(buf, cap, site);
+        return;
+    }
+    case KIND_TARGET:
+        append(buf, cap, target_allowed);
+        return;
+    }
+    assert(!"unknown value kind");
+}
+
+static int check_value(const char *type, const char *id, const struct field_spec *f,
+                       const char *value, struct validate_error *err)
+{
+    char allowed[sizeof(err->allowed)];
+    size_t len = strlen(value);
+
+    kind_allowed(id, f, allowed, sizeof(allowed));
+    if (len == 0) {
+        if (f->optional)
+            return 0;
+        error_about(err, f->name, value, allowed);
+        if (f->kind == KIND_TERM)
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s': an empty value is not allowed; allowed values: %s",
+                          err->field, err->allowed);
+        return refuse(err, TS_ERR_INVALID, "field '%s': an empty value is not allowed; allowed: %s",
+                      err->field, err->allowed);
+    }
+
+    switch (f->kind) {
+    case KIND_TERM:
+        if (term_ok(f->terms, value))
+            return 0;
+        error_about(err, f->name, value, allowed);
+        return refuse(err, TS_ERR_INVALID, "field '%s': '%s' is not allowed; allowed values: %s",
+                      err->field, err->value, err->allowed);
+
+    case KIND_TEXT:
+        if (!text_ok(value, true)) {
+            error_about(err, f->name, value, allowed);
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s': the value is not UTF-8 text or holds control characters",
+                          err->field);
+        }
+        if (is_blank(value)) {
+            error_about(err, f->name, value, allowed);
+            return refuse(err, TS_ERR_INVALID, "field '%s': the value is only spaces",
+                          err->field);
+        }
+        return 0;
+
+    case KIND_CODE:
+        if (len > VALIDATE_CODE_BYTES_MAX) {
+            error_about(err, f->name, value, allowed);
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s': the value is %zu bytes; at most %d are allowed",
+                          err->field, len, VALIDATE_CODE_BYTES_MAX);
+        }
+        if (!text_ok(value, false)) {
+            error_about(err, f->name, value, allowed);
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s': the value is not one line of UTF-8 text", err->field);
+        }
+        return 0;
+
+    case KIND_DATE:
+    case KIND_DATETIME: {
+        struct iso_parts parts;
+        const char *problem = iso8601_problem(value, &parts);
+        bool full = f->kind == KIND_DATETIME;
+        if (problem == NULL && full && !parts.time)
+            problem = "a full date and time is needed";
+        if (problem == NULL)
+            return 0;
+        error_about(err, f->name, value, allowed);
+        return refuse(err, TS_ERR_INVALID,
+                      "field '%s': '%s' is not an ISO 8601 %s (%s); allowed: %s", err->field,
+                      err->value, full ? "date-time" : "date", problem, err->allowed);
+    }
+
+    case KIND_DIGITS:
+        if (len <= 20 && all_of(value, len, is_digit))
+            return 0;
+        break;
+
+    case KIND_VERSION: {
+        const char *dot = strchr(value, '.');
+        size_t major = dot != NULL ? (size_t)(dot - value) : len;
+        bool ok = major <= 4 && all_of(value, major, is_digit);
+        if (ok && dot != NULL)
+            ok = strlen(dot + 1) <= 4 && all_of(dot + 1, strlen(dot + 1), is_digit);
+        if (ok)
+            return 0;
+        break;
+    }
+
+    case KIND_ROUND: {
+        uint32_t round;
+        if (round_parse(value, &round))
+            return 0;
+        break;
+    }
+
+    case KIND_SITE:
+        if (strcmp(allowed, value) == 0)
+            return 0;
+        error_about(err, f->name, value, allowed);
+        return refuse(err, TS_ERR_INVALID,
+                      "field '%s': '%s' is not the site of %s '%s'; allowed: %s", err->field,
+                      err->value, type, id, err->allowed);
+
+    case KIND_TARGET:
+        if (len <= TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 2 && target_ok(value))
+            return 0;
+        error_about(err, f->name, value, allowed);
+        return refuse(err, TS_ERR_INVALID,
+                      "field '%s': '%s' does not name a field of a record; allowed: %s",
+                      err->field, err->value, err->allowed);
+    }
+    error_about(err, f->name, value, allowed);
+    return refuse(err, TS_ERR_INVALID, "field '%s': '%s' is not allowed; allowed: %s",
+                  err->field, err->value, err->allowed);
+}
+
+/* The write's query round, else the current one, else 1 (a new query). */
+static uint32_t query_round(const struct validate_field *fields, size_t n,
+                            validate_current_fn current, void *ctx, bool include_write)
+{
+    uint32_t round = 1;
+    const char *v = include_write ? write_value(fields, n, "round") : NULL;
+    if (v == NULL)
+        v = current_value(current, ctx, "round");
+    if (v != NULL && round_parse(v, &round))
+        return round;
+    return 1;
+}
+
+/* True when changing field from old to value moves a workflow forward, which
+ * needs no reason: a higher status rank, or a higher (round, state). */
+static bool workflow_forward(const char *type, const char *field, const char *old,
+                             const char *value, const struct validate_field *fields, size_t n,
+                             validate_current_fn current, void *ctx)
+{
+    enum merge_policy policy = merge_policy_of(type, field);
+    if (policy == MERGE_POLICY_RANK)
+        return merge_rank(type, field, value) > merge_rank(type, field, old);
+    if (policy == MERGE_POLICY_QUERY_STATE) {
+        uint32_t old_round = query_round(fields, n, current, ctx, false);
+        uint32_t new_round = query_round(fields, n, current, ctx, true);
+        if (new_round != old_round)
+            return new_round > old_round;
+        return merge_rank(type, field, value) > merge_rank(type, field, old);
+    }
+    if (strcmp(type, "query") == 0 && strcmp(field, "round") == 0) {
+        uint32_t a, b;
+        return round_parse(old, &a) && round_parse(value, &b) && b > a;
+    }
+    return false;
+}
+
+static int check_change(const char *type, const struct field_spec *f, const char *value,
+                        const char *reason, const struct validate_field *fields, size_t n,
+                        validate_current_fn current, void *ctx, struct validate_error *err)
+{
+    bool has_reason = reason != NULL && !is_blank(reason);
+    const char *old = current_value(current, ctx, f->name);
+
+    if (strcmp(f->name, "eie") == 0 && strcmp(value, "Y") == 0 && !has_reason) {
+        error_about(err, f->name, value, "");
+        return refuse(err, TS_ERR_INVALID,
+                      "field 'eie': marking a record entered in error needs a reason");
+    }
+    if (old == NULL || strcmp(old, value) == 0)
+        return 0;
+
+    char old_cut[sizeof(err->value)];
+    printable_copy(old_cut, sizeof(old_cut), old);
+    if (merge_policy_of(type, f->name) == MERGE_POLICY_WRITE_ONCE) {
+        error_about(err, f->name, value, old);
+        return refuse(err, TS_ERR_INVALID,
+                      "field '%s' is write-once: it is '%s' and cannot become '%s'", err->field,
+                      old_cut, err->value);
+    }
+    if (has_reason || merge_policy_of(type, f->name) == MERGE_POLICY_APPEND)
+        return 0;
+    if (workflow_forward(type, f->name, old, value, fields, n, current, ctx))
+        return 0;
+    error_about(err, f->name, value, "");
+    return refuse(err, TS_ERR_INVALID,
+                  "field '%s': changing '%s' to '%s' needs a reason for change", err->field,
+                  old_cut, err->value);
+}
+
+/* A resolved AE needs an end date and an outcome, whether this write
+ * resolves it or clears either of them on an AE already resolved. */
+static int check_ae_resolved(const struct validate_field *fields, size_t n,
+                             validate_current_fn current, void *ctx, struct validate_error *err)
+{
+    const char *status = after_value(fields, n, current, ctx, "status");
+    if (status == NULL || strcmp(status, "resolved") != 0)
+        return 0;
+    if (write_value(fields, n, "status") == NULL && write_value(fields, n, "aeendtc") == NULL
+        && write_value(fields, n, "aeout") == NULL)
+        return 0;
+    const char *end = after_value(fields, n, current, ctx, "aeendtc");
+    const char *out = after_value(fields, n, current, ctx, "aeout");
+    bool end_missing = end == NULL || *end == '\0';
+    bool out_missing = out == NULL || *out == '\0';
+    if (!end_missing && !out_missing)
+        return 0;
+    error_about(err, "status", "resolved", "");
+    return refuse(err, TS_ERR_INVALID,
+                  "field 'status': an AE can be 'resolved' only with an end date (aeendtc) and "
+                  "an outcome (aeout); missing: %s",
+                  end_missing && out_missing ? "aeendtc, aeout"
+                                             : (end_missing ? "aeendtc" : "aeout"));
+}
+
+static int check_role(const char *type, const char *id, const struct field_spec *const *specs,
+                      const struct validate_field *fields, size_t n, enum validate_role role,
+                      const char *site, validate_current_fn current, void *ctx,
+                      struct validate_error *err)
+{
+    if (role == VALIDATE_ROLE_HUB)
+        return 0;
+    assert(role == VALIDATE_ROLE_SITE);
+    if (site == NULL || *site == '\0') {
+        error_about(err, "", "", "");
+        return refuse(err, TS_ERR_AUTH, "this site node has no site id; it may not write");
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        const struct field_spec *f = specs[i];
+        if (f->coding) {
+            error_about(err, f->name, fields[i].value, "");
+            return refuse(err, TS_ERR_AUTH,
+                          "field '%s': AE coding is done by the CRO; a site may not write it",
+                          err->field);
+        }
+        if (strcmp(type, "query") != 0)
+            continue;
+        if (strcmp(f->name, "state") == 0) {
+            if (strcmp(fields[i].value, "answered") == 0)
+                continue;
+            error_about(err, f->name, fields[i].value, "answered");
+            return refuse(err, TS_ERR_AUTH,
+                          "field 'state': a site may set a query to 'answered' only, not '%s'",
+                          err->value);
+        }
+        if (strcmp(f->name, "messages") != 0) {
+            error_about(err, f->name, fields[i].value, "messages, state");
+            return refuse(err, TS_ERR_AUTH,
+                          "field '%s': on a query a site may write only messages and "
+                          "state=answered",
+                          err->field);
+        }
+    }
+
+    char scope[TS_ID_BYTES_MAX + 1];
+    if (validate_scope(type, id, fields, n, current, ctx, scope) != 0) {
+        error_about(err, "", id, "");
+        return refuse(err, TS_ERR_AUTH,
+                      "%s '%s' is not tied to a record of this site; a site may only answer "
+                      "existing queries on its own records",
+                      type, err->value);
+    }
+    if (strcmp(scope, site) != 0) {
+        char site_cut[sizeof(err->value)];
+        printable_copy(site_cut, sizeof(site_cut), site);
+        error_about(err, "", id, site);
+        return refuse(err, TS_ERR_AUTH, "%s '%s' belongs to site '%s'; this node is site '%s'",
+                      type, err->value, scope, site_cut);
+    }
+    return 0;
+}
+
+int validate_write(const char *type, const char *id,
+                   const struct validate_field *fields, size_t n,
+                   const char *reason, const char *user,
+                   enum validate_role role, const char *site,
+                   validate_current_fn current, void *ctx,
+                   struct validate_error *err)
+{
+    struct validate_error scratch;
+    const struct field_spec *specs[TS_WRITES_PER_ENTRY_MAX];
+    char allowed[sizeof(err->allowed)];
+    int rc;
+
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof(*err));
+
+    const struct type_spec *t = type != NULL ? type_find(type) : NULL;
+    if (t == NULL) {
+        error_about(err, "", type, types_allowed);
+        return refuse(err, TS_ERR_INVALID, "record type '%s' is not known; allowed types: %s",
+                      err->value, err->allowed);
+    }
+    if (id == NULL || !key_ok(type, id)) {
+        error_about(err, "", id, t->key_format);
+        return refuse(err, TS_ERR_INVALID, "%s id '%s' is not valid; expected %s", type,
+                      err->value, err->allowed);
+    }
+    if (n == 0 || fields == NULL) {
+        error_about(err, "", "", "");
+        return refuse(err, TS_ERR_INVALID, "a write must set at least one field");
+    }
+    if (n > TS_WRITES_PER_ENTRY_MAX) {
+        error_about(err, "", "", "");
+        return refuse(err, TS_ERR_INVALID, "a write sets at most %d fields; this one sets %zu",
+                      TS_WRITES_PER_ENTRY_MAX, n);
+    }
+    if (reason != NULL) {
+        size_t len = strnlen(reason, TS_REASON_BYTES_MAX + 1);
+        if (len > TS_REASON_BYTES_MAX || !text_ok(reason, true)) {
+            error_about(err, "", reason, "");
+            return refuse(err, TS_ERR_INVALID,
+                          "the reason for change must be UTF-8 text of at most %d bytes",
+                          TS_REASON_BYTES_MAX);
+        }
+    }
+    if (user != NULL) {
+        size_t len = strnlen(user, TS_USER_BYTES_MAX + 1);
+        if (len > TS_USER_BYTES_MAX || !text_ok(user, false)) {
+            error_about(err, "", user, "");
+            return refuse(err, TS_ERR_INVALID,
+                          "the user name must be one line of UTF-8 text of at most %d bytes",
+                          TS_USER_BYTES_MAX);
+        }
+    }
+
+    /* Field names: known, once each; values present and within the limit. */
+    for (size_t i = 0; i < n; i++) {
+        const char *name = fields[i].field != NULL ? fields[i].field : "";
+        specs[i] = field_find(t, name);
+        if (specs[i] == NULL) {
+            join_fields(allowed, sizeof(allowed), t);
+            error_about(err, name, fields[i].value, allowed);
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s' is not a field of %s; allowed fields: %s", err->field,
+                          type, err->allowed);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (specs[j] == specs[i]) {
+                error_about(err, name, fields[i].value, "");
+                return refuse(err, TS_ERR_INVALID, "field '%s' is written twice in one write",
+                              err->field);
+            }
+        }
+        if (fields[i].value == NULL) {
+            error_about(err, name, "", "");
+            return refuse(err, TS_ERR_INVALID, "field '%s' has no value", err->field);
+        }
+        size_t len = strnlen(fields[i].value, TS_VALUE_BYTES_MAX + 1);
+        if (len > TS_VALUE_BYTES_MAX) {
+            error_about(err, name, fields[i].value, "");
+            return refuse(err, TS_ERR_INVALID,
+                          "field '%s': the value is longer than %d bytes", err->field,
+                          TS_VALUE_BYTES_MAX);
+        }
+    }
+
+    rc = check_role(type, id, specs, fields, n, role, site, current, ctx, err);
+    if (rc != 0)
+        return rc;
+
+    for (size_t i = 0; i < n; i++) {
+        rc = check_value(type, id, specs[i], fields[i].value, err);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rc = check_change(type, specs[i], fields[i].value, reason, fields, n, current, ctx, err);
+        if (rc != 0)
+            return rc;
+    }
+    if (strcmp(type, "ae") == 0) {
+        rc = check_ae_resolved(fields, n, current, ctx, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+enum lane validate_lane(const char *type, const struct validate_field *fields,
+                        size_t n, validate_current_fn current, void *ctx)
+{
+    if (type == NULL || strcmp(type, "ae") != 0)
+        return LANE_BULK;
+    const char *now = write_value(fields, n, "aeser");
+    if (now != NULL && strcmp(now, "Y") == 0)
+        return LANE_SAFETY;
+    /* An AE that is serious stays urgent, including the write that
+     * downgrades it: safety reviewers must see that one first too. */
+    const char *cur = current_value(current, ctx, "aeser");
+    if (cur != NULL && strcmp(cur, "Y") == 0)
+        return LANE_SAFETY;
+    return LANE_BULK;
+}
+
+int validate_scope(const char *type, const char *id,
+                   const struct validate_field *fields, size_t n,
+                   validate_current_fn current, void *ctx,
+                   char site[TS_ID_BYTES_MAX + 1])
+{
+    assert(site != NULL);
+    site[0] = '\0';
+    if (type == NULL || id == NULL)
+        return TS_ERR_INVALID;
+
+    if (strcmp(type, "subject") == 0 || strcmp(type, "visit") == 0 || strcmp(type, "ae") == 0)
+        return site_of_key(id, site) ? 0 : TS_ERR_INVALID;
+
+    if (strcmp(type, "query") == 0) {
+        const char *target = write_value(fields, n, "target");
+        if (target == NULL)
+            target = current_value(current, ctx, "target");
+        if (target == NULL || !target_ok(target))
+            return TS_ERR_INVALID;
+        char ttype[TS_TYPE_BYTES_MAX + 1];
+        char tid[TS_ID_BYTES_MAX + 1];
+        const char *tfield;
+        bool split = target_split(target, ttype, tid, &tfield);
+        assert(split);
+        if (!split || !site_of_key(tid, site))
+            return TS_ERR_INVALID;
+        return 0;
+    }
+
+    /* Any other type (membership, trial settings) is trial-wide. */
+    return 0;
+}
