@@ -104,8 +104,9 @@ static long live_find(const struct field_state *s, const struct entry_ref *ref)
     return -1;
 }
 
-/* The invariants every state keeps; used as assert(state_check(s)). */
-static bool state_check(const struct field_state *s)
+/* The invariants every state keeps; used as assert(state_check(s)), so it
+ * is unused when NDEBUG compiles the assertions out. */
+__attribute__((unused)) static bool state_check(const struct field_state *s)
 {
     if (s->live_count > MERGE_LIVE_MAX || s->dead_count > MERGE_DEAD_MAX)
         return false;
