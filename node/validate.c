@@ -295,7 +295,7 @@ static void error_about(struct validate_error *err, const char *field, const cha
 {
     printable_copy(err->field, sizeof(err->field), field);
     printable_copy(err->value, sizeof(err->value), value);
-    snprintf(err->allowed, sizeof(err->allowed), "%s", allowed != NULL ? allowed : "");
+    printable_copy(err->allowed, sizeof(err->allowed), allowed);
 }
 
 /* Writes the sentence and returns code, so callers can `return refuse(...)`. */
