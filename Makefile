@@ -1,0 +1,59 @@
+# trialsync: a thin Makefile over CMake.
+#   make demo    install what is missing, build, run a local cluster story
+#   make test    install what is missing, build, run every suite (and again under ASan+UBSan)
+#   make bench   benchmarks that print figures (docs/performance.md)
+#   make build   just build (build/)
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+# Debian 12 packages the build, the tests and the demo need.
+DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
+       protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
+       libjansson-dev libinih-dev libfaketime procps iproute2 iptables systemd curl jq
+
+.PHONY: all deps build build-asan test test-fast demo bench soak clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run 'make deps' as root)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "all Debian packages present"; fi
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# The sanitizer pass runs first, the plain build last, so the output ends with
+# CTest's summary of the release build.
+test: deps build build-asan
+	@echo "== every suite under AddressSanitizer + UndefinedBehaviorSanitizer =="
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j2 --timeout 900
+	@echo "== every suite, release build =="
+	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 900
+
+test-fast: build
+	ctest --test-dir $(BUILD) --output-on-failure -j2 -L unit
+
+demo: deps build
+	bash deploy/demo.sh $(BUILD)
+
+bench: deps build
+	bash bench/run.sh $(BUILD)
+
+soak: deps build
+	bash tests/fault/soak.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
