@@ -1,0 +1,64 @@
+/*
+ * config.h: a node's configuration, read from node.conf (INI, parsed by inih).
+ *
+ * Relative paths in the file are taken relative to the file's own directory,
+ * so a node directory can be moved as a whole.  config_load refuses unknown
+ * sections and keys, missing required keys and malformed values with a
+ * message naming the file, the line and what is allowed.
+ */
+#ifndef TS_CONFIG_H
+#define TS_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../proto/errors.h"
+#include "../proto/limits.h"
+#include "pki.h"
+
+/* Hubs a site lists to fail over between. */
+#define CONFIG_HUBS_MAX 8
+
+struct config_addr {
+    char host[256];
+    uint16_t port;
+};
+
+struct config {
+    char path[PATH_MAX];        /* the file read */
+    char dir[PATH_MAX];         /* its directory */
+    /* [node] */
+    char id[TS_ID_BYTES_MAX + 1];
+    enum pki_role role;
+    char trial[TS_ID_BYTES_MAX + 1];
+    char data_dir[PATH_MAX];
+    /* [api] */
+    struct config_addr api;
+    char token_file[PATH_MAX];
+    /* [peer] */
+    bool peer_listen_set;
+    struct config_addr peer_listen;
+    char cert[PATH_MAX];
+    char key[PATH_MAX];
+    char ca[PATH_MAX];
+    char crl[PATH_MAX];         /* "" when none */
+    struct config_addr hubs[CONFIG_HUBS_MAX];
+    int hubs_count;
+    /* [storage] */
+    uint64_t disk_free_min_bytes;
+    /* [safety] */
+    uint32_t sae_alarm_first_s;   /* unacknowledged SAE alarm, first */
+    uint32_t sae_alarm_second_s;  /* and second */
+};
+
+/* Reads and checks path into *c. */
+int config_load(const char *path, struct config *c, struct ts_error *err);
+
+/* Parses "host:port" (host may be [v6]); TS_ERR_INVALID on anything else. */
+int config_addr_parse(const char *s, struct config_addr *out);
+
+/* Resolves the node directory argument of the CLI: DIR/node.conf. */
+int config_load_dir(const char *node_dir, struct config *c, struct ts_error *err);
+
+#endif
