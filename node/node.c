@@ -1,0 +1,562 @@
+/*
+ * node.c: a node's local write path and group commit (see node.h).
+ *
+ * Pending group:
+ *
+ *   node_write ──validate──> entry built, chained on heads_* ──> pending lane
+ *        │                                                          │
+ *        └── record already pending? node_flush() first             │
+ *                                                                   v
+ *   flush_check_cb (after the loop's poll) ──> node_flush: sign each lane's
+ *   run, store_apply(sync) ──> writers called back, on_commit()
+ *
+ * heads_* always describe the chain including pending entries; after a failed
+ * commit they are read back from the store, so the next entry follows what is
+ * durable.
+ */
+#include "node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "../proto/codec.h"
+#include "merge.h"
+#include "pki.h"
+#include "util.h"
+
+/* Writers waiting on one group: every entry of both lanes. */
+#define NODE_WAITERS_MAX (LANE_COUNT * TS_BATCH_ENTRIES_MAX)
+/* Fields whose state one write looks at: its own plus those rules consult. */
+#define NODE_LOOKUP_FIELDS_MAX (TS_WRITES_PER_ENTRY_MAX + 16)
+
+struct pending_lane {
+    uint8_t *bufs[TS_BATCH_ENTRIES_MAX];
+    size_t lens[TS_BATCH_ENTRIES_MAX];
+    size_t count;
+    size_t bytes;
+    uint64_t first_seq;
+};
+
+struct waiter {
+    node_write_cb cb;
+    void *ctx;
+    struct entry_ref ref;
+    uint64_t hlc;
+};
+
+struct node_pending {
+    struct pending_lane lanes[LANE_COUNT];
+    struct waiter waiters[NODE_WAITERS_MAX];
+    size_t waiters_count;
+    uint64_t touched[NODE_WAITERS_MAX];  /* hashes of the records in the group */
+    size_t touched_count;
+    /* The writers of the group being called back; callbacks must not flush. */
+    struct waiter delivering[NODE_WAITERS_MAX];
+    bool in_delivery;
+};
+
+uint64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t record_hash(const char *type, const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    for (const char *p = type; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    return h;
+}
+
+int node_verify_own(void *ctx, const char *origin, const uint8_t *msg, size_t len,
+                    const uint8_t *sig, size_t sig_len)
+{
+    struct node *n = ctx;
+    if (strcmp(origin, n->cfg.id) != 0)
+        return TS_ERR_AUTH;
+    return crypto_verify(n->pubkey, msg, len, sig, sig_len) ? 0 : TS_ERR_SIGNATURE;
+}
+
+static void reload_heads(struct node *n)
+{
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++)
+        store_head(n->store, n->cfg.id, lane, &n->heads_seq[lane], n->heads_hash[lane]);
+}
+
+static void flush_check_cb(uv_check_t *h)
+{
+    struct node *n = container_of(h, struct node, flush_check);
+    uv_check_stop(&n->flush_check);
+    node_flush(n);
+}
+
+bool node_disk_low(struct node *n, uint64_t *free_bytes)
+{
+    struct statvfs sv;
+    if (statvfs(n->cfg.data_dir, &sv) != 0) {
+        if (free_bytes != NULL)
+            *free_bytes = 0;
+        return false;  /* cannot tell: the write itself will report the disk's error */
+    }
+    uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    if (free_bytes != NULL)
+        *free_bytes = avail;
+    return avail < n->cfg.disk_free_min_bytes;
+}
+
+int node_open(struct node **out, uv_loop_t *loop, const struct config *cfg,
+              struct ts_error *err)
+{
+    struct node *n = calloc(1, sizeof(*n));
+    struct pki_identity who;
+    size_t cert_len = 0;
+    int rc;
+
+    if (n == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+    n->pending = calloc(1, sizeof(*n->pending));
+    if (n->pending == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+        goto out_free_node;
+    }
+    n->loop = loop;
+    n->cfg = *cfg;
+    n->wall_ms = node_now_ms;
+
+    rc = crypto_key_load(cfg->key, &n->key, err);
+    if (rc != 0)
+        goto out_free_pending;
+    rc = crypto_pubkey_from_key(n->key, &n->pubkey, err);
+    if (rc != 0)
+        goto out_free_key;
+    rc = pki_read_file(cfg->cert, &n->cert_pem, &cert_len, err);
+    if (rc != 0)
+        goto out_free_pubkey;
+    rc = pki_cert_identity(n->cert_pem, cert_len, &who, err);
+    if (rc != 0)
+        goto out_free_cert;
+    if (strcmp(who.trial, cfg->trial) != 0 || strcmp(who.id, cfg->id) != 0 ||
+        who.role != cfg->role) {
+        rc = ts_error_set(err, TS_ERR_CONFIG,
+                          "certificate %s is for trialsync://%s/%s/%s but %s says "
+                          "trialsync://%s/%s/%s",
+                          cfg->cert, who.trial, pki_role_name(who.role), who.id, cfg->path,
+                          cfg->trial, pki_role_name(cfg->role), cfg->id);
+        goto out_free_cert;
+    }
+    rc = store_open(cfg->data_dir, &n->store, err);
+    if (rc != 0)
+        goto out_free_cert;
+    hlc_init(&n->clock, store_hlc_max(n->store));
+    reload_heads(n);
+    uv_check_init(loop, &n->flush_check);
+    n->started_ms = node_now_ms();
+    *out = n;
+    return 0;
+
+out_free_cert:
+    free(n->cert_pem);
+out_free_pubkey:
+    crypto_pubkey_free(n->pubkey);
+out_free_key:
+    crypto_key_free(n->key);
+out_free_pending:
+    free(n->pending);
+out_free_node:
+    free(n);
+    return rc;
+}
+
+static void node_closed_cb(uv_handle_t *h)
+{
+    struct node *n = container_of((uv_check_t *)h, struct node, flush_check);
+    free(n->pending);
+    free(n);
+}
+
+void node_close(struct node *n)
+{
+    if (n == NULL || n->closing)
+        return;
+    node_flush(n);
+    n->closing = true;
+    store_close(n->store);
+    n->store = NULL;
+    crypto_pubkey_free(n->pubkey);
+    crypto_key_free(n->key);
+    free(n->cert_pem);
+    uv_close((uv_handle_t *)&n->flush_check, node_closed_cb);
+}
+
+/* The states of the fields one write reads, loaded once from the store. */
+struct lookup {
+    struct node *n;
+    const char *type;
+    const char *id;
+    char names[NODE_LOOKUP_FIELDS_MAX][TS_FIELD_BYTES_MAX + 1];
+    struct field_state states[NODE_LOOKUP_FIELDS_MAX];
+    size_t count;
+};
+
+static const struct field_state *lookup_state(struct lookup *l, const char *field)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->names[i], field) == 0)
+            return &l->states[i];
+    if (l->count == NODE_LOOKUP_FIELDS_MAX || strlen(field) > TS_FIELD_BYTES_MAX)
+        return NULL;
+    struct field_state *st = &l->states[l->count];
+    memset(st, 0, sizeof(*st));
+    if (store_field_get(l->n->store, l->type, l->id, field, st) != 0)
+        memset(st, 0, sizeof(*st));
+    memcpy(l->names[l->count], field, strlen(field) + 1);
+    l->count++;
+    return st;
+}
+
+static const char *lookup_current(void *ctx, const char *field)
+{
+    struct lookup *l = ctx;
+    const struct field_state *st = lookup_state(l, field);
+    if (st == NULL)
+        return NULL;
+    int i = merge_display(l->type, field, st);
+    return i < 0 ? NULL : st->live[i].value;
+}
+
+static void lookup_release(struct lookup *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        field_state_release(&l->states[i]);
+    l->count = 0;
+}
+
+/*
+ * Checks a membership write: hubs only, a valid site id, status active or
+ * revoked, a name, and a reason.
+ */
+static int validate_member(const struct node_write *w, enum pki_role role,
+                           struct validate_error *verr)
+{
+    if (role != PKI_ROLE_HUB) {
+        snprintf(verr->msg, sizeof(verr->msg), "membership is recorded at a hub, not at a site");
+        return TS_ERR_AUTH;
+    }
+    if (!validate_id(w->id)) {
+        snprintf(verr->msg, sizeof(verr->msg), "'%.64s' is not a valid site id", w->id);
+        return TS_ERR_INVALID;
+    }
+    if (w->reason == NULL || w->reason[0] == '\0') {
+        snprintf(verr->msg, sizeof(verr->msg), "a membership change needs a reason");
+        return TS_ERR_INVALID;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        const char *f = w->fields[i].field, *v = w->fields[i].value;
+        if (strcmp(f, "status") == 0) {
+            if (strcmp(v, "active") != 0 && strcmp(v, "revoked") != 0) {
+                snprintf(verr->field, sizeof(verr->field), "status");
+                snprintf(verr->value, sizeof(verr->value), "%.100s", v);
+                snprintf(verr->allowed, sizeof(verr->allowed), "active, revoked");
+                snprintf(verr->msg, sizeof(verr->msg),
+                         "field 'status': '%.100s' is not allowed; allowed values: active, "
+                         "revoked", v);
+                return TS_ERR_INVALID;
+            }
+        } else if (strcmp(f, "name") != 0) {
+            snprintf(verr->field, sizeof(verr->field), "%.31s", f);
+            snprintf(verr->msg, sizeof(verr->msg),
+                     "member records have the fields status and name, not '%.31s'", f);
+            return TS_ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+static int result_error(struct node_write_result *now, int code, const char *fmt, const char *arg)
+{
+    memset(now, 0, sizeof(*now));
+    now->code = code;
+    ts_error_set(&now->err, code, fmt, arg);
+    return code;
+}
+
+/* Fills e's writes from the request; supersedes point into l's states. */
+static int build_writes(struct lookup *l, const struct node_write *w, struct entry *e,
+                        struct field_write *writes, char *round_buf, size_t round_cap,
+                        struct ts_error *err)
+{
+    size_t count = 0;
+    bool has_state = false, has_round = false;
+
+    for (size_t i = 0; i < w->n; i++) {
+        if (strcmp(w->fields[i].field, "state") == 0)
+            has_state = true;
+        if (strcmp(w->fields[i].field, "round") == 0)
+            has_round = true;
+    }
+    for (size_t i = 0; i <= w->n; i++) {
+        const char *field, *value;
+        if (i < w->n) {
+            field = w->fields[i].field;
+            value = w->fields[i].value;
+        } else if (strcmp(w->type, "query") == 0 && has_state && !has_round) {
+            /* A query's state merges by (round, state): the entry carries the
+             * round it belongs to, the current one unless the writer says. */
+            const char *cur = lookup_current(l, "round");
+            snprintf(round_buf, round_cap, "%s", cur != NULL ? cur : "1");
+            field = "round";
+            value = round_buf;
+        } else {
+            break;
+        }
+        if (count == TS_WRITES_PER_ENTRY_MAX)
+            return ts_error_set(err, TS_ERR_TOOBIG, "too many fields in one write (at most %d)",
+                                TS_WRITES_PER_ENTRY_MAX);
+        struct field_write *fw = &writes[count++];
+        memset(fw, 0, sizeof(*fw));
+        memcpy(fw->field, field, strlen(field) + 1);
+        fw->value = (char *)value;
+        const struct field_state *st = lookup_state(l, field);
+        if (st == NULL)
+            return ts_error_set(err, TS_ERR_TOOBIG, "write reads too many fields");
+        if (merge_policy_of(w->type, field) == MERGE_POLICY_APPEND || st->live_count == 0)
+            continue;
+        if (st->live_count > TS_SUPERSEDES_MAX)
+            return ts_error_set(err, TS_ERR_TOOBIG,
+                                "field '%s' has %zu unresolved values; resolve the conflict "
+                                "at the hub first", field, st->live_count);
+        fw->supersedes = calloc(st->live_count, sizeof(struct entry_ref));
+        if (fw->supersedes == NULL)
+            return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+        for (size_t j = 0; j < st->live_count; j++)
+            fw->supersedes[j] = st->live[j].ref;
+        fw->supersedes_count = st->live_count;
+    }
+    e->writes = writes;
+    e->writes_count = count;
+    return 0;
+}
+
+int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
+               struct node_write_result *now)
+{
+    struct node_pending *p = n->pending;
+    struct field_write writes[TS_WRITES_PER_ENTRY_MAX];
+    struct lookup *l = NULL;
+    struct entry e;
+    char round_buf[24];
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uint64_t free_bytes = 0;
+    int rc;
+
+    memset(now, 0, sizeof(*now));
+    memset(&e, 0, sizeof(e));
+    memset(writes, 0, sizeof(writes));
+    if (n->closing)
+        return result_error(now, TS_ERR_IO, "node is %s", "stopping");
+    if (node_disk_low(n, &free_bytes)) {
+        n->writes_refused_disk++;
+        memset(now, 0, sizeof(*now));
+        now->code = TS_ERR_DISKFULL;
+        ts_error_set(&now->err, TS_ERR_DISKFULL,
+                     "refusing writes: %llu MiB free on %s, below the threshold of %llu MiB "
+                     "([storage] disk_free_min_mb); reads still work",
+                     (unsigned long long)(free_bytes >> 20), n->cfg.data_dir,
+                     (unsigned long long)(n->cfg.disk_free_min_bytes >> 20));
+        return TS_ERR_DISKFULL;
+    }
+    if (strlen(w->type) > TS_TYPE_BYTES_MAX || strlen(w->id) > TS_ID_BYTES_MAX)
+        return result_error(now, TS_ERR_INVALID, "record type or id too long%s", "");
+
+    uint64_t rh = record_hash(w->type, w->id);
+    for (size_t i = 0; i < p->touched_count; i++) {
+        if (p->touched[i] == rh) {
+            rc = node_flush(n);
+            if (rc != 0)
+                return result_error(now, rc, "committing the pending group failed: %s",
+                                    ts_strerror(rc));
+            break;
+        }
+    }
+
+    l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return result_error(now, TS_ERR_NOMEM, "out of memory%s", "");
+    l->n = n;
+    l->type = w->type;
+    l->id = w->id;
+
+    enum validate_role role = n->cfg.role == PKI_ROLE_HUB ? VALIDATE_ROLE_HUB : VALIDATE_ROLE_SITE;
+    const char *user = (w->user != NULL && *w->user) ? w->user : "unknown";
+    const char *reason = w->reason != NULL ? w->reason : "";
+    enum lane lane;
+    if (w->membership) {
+        rc = validate_member(w, n->cfg.role, &now->verr);
+        lane = LANE_SAFETY;  /* a revocation must overtake any backlog */
+    } else if (strcmp(w->type, MEMBER_TYPE) == 0) {
+        rc = TS_ERR_AUTH;
+        snprintf(now->verr.msg, sizeof(now->verr.msg),
+                 "member records are written by an admin with 'trialsync site', not as data");
+    } else {
+        rc = validate_write(w->type, w->id, w->fields, w->n, reason, user, role, n->cfg.id,
+                            lookup_current, l, &now->verr);
+        lane = validate_lane(w->type, w->fields, w->n, lookup_current, l);
+    }
+    if (rc != 0) {
+        now->code = rc;
+        ts_error_set(&now->err, rc, "%s", now->verr.msg);
+        goto out_release;
+    }
+
+    if (w->membership)
+        rc = 0;  /* membership is trial-wide: e.site stays "" */
+    else
+        rc = validate_scope(w->type, w->id, w->fields, w->n, lookup_current, l, e.site);
+    if (rc != 0) {
+        now->code = rc;
+        ts_error_set(&now->err, rc, "cannot tell which site record %s %s belongs to",
+                     w->type, w->id);
+        goto out_release;
+    }
+    rc = build_writes(l, w, &e, writes, round_buf, sizeof(round_buf), &now->err);
+    if (rc != 0) {
+        now->code = rc;
+        goto out_free_writes;
+    }
+
+    struct pending_lane *pl = &p->lanes[lane];
+    memcpy(e.origin, n->cfg.id, strlen(n->cfg.id) + 1);
+    e.lane = (uint8_t)lane;
+    e.seq = n->heads_seq[lane] + 1;
+    e.wall_ms = n->wall_ms();
+    e.hlc = hlc_now(&n->clock, e.wall_ms);
+    e.user = (char *)user;
+    e.reason = (char *)reason;
+    memcpy(e.record_type, w->type, strlen(w->type) + 1);
+    memcpy(e.record_id, w->id, strlen(w->id) + 1);
+    memcpy(e.prev_hash, n->heads_hash[lane], TS_HASH_BYTES);
+
+    rc = codec_entry_encode(&e, &buf, &len, &now->err);
+    if (rc != 0) {
+        now->code = rc;
+        goto out_free_writes;
+    }
+    if (pl->count == 0)
+        pl->first_seq = e.seq;
+    pl->bufs[pl->count] = buf;
+    pl->lens[pl->count] = len;
+    pl->count++;
+    pl->bytes += len;
+    crypto_chain_hash(n->heads_hash[lane], buf, len, n->heads_hash[lane]);
+    n->heads_seq[lane] = e.seq;
+
+    struct waiter *wt = &p->waiters[p->waiters_count++];
+    wt->cb = cb;
+    wt->ctx = ctx;
+    memcpy(wt->ref.origin, e.origin, sizeof(e.origin));
+    wt->ref.lane = e.lane;
+    wt->ref.seq = e.seq;
+    wt->hlc = e.hlc;
+    p->touched[p->touched_count++] = rh;
+    rc = 0;
+
+    if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX)
+        node_flush(n);  /* the writers learn the outcome through their callbacks */
+    else if (!uv_is_active((uv_handle_t *)&n->flush_check))
+        uv_check_start(&n->flush_check, flush_check_cb);
+
+out_free_writes:
+    for (size_t i = 0; i < TS_WRITES_PER_ENTRY_MAX; i++)
+        free(writes[i].supersedes);
+out_release:
+    lookup_release(l);
+    free(l);
+    return rc;
+}
+
+int node_flush(struct node *n)
+{
+    struct node_pending *p = n->pending;
+    struct batch batches[LANE_COUNT];
+    size_t nb = 0;
+    struct ts_error err = {0};
+    uint8_t msg[256];
+    int rc = 0;
+
+    if (p->waiters_count == 0)
+        return 0;
+    if (uv_is_active((uv_handle_t *)&n->flush_check))
+        uv_check_stop(&n->flush_check);
+
+    memset(batches, 0, sizeof(batches));
+    for (uint8_t lane = 0; lane < LANE_COUNT && rc == 0; lane++) {
+        struct pending_lane *pl = &p->lanes[lane];
+        if (pl->count == 0)
+            continue;
+        struct batch *b = &batches[nb++];
+        memcpy(b->trial, n->cfg.trial, strlen(n->cfg.trial) + 1);
+        memcpy(b->origin, n->cfg.id, strlen(n->cfg.id) + 1);
+        b->lane = lane;
+        b->first_seq = pl->first_seq;
+        b->entries = (const uint8_t **)pl->bufs;
+        b->entry_lens = pl->lens;
+        b->count = pl->count;
+        memcpy(b->chain_hash, n->heads_hash[lane], TS_HASH_BYTES);
+        int mlen = codec_batch_sign_bytes(n->cfg.trial, n->cfg.id, lane, n->heads_seq[lane],
+                                          b->chain_hash, msg, sizeof(msg));
+        if (mlen < 0) {
+            rc = ts_error_set(&err, mlen, "cannot build the batch header to sign");
+            break;
+        }
+        rc = crypto_sign(n->key, msg, (size_t)mlen, b->signature, &b->signature_len, &err);
+    }
+    if (rc == 0)
+        rc = store_apply(n->store, n->cfg.trial, batches, nb, NULL, NULL, true, n->wall_ms(),
+                         NULL, &err);
+    n->commits++;
+
+    /* Reset the group before calling anyone back: a callback may write again. */
+    assert(!p->in_delivery);
+    size_t count = p->waiters_count;
+    struct waiter *waiters = p->delivering;
+    memcpy(waiters, p->waiters, count * sizeof(*waiters));
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++) {
+        struct pending_lane *pl = &p->lanes[lane];
+        for (size_t i = 0; i < pl->count; i++)
+            free(pl->bufs[i]);
+        pl->count = 0;
+        pl->bytes = 0;
+    }
+    p->waiters_count = 0;
+    p->touched_count = 0;
+    if (rc != 0)
+        reload_heads(n);
+
+    p->in_delivery = true;
+    for (size_t i = 0; i < count; i++) {
+        struct node_write_result r;
+        memset(&r, 0, sizeof(r));
+        r.code = rc;
+        r.ref = waiters[i].ref;
+        r.hlc = waiters[i].hlc;
+        if (rc != 0)
+            r.err = err;
+        if (waiters[i].cb != NULL)
+            waiters[i].cb(waiters[i].ctx, &r);
+    }
+    p->in_delivery = false;
+    if (rc == 0 && n->on_commit != NULL)
+        n->on_commit(n->on_commit_ctx);
+    return rc;
+}

@@ -1,0 +1,113 @@
+/*
+ * node.h: one trialsync node: its store, its key, its clock, and the local
+ * write path with group commit.
+ *
+ * A write is validated against the record as it stands, turned into an oplog
+ * entry (next seq of its lane, HLC time, the live writes it supersedes, the
+ * previous chain hash) and queued in the pending group.  Once per loop
+ * iteration (a uv_check handle) the group is signed per lane and applied to
+ * the store in one synced write batch; only then are the writers called back
+ * with success.  Concurrent writes therefore share one fsync.  A write to a
+ * record already in the pending group first commits the group, so every
+ * entry is built against committed state.
+ *
+ * Loop: everything here runs on the node's libuv loop thread.
+ */
+#ifndef TS_NODE_H
+#define TS_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../proto/entry.h"
+#include "../proto/errors.h"
+#include "../storage/store.h"
+#include "config.h"
+#include "crypto.h"
+#include "hlc.h"
+#include "validate.h"
+
+/* The record type of the membership log: one record per site. */
+#define MEMBER_TYPE "member"
+
+struct node_write {
+    const char *type;
+    const char *id;
+    const struct validate_field *fields;
+    size_t n;
+    const char *reason;   /* may be NULL */
+    const char *user;     /* may be NULL: "unknown" */
+    bool membership;      /* a `member` record written by an admin (hubs only) */
+};
+
+struct node_write_result {
+    int code;                    /* 0 or a ts_err */
+    struct entry_ref ref;        /* the entry made, when code == 0 */
+    uint64_t hlc;
+    struct validate_error verr;  /* filled when validation refused the write */
+    struct ts_error err;         /* filled for other errors */
+};
+
+typedef void (*node_write_cb)(void *ctx, const struct node_write_result *r);
+
+/* Called after every group commit or applied batch; peers push from it. */
+typedef void (*node_commit_cb)(void *ctx);
+
+struct node_pending;
+
+struct node {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct store *store;
+    struct crypto_key *key;
+    struct crypto_pubkey *pubkey;
+    char *cert_pem;
+    struct hlc clock;
+    uint64_t (*wall_ms)(void);     /* the wall clock; replaceable in tests */
+    uv_check_t flush_check;
+    struct node_pending *pending;
+    uint64_t heads_seq[LANE_COUNT];            /* including pending entries */
+    uint8_t heads_hash[LANE_COUNT][TS_HASH_BYTES];
+    node_commit_cb on_commit;
+    void *on_commit_ctx;
+    uint64_t started_ms;
+    uint64_t commits;              /* group commits done */
+    uint64_t writes_refused_disk;  /* writes refused below the free-disk threshold */
+    bool closing;
+};
+
+/*
+ * Opens the node of cfg on loop: loads and checks the key (mode 0600), the
+ * certificate (its identity must match [node] id, role and trial), opens the
+ * store, verifies nothing yet.  err says what is wrong.
+ */
+int node_open(struct node **out, uv_loop_t *loop, const struct config *cfg,
+              struct ts_error *err);
+
+/* Commits what is pending and releases everything; handles are closed on the loop. */
+void node_close(struct node *n);
+
+/*
+ * Validates and queues one write.  Returns 0 when queued: cb is called after
+ * the group commit (success or the commit's error).  Returns a negative code
+ * when refused at once (validation, free-disk threshold): *now is filled and
+ * cb is never called.
+ */
+int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
+               struct node_write_result *now);
+
+/* Commits the pending group now (synchronously); 0 when nothing was pending. */
+int node_flush(struct node *n);
+
+/* True when the data directory's free space is below the threshold. */
+bool node_disk_low(struct node *n, uint64_t *free_bytes);
+
+/* Wall clock in ms since the epoch. */
+uint64_t node_now_ms(void);
+
+/* Verifies signatures of batches whose origin is this node (its own key). */
+int node_verify_own(void *ctx, const char *origin, const uint8_t *msg, size_t len,
+                    const uint8_t *sig, size_t sig_len);
+
+#endif
