@@ -1635,3 +1635,41 @@ int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_erro
     BN_free(serial);
     return rc;
 }
+
+int pki_verify_cert(const char *ca_pem, size_t ca_len, const char *pem, size_t len,
+                    struct pki_identity *who, struct ts_error *err)
+{
+    X509 *ca = NULL, *x = NULL;
+    X509_STORE *store = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    int rc = cert_parse(ca_pem, ca_len, "CA certificate", &ca, err);
+    if (rc != 0)
+        return rc;
+    rc = cert_parse(pem, len, "certificate", &x, err);
+    if (rc != 0)
+        goto out_free_ca;
+    store = X509_STORE_new();
+    ctx = X509_STORE_CTX_new();
+    if (store == NULL || ctx == NULL || X509_STORE_add_cert(store, ca) != 1 ||
+        X509_STORE_CTX_init(ctx, store, x, NULL) != 1) {
+        rc = openssl_error(err, TS_ERR_NOMEM, "cannot set up certificate verification");
+        goto out_free;
+    }
+    /* Entries signed while the certificate was valid stay valid after it
+     * expires or is revoked: only the chain to the trial CA is checked. */
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
+    if (X509_verify_cert(ctx) != 1) {
+        rc = ts_error_set(err, TS_ERR_AUTH, "certificate not issued by the trial CA: %s",
+                          X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        ERR_clear_error();
+        goto out_free;
+    }
+    rc = pki_cert_identity(pem, len, who, err);
+out_free:
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(x);
+out_free_ca:
+    X509_free(ca);
+    return rc;
+}

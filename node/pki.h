@@ -112,4 +112,13 @@ int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_erro
  */
 int pki_crl_write(const char *ca_dir, struct ts_error *err);
 
+/*
+ * Checks that a certificate (PEM) was issued by the trial CA (PEM), ignoring
+ * its validity dates and revocation: entries an origin signed while its
+ * certificate was good stay verifiable.  Fills *who from its URI SAN.
+ * TS_ERR_AUTH when the chain does not verify.
+ */
+int pki_verify_cert(const char *ca_pem, size_t ca_len, const char *pem, size_t len,
+                    struct pki_identity *who, struct ts_error *err);
+
 #endif
