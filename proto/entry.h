@@ -79,8 +79,23 @@ struct batch {
     uint8_t chain_hash[TS_HASH_BYTES];
     uint8_t signature[TS_SIG_BYTES_MAX];
     size_t signature_len;
+    /*
+     * The origin's certificate (PEM), so a receiver that has not met the
+     * origin can check the signature; NULL/0 when the receiver has it.
+     */
+    const char *origin_cert;
+    size_t origin_cert_len;
     void *owned;               /* codec-private storage; NULL when built by hand */
 };
+
+/*
+ * A hole: an entry the receiver may not see (the downlink filter: another
+ * site's record) travels as the 32-byte chain hash after it.  In a struct
+ * batch, entry_lens[i] == 0 marks a hole and entries[i] points to that hash.
+ * The chain stays verifiable: the next entry's prev_hash and the signed chain
+ * hash commit to it.
+ */
+#define BATCH_HOLE_LEN 0
 
 enum frame_type {
     FRAME_HELLO = 1,

@@ -1,0 +1,129 @@
+/*
+ * main.c: trialsyncd, one trialsync node in the foreground.
+ *
+ *   trialsyncd --config FILE
+ *
+ * Traces to stderr.  Exits non-zero with a message on a bad config, an unsafe
+ * key or token file, a certificate that does not match the config, a store
+ * that cannot be opened, or a port in use.  SIGINT and SIGTERM commit what is
+ * pending and stop cleanly (exit 0).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api.h"
+#include "config.h"
+#include "node.h"
+#include "peer.h"
+#include "trace.h"
+
+struct daemon {
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    struct node *node;
+    struct api *api;
+    struct peer_mgr *peers;
+    bool stopping;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsyncd --config FILE\n"
+            "\n"
+            "Runs one trialsync node (hub or site) in the foreground; traces go to stderr.\n"
+            "FILE is the node's node.conf (see deploy/node.conf.example).\n"
+            "\n"
+            "  -c, --config FILE   the node configuration\n"
+            "  -h, --help          this text\n"
+            "      --version       print the version\n");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    trace(TRACE_INFO, "signal %d: stopping", signum);
+    peer_mgr_stop(d->peers);
+    api_stop(d->api);
+    node_close(d->node);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("trialsyncd 0.1.0\n"); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    static struct config cfg;
+    struct ts_error err = {0};
+    if (config_load(config_path, &cfg, &err) != 0) {
+        fprintf(stderr, "trialsyncd: %s\n", err.msg);
+        return 1;
+    }
+    trace_init(cfg.id);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct daemon d;
+    uv_loop_init(&d.loop);
+    if (node_open(&d.node, &d.loop, &cfg, &err) != 0) {
+        fprintf(stderr, "trialsyncd: %s\n", err.msg);
+        return 1;
+    }
+    if (peer_mgr_start(&d.peers, d.node, &err) != 0) {
+        fprintf(stderr, "trialsyncd: %s\n", err.msg);
+        node_close(d.node);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    struct api_hooks hooks = {0};
+    peer_mgr_api_hooks(d.peers, &hooks);
+    if (api_start(&d.api, d.node, &hooks, &err) != 0) {
+        fprintf(stderr, "trialsyncd: %s\n", err.msg);
+        peer_mgr_stop(d.peers);
+        node_close(d.node);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        peer_mgr_free(d.peers);
+        return 1;
+    }
+    uv_signal_init(&d.loop, &d.sigint);
+    uv_signal_init(&d.loop, &d.sigterm);
+    d.sigint.data = &d;
+    d.sigterm.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    trace(TRACE_INFO, "trialsyncd %s node of trial %s ready: API on %s:%u", 
+          pki_role_name(cfg.role), cfg.trial, cfg.api.host, cfg.api.port);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    peer_mgr_free(d.peers);
+    uv_loop_close(&d.loop);
+    trace(TRACE_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,1341 @@
+/*
+ * peer.c: replication between nodes (see peer.h and docs/protocol.md).
+ *
+ * One session per TLS link, the same on both ends:
+ *
+ *   HANDSHAKE (tls) ──on_handshake: role allowed, not revoked──> HELLO_SENT
+ *   HELLO_SENT ──Hello received: trial, id, version match──> STREAMING
+ *   STREAMING: each side sends the batches the other lacks and may receive,
+ *              safety lane before bulk, at most PEER_WINDOW_BATCHES unacked;
+ *              each received batch is verified and applied durably, then
+ *              acked; new commits are pushed as they happen.
+ *   any ──refusal, error, idle, revocation, stop──> closed (tls on_close)
+ *
+ * set_state() traces every transition; session_check() holds the invariants.
+ *
+ * Chains: the manager keeps a registry of every (origin, lane) this node
+ * holds or has heard of, with its head.  A session keeps, per chain, what the
+ * peer holds (acked), what was sent to it (sent >= acked) and what the peer
+ * said it holds (advertised, for the lag the other way), and a to-do list
+ * per lane of chains that may have something to send.
+ *
+ * Authorization (DESIGN.md §5): a site may send only its own entries; a hub
+ * relays anything that verifies.  Downlink filter: a site receives its own
+ * chains, and hub chains with every entry that belongs to another site
+ * replaced by a hole (its chain hash), never other sites' chains.
+ *
+ * Outgoing links: a site keeps one link to the first reachable hub of its
+ * list and fails over to the next; a hub keeps one link to each hub it lists.
+ * Reconnects back off exponentially with jitter.
+ */
+#include "peer.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../proto/codec.h"
+#include "merge.h"
+#include "pki.h"
+#include "tls.h"
+#include "trace.h"
+#include "util.h"
+
+#define PEER_PROTOCOL_VERSION 1
+/* Unacked batches per session: two keep the link and the receiver's disk busy. */
+#define PEER_WINDOW_BATCHES 2
+/* Entries and bytes in one batch sent: catch-up throughput vs. receiver memory. */
+#define PEER_BATCH_ENTRIES_MAX TS_BATCH_ENTRIES_MAX
+#define PEER_BATCH_BYTES_MAX (512 * 1024)
+/* Connected sessions at once: 200 sites, hubs, and room for reconnect overlap. */
+#define PEER_SESSIONS_MAX 512
+/* Peers remembered for the status table (every site of a large trial). */
+#define PEER_INFOS_MAX 2048
+/* The manager's tick: keepalives, revocation checks, reconnect timers. */
+#define PEER_TICK_MS 250
+/* Without a byte received for this long a link is considered dead. */
+#define PEER_IDLE_TIMEOUT_MS 30000
+/* A session sends at least this often (an empty ack) so the other side's idle timer holds. */
+#define PEER_KEEPALIVE_MS 5000
+#define PEER_RECONNECT_MIN_MS 200
+#define PEER_RECONNECT_MAX_MS 10000
+/* Origins whose keys are cached. */
+#define PEER_ORIGINS_MAX TS_CHAINS_MAX
+
+_Static_assert(PEER_BATCH_BYTES_MAX <= TS_BATCH_BYTES_MAX, "a sent batch must decode");
+_Static_assert(PEER_KEEPALIVE_MS * 3 < PEER_IDLE_TIMEOUT_MS,
+               "keepalives must arrive well within the idle timeout");
+_Static_assert(PEER_RECONNECT_MIN_MS < PEER_RECONNECT_MAX_MS, "backoff range");
+
+enum session_state {
+    SESSION_STATE_HANDSHAKE,
+    SESSION_STATE_HELLO_SENT,
+    SESSION_STATE_STREAMING,
+    SESSION_STATE_CLOSING,
+};
+
+static const char *session_state_name(enum session_state s)
+{
+    switch (s) {
+    case SESSION_STATE_HANDSHAKE: return "handshake";
+    case SESSION_STATE_HELLO_SENT: return "hello-sent";
+    case SESSION_STATE_STREAMING: return "streaming";
+    case SESSION_STATE_CLOSING: return "closing";
+    }
+    return "?";
+}
+
+struct chain {
+    char origin[TS_ID_BYTES_MAX + 1];
+    uint8_t lane;
+    uint64_t head;   /* highest seq held here */
+};
+
+struct origin_key {
+    char origin[TS_ID_BYTES_MAX + 1];
+    enum pki_role role;
+    struct crypto_pubkey *pubkey;
+    char *cert;      /* PEM, owned */
+    size_t cert_len;
+};
+
+/* What the manager remembers of a peer across its sessions. */
+struct peer_info {
+    char id[TS_ID_BYTES_MAX + 1];
+    enum pki_role role;
+    bool connected;
+    uint64_t last_seen_ms;
+    char addr[64];
+    uint64_t entries_sent, entries_received;
+    uint64_t bytes_sent, bytes_received;
+    uint64_t batches_refused;
+    struct session *session;
+};
+
+struct outlink;
+
+/*
+ * What a tls_conn's data points to: a session, or (for a connection a
+ * listener accepted, until its handshake completes) the listener's tag.
+ */
+enum conn_kind { CONN_KIND_SESSION = 0, CONN_KIND_LISTENER = 1 };
+
+struct listener_tag {
+    enum conn_kind kind;   /* CONN_KIND_LISTENER; first member */
+    struct peer_mgr *m;
+};
+
+struct session {
+    enum conn_kind kind;   /* CONN_KIND_SESSION; first member */
+    struct peer_mgr *m;
+    struct tls_conn *conn;
+    struct session *next, *prev;
+    struct outlink *link;            /* NULL for an accepted session */
+    struct peer_info *info;          /* set once the peer is identified */
+    enum session_state state;
+    struct pki_identity peer;
+    size_t cap;                      /* size of the per-chain arrays */
+    uint64_t *acked;
+    uint64_t *sent;
+    uint64_t *advertised;
+    bool *queued;
+    bool *cert_sent;
+    uint32_t *todo[LANE_COUNT];      /* chain indexes, FIFO */
+    size_t todo_head[LANE_COUNT], todo_len[LANE_COUNT];
+    int inflight;
+    uint64_t last_send_ms;
+};
+
+struct outlink {
+    struct peer_mgr *m;
+    struct config_addr addrs[CONFIG_HUBS_MAX];
+    int addrs_count;
+    int current;                     /* index into addrs being tried */
+    struct session *session;
+    unsigned failures;
+    uint64_t next_attempt_ms;
+};
+
+struct peer_mgr {
+    struct node *node;
+    struct tls_ctx *tls;
+    struct tls_listener *listener;
+    struct listener_tag listener_tag;
+    uv_timer_t tick;
+    struct chain *chains;
+    size_t chains_count, chains_cap;
+    struct origin_key *origins;
+    size_t origins_count;
+    struct peer_info *infos;
+    size_t infos_count;
+    struct session *sessions;
+    size_t sessions_count;
+    struct outlink links[CONFIG_HUBS_MAX];
+    int links_count;
+    char *ca_pem;
+    size_t ca_len;
+    time_t crl_mtime;
+    uint64_t handshake_failures[8];  /* by reason, see failure_reason_names */
+    bool stopping;
+    void (*on_applied)(void *ctx, const struct entry *e, uint64_t now_ms);
+    void *on_applied_ctx;
+};
+
+static const char *failure_reason_names[] = {
+    "certificate", "role", "revoked", "trial", "protocol", "other",
+};
+enum { FAIL_CERT, FAIL_ROLE, FAIL_REVOKED, FAIL_TRIAL, FAIL_PROTOCOL, FAIL_OTHER };
+
+/* ---- chains ----------------------------------------------------------------- */
+
+static int chain_find(struct peer_mgr *m, const char *origin, uint8_t lane)
+{
+    for (size_t i = 0; i < m->chains_count; i++)
+        if (m->chains[i].lane == lane && strcmp(m->chains[i].origin, origin) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool session_grow(struct session *s, size_t need);
+
+/* The index of (origin, lane), registered when new; -1 when the registry is full. */
+static int chain_get(struct peer_mgr *m, const char *origin, uint8_t lane)
+{
+    int i = chain_find(m, origin, lane);
+    if (i >= 0)
+        return i;
+    if (m->chains_count == TS_CHAINS_MAX || strlen(origin) > TS_ID_BYTES_MAX ||
+        lane >= LANE_COUNT)
+        return -1;
+    if (m->chains_count == m->chains_cap) {
+        size_t cap = m->chains_cap == 0 ? 64 : m->chains_cap * 2;
+        struct chain *nc = realloc(m->chains, cap * sizeof(*nc));
+        if (nc == NULL)
+            return -1;
+        m->chains = nc;
+        m->chains_cap = cap;
+    }
+    struct chain *c = &m->chains[m->chains_count];
+    memset(c, 0, sizeof(*c));
+    memcpy(c->origin, origin, strlen(origin) + 1);
+    c->lane = lane;
+    for (struct session *s = m->sessions; s != NULL; s = s->next)
+        if (!session_grow(s, m->chains_count + 1))
+            return -1;
+    return (int)m->chains_count++;
+}
+
+/* ---- origins' keys ------------------------------------------------------------ */
+
+static struct origin_key *origin_find(struct peer_mgr *m, const char *origin)
+{
+    for (size_t i = 0; i < m->origins_count; i++)
+        if (strcmp(m->origins[i].origin, origin) == 0)
+            return &m->origins[i];
+    return NULL;
+}
+
+/*
+ * Learns an origin's certificate: it must chain to the trial CA (time and
+ * revocation aside: entries signed before a revocation stay valid) and name
+ * that origin.  Kept in the store's metadata so relays can pass it on.
+ */
+static struct origin_key *origin_learn(struct peer_mgr *m, const char *origin, const char *pem,
+                                       size_t len, bool persist, struct ts_error *err)
+{
+    struct pki_identity who;
+    struct crypto_pubkey *pk = NULL;
+    if (m->origins_count == PEER_ORIGINS_MAX) {
+        ts_error_set(err, TS_ERR_TOOBIG, "too many origins");
+        return NULL;
+    }
+    if (pki_verify_cert(m->ca_pem, m->ca_len, pem, len, &who, err) != 0)
+        return NULL;
+    if (strcmp(who.id, origin) != 0 || strcmp(who.trial, m->node->cfg.trial) != 0) {
+        ts_error_set(err, TS_ERR_AUTH, "the certificate sent for origin %s names %s/%s", origin,
+                     who.trial, who.id);
+        return NULL;
+    }
+    if (crypto_pubkey_from_cert(pem, len, &pk, err) != 0)
+        return NULL;
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        crypto_pubkey_free(pk);
+        ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(copy, pem, len);
+    copy[len] = '\0';
+    if (persist) {
+        char key[TS_ID_BYTES_MAX + 8];
+        snprintf(key, sizeof(key), "cert/%s", origin);
+        store_meta_put(m->node->store, key, pem, len, false, NULL);
+    }
+    struct origin_key *o = &m->origins[m->origins_count++];
+    memset(o, 0, sizeof(*o));
+    memcpy(o->origin, origin, strlen(origin) + 1);
+    o->role = who.role;
+    o->pubkey = pk;
+    o->cert = copy;
+    o->cert_len = len;
+    return o;
+}
+
+/* The key of an origin: cached, or from the store's metadata. */
+static struct origin_key *origin_key(struct peer_mgr *m, const char *origin)
+{
+    struct origin_key *o = origin_find(m, origin);
+    if (o != NULL)
+        return o;
+    char key[TS_ID_BYTES_MAX + 8];
+    char *pem = NULL;
+    size_t len = 0;
+    snprintf(key, sizeof(key), "cert/%s", origin);
+    if (store_meta_get(m->node->store, key, &pem, &len) != 0)
+        return NULL;
+    o = origin_learn(m, origin, pem, len, false, NULL);
+    free(pem);
+    return o;
+}
+
+static int verify_cb(void *ctx, const char *origin, const uint8_t *msg, size_t len,
+                     const uint8_t *sig, size_t sig_len)
+{
+    struct peer_mgr *m = ctx;
+    struct origin_key *o = origin_key(m, origin);
+    if (o == NULL)
+        return TS_ERR_AUTH;
+    return crypto_verify(o->pubkey, msg, len, sig, sig_len) ? 0 : TS_ERR_SIGNATURE;
+}
+
+/* ---- peers ----------------------------------------------------------------- */
+
+static struct peer_info *info_get(struct peer_mgr *m, const char *id, enum pki_role role)
+{
+    for (size_t i = 0; i < m->infos_count; i++)
+        if (strcmp(m->infos[i].id, id) == 0)
+            return &m->infos[i];
+    if (m->infos_count == PEER_INFOS_MAX)
+        return NULL;
+    struct peer_info *p = &m->infos[m->infos_count++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    p->role = role;
+    return p;
+}
+
+/* True when the membership log says site id is revoked. */
+static bool member_revoked(struct peer_mgr *m, const char *id)
+{
+    struct field_state st;
+    memset(&st, 0, sizeof(st));
+    if (store_field_get(m->node->store, MEMBER_TYPE, id, "status", &st) != 0)
+        return false;
+    bool revoked = false;
+    for (size_t i = 0; i < st.live_count; i++)
+        if (strcmp(st.live[i].value, "revoked") == 0)
+            revoked = true;  /* a revocation is never undone by a concurrent write */
+    field_state_release(&st);
+    return revoked;
+}
+
+/* ---- sessions ---------------------------------------------------------------- */
+
+static bool session_check(const struct session *s)
+{
+    if (s->inflight < 0 || s->inflight > PEER_WINDOW_BATCHES)
+        return false;
+    if (s->cap < s->m->chains_count)
+        return false;
+    if (s->state == SESSION_STATE_STREAMING && s->info == NULL)
+        return false;
+    return true;
+}
+
+static void set_state(struct session *s, enum session_state to)
+{
+    trace(TRACE_DEBUG, "peer %s: %s -> %s", s->info != NULL ? s->info->id : tls_conn_peer_addr(s->conn),
+          session_state_name(s->state), session_state_name(to));
+    s->state = to;
+}
+
+static bool session_grow(struct session *s, size_t need)
+{
+    if (need <= s->cap)
+        return true;
+    size_t cap = s->cap == 0 ? 64 : s->cap;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *a = realloc(s->acked, cap * sizeof(*a));
+    if (a == NULL)
+        return false;
+    s->acked = a;
+    uint64_t *b = realloc(s->sent, cap * sizeof(*b));
+    if (b == NULL)
+        return false;
+    s->sent = b;
+    uint64_t *c = realloc(s->advertised, cap * sizeof(*c));
+    if (c == NULL)
+        return false;
+    s->advertised = c;
+    bool *q = realloc(s->queued, cap * sizeof(*q));
+    if (q == NULL)
+        return false;
+    s->queued = q;
+    bool *cs = realloc(s->cert_sent, cap * sizeof(*cs));
+    if (cs == NULL)
+        return false;
+    s->cert_sent = cs;
+    for (int lane = 0; lane < LANE_COUNT; lane++) {
+        /* The to-do ring is re-laid from its head so it stays contiguous. */
+        uint32_t *t = malloc(cap * sizeof(*t));
+        if (t == NULL)
+            return false;
+        for (size_t i = 0; i < s->todo_len[lane]; i++)
+            t[i] = s->todo[lane][(s->todo_head[lane] + i) % s->cap];
+        free(s->todo[lane]);
+        s->todo[lane] = t;
+        s->todo_head[lane] = 0;
+    }
+    for (size_t i = s->cap; i < cap; i++) {
+        s->acked[i] = 0;
+        s->sent[i] = 0;
+        s->advertised[i] = 0;
+        s->queued[i] = false;
+        s->cert_sent[i] = false;
+    }
+    s->cap = cap;
+    return true;
+}
+
+enum send_rule { SEND_NONE, SEND_ALL, SEND_FILTERED };
+
+/* What of chain c the peer of s may receive (DESIGN.md §5, downlink filter). */
+static enum send_rule send_rule(struct session *s, const struct chain *c)
+{
+    struct peer_mgr *m = s->m;
+    if (s->peer.role == PKI_ROLE_HUB)
+        return SEND_ALL;
+    if (strcmp(c->origin, s->peer.id) == 0)
+        return SEND_ALL;  /* its own entries: restores a site that lost its disk */
+    enum pki_role role;
+    if (strcmp(c->origin, m->node->cfg.id) == 0) {
+        role = m->node->cfg.role;
+    } else {
+        struct origin_key *o = origin_key(m, c->origin);
+        if (o == NULL)
+            return SEND_NONE;
+        role = o->role;
+    }
+    return role == PKI_ROLE_SITE ? SEND_NONE : SEND_FILTERED;
+}
+
+static void todo_push(struct session *s, uint32_t idx)
+{
+    const struct chain *c = &s->m->chains[idx];
+    if (s->queued[idx] || s->state != SESSION_STATE_STREAMING)
+        return;
+    if (c->head <= s->sent[idx] || send_rule(s, c) == SEND_NONE)
+        return;
+    uint8_t lane = c->lane;
+    s->todo[lane][(s->todo_head[lane] + s->todo_len[lane]) % s->cap] = idx;
+    s->todo_len[lane]++;
+    s->queued[idx] = true;
+}
+
+static void session_pump(struct session *s);
+
+/* A chain grew here: every session that may want it hears of it. */
+static void chain_advanced(struct peer_mgr *m, int idx, uint64_t head)
+{
+    if (idx < 0 || head <= m->chains[idx].head)
+        return;
+    m->chains[idx].head = head;
+    for (struct session *s = m->sessions; s != NULL; s = s->next) {
+        todo_push(s, (uint32_t)idx);
+        session_pump(s);
+    }
+}
+
+static int send_frame(struct session *s, const struct frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    struct ts_error err = {0};
+    int rc = codec_frame_encode(f, &buf, &len, &err);
+    if (rc != 0) {
+        trace(TRACE_ERROR, "peer %s: cannot encode a frame: %s", s->peer.id, err.msg);
+        return rc;
+    }
+    rc = tls_conn_send_frame(s->conn, buf, len);
+    free(buf);
+    if (rc == 0) {
+        s->last_send_ms = node_now_ms();
+        if (s->info != NULL)
+            s->info->bytes_sent += len + 4;
+    }
+    return rc;
+}
+
+static void session_refuse(struct session *s, int fail_reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Refuses the peer: the reason is traced, sent to it, and the link closed. */
+static void session_refuse(struct session *s, int fail_reason, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    if (s->state == SESSION_STATE_CLOSING)
+        return;
+    trace(TRACE_WARN, "peer %s (%s): refused: %s", s->peer.id[0] ? s->peer.id : "?",
+          tls_conn_peer_addr(s->conn), reason);
+    if (fail_reason >= 0)
+        s->m->handshake_failures[fail_reason]++;
+    if (s->info != NULL)
+        s->info->batches_refused++;
+    struct frame f;
+    memset(&f, 0, sizeof(f));
+    f.type = FRAME_REFUSAL;
+    f.reason = reason;
+    send_frame(s, &f);
+    set_state(s, SESSION_STATE_CLOSING);
+    tls_conn_close(s->conn, TS_ERR_AUTH, reason);
+}
+
+/*
+ * Replaces, in a batch read from the store, every entry the site peer may
+ * not see by a hole.  hole_hashes receives the chain hashes the holes point
+ * to.  Returns the number of entries left visible.
+ */
+static size_t apply_filter(struct session *s, struct batch *b, uint8_t (*hole_hashes)[TS_HASH_BYTES])
+{
+    size_t visible = 0;
+    struct entry e;
+    for (size_t i = 0; i < b->count; i++) {
+        bool hide = false;
+        memset(&e, 0, sizeof(e));
+        if (b->entry_lens[i] == BATCH_HOLE_LEN)
+            continue;  /* already a hole here */
+        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) != 0)
+            hide = true;
+        else
+            hide = e.site[0] != '\0' && strcmp(e.site, s->peer.id) != 0;
+        entry_release(&e);
+        if (!hide) {
+            visible++;
+            continue;
+        }
+        /* The hash after entry i is entry i+1's prev_hash, or the batch's. */
+        if (i + 1 < b->count && b->entry_lens[i + 1] != BATCH_HOLE_LEN) {
+            struct entry next;
+            memset(&next, 0, sizeof(next));
+            if (codec_entry_decode(b->entries[i + 1], b->entry_lens[i + 1], &next, NULL) == 0)
+                memcpy(hole_hashes[i], next.prev_hash, TS_HASH_BYTES);
+            entry_release(&next);
+        } else if (i + 1 < b->count) {
+            memcpy(hole_hashes[i], b->entries[i + 1], TS_HASH_BYTES);  /* unreachable: i+1 decoded first */
+        } else {
+            memcpy(hole_hashes[i], b->chain_hash, TS_HASH_BYTES);
+        }
+        b->entries[i] = hole_hashes[i];
+        b->entry_lens[i] = BATCH_HOLE_LEN;
+    }
+    return visible;
+}
+
+/* Sends the next batch of chain idx; false when there was nothing to send. */
+static bool send_next_batch(struct session *s, uint32_t idx)
+{
+    struct peer_mgr *m = s->m;
+    const struct chain *c = &m->chains[idx];
+    struct batch b;
+    struct ts_error err = {0};
+    enum send_rule rule = send_rule(s, c);
+
+    if (rule == SEND_NONE || c->head <= s->sent[idx])
+        return false;
+    memset(&b, 0, sizeof(b));
+    int rc = store_read_batch(m->node->store, m->node->cfg.trial, c->origin, c->lane,
+                              s->sent[idx] + 1, PEER_BATCH_ENTRIES_MAX, PEER_BATCH_BYTES_MAX,
+                              &b, &err);
+    if (rc != 0 || b.count == 0) {
+        if (rc != 0)
+            trace(TRACE_ERROR, "peer %s: reading %s/%u from %" PRIu64 ": %s", s->peer.id,
+                  c->origin, c->lane, s->sent[idx] + 1, err.msg);
+        store_batch_release(&b);
+        return false;
+    }
+    uint8_t (*holes)[TS_HASH_BYTES] = NULL;
+    if (rule == SEND_FILTERED) {
+        holes = malloc(b.count * TS_HASH_BYTES);
+        if (holes == NULL) {
+            store_batch_release(&b);
+            return false;
+        }
+        apply_filter(s, &b, holes);
+    }
+    if (!s->cert_sent[idx]) {
+        if (strcmp(c->origin, m->node->cfg.id) == 0) {
+            b.origin_cert = m->node->cert_pem;
+            b.origin_cert_len = strlen(m->node->cert_pem);
+        } else {
+            struct origin_key *o = origin_key(m, c->origin);
+            if (o != NULL) {
+                b.origin_cert = o->cert;
+                b.origin_cert_len = o->cert_len;
+            }
+        }
+    }
+    struct frame f;
+    memset(&f, 0, sizeof(f));
+    f.type = FRAME_BATCH;
+    f.batch = b;
+    uint64_t last = b.first_seq + b.count - 1;
+    size_t count = b.count;
+    rc = send_frame(s, &f);
+    store_batch_release(&b);
+    free(holes);
+    if (rc != 0)
+        return false;
+    s->cert_sent[idx] = true;
+    s->sent[idx] = last;
+    s->inflight++;
+    if (s->info != NULL)
+        s->info->entries_sent += count;
+    return true;
+}
+
+/* Sends while the window allows: the safety lane's chains first. */
+static void session_pump(struct session *s)
+{
+    if (s->state != SESSION_STATE_STREAMING)
+        return;
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++) {
+        while (s->inflight < PEER_WINDOW_BATCHES && s->todo_len[lane] > 0) {
+            uint32_t idx = s->todo[lane][s->todo_head[lane]];
+            if (send_next_batch(s, idx) && s->m->chains[idx].head > s->sent[idx])
+                continue;  /* more of this chain: stays first in line */
+            s->todo_head[lane] = (s->todo_head[lane] + 1) % s->cap;
+            s->todo_len[lane]--;
+            s->queued[idx] = false;
+        }
+        if (s->inflight >= PEER_WINDOW_BATCHES)
+            break;
+    }
+    assert(session_check(s));
+}
+
+static int send_hello(struct session *s)
+{
+    struct peer_mgr *m = s->m;
+    struct vv_item *vv = NULL;
+    size_t count = 0;
+    int rc = store_vv(m->node->store, &vv, &count);
+    if (rc != 0)
+        return rc;
+    struct frame f;
+    memset(&f, 0, sizeof(f));
+    f.type = FRAME_HELLO;
+    snprintf(f.trial, sizeof(f.trial), "%s", m->node->cfg.trial);
+    snprintf(f.node_id, sizeof(f.node_id), "%s", m->node->cfg.id);
+    f.protocol_version = PEER_PROTOCOL_VERSION;
+    f.vector = vv;
+    f.vector_count = count;
+    rc = send_frame(s, &f);
+    free(vv);
+    return rc;
+}
+
+static struct session *session_new(struct peer_mgr *m, struct outlink *link)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->kind = CONN_KIND_SESSION;
+    s->m = m;
+    s->link = link;
+    s->state = SESSION_STATE_HANDSHAKE;
+    if (!session_grow(s, m->chains_count > 0 ? m->chains_count : 1)) {
+        for (int lane = 0; lane < LANE_COUNT; lane++)
+            free(s->todo[lane]);
+        free(s->acked), free(s->sent), free(s->advertised), free(s->queued), free(s->cert_sent);
+        free(s);
+        return NULL;
+    }
+    s->next = m->sessions;
+    if (m->sessions != NULL)
+        m->sessions->prev = s;
+    m->sessions = s;
+    m->sessions_count++;
+    return s;
+}
+
+static void session_free(struct session *s)
+{
+    struct peer_mgr *m = s->m;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        m->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    m->sessions_count--;
+    if (s->info != NULL && s->info->session == s) {
+        s->info->session = NULL;
+        s->info->connected = false;
+    }
+    if (s->link != NULL && s->link->session == s)
+        s->link->session = NULL;
+    for (int lane = 0; lane < LANE_COUNT; lane++)
+        free(s->todo[lane]);
+    free(s->acked);
+    free(s->sent);
+    free(s->advertised);
+    free(s->queued);
+    free(s->cert_sent);
+    free(s);
+}
+
+/* ---- tls callbacks --------------------------------------------------------------- */
+
+static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
+{
+    enum conn_kind *kind = tls_conn_data(conn);
+    struct session *s;
+    if (*kind == CONN_KIND_LISTENER) {
+        struct peer_mgr *lm = ((struct listener_tag *)(void *)kind)->m;
+        if (lm->sessions_count >= PEER_SESSIONS_MAX) {
+            trace(TRACE_WARN, "peer %s (%s): refused: %d sessions already", peer->id,
+                  tls_conn_peer_addr(conn), PEER_SESSIONS_MAX);
+            return 1;
+        }
+        s = session_new(lm, NULL);
+        if (s == NULL)
+            return 1;
+        s->conn = conn;
+        tls_conn_set_data(conn, s);
+    } else {
+        s = (struct session *)(void *)kind;
+    }
+    struct peer_mgr *m = s->m;
+    const struct config *cfg = &m->node->cfg;
+
+    s->peer = *peer;
+    if (peer->role == PKI_ROLE_ADMIN) {
+        m->handshake_failures[FAIL_ROLE]++;
+        trace(TRACE_WARN, "peer %s (%s): refused: role admin does not replicate", peer->id,
+              tls_conn_peer_addr(conn));
+        return 1;
+    }
+    if (cfg->role == PKI_ROLE_SITE && peer->role != PKI_ROLE_HUB) {
+        m->handshake_failures[FAIL_ROLE]++;
+        trace(TRACE_WARN, "peer %s (%s): refused: a site replicates only with hubs, not a %s",
+              peer->id, tls_conn_peer_addr(conn), pki_role_name(peer->role));
+        return 1;
+    }
+    if (strcmp(peer->id, cfg->id) == 0) {
+        m->handshake_failures[FAIL_ROLE]++;
+        trace(TRACE_WARN, "peer %s (%s): refused: it presents this node's own identity",
+              peer->id, tls_conn_peer_addr(conn));
+        return 1;
+    }
+    if (member_revoked(m, peer->id)) {
+        m->handshake_failures[FAIL_REVOKED]++;
+        trace(TRACE_WARN, "peer %s (%s): refused: site %s is revoked in the membership log",
+              peer->id, tls_conn_peer_addr(conn), peer->id);
+        return 1;
+    }
+    struct peer_info *info = info_get(m, peer->id, peer->role);
+    if (info == NULL) {
+        m->handshake_failures[FAIL_OTHER]++;
+        trace(TRACE_WARN, "peer %s: refused: too many peers", peer->id);
+        return 1;
+    }
+    if (info->session != NULL && info->session != s) {
+        /* A peer reconnecting before its old link timed out: the new one wins. */
+        struct session *old = info->session;
+        trace(TRACE_INFO, "peer %s: new connection replaces the old one", peer->id);
+        old->info = NULL;
+        set_state(old, SESSION_STATE_CLOSING);
+        tls_conn_close(old->conn, 0, "replaced by a new connection");
+    }
+    info->session = s;
+    info->connected = true;
+    info->last_seen_ms = node_now_ms();
+    snprintf(info->addr, sizeof(info->addr), "%s", tls_conn_peer_addr(conn));
+    s->info = info;
+    tls_conn_set_idle_timeout(conn, PEER_IDLE_TIMEOUT_MS);
+    if (send_hello(s) != 0)
+        return 1;
+    set_state(s, SESSION_STATE_HELLO_SENT);
+    trace(TRACE_INFO, "peer %s (%s, %s): connected", peer->id, pki_role_name(peer->role),
+          tls_conn_peer_addr(conn));
+    return 0;
+}
+
+static void handle_hello(struct session *s, const struct frame *f)
+{
+    struct peer_mgr *m = s->m;
+    if (s->state != SESSION_STATE_HELLO_SENT) {
+        session_refuse(s, FAIL_PROTOCOL, "a second hello");
+        return;
+    }
+    if (strcmp(f->trial, m->node->cfg.trial) != 0) {
+        session_refuse(s, FAIL_TRIAL, "hello for trial %s, this is trial %s", f->trial,
+                       m->node->cfg.trial);
+        return;
+    }
+    if (strcmp(f->node_id, s->peer.id) != 0) {
+        session_refuse(s, FAIL_PROTOCOL, "hello from node %s but its certificate is %s",
+                       f->node_id, s->peer.id);
+        return;
+    }
+    if (f->protocol_version != PEER_PROTOCOL_VERSION) {
+        session_refuse(s, FAIL_PROTOCOL, "protocol version %u, this node speaks %u",
+                       f->protocol_version, PEER_PROTOCOL_VERSION);
+        return;
+    }
+    for (size_t i = 0; i < f->vector_count; i++) {
+        int idx = chain_get(m, f->vector[i].origin, f->vector[i].lane);
+        if (idx < 0)
+            continue;
+        s->acked[idx] = f->vector[i].seq;
+        s->sent[idx] = f->vector[i].seq;
+        s->advertised[idx] = f->vector[i].seq;
+    }
+    set_state(s, SESSION_STATE_STREAMING);
+    for (size_t i = 0; i < m->chains_count; i++)
+        todo_push(s, (uint32_t)i);
+    session_pump(s);
+}
+
+/* After a batch applied: the entries' effects above the store (SAE clock). */
+static void notify_applied(struct peer_mgr *m, const struct batch *b)
+{
+    if (m->on_applied == NULL)
+        return;
+    uint64_t now = node_now_ms();
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->entry_lens[i] == BATCH_HOLE_LEN)
+            continue;
+        struct entry e;
+        memset(&e, 0, sizeof(e));
+        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) == 0)
+            m->on_applied(m->on_applied_ctx, &e, now);
+        entry_release(&e);
+    }
+}
+
+static void handle_batch(struct session *s, const struct frame *f)
+{
+    struct peer_mgr *m = s->m;
+    const struct batch *b = &f->batch;
+    struct ts_error err = {0};
+    struct store_apply_result res = {0};
+
+    if (s->state != SESSION_STATE_STREAMING) {
+        session_refuse(s, FAIL_PROTOCOL, "a batch before the hello");
+        return;
+    }
+    if (strcmp(b->trial, m->node->cfg.trial) != 0) {
+        session_refuse(s, -1, "batch for trial %s", b->trial);
+        return;
+    }
+    if (s->peer.role == PKI_ROLE_SITE && strcmp(b->origin, s->peer.id) != 0) {
+        session_refuse(s, -1, "site %s sent entries of origin %s: a site may send only its own",
+                       s->peer.id, b->origin);
+        return;
+    }
+    if (m->node->cfg.role == PKI_ROLE_HUB && s->peer.role == PKI_ROLE_SITE) {
+        for (size_t i = 0; i < b->count; i++) {
+            if (b->entry_lens[i] == BATCH_HOLE_LEN) {
+                session_refuse(s, -1, "site %s sent a hole in its own chain", s->peer.id);
+                return;
+            }
+        }
+    }
+    char qkey[TS_ID_BYTES_MAX + 16];
+    char *qval = NULL;
+    size_t qlen = 0;
+    snprintf(qkey, sizeof(qkey), "quarantine/%s", b->origin);
+    if (store_meta_get(m->node->store, qkey, &qval, &qlen) == 0) {
+        free(qval);
+        session_refuse(s, -1, "origin %s is quarantined after a fork; nothing of it is applied",
+                       b->origin);
+        return;
+    }
+    if (b->origin_cert != NULL && origin_find(m, b->origin) == NULL &&
+        strcmp(b->origin, m->node->cfg.id) != 0) {
+        if (origin_learn(m, b->origin, b->origin_cert, b->origin_cert_len, true, &err) == NULL) {
+            session_refuse(s, -1, "batch %s/%u: its origin's certificate: %s", b->origin, b->lane,
+                           err.msg);
+            return;
+        }
+    }
+    int idx = chain_get(m, b->origin, b->lane);
+    if (idx < 0) {
+        session_refuse(s, -1, "too many chains");
+        return;
+    }
+    uint64_t last = b->first_seq + b->count - 1;
+    int rc = store_apply(m->node->store, m->node->cfg.trial, b, 1,
+                         strcmp(b->origin, m->node->cfg.id) == 0 ? node_verify_own : verify_cb,
+                         strcmp(b->origin, m->node->cfg.id) == 0 ? (void *)m->node : (void *)m,
+                         true, node_now_ms(), &res, &err);
+    if (rc == TS_ERR_FORK) {
+        store_meta_put(m->node->store, qkey, err.msg, strlen(err.msg), true, NULL);
+        trace(TRACE_ERROR, "FORK: origin %s is quarantined: %s (peer %s)", b->origin, err.msg,
+              s->peer.id);
+        session_refuse(s, -1, "fork: %s", err.msg);
+        return;
+    }
+    if (rc != 0) {
+        session_refuse(s, -1, "batch %s/%s %" PRIu64 "-%" PRIu64 " refused (%s): %s", b->origin,
+                       b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq, last,
+                       ts_strerror(rc), err.msg);
+        return;
+    }
+    if (s->info != NULL) {
+        s->info->entries_received += res.applied;
+        s->info->last_seen_ms = node_now_ms();
+    }
+    if (last > s->advertised[idx])
+        s->advertised[idx] = last;
+    if (last > s->acked[idx])
+        s->acked[idx] = last;
+    if (last > s->sent[idx])
+        s->sent[idx] = last;
+    hlc_observe(&m->node->clock, store_hlc_max(m->node->store));
+
+    struct vv_item item;
+    memset(&item, 0, sizeof(item));
+    snprintf(item.origin, sizeof(item.origin), "%s", b->origin);
+    item.lane = b->lane;
+    item.seq = last;
+    struct frame ack;
+    memset(&ack, 0, sizeof(ack));
+    ack.type = FRAME_ACK;
+    ack.vector = &item;
+    ack.vector_count = 1;
+    send_frame(s, &ack);
+
+    if (res.applied > 0) {
+        notify_applied(m, b);
+        uint64_t head = 0;
+        uint8_t hash[TS_HASH_BYTES];
+        store_head(m->node->store, b->origin, b->lane, &head, hash);
+        chain_advanced(m, idx, head);
+    }
+}
+
+static void handle_ack(struct session *s, const struct frame *f)
+{
+    struct peer_mgr *m = s->m;
+    if (s->state != SESSION_STATE_STREAMING) {
+        session_refuse(s, FAIL_PROTOCOL, "an ack before the hello");
+        return;
+    }
+    if (f->vector_count == 0)
+        return;  /* a keepalive */
+    for (size_t i = 0; i < f->vector_count; i++) {
+        int idx = chain_find(m, f->vector[i].origin, f->vector[i].lane);
+        if (idx < 0)
+            continue;
+        if (f->vector[i].seq > s->acked[idx])
+            s->acked[idx] = f->vector[i].seq;
+        if (f->vector[i].seq > s->advertised[idx])
+            s->advertised[idx] = f->vector[i].seq;
+    }
+    if (s->inflight > 0)
+        s->inflight--;
+    session_pump(s);
+}
+
+static void on_frame(struct tls_conn *conn, const uint8_t *body, size_t len)
+{
+    struct session *s = tls_conn_data(conn);
+    struct frame f;
+    struct ts_error err = {0};
+
+    if (s->state == SESSION_STATE_CLOSING)
+        return;
+    if (s->info != NULL) {
+        s->info->bytes_received += len + 4;
+        s->info->last_seen_ms = node_now_ms();
+    }
+    memset(&f, 0, sizeof(f));
+    if (codec_frame_decode(body, len, &f, &err) != 0) {
+        session_refuse(s, -1, "malformed frame: %s", err.msg);
+        return;
+    }
+    switch (f.type) {
+    case FRAME_HELLO: handle_hello(s, &f); break;
+    case FRAME_BATCH: handle_batch(s, &f); break;
+    case FRAME_ACK: handle_ack(s, &f); break;
+    case FRAME_REFUSAL:
+        trace(TRACE_WARN, "peer %s refused this node: %s", s->peer.id,
+              f.reason != NULL ? f.reason : "");
+        set_state(s, SESSION_STATE_CLOSING);
+        tls_conn_close(conn, TS_ERR_AUTH, "refused by the peer");
+        break;
+    }
+    codec_frame_release(&f);
+}
+
+static void on_close(struct tls_conn *conn, int code, const char *reason)
+{
+    enum conn_kind *kind = tls_conn_data(conn);
+    if (*kind == CONN_KIND_LISTENER) {
+        /* Accepted, never identified: a failed or refused handshake. */
+        struct peer_mgr *lm = ((struct listener_tag *)(void *)kind)->m;
+        if (code != 0) {
+            lm->handshake_failures[code == TS_ERR_AUTH ? FAIL_CERT : FAIL_OTHER]++;
+            trace(TRACE_WARN, "connection %s refused: %s", tls_conn_peer_addr(conn),
+                  reason != NULL ? reason : "");
+        }
+        return;
+    }
+    struct session *s = (struct session *)(void *)kind;
+    struct peer_mgr *m = s->m;
+    if (s->info != NULL && s->info->session == s)
+        trace(code == 0 ? TRACE_INFO : TRACE_WARN, "peer %s: disconnected: %s", s->info->id,
+              reason != NULL ? reason : "closed");
+    else if (s->state == SESSION_STATE_HANDSHAKE && code != 0)
+        trace(TRACE_WARN, "connection %s refused: %s", tls_conn_peer_addr(conn),
+              reason != NULL ? reason : "");
+    if (s->state == SESSION_STATE_HANDSHAKE && code == TS_ERR_AUTH)
+        m->handshake_failures[FAIL_CERT]++;
+    struct outlink *link = s->link;
+    bool was_streaming = s->state == SESSION_STATE_STREAMING || s->info != NULL;
+    session_free(s);
+    if (link != NULL && !m->stopping) {
+        uint64_t now = node_now_ms();
+        if (was_streaming && code == 0)
+            link->failures = 0;
+        else
+            link->failures++;
+        if (code != 0 && link->addrs_count > 1)
+            link->current = (link->current + 1) % link->addrs_count;  /* fail over */
+        unsigned shift = link->failures < 6 ? link->failures : 6;
+        uint64_t delay = (uint64_t)PEER_RECONNECT_MIN_MS << shift;
+        if (delay > PEER_RECONNECT_MAX_MS)
+            delay = PEER_RECONNECT_MAX_MS;
+        uint8_t r = 0;
+        crypto_random(&r, 1);
+        delay = delay / 2 + (delay / 2) * r / 255;  /* jitter: half to all of it */
+        link->next_attempt_ms = now + delay;
+    }
+}
+
+static const struct tls_conn_cbs session_cbs = {
+    .on_handshake = on_handshake,
+    .on_frame = on_frame,
+    .on_close = on_close,
+    .on_drain = NULL,
+};
+
+/* ---- outgoing links ------------------------------------------------------------ */
+
+static void link_connect(struct outlink *link)
+{
+    struct peer_mgr *m = link->m;
+    struct ts_error err = {0};
+    const struct config_addr *a = &link->addrs[link->current];
+    struct session *s = session_new(m, link);
+    if (s == NULL)
+        return;
+    struct tls_conn_opts opts;
+    tls_conn_opts_default(&opts);
+    if (tls_connect(m->node->loop, m->tls, a->host, a->port, &opts, &session_cbs, s,
+                    &s->conn, &err) != 0) {
+        trace(TRACE_WARN, "cannot connect to %s:%u: %s", a->host, a->port, err.msg);
+        session_free(s);
+        link->failures++;
+        link->next_attempt_ms = node_now_ms() + PEER_RECONNECT_MAX_MS;
+        return;
+    }
+    link->session = s;
+    trace(TRACE_DEBUG, "connecting to %s:%u", a->host, a->port);
+}
+
+/* ---- the tick ------------------------------------------------------------------- */
+
+/* Picks up a CRL file that changed on disk (an admin revoked a certificate). */
+static void reload_crl_if_changed(struct peer_mgr *m)
+{
+    struct stat st;
+    if (m->node->cfg.crl[0] == '\0' || stat(m->node->cfg.crl, &st) != 0)
+        return;
+    if (st.st_mtime == m->crl_mtime)
+        return;
+    unsigned cut = 0;
+    struct ts_error err = {0};
+    if (tls_ctx_reload_crl(m->tls, m->node->cfg.crl, &cut, &err) != 0) {
+        trace(TRACE_WARN, "revocation list %s not reloaded: %s", m->node->cfg.crl, err.msg);
+        return;
+    }
+    m->crl_mtime = st.st_mtime;
+    trace(TRACE_INFO, "revocation list reloaded%s", cut > 0 ? ": revoked peers cut off" : "");
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct peer_mgr *m = container_of(t, struct peer_mgr, tick);
+    uint64_t now = node_now_ms();
+
+    reload_crl_if_changed(m);
+    for (struct session *s = m->sessions, *next; s != NULL; s = next) {
+        next = s->next;
+        if (s->state != SESSION_STATE_STREAMING)
+            continue;
+        if (s->peer.role == PKI_ROLE_SITE && member_revoked(m, s->peer.id)) {
+            session_refuse(s, FAIL_REVOKED, "site %s has been revoked", s->peer.id);
+            continue;
+        }
+        if (now - s->last_send_ms >= PEER_KEEPALIVE_MS) {
+            struct frame ka;
+            memset(&ka, 0, sizeof(ka));
+            ka.type = FRAME_ACK;
+            send_frame(s, &ka);
+        }
+        session_pump(s);
+    }
+    for (int i = 0; i < m->links_count; i++) {
+        struct outlink *link = &m->links[i];
+        if (link->session == NULL && now >= link->next_attempt_ms)
+            link_connect(link);
+    }
+}
+
+/* The node committed local writes: its own chains advanced. */
+static void on_commit(void *ctx)
+{
+    struct peer_mgr *m = ctx;
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++) {
+        uint64_t head = 0;
+        uint8_t hash[TS_HASH_BYTES];
+        store_head(m->node->store, m->node->cfg.id, lane, &head, hash);
+        int idx = chain_get(m, m->node->cfg.id, lane);
+        chain_advanced(m, idx, head);
+    }
+}
+
+/* ---- status ---------------------------------------------------------------------- */
+
+static int member_cb(void *ctx, const char *type, const char *id)
+{
+    struct peer_mgr *m = ctx;
+    (void)type;
+    info_get(m, id, PKI_ROLE_SITE);
+    return 0;
+}
+
+static void status_extend(void *ctx, json_t *status)
+{
+    struct peer_mgr *m = ctx;
+    json_t *peers = json_object_get(status, "peers");
+    if (m->node->cfg.role == PKI_ROLE_HUB)
+        store_records(m->node->store, MEMBER_TYPE, member_cb, m);  /* every site, even offline */
+    for (size_t i = 0; i < m->infos_count; i++) {
+        struct peer_info *p = &m->infos[i];
+        struct session *s = p->session;
+        uint64_t behind_send[LANE_COUNT] = {0}, behind_recv[LANE_COUNT] = {0};
+        if (s != NULL && s->state == SESSION_STATE_STREAMING) {
+            for (size_t c = 0; c < m->chains_count; c++) {
+                const struct chain *ch = &m->chains[c];
+                if (ch->head > s->acked[c] && send_rule(s, ch) != SEND_NONE)
+                    behind_send[ch->lane] += ch->head - s->acked[c];
+                if (s->advertised[c] > ch->head)
+                    behind_recv[ch->lane] += s->advertised[c] - ch->head;
+            }
+        }
+        char seen[40];
+        if (p->last_seen_ms != 0)
+            api_format_time(p->last_seen_ms, seen, sizeof(seen));
+        json_t *row = json_pack(
+            "{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "id", p->id, "role",
+            pki_role_name(p->role), "connected", p->connected,
+            "last_seen", p->last_seen_ms != 0 ? json_string(seen) : json_null(),
+            "behind_send_safety", (json_int_t)behind_send[LANE_SAFETY], "behind_send_bulk",
+            (json_int_t)behind_send[LANE_BULK], "behind_recv_safety",
+            (json_int_t)behind_recv[LANE_SAFETY], "behind_recv_bulk",
+            (json_int_t)behind_recv[LANE_BULK], "entries_sent", (json_int_t)p->entries_sent,
+            "entries_received", (json_int_t)p->entries_received, "bytes_sent",
+            (json_int_t)p->bytes_sent, "bytes_received", (json_int_t)p->bytes_received,
+            "batches_refused", (json_int_t)p->batches_refused, "revoked",
+            p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
+        json_array_append_new(peers, row);
+    }
+    json_t *fails = json_object();
+    for (size_t i = 0; i < ARRAY_LEN(failure_reason_names); i++)
+        json_object_set_new(fails, failure_reason_names[i],
+                            json_integer((json_int_t)m->handshake_failures[i]));
+    json_object_set_new(status, "handshake_failures", fails);
+}
+
+/* ---- start / stop ---------------------------------------------------------------- */
+
+static int load_chains(struct peer_mgr *m)
+{
+    struct vv_item *vv = NULL;
+    size_t count = 0;
+    int rc = store_vv(m->node->store, &vv, &count);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        int idx = chain_get(m, vv[i].origin, vv[i].lane);
+        if (idx >= 0)
+            m->chains[idx].head = vv[i].seq;
+    }
+    free(vv);
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++)
+        chain_get(m, m->node->cfg.id, lane);
+    return 0;
+}
+
+int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
+{
+    const struct config *cfg = &n->cfg;
+    struct peer_mgr *m = calloc(1, sizeof(*m));
+    int rc;
+
+    if (m == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+    m->node = n;
+    m->origins = calloc(PEER_ORIGINS_MAX, sizeof(*m->origins));
+    m->infos = calloc(PEER_INFOS_MAX, sizeof(*m->infos));
+    if (m->origins == NULL || m->infos == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+        goto out_free;
+    }
+    rc = pki_read_file(cfg->ca, &m->ca_pem, &m->ca_len, err);
+    if (rc != 0)
+        goto out_free;
+    struct tls_ctx_config tc = {
+        .trial = cfg->trial,
+        .ca_path = cfg->ca,
+        .cert_path = cfg->cert,
+        .key_path = cfg->key,
+        .crl_path = NULL,
+    };
+    struct stat st;
+    if (cfg->crl[0] != '\0' && stat(cfg->crl, &st) == 0) {
+        tc.crl_path = cfg->crl;
+        m->crl_mtime = st.st_mtime;
+    }
+    rc = tls_ctx_new(&tc, &m->tls, err);
+    if (rc != 0)
+        goto out_free;
+    rc = load_chains(m);
+    if (rc != 0) {
+        ts_error_set(err, rc, "reading the version vector failed");
+        goto out_free_tls;
+    }
+    if (cfg->peer_listen_set) {
+        struct tls_conn_opts opts;
+        tls_conn_opts_default(&opts);
+        m->listener_tag.kind = CONN_KIND_LISTENER;
+        m->listener_tag.m = m;
+        rc = tls_listen(n->loop, m->tls, cfg->peer_listen.host, cfg->peer_listen.port, 0, &opts,
+                        &session_cbs, &m->listener_tag, &m->listener, err);
+        if (rc != 0) {
+            struct ts_error inner = *err;
+            ts_error_set(err, rc, "cannot listen for peers on %s:%u: %s",
+                         cfg->peer_listen.host, cfg->peer_listen.port, inner.msg);
+            goto out_free_tls;
+        }
+    }
+    if (cfg->role == PKI_ROLE_SITE && cfg->hubs_count > 0) {
+        struct outlink *l = &m->links[m->links_count++];
+        l->m = m;
+        for (int i = 0; i < cfg->hubs_count; i++)
+            l->addrs[l->addrs_count++] = cfg->hubs[i];
+    } else if (cfg->role == PKI_ROLE_HUB) {
+        for (int i = 0; i < cfg->hubs_count; i++) {
+            struct outlink *l = &m->links[m->links_count++];
+            l->m = m;
+            l->addrs[0] = cfg->hubs[i];
+            l->addrs_count = 1;
+        }
+    }
+    n->on_commit = on_commit;
+    n->on_commit_ctx = m;
+    uv_timer_init(n->loop, &m->tick);
+    uv_timer_start(&m->tick, tick_cb, 0, PEER_TICK_MS);
+    if (m->listener != NULL)
+        trace(TRACE_INFO, "listening for peers on %s:%d", cfg->peer_listen.host,
+              tls_listener_port(m->listener));
+    *out = m;
+    return 0;
+
+out_free_tls:
+    tls_ctx_free(m->tls);
+out_free:
+    free(m->ca_pem);
+    free(m->origins);
+    free(m->infos);
+    free(m);
+    return rc;
+}
+
+static void tick_closed_cb(uv_handle_t *h)
+{
+    struct peer_mgr *m = container_of((uv_timer_t *)h, struct peer_mgr, tick);
+    (void)m;
+}
+
+void peer_mgr_stop(struct peer_mgr *m)
+{
+    if (m == NULL || m->stopping)
+        return;
+    m->stopping = true;
+    m->node->on_commit = NULL;
+    uv_timer_stop(&m->tick);
+    uv_close((uv_handle_t *)&m->tick, tick_closed_cb);
+    if (m->listener != NULL)
+        tls_listener_close(m->listener);
+    for (struct session *s = m->sessions; s != NULL; s = s->next) {
+        if (s->state != SESSION_STATE_CLOSING) {
+            set_state(s, SESSION_STATE_CLOSING);
+            tls_conn_close(s->conn, 0, "node stopping");
+        }
+    }
+}
+
+void peer_mgr_free(struct peer_mgr *m)
+{
+    if (m == NULL)
+        return;
+    assert(m->sessions == NULL);
+    tls_ctx_free(m->tls);
+    for (size_t i = 0; i < m->origins_count; i++) {
+        crypto_pubkey_free(m->origins[i].pubkey);
+        free(m->origins[i].cert);
+    }
+    free(m->origins);
+    free(m->infos);
+    free(m->chains);
+    free(m->ca_pem);
+    free(m);
+}
+
+void peer_mgr_api_hooks(struct peer_mgr *m, struct api_hooks *hooks)
+{
+    hooks->status_extend = status_extend;
+    hooks->route = NULL;
+    hooks->ctx = m;
+}
+
+void peer_mgr_on_applied(struct peer_mgr *m,
+                         void (*cb)(void *ctx, const struct entry *e, uint64_t now_ms), void *ctx)
+{
+    m->on_applied = cb;
+    m->on_applied_ctx = ctx;
+}
