@@ -1,0 +1,848 @@
+/*
+ * admin.c: trial set-up verbs: init, site add|list|revoke, hub add.
+ *
+ * A trial directory (init --dir DIR) holds:
+ *   DIR/trial.conf   trial id, hub addresses, ports handed out, sites
+ *   DIR/ca/          the trial CA (ca.key 0600, ca.crt, crl.pem)
+ *   DIR/hub/         the first hub's node directory
+ *   DIR/admin/       the admin identity (node.key 0600, node.crt)
+ * Node directories hold node.conf, node.key (0600), node.crt, ca.crt and
+ * api.token (0600): everything trialsyncd and the CLI need.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ini.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../node/config.h"
+#include "../node/crypto.h"
+#include "../node/pki.h"
+#include "../node/validate.h"
+#include "cli.h"
+#include "client.h"
+
+#define CERT_DAYS 825
+#define CA_DAYS 3650
+
+int cli_write_file(const char *path, const char *content, int mode, bool exclusive)
+{
+    int flags = O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC);
+    int fd = open(path, flags, mode);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(content);
+    const char *p = content;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0)
+        return -errno;
+    return 0;
+}
+
+int cli_write_token(const char *path)
+{
+    uint8_t raw[32];
+    char hexbuf[2 * sizeof(raw) + 2];
+    static const char digits[] = "0123456789abcdef";
+    if (crypto_random(raw, sizeof(raw)) != 0)
+        return -EIO;
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        hexbuf[2 * i] = digits[raw[i] >> 4];
+        hexbuf[2 * i + 1] = digits[raw[i] & 15];
+    }
+    hexbuf[2 * sizeof(raw)] = '\n';
+    hexbuf[2 * sizeof(raw) + 1] = '\0';
+    return cli_write_file(path, hexbuf, 0600, true);
+}
+
+static int path_join(char *out, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(out, cap, "%s/%s", a, b);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* ---- trial.conf ---------------------------------------------------------- */
+
+#define TRIAL_SITES_MAX 1024
+
+struct trial_site {
+    char id[TS_ID_BYTES_MAX + 1];
+    char name[128];
+    char status[16];       /* active or revoked */
+    char dir[PATH_MAX];    /* where its bundle was written */
+    char reason[256];
+};
+
+struct trial_conf {
+    char id[TS_ID_BYTES_MAX + 1];
+    char hubs[CONFIG_HUBS_MAX][280];
+    int hubs_count;
+    char hub_dirs[CONFIG_HUBS_MAX][PATH_MAX];
+    unsigned next_port;
+    struct trial_site *sites;
+    size_t sites_count;
+};
+
+static int trial_conf_cb(void *user, const char *section, const char *key, const char *value)
+{
+    struct trial_conf *t = user;
+    if (strcmp(section, "trial") == 0) {
+        if (strcmp(key, "id") == 0)
+            snprintf(t->id, sizeof(t->id), "%s", value);
+        else if (strcmp(key, "hub") == 0 && t->hubs_count < CONFIG_HUBS_MAX)
+            snprintf(t->hubs[t->hubs_count++], sizeof(t->hubs[0]), "%s", value);
+        else if (strcmp(key, "hub_dir") == 0 && t->hubs_count > 0)
+            snprintf(t->hub_dirs[t->hubs_count - 1], sizeof(t->hub_dirs[0]), "%s", value);
+        else if (strcmp(key, "next_port") == 0)
+            t->next_port = (unsigned)strtoul(value, NULL, 10);
+        return 1;
+    }
+    if (strncmp(section, "site ", 5) == 0) {
+        const char *id = section + 5;
+        struct trial_site *s = NULL;
+        for (size_t i = 0; i < t->sites_count; i++)
+            if (strcmp(t->sites[i].id, id) == 0)
+                s = &t->sites[i];
+        if (s == NULL) {
+            if (t->sites_count == TRIAL_SITES_MAX)
+                return 0;
+            s = &t->sites[t->sites_count++];
+            memset(s, 0, sizeof(*s));
+            snprintf(s->id, sizeof(s->id), "%s", id);
+            snprintf(s->status, sizeof(s->status), "active");
+        }
+        if (strcmp(key, "name") == 0)
+            snprintf(s->name, sizeof(s->name), "%s", value);
+        else if (strcmp(key, "status") == 0)
+            snprintf(s->status, sizeof(s->status), "%s", value);
+        else if (strcmp(key, "dir") == 0)
+            snprintf(s->dir, sizeof(s->dir), "%s", value);
+        else if (strcmp(key, "reason") == 0)
+            snprintf(s->reason, sizeof(s->reason), "%s", value);
+    }
+    return 1;
+}
+
+static int trial_conf_load(const char *dir, struct trial_conf *t)
+{
+    char path[PATH_MAX];
+    memset(t, 0, sizeof(*t));
+    t->sites = calloc(TRIAL_SITES_MAX, sizeof(*t->sites));
+    if (t->sites == NULL)
+        return cli_fail("out of memory");
+    if (path_join(path, sizeof(path), dir, "trial.conf") != 0)
+        return cli_fail("path too long");
+    if (!exists(path))
+        return cli_fail("%s is not a trial directory (no trial.conf; create one with "
+                        "'trialsync init --trial ID --dir %s')", dir, dir);
+    if (ini_parse(path, trial_conf_cb, t) != 0 || t->id[0] == '\0')
+        return cli_fail("%s is damaged: it has no [trial] id", path);
+    return 0;
+}
+
+static int trial_conf_save(const char *dir, const struct trial_conf *t)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    size_t cap = 4096 + t->sites_count * (PATH_MAX + 512);
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return cli_fail("out of memory");
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, cap - o,
+                          "# trialsync trial directory: written by the trialsync CLI.\n"
+                          "[trial]\nid = %s\nnext_port = %u\n", t->id, t->next_port);
+    for (int i = 0; i < t->hubs_count; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "hub = %s\nhub_dir = %s\n", t->hubs[i],
+                              t->hub_dirs[i]);
+    for (size_t i = 0; i < t->sites_count; i++) {
+        const struct trial_site *s = &t->sites[i];
+        o += (size_t)snprintf(buf + o, cap - o,
+                              "\n[site %s]\nname = %s\nstatus = %s\ndir = %s\n", s->id,
+                              s->name, s->status, s->dir);
+        if (s->reason[0] != '\0')
+            o += (size_t)snprintf(buf + o, cap - o, "reason = %s\n", s->reason);
+    }
+    path_join(path, sizeof(path), dir, "trial.conf");
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int rc = cli_write_file(tmp, buf, 0644, false);
+    free(buf);
+    if (rc != 0 || rename(tmp, path) != 0)
+        return cli_fail("cannot write %s: %s", path, strerror(rc != 0 ? -rc : errno));
+    return 0;
+}
+
+/* Writes DIR/node.conf for a node (mode 0644: it holds no secret). */
+static int write_node_conf(const char *node_dir, const char *trial, const char *id,
+                           enum pki_role role, unsigned api_port, const char *peer_listen,
+                           char hubs[][280], int hubs_count)
+{
+    char path[PATH_MAX];
+    char conf[8192];
+    size_t o = 0;
+    o += (size_t)snprintf(conf + o, sizeof(conf) - o,
+                          "# trialsync node configuration (see deploy/node.conf.example).\n"
+                          "# Relative paths are relative to this file's directory.\n"
+                          "[node]\nid = %s\nrole = %s\ntrial = %s\ndata_dir = data\n\n"
+                          "[api]\nlisten = 127.0.0.1:%u\ntoken_file = api.token\n\n"
+                          "[peer]\ncert = node.crt\nkey = node.key\nca = ca.crt\n"
+                          "crl = crl.pem\n",
+                          id, pki_role_name(role), trial, api_port);
+    if (peer_listen != NULL)
+        o += (size_t)snprintf(conf + o, sizeof(conf) - o, "listen = %s\n", peer_listen);
+    for (int i = 0; i < hubs_count; i++)
+        o += (size_t)snprintf(conf + o, sizeof(conf) - o, "hub = %s\n", hubs[i]);
+    o += (size_t)snprintf(conf + o, sizeof(conf) - o,
+                          "\n[storage]\n# Writes are refused below this much free disk.\n"
+                          "disk_free_min_mb = 64\n");
+    path_join(path, sizeof(path), node_dir, "node.conf");
+    int rc = cli_write_file(path, conf, 0644, true);
+    if (rc != 0)
+        return cli_fail("cannot write %s: %s", path, strerror(-rc));
+    path_join(path, sizeof(path), node_dir, "api.token");
+    rc = cli_write_token(path);
+    if (rc != 0)
+        return cli_fail("cannot write %s: %s", path, strerror(-rc));
+    return 0;
+}
+
+/* Copies the CA's current CRL into a node directory (atomically replaced). */
+static int copy_crl(const char *ca_dir, const char *node_dir)
+{
+    char src[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX + 8];
+    char *pem = NULL;
+    size_t len = 0;
+    struct ts_error err = {0};
+    path_join(src, sizeof(src), ca_dir, "crl.pem");
+    path_join(dst, sizeof(dst), node_dir, "crl.pem");
+    if (pki_read_file(src, &pem, &len, &err) != 0)
+        return cli_fail("%s", err.msg);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+    int rc = cli_write_file(tmp, pem, 0644, false);
+    free(pem);
+    if (rc != 0 || rename(tmp, dst) != 0)
+        return cli_fail("cannot write %s: %s", dst, strerror(rc != 0 ? -rc : errno));
+    return 0;
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+static void init_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync init --trial ID --dir DIR [--hub-id ID] [--host HOST]\n"
+            "                      [--peer-port N] [--api-port N]\n\n"
+            "Creates a trial: its CA (DIR/ca), the first hub's node directory (DIR/hub)\n"
+            "and the admin identity (DIR/admin).  Refuses an existing trial directory.\n"
+            "  --trial ID      the trial id (A-Z a-z 0-9 . _ -), e.g. ONC-301\n"
+            "  --hub-id ID     the first hub's node id (default: hub1)\n"
+            "  --host HOST     the address sites reach the hub at (default: 127.0.0.1)\n"
+            "  --peer-port N   the hub's replication port (default: 7800)\n"
+            "  --api-port N    the hub's local API port (default: 7801)\n");
+}
+
+static bool parse_port(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v == 0 || v > 65535)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+int cmd_init(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"trial", required_argument, NULL, 't'}, {"dir", required_argument, NULL, 'd'},
+        {"hub-id", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
+        {"peer-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    const char *trial = NULL, *dir = NULL, *hub_id = "hub1", *host = "127.0.0.1";
+    unsigned peer_port = 7800, api_port = 7801;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': trial = optarg; break;
+        case 'd': dir = optarg; break;
+        case 'i': hub_id = optarg; break;
+        case 'H': host = optarg; break;
+        case 'p':
+            if (!parse_port(optarg, &peer_port))
+                return cli_fail("--peer-port: '%s' is not a port (1-65535)", optarg);
+            break;
+        case 'a':
+            if (!parse_port(optarg, &api_port))
+                return cli_fail("--api-port: '%s' is not a port (1-65535)", optarg);
+            break;
+        case 'h': init_usage(stdout); return 0;
+        default: init_usage(stderr); return 2;
+        }
+    }
+    if (trial == NULL || dir == NULL || optind != argc) {
+        init_usage(stderr);
+        return 2;
+    }
+    if (!validate_id(trial))
+        return cli_fail("--trial: '%s' is not a valid id (1-63 of A-Z a-z 0-9 . _ -)", trial);
+    if (!validate_id(hub_id))
+        return cli_fail("--hub-id: '%s' is not a valid id (1-63 of A-Z a-z 0-9 . _ -)", hub_id);
+
+    char path[PATH_MAX], ca_dir[PATH_MAX], hub_dir[PATH_MAX], admin_dir[PATH_MAX];
+    if (path_join(path, sizeof(path), dir, "trial.conf") != 0 ||
+        path_join(ca_dir, sizeof(ca_dir), dir, "ca") != 0 ||
+        path_join(hub_dir, sizeof(hub_dir), dir, "hub") != 0 ||
+        path_join(admin_dir, sizeof(admin_dir), dir, "admin") != 0)
+        return cli_fail("--dir: path too long");
+    if (exists(path) || exists(ca_dir))
+        return cli_fail("%s already holds a trial; refusing to overwrite it", dir);
+    int rc = mkdir_p(dir, 0755);
+    if (rc != 0)
+        return cli_fail("cannot create %s: %s", dir, strerror(-rc));
+
+    struct ts_error err = {0};
+    if (pki_ca_create(ca_dir, trial, CA_DAYS, &err) != 0)
+        return cli_fail("%s", err.msg);
+    if (pki_crl_write(ca_dir, &err) != 0)
+        return cli_fail("%s", err.msg);
+    struct pki_identity hub = {.role = PKI_ROLE_HUB};
+    snprintf(hub.trial, sizeof(hub.trial), "%s", trial);
+    snprintf(hub.id, sizeof(hub.id), "%s", hub_id);
+    if (pki_issue(ca_dir, &hub, NULL, CERT_DAYS, hub_dir, &err) != 0)
+        return cli_fail("%s", err.msg);
+    struct pki_identity admin = {.role = PKI_ROLE_ADMIN};
+    snprintf(admin.trial, sizeof(admin.trial), "%s", trial);
+    snprintf(admin.id, sizeof(admin.id), "admin");
+    if (pki_issue(ca_dir, &admin, NULL, CERT_DAYS, admin_dir, &err) != 0)
+        return cli_fail("%s", err.msg);
+
+    char listen[300];
+    snprintf(listen, sizeof(listen), "0.0.0.0:%u", peer_port);
+    if (write_node_conf(hub_dir, trial, hub_id, PKI_ROLE_HUB, api_port, listen, NULL, 0) != 0)
+        return 1;
+    if (copy_crl(ca_dir, hub_dir) != 0)
+        return 1;
+
+    struct trial_conf t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.id, sizeof(t.id), "%s", trial);
+    snprintf(t.hubs[0], sizeof(t.hubs[0]), "%s:%u", host, peer_port);
+    snprintf(t.hub_dirs[0], sizeof(t.hub_dirs[0]), "hub");
+    t.hubs_count = 1;
+    t.next_port = (api_port > peer_port ? api_port : peer_port) + 10;
+    if (trial_conf_save(dir, &t) != 0)
+        return 1;
+
+    printf("trial %s created in %s\n"
+           "  CA          %s/ca (keep ca.key offline)\n"
+           "  hub %-8s %s (start: trialsyncd --config %s/node.conf)\n"
+           "  admin       %s\n"
+           "next: trialsync site add SITE --dir %s --out SITEDIR\n",
+           trial, dir, dir, hub_id, hub_dir, hub_dir, admin_dir, dir);
+    return 0;
+}
+
+/* ---- membership through the hub's API ------------------------------------ */
+
+/* Loads the config of the trial's first hub (DIR/<hub_dir>). */
+static int first_hub_config(const char *dir, const struct trial_conf *t, struct config *cfg,
+                            struct ts_error *err)
+{
+    char hub_dir[PATH_MAX];
+    if (t->hubs_count == 0)
+        return ts_error_set(err, TS_ERR_CONFIG, "the trial lists no hub");
+    if (t->hub_dirs[0][0] == '/')
+        snprintf(hub_dir, sizeof(hub_dir), "%s", t->hub_dirs[0]);
+    else if (path_join(hub_dir, sizeof(hub_dir), dir, t->hub_dirs[0]) != 0)
+        return ts_error_set(err, TS_ERR_CONFIG, "path too long");
+    return config_load_dir(hub_dir, cfg, err);
+}
+
+/*
+ * Records a membership change in the trial's membership log: a trial-wide
+ * `member` entry written by the hub, replicated to every node.
+ */
+static int record_member(const char *dir, const struct trial_conf *t, const char *site,
+                         const char *status, const char *name, const char *reason)
+{
+    static struct config cfg;
+    struct ts_error err = {0};
+    struct client_response res;
+    char path[256];
+
+    if (first_hub_config(dir, t, &cfg, &err) != 0)
+        return cli_fail("%s", err.msg);
+    json_t *body = json_pack("{s:{s:s,s:s},s:s,s:s}", "fields", "status", status, "name", name,
+                             "reason", reason, "user", "admin");
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL)
+        return cli_fail("out of memory");
+    snprintf(path, sizeof(path), "/v1/members/%s", site);
+    int rc = client_request(&cfg, "POST", path, text, &res, &err);
+    free(text);
+    if (rc != 0)
+        return cli_fail("%s\nthe change is not yet in the membership log: start the hub "
+                        "and run the command again", err.msg);
+    if (res.status != 200) {
+        cli_fail("the hub refused the membership change (HTTP %d): %s", res.status, res.body);
+        client_response_release(&res);
+        return 1;
+    }
+    client_response_release(&res);
+    return 0;
+}
+
+static struct trial_site *find_site(struct trial_conf *t, const char *id)
+{
+    for (size_t i = 0; i < t->sites_count; i++)
+        if (strcmp(t->sites[i].id, id) == 0)
+            return &t->sites[i];
+    return NULL;
+}
+
+/* ---- site add | list | revoke -------------------------------------------- */
+
+static void site_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync site add SITE --dir DIR --out SITEDIR [--name TEXT]\n"
+            "                          [--hub HOST:PORT ...] [--api-port N]\n"
+            "       trialsync site list --dir DIR [--json]\n"
+            "       trialsync site revoke SITE --dir DIR --reason TEXT\n\n"
+            "add     issues the site's bundle in SITEDIR (node.key 0600, node.crt with role\n"
+            "        site, ca.crt, crl.pem, node.conf listing the hubs, api.token) and\n"
+            "        records the site in the membership log (the hub must be running)\n"
+            "list    every site: name, status, connected, last seen, entries behind\n"
+            "revoke  revokes the site's certificate (CRL) and records the revocation; every\n"
+            "        node refuses the site from then on, entries it signed stay valid\n");
+}
+
+static int site_add(const char *dir, const char *site, const char *out_dir, const char *name,
+                    char hubs[][280], int hubs_count, unsigned api_port)
+{
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    int rc = 1;
+    if (!validate_id(site) || strchr(site, '-') != NULL) {
+        cli_fail("'%s' is not a valid site id (1-63 of A-Z a-z 0-9 . _; subject ids are "
+                 "<site>-<number>, so no '-')", site);
+        goto out;
+    }
+    if (find_site(&t, site) != NULL) {
+        cli_fail("site %s already exists in trial %s; refusing to add it again", site, t.id);
+        goto out;
+    }
+    if (t.sites_count == TRIAL_SITES_MAX) {
+        cli_fail("the trial has the most sites this tool handles (%d)", TRIAL_SITES_MAX);
+        goto out;
+    }
+    char ca_dir[PATH_MAX], issued[PATH_MAX], cert[PATH_MAX];
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    struct ts_error err = {0};
+    struct pki_identity who = {.role = PKI_ROLE_SITE};
+    snprintf(who.trial, sizeof(who.trial), "%s", t.id);
+    snprintf(who.id, sizeof(who.id), "%s", site);
+    if (pki_issue(ca_dir, &who, name, CERT_DAYS, out_dir, &err) != 0) {
+        cli_fail("%s", err.msg);
+        goto out;
+    }
+    /* Keep a copy of every certificate issued, for revocation. */
+    path_join(issued, sizeof(issued), ca_dir, "issued");
+    mkdir_p(issued, 0755);
+    snprintf(cert, sizeof(cert), "%s/node.crt", out_dir);
+    char *pem = NULL;
+    size_t pem_len = 0;
+    char issued_cert[PATH_MAX + 80];
+    snprintf(issued_cert, sizeof(issued_cert), "%s/site-%s.crt", issued, site);
+    if (pki_read_file(cert, &pem, &pem_len, &err) != 0 ||
+        cli_write_file(issued_cert, pem, 0644, false) != 0) {
+        free(pem);
+        cli_fail("cannot keep a copy of the certificate in %s", issued);
+        goto out;
+    }
+    free(pem);
+    if (hubs_count == 0) {
+        for (int i = 0; i < t.hubs_count; i++)
+            snprintf(hubs[i], 280, "%s", t.hubs[i]);
+        hubs_count = t.hubs_count;
+    }
+    if (api_port == 0)
+        api_port = t.next_port++;
+    if (write_node_conf(out_dir, t.id, site, PKI_ROLE_SITE, api_port, NULL, hubs, hubs_count) != 0)
+        goto out;
+    if (copy_crl(ca_dir, out_dir) != 0)
+        goto out;
+    struct trial_site *s = &t.sites[t.sites_count++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->id, sizeof(s->id), "%s", site);
+    snprintf(s->name, sizeof(s->name), "%s", name != NULL ? name : site);
+    snprintf(s->status, sizeof(s->status), "active");
+    if (out_dir[0] == '/') {
+        snprintf(s->dir, sizeof(s->dir), "%s", out_dir);
+    } else {
+        char cwd[PATH_MAX];
+        if (getcwd(cwd, sizeof(cwd)) == NULL)
+            cwd[0] = '\0';
+        snprintf(s->dir, sizeof(s->dir), "%.2000s/%.2000s", cwd, out_dir);
+    }
+    if (trial_conf_save(dir, &t) != 0)
+        goto out;
+    printf("site %s added to trial %s: bundle in %s (API port %u)\n"
+           "  start it with: trialsyncd --config %s/node.conf\n",
+           site, t.id, out_dir, api_port, out_dir);
+    rc = record_member(dir, &t, site, "active", s->name, "site added");
+    if (rc == 0)
+        printf("  recorded in the membership log\n");
+out:
+    free(t.sites);
+    return rc;
+}
+
+static int site_revoke(const char *dir, const char *site, const char *reason)
+{
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    int rc = 1;
+    struct trial_site *s = find_site(&t, site);
+    if (s == NULL) {
+        cli_fail("trial %s has no site %s ('trialsync site list --dir %s' lists them)", t.id,
+                 site, dir);
+        goto out;
+    }
+    char ca_dir[PATH_MAX], cert[PATH_MAX + 80];
+    struct ts_error err = {0};
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    snprintf(cert, sizeof(cert), "%s/issued/site-%s.crt", ca_dir, site);
+    if (strcmp(s->status, "revoked") != 0 && pki_revoke(ca_dir, cert, &err) != 0) {
+        cli_fail("%s", err.msg);
+        goto out;
+    }
+    snprintf(s->status, sizeof(s->status), "revoked");
+    snprintf(s->reason, sizeof(s->reason), "%s", reason);
+    for (int i = 0; i < t.hubs_count; i++) {
+        char hub_dir[PATH_MAX];
+        if (t.hub_dirs[i][0] == '\0')
+            continue;
+        if (t.hub_dirs[i][0] == '/')
+            snprintf(hub_dir, sizeof(hub_dir), "%s", t.hub_dirs[i]);
+        else
+            path_join(hub_dir, sizeof(hub_dir), dir, t.hub_dirs[i]);
+        if (exists(hub_dir))
+            copy_crl(ca_dir, hub_dir);
+    }
+    if (trial_conf_save(dir, &t) != 0)
+        goto out;
+    printf("site %s revoked: certificate on the CRL (%s/crl.pem)\n", site, ca_dir);
+    rc = record_member(dir, &t, site, "revoked", s->name, reason);
+    if (rc == 0)
+        printf("  revocation recorded in the membership log; nodes refuse the site now\n");
+out:
+    free(t.sites);
+    return rc;
+}
+
+static int site_list(const char *dir, bool as_json)
+{
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    static struct config cfg;
+    struct ts_error err = {0};
+    struct client_response res = {0};
+    json_t *status = NULL;
+    if (first_hub_config(dir, &t, &cfg, &err) == 0 &&
+        client_request(&cfg, "GET", "/v1/status", NULL, &res, &err) == 0 && res.status == 200)
+        status = json_loads(res.body, 0, NULL);
+    client_response_release(&res);
+    json_t *peers = status != NULL ? json_object_get(status, "peers") : NULL;
+
+    json_t *out = json_array();
+    for (size_t i = 0; i < t.sites_count; i++) {
+        const struct trial_site *s = &t.sites[i];
+        json_t *row = json_pack("{s:s,s:s,s:s}", "id", s->id, "name", s->name, "status",
+                                s->status);
+        size_t k;
+        json_t *p;
+        json_array_foreach(peers, k, p) {
+            const char *pid = json_string_value(json_object_get(p, "id"));
+            if (pid == NULL || strcmp(pid, s->id) != 0)
+                continue;
+            json_object_set(row, "connected", json_object_get(p, "connected"));
+            json_object_set(row, "last_seen", json_object_get(p, "last_seen"));
+            json_object_set(row, "behind_recv_safety", json_object_get(p, "behind_recv_safety"));
+            json_object_set(row, "behind_recv_bulk", json_object_get(p, "behind_recv_bulk"));
+            json_object_set(row, "behind_send_safety", json_object_get(p, "behind_send_safety"));
+            json_object_set(row, "behind_send_bulk", json_object_get(p, "behind_send_bulk"));
+        }
+        json_array_append_new(out, row);
+    }
+    if (as_json) {
+        char *text = json_dumps(json_pack("{s:s,s:b,s:o}", "trial", t.id, "hub_reachable",
+                                          status != NULL, "sites", json_incref(out)),
+                                JSON_COMPACT);
+        printf("%s\n", text != NULL ? text : "{}");
+        free(text);
+    } else {
+        printf("trial %s: %zu sites%s\n", t.id, t.sites_count,
+               status == NULL ? " (hub not reachable: connection columns unknown)" : "");
+        printf("%-10s %-24s %-8s %-10s %-24s %10s %10s\n", "SITE", "NAME", "STATUS", "CONNECTED",
+               "LAST SEEN", "BEHIND", "TO SEND");
+        size_t i;
+        json_t *row;
+        json_array_foreach(out, i, row) {
+            json_t *conn = json_object_get(row, "connected");
+            json_t *seen = json_object_get(row, "last_seen");
+            long long behind = json_integer_value(json_object_get(row, "behind_recv_safety")) +
+                               json_integer_value(json_object_get(row, "behind_recv_bulk"));
+            long long to_send = json_integer_value(json_object_get(row, "behind_send_safety")) +
+                                json_integer_value(json_object_get(row, "behind_send_bulk"));
+            printf("%-10s %-24.24s %-8s %-10s %-24s %10lld %10lld\n",
+                   json_string_value(json_object_get(row, "id")),
+                   json_string_value(json_object_get(row, "name")),
+                   json_string_value(json_object_get(row, "status")),
+                   conn == NULL ? "?" : json_is_true(conn) ? "yes" : "no",
+                   json_is_string(seen) ? json_string_value(seen) : (status ? "never" : "?"),
+                   behind, to_send);
+        }
+    }
+    json_decref(out);
+    json_decref(status);
+    free(t.sites);
+    return 0;
+}
+
+int cmd_site(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
+        {"name", required_argument, NULL, 'n'}, {"hub", required_argument, NULL, 'H'},
+        {"reason", required_argument, NULL, 'r'}, {"api-port", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *out_dir = NULL, *name = NULL, *reason = NULL;
+    char hubs[CONFIG_HUBS_MAX][280];
+    int hubs_count = 0;
+    unsigned api_port = 0;
+    bool as_json = false;
+    int c;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        site_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *action = argv[1];
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'o': out_dir = optarg; break;
+        case 'n': name = optarg; break;
+        case 'r': reason = optarg; break;
+        case 'j': as_json = true; break;
+        case 'a':
+            if (!parse_port(optarg, &api_port))
+                return cli_fail("--api-port: '%s' is not a port (1-65535)", optarg);
+            break;
+        case 'H': {
+            struct config_addr a;
+            if (config_addr_parse(optarg, &a) != 0)
+                return cli_fail("--hub: '%s' is not HOST:PORT", optarg);
+            if (hubs_count == CONFIG_HUBS_MAX)
+                return cli_fail("--hub: at most %d hubs", CONFIG_HUBS_MAX);
+            snprintf(hubs[hubs_count++], 280, "%s", optarg);
+            break;
+        }
+        case 'h': site_usage(stdout); return 0;
+        default: site_usage(stderr); return 2;
+        }
+    }
+    const char *site = optind < argc ? argv[optind] : NULL;
+    if (dir == NULL) {
+        fprintf(stderr, "trialsync site %s: --dir DIR is required\n", action);
+        return 2;
+    }
+    if (strcmp(action, "add") == 0) {
+        if (site == NULL || out_dir == NULL || optind + 1 != argc) {
+            site_usage(stderr);
+            return 2;
+        }
+        return site_add(dir, site, out_dir, name, hubs, hubs_count, api_port);
+    }
+    if (strcmp(action, "revoke") == 0) {
+        if (site == NULL || optind + 1 != argc) {
+            site_usage(stderr);
+            return 2;
+        }
+        if (reason == NULL || reason[0] == '\0')
+            return cli_fail("site revoke: --reason TEXT is required (it goes in the audit trail)");
+        return site_revoke(dir, site, reason);
+    }
+    if (strcmp(action, "list") == 0) {
+        if (site != NULL) {
+            site_usage(stderr);
+            return 2;
+        }
+        return site_list(dir, as_json);
+    }
+    fprintf(stderr, "trialsync site: unknown action '%s'\n", action);
+    site_usage(stderr);
+    return 2;
+}
+
+/* ---- hub add ------------------------------------------------------------- */
+
+static void hub_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync hub add HUB --dir DIR --out HUBDIR [--host HOST]\n"
+            "                         [--peer-port N] [--api-port N]\n\n"
+            "Issues another hub: its node directory connects to the trial's existing hubs\n"
+            "and they replicate to each other.  Sites added afterwards list every hub;\n"
+            "add a 'hub = HOST:PORT' line to the [peer] section of existing sites'\n"
+            "node.conf for them to fail over to it.\n");
+}
+
+int cmd_hub(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
+        {"host", required_argument, NULL, 'H'}, {"peer-port", required_argument, NULL, 'p'},
+        {"api-port", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *out_dir = NULL, *host = "127.0.0.1";
+    unsigned peer_port = 0, api_port = 0;
+    int c;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        hub_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "add") != 0) {
+        hub_usage(stderr);
+        return 2;
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'o': out_dir = optarg; break;
+        case 'H': host = optarg; break;
+        case 'p':
+            if (!parse_port(optarg, &peer_port))
+                return cli_fail("--peer-port: '%s' is not a port (1-65535)", optarg);
+            break;
+        case 'a':
+            if (!parse_port(optarg, &api_port))
+                return cli_fail("--api-port: '%s' is not a port (1-65535)", optarg);
+            break;
+        case 'h': hub_usage(stdout); return 0;
+        default: hub_usage(stderr); return 2;
+        }
+    }
+    if (dir == NULL || out_dir == NULL || optind + 1 != argc) {
+        hub_usage(stderr);
+        return 2;
+    }
+    const char *hub = argv[optind];
+    if (!validate_id(hub))
+        return cli_fail("'%s' is not a valid hub id (1-63 of A-Z a-z 0-9 . _ -)", hub);
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    int rc = 1;
+    if (t.hubs_count == CONFIG_HUBS_MAX) {
+        cli_fail("the trial has the most hubs allowed (%d)", CONFIG_HUBS_MAX);
+        goto out;
+    }
+    if (peer_port == 0)
+        peer_port = t.next_port++;
+    if (api_port == 0)
+        api_port = t.next_port++;
+    char ca_dir[PATH_MAX];
+    struct ts_error err = {0};
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    struct pki_identity who = {.role = PKI_ROLE_HUB};
+    snprintf(who.trial, sizeof(who.trial), "%s", t.id);
+    snprintf(who.id, sizeof(who.id), "%s", hub);
+    if (pki_issue(ca_dir, &who, NULL, CERT_DAYS, out_dir, &err) != 0) {
+        cli_fail("%s", err.msg);
+        goto out;
+    }
+    char listen[64];
+    snprintf(listen, sizeof(listen), "0.0.0.0:%u", peer_port);
+    if (write_node_conf(out_dir, t.id, hub, PKI_ROLE_HUB, api_port, listen, t.hubs,
+                        t.hubs_count) != 0)
+        goto out;
+    if (copy_crl(ca_dir, out_dir) != 0)
+        goto out;
+    snprintf(t.hubs[t.hubs_count], sizeof(t.hubs[0]), "%s:%u", host, peer_port);
+    if (out_dir[0] == '/') {
+        snprintf(t.hub_dirs[t.hubs_count], sizeof(t.hub_dirs[0]), "%s", out_dir);
+    } else {
+        char cwd[PATH_MAX];
+        if (getcwd(cwd, sizeof(cwd)) == NULL)
+            cwd[0] = '\0';
+        snprintf(t.hub_dirs[t.hubs_count], sizeof(t.hub_dirs[0]), "%.2000s/%.2000s", cwd,
+                 out_dir);
+    }
+    t.hubs_count++;
+    if (trial_conf_save(dir, &t) != 0)
+        goto out;
+    printf("hub %s added to trial %s: node directory %s (peer port %u, API port %u)\n"
+           "  it connects to the existing hubs; start it with: trialsyncd --config "
+           "%s/node.conf\n",
+           hub, t.id, out_dir, peer_port, api_port, out_dir);
+    rc = 0;
+out:
+    free(t.sites);
+    return rc;
+}

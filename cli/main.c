@@ -1,0 +1,73 @@
+/*
+ * main.c: the trialsync command: one verb per job, --help on each.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync VERB [options]\n"
+            "\n"
+            "Trial set-up (admin):\n"
+            "  init --trial ID --dir DIR            create a trial: CA, first hub, admin\n"
+            "  site add SITE --dir DIR --out SITEDIR [--name TEXT] [--hub HOST:PORT ...]\n"
+            "  site list --dir DIR                  every site: status, connection, lag\n"
+            "  site revoke SITE --dir DIR --reason TEXT\n"
+            "  hub add HUB --dir DIR --out HUBDIR [--peer-port N] [--api-port N]\n"
+            "\n"
+            "Records (through a running node's local API):\n"
+            "  put --node NODEDIR TYPE ID field=value... [--reason TEXT] [--user NAME]\n"
+            "  get --node NODEDIR TYPE ID           displayed values and conflicts (JSON)\n"
+            "  history --node NODEDIR TYPE ID       every version of every field (JSON)\n"
+            "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
+            "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
+            "  status --node NODEDIR [--json]       node and per-peer replication\n"
+            "  digest --node NODEDIR                the node's state digest\n"
+            "\n"
+            "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
+}
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("trialsync: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(verb, "--version") == 0) {
+        printf("trialsync 0.1.0\n");
+        return 0;
+    }
+    if (strcmp(verb, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(verb, "site") == 0)
+        return cmd_site(argc - 1, argv + 1);
+    if (strcmp(verb, "hub") == 0)
+        return cmd_hub(argc - 1, argv + 1);
+    if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||
+        strcmp(verb, "records") == 0 || strcmp(verb, "conflicts") == 0 ||
+        strcmp(verb, "status") == 0 || strcmp(verb, "digest") == 0)
+        return cmd_record(verb, argc - 1, argv + 1);
+    fprintf(stderr, "trialsync: unknown verb '%s'\n\n", verb);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,294 @@
+/*
+ * records.c: the verbs that talk to a running node's API: put, get, history,
+ * records, conflicts, status, digest.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../node/config.h"
+#include "cli.h"
+#include "client.h"
+
+static void record_usage(const char *verb, FILE *out)
+{
+    if (strcmp(verb, "put") == 0)
+        fprintf(out,
+                "usage: trialsync put --node NODEDIR TYPE ID field=value... [--reason TEXT] "
+                "[--user NAME]\n\n"
+                "Writes fields of one record through the node's API; prints the entry made\n"
+                "(JSON).  A change to a field that has a value needs --reason.\n"
+                "  TYPE      subject, visit, ae or query\n"
+                "  ID        the record's key, e.g. 101-0003, 101-0003/V1, 101-0003-AE-001\n"
+                "  --user    who is writing (default: the login name)\n");
+    else if (strcmp(verb, "status") == 0)
+        fprintf(out,
+                "usage: trialsync status --node NODEDIR [--json]\n\n"
+                "Prints the node's state and one row per peer: connected, last seen,\n"
+                "entries behind per lane, SAEs in flight.  --json prints the API's object.\n");
+    else if (strcmp(verb, "records") == 0)
+        fprintf(out, "usage: trialsync records --node NODEDIR [TYPE]\n\n"
+                     "Lists the records the node holds (JSON).\n");
+    else if (strcmp(verb, "conflicts") == 0 || strcmp(verb, "digest") == 0)
+        fprintf(out, "usage: trialsync %s --node NODEDIR\n\n%s\n", verb,
+                strcmp(verb, "digest") == 0
+                    ? "Prints the node's state digest: equal entries give equal digests."
+                    : "Lists every field with more than one concurrent value (JSON).");
+    else
+        fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID\n\n%s\n", verb,
+                strcmp(verb, "get") == 0
+                    ? "Prints the record's displayed values, and every value of a field in "
+                      "conflict (JSON)."
+                    : "Prints every version of every field: who, when, old and new value, "
+                      "why (JSON).");
+}
+
+static void default_user(char *out, size_t cap)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(out, cap, "%s", pw != NULL ? pw->pw_name : "unknown");
+}
+
+/* Prints an error answer of the API: its message and the field details. */
+static int print_api_error(const struct client_response *res)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(res->body, 0, &jerr);
+    const char *msg = j != NULL ? json_string_value(json_object_get(j, "error")) : NULL;
+    if (msg == NULL) {
+        cli_fail("the node answered HTTP %d: %s", res->status, res->body);
+    } else {
+        cli_fail("%s", msg);
+        const char *allowed = json_string_value(json_object_get(j, "allowed"));
+        if (allowed != NULL && strstr(msg, allowed) == NULL)
+            fprintf(stderr, "allowed: %s\n", allowed);
+    }
+    json_decref(j);
+    return 1;
+}
+
+static void print_status_table(json_t *s)
+{
+    printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s\n",
+           json_string_value(json_object_get(s, "node")),
+           json_string_value(json_object_get(s, "role")),
+           json_string_value(json_object_get(s, "trial")),
+           (long long)json_integer_value(json_object_get(s, "entries")),
+           (long long)json_integer_value(json_object_get(s, "records")),
+           (long long)json_integer_value(json_object_get(s, "conflicts")),
+           json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
+                                                                 : "REFUSING WRITES (disk low)");
+    json_t *sae = json_object_get(s, "sae");
+    if (json_is_object(sae))
+        printf("SAEs: %lld in flight, %lld late\n",
+               (long long)json_integer_value(json_object_get(sae, "in_flight")),
+               (long long)json_integer_value(json_object_get(sae, "late")));
+    json_t *peers = json_object_get(s, "peers");
+    printf("\n%-12s %-6s %-10s %-22s %12s %12s %12s %12s %6s %9s\n", "PEER", "ROLE", "STATE",
+           "LAST SEEN", "SEND SAFETY", "SEND BULK", "RECV SAFETY", "RECV BULK", "SAES",
+           "CONFLICTS");
+    size_t i;
+    json_t *p;
+    json_array_foreach(peers, i, p) {
+        printf("%-12s %-6s %-10s %-22s %12lld %12lld %12lld %12lld %6lld %9lld\n",
+               json_string_value(json_object_get(p, "id")),
+               json_string_value(json_object_get(p, "role")),
+               json_is_true(json_object_get(p, "connected")) ? "connected" : "offline",
+               json_is_string(json_object_get(p, "last_seen"))
+                   ? json_string_value(json_object_get(p, "last_seen"))
+                   : "never",
+               (long long)json_integer_value(json_object_get(p, "behind_send_safety")),
+               (long long)json_integer_value(json_object_get(p, "behind_send_bulk")),
+               (long long)json_integer_value(json_object_get(p, "behind_recv_safety")),
+               (long long)json_integer_value(json_object_get(p, "behind_recv_bulk")),
+               (long long)json_integer_value(json_object_get(p, "saes_in_flight")),
+               (long long)json_integer_value(json_object_get(p, "conflicts")));
+    }
+    if (json_array_size(peers) == 0)
+        printf("(no peers)\n");
+    json_t *vv = json_object_get(s, "version_vector");
+    printf("\n%-16s %-7s %10s\n", "ORIGIN", "LANE", "HELD");
+    json_array_foreach(vv, i, p) {
+        printf("%-16s %-7s %10lld\n", json_string_value(json_object_get(p, "origin")),
+               json_string_value(json_object_get(p, "lane")),
+               (long long)json_integer_value(json_object_get(p, "seq")));
+    }
+}
+
+int cmd_record(const char *verb, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"node", required_argument, NULL, 'n'},
+        {"reason", required_argument, NULL, 'r'},
+        {"user", required_argument, NULL, 'u'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *node_dir = NULL, *reason = NULL, *user = NULL;
+    bool as_json = false;
+    bool is_put = strcmp(verb, "put") == 0;
+    int c;
+
+    optind = 1;
+    /* '+' stops at the first positional; options after it are gathered below. */
+    while ((c = getopt_long(argc, argv, "+n:r:u:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': node_dir = optarg; break;
+        case 'r': reason = optarg; break;
+        case 'u': user = optarg; break;
+        case 'j': as_json = true; break;
+        case 'h': record_usage(verb, stdout); return 0;
+        default: record_usage(verb, stderr); return 2;
+        }
+    }
+    /* Positionals and options may be mixed: gather the rest by hand. */
+    const char *pos[TS_WRITES_PER_ENTRY_MAX + 3];
+    size_t npos = 0;
+    for (int i = optind; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "--node") == 0 || strcmp(a, "--reason") == 0 || strcmp(a, "--user") == 0) &&
+            i + 1 < argc) {
+            const char *v = argv[++i];
+            if (a[2] == 'n')
+                node_dir = v;
+            else if (a[2] == 'r')
+                reason = v;
+            else
+                user = v;
+        } else if (strncmp(a, "--node=", 7) == 0) {
+            node_dir = a + 7;
+        } else if (strncmp(a, "--reason=", 9) == 0) {
+            reason = a + 9;
+        } else if (strncmp(a, "--user=", 7) == 0) {
+            user = a + 7;
+        } else if (strcmp(a, "--json") == 0) {
+            as_json = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            record_usage(verb, stdout);
+            return 0;
+        } else if (strncmp(a, "--", 2) == 0) {
+            fprintf(stderr, "trialsync %s: unknown option %s\n", verb, a);
+            record_usage(verb, stderr);
+            return 2;
+        } else if (npos == sizeof(pos) / sizeof(pos[0])) {
+            return cli_fail("too many arguments (at most %d fields in one write)",
+                            TS_WRITES_PER_ENTRY_MAX);
+        } else {
+            pos[npos++] = a;
+        }
+    }
+    if (node_dir == NULL) {
+        fprintf(stderr, "trialsync %s: --node NODEDIR is required\n", verb);
+        record_usage(verb, stderr);
+        return 2;
+    }
+    bool needs_record = is_put || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0;
+    if ((needs_record && npos < 2) || (is_put && npos < 3) ||
+        (!needs_record && strcmp(verb, "records") != 0 && npos > 0) ||
+        (strcmp(verb, "records") == 0 && npos > 1) || (!is_put && needs_record && npos != 2)) {
+        record_usage(verb, stderr);
+        return 2;
+    }
+
+    static struct config cfg;
+    struct ts_error err = {0};
+    if (config_load_dir(node_dir, &cfg, &err) != 0)
+        return cli_fail("%s", err.msg);
+
+    char path[1024], type_esc[128], id_esc[256];
+    const char *method = "GET";
+    char *body = NULL;
+    if (needs_record) {
+        if (client_escape(pos[0], type_esc, sizeof(type_esc)) != 0 ||
+            client_escape(pos[1], id_esc, sizeof(id_esc)) != 0)
+            return cli_fail("record type or id too long");
+        snprintf(path, sizeof(path), "/v1/records/%s/%s%s", type_esc, id_esc,
+                 strcmp(verb, "history") == 0 ? "/history" : "");
+    } else if (strcmp(verb, "records") == 0) {
+        if (npos == 1 && client_escape(pos[0], type_esc, sizeof(type_esc)) != 0)
+            return cli_fail("record type too long");
+        snprintf(path, sizeof(path), "/v1/records%s%s", npos == 1 ? "?type=" : "",
+                 npos == 1 ? type_esc : "");
+    } else {
+        snprintf(path, sizeof(path), "/v1/%s", verb);
+    }
+
+    if (is_put) {
+        char user_buf[128];
+        json_t *fields = json_object();
+        for (size_t i = 2; i < npos; i++) {
+            const char *eq = strchr(pos[i], '=');
+            if (eq == NULL || eq == pos[i]) {
+                json_decref(fields);
+                return cli_fail("'%s' is not field=value", pos[i]);
+            }
+            char name[TS_FIELD_BYTES_MAX + 2];
+            size_t nl = (size_t)(eq - pos[i]);
+            if (nl > TS_FIELD_BYTES_MAX) {
+                json_decref(fields);
+                return cli_fail("field name '%.*s' is too long (at most %d)", (int)nl, pos[i],
+                                TS_FIELD_BYTES_MAX);
+            }
+            memcpy(name, pos[i], nl);
+            name[nl] = '\0';
+            if (json_object_get(fields, name) != NULL) {
+                json_decref(fields);
+                return cli_fail("field '%s' is given twice", name);
+            }
+            json_object_set_new(fields, name, json_string(eq + 1));
+        }
+        if (user == NULL) {
+            default_user(user_buf, sizeof(user_buf));
+            user = user_buf;
+        }
+        json_t *req = json_pack("{s:o,s:s}", "fields", fields, "user", user);
+        if (reason != NULL)
+            json_object_set_new(req, "reason", json_string(reason));
+        body = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        if (body == NULL)
+            return cli_fail("a value is not valid UTF-8");
+        method = "POST";
+    }
+
+    struct client_response res;
+    int rc = client_request(&cfg, method, path, body, &res, &err);
+    free(body);
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    if (res.status != 200) {
+        print_api_error(&res);
+        client_response_release(&res);
+        return 1;
+    }
+    if (strcmp(verb, "status") == 0 && !as_json) {
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        if (s == NULL) {
+            client_response_release(&res);
+            return cli_fail("the node's status is not JSON: %s", jerr.text);
+        }
+        print_status_table(s);
+        json_decref(s);
+    } else if (strcmp(verb, "digest") == 0 && !as_json) {
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        const char *d = s != NULL ? json_string_value(json_object_get(s, "digest")) : NULL;
+        if (d == NULL) {
+            json_decref(s);
+            client_response_release(&res);
+            return cli_fail("the node's digest answer is malformed");
+        }
+        printf("%s\n", d);
+        json_decref(s);
+    } else {
+        fwrite(res.body, 1, res.len, stdout);
+    }
+    client_response_release(&res);
+    return 0;
+}
