@@ -1,0 +1,135 @@
+# lib.sh: what the integration and fault suites share.  Sourced, not run.
+#
+# Starts real trialsyncd processes with real certificates and RocksDB
+# directories on loopback; every process started is killed on exit.
+#   TS_BIN       the build directory (trialsyncd, trialsync)
+#   TS_SRC       the source tree
+#   TS_TEST_TMP  where scratch directories go
+set -u
+TS_BIN=${TS_BIN:?TS_BIN must name the build directory}
+TS_SRC=${TS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+TRIALSYNCD="$TS_BIN/trialsyncd"
+TRIALSYNC="$TS_BIN/trialsync"
+mkdir -p "${TS_TEST_TMP:-/tmp}"
+WORK=$(mktemp -d "${TS_TEST_TMP:-/tmp}/$(basename "$0" .sh).XXXXXX")
+declare -A NODE_PIDS=()
+CHECKS=0
+
+cleanup() {
+    local name
+    for name in "${!NODE_PIDS[@]}"; do
+        kill -9 "${NODE_PIDS[$name]}" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [ "${KEEP_WORK:-0}" != 1 ] && [ "${FAILED:-0}" = 0 ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+fail() {
+    FAILED=1
+    echo "FAIL: $*" >&2
+    for log in "$WORK"/*.log; do
+        [ -f "$log" ] || continue
+        echo "---- last lines of $log" >&2
+        tail -n 25 "$log" >&2
+    done
+    exit 1
+}
+
+ok() { CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
+
+assert_eq() {  # expected actual message
+    [ "$1" = "$2" ] || fail "$3: expected '$1', got '$2'"
+    ok "$3"
+}
+
+assert_contains() {  # haystack needle message
+    case "$1" in *"$2"*) ok "$3" ;; *) fail "$3: '$2' not in: $1" ;; esac
+}
+
+# A port nothing listens on, from a range unlikely to be in use.
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free port found"
+}
+
+# json FILTER: reads JSON on stdin and prints what the jq filter selects.
+json() { jq -r "$1"; }
+
+# new_trial TRIAL: creates $WORK/trial with a hub on free ports.
+new_trial() {
+    HUB_PEER_PORT=$(free_port)
+    HUB_API_PORT=$(free_port)
+    "$TRIALSYNC" init --trial "$1" --dir "$WORK/trial" --peer-port "$HUB_PEER_PORT" \
+        --api-port "$HUB_API_PORT" > "$WORK/init.out" || fail "trialsync init failed"
+    HUB="$WORK/trial/hub"
+}
+
+# add_site SITE: issues a site bundle into $WORK/site-SITE (the hub must run
+# for the membership record; without it the bundle is still issued).
+add_site() {
+    "$TRIALSYNC" site add "$1" --dir "$WORK/trial" --out "$WORK/site-$1" \
+        --api-port "$(free_port)" --name "Site $1" > "$WORK/site-add-$1.out" 2>&1 \
+        || fail "site add $1: $(cat "$WORK/site-add-$1.out")"
+}
+
+# start_node NAME NODEDIR: starts trialsyncd, waits until its API answers.
+start_node() {
+    local name=$1 dir=$2
+    "$TRIALSYNCD" --config "$dir/node.conf" >> "$WORK/$name.log" 2>&1 &
+    NODE_PIDS[$name]=$!
+    for _ in $(seq 1 200); do
+        if "$TRIALSYNC" status --node "$dir" --json > /dev/null 2>&1; then return 0; fi
+        kill -0 "${NODE_PIDS[$name]}" 2>/dev/null || fail "node $name exited at start"
+        sleep 0.05
+    done
+    fail "node $name did not answer within 10 s"
+}
+
+# stop_node NAME: SIGTERM, and it must exit 0 within 10 s.
+stop_node() {
+    local name=$1 pid=${NODE_PIDS[$1]}
+    kill -TERM "$pid"
+    for _ in $(seq 1 200); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"
+            local rc=$?
+            unset "NODE_PIDS[$name]"
+            [ "$rc" = 0 ] || fail "node $name exited $rc on SIGTERM"
+            return 0
+        fi
+        sleep 0.05
+    done
+    fail "node $name did not stop within 10 s of SIGTERM"
+}
+
+kill_node() {  # NAME: SIGKILL, no questions
+    local pid=${NODE_PIDS[$1]}
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    unset "NODE_PIDS[$1]"
+}
+
+# wait_until SECONDS MESSAGE COMMAND...: polls COMMAND until it succeeds.
+wait_until() {
+    local secs=$1 msg=$2
+    shift 2
+    local tries=$((secs * 10))
+    for _ in $(seq 1 "$tries"); do
+        if "$@" > /dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    fail "timed out after ${secs}s: $msg"
+}
+
+digest() { "$TRIALSYNC" digest --node "$1"; }
+record_count() { "$TRIALSYNC" records --node "$1" "${2:-}" | json .count; }
+
+done_checks() { echo "$CHECKS passed, 0 failed"; }

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# One hub node: records written, read and audited through the CLI; bad input
+# refused with errors that name the field; bad config, unsafe key and token
+# permissions, and a port in use refused at start; SIGTERM stops cleanly.
+. "$(dirname "$0")/lib.sh"
+
+new_trial T-SINGLE
+assert_contains "$(cat "$WORK/init.out")" "trial T-SINGLE created" "init reports the trial"
+assert_eq 600 "$(stat -c %a "$HUB/node.key")" "hub key is mode 0600"
+assert_eq 600 "$(stat -c %a "$WORK/trial/ca/ca.key")" "CA key is mode 0600"
+if "$TRIALSYNC" init --trial T-SINGLE --dir "$WORK/trial" 2> "$WORK/err"; then
+    fail "init over an existing trial succeeded"
+fi
+assert_contains "$(cat "$WORK/err")" "refusing to overwrite" "init refuses an existing trial"
+
+start_node hub "$HUB"
+
+# Records through the CLI.
+"$TRIALSYNC" put --node "$HUB" subject 101-0001 site=101 sex=F brthdtc=1961-04 status=screening \
+    --user coordinator > "$WORK/put.json" || fail "put subject"
+assert_eq "true" "$(json .ok < "$WORK/put.json")" "put subject acknowledged"
+"$TRIALSYNC" put --node "$HUB" visit 101-0001/V1 svstdtc=2026-11-02 status=scheduled > /dev/null \
+    || fail "put visit"
+"$TRIALSYNC" put --node "$HUB" ae 101-0001-AE-001 aeterm=Headache aestdtc=2026-11-03 aesev=MILD \
+    aeser=N status=ongoing > /dev/null || fail "put ae"
+
+"$TRIALSYNC" get --node "$HUB" subject 101-0001 > "$WORK/get.json" || fail "get subject"
+assert_eq F "$(json .fields.sex.value < "$WORK/get.json")" "get shows sex"
+assert_eq 1961-04 "$(json .fields.brthdtc.value < "$WORK/get.json")" "partial date kept"
+assert_eq false "$(json .fields.sex.conflict < "$WORK/get.json")" "no conflict"
+
+# A change to a field with a value needs a reason.
+if "$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=M 2> "$WORK/err"; then
+    fail "a change without a reason was accepted"
+fi
+assert_contains "$(cat "$WORK/err")" "reason" "change without a reason refused"
+assert_contains "$(cat "$WORK/err")" "sex" "the refusal names the field"
+"$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=M --reason "transcription error" \
+    --user monitor > /dev/null || fail "put with reason"
+assert_eq M "$(""$TRIALSYNC"" get --node "$HUB" subject 101-0001 | json .fields.sex.value)" \
+    "corrected value shown"
+
+# An invalid controlled term is refused, naming the allowed values; nothing written.
+if "$TRIALSYNC" put --node "$HUB" ae 101-0001-AE-001 aesev=TERRIBLE --reason x 2> "$WORK/err"; then
+    fail "an invalid severity was accepted"
+fi
+assert_contains "$(cat "$WORK/err")" "MILD" "refusal lists the allowed values"
+assert_contains "$(cat "$WORK/err")" "TERRIBLE" "refusal names the value"
+assert_eq MILD "$("$TRIALSYNC" get --node "$HUB" ae 101-0001-AE-001 | json .fields.aesev.value)" \
+    "refused write changed nothing"
+if "$TRIALSYNC" put --node "$HUB" subject 101-0002 site=101 brthdtc=1961-02-30 2> "$WORK/err"; then
+    fail "an impossible date was accepted"
+fi
+assert_contains "$(cat "$WORK/err")" "brthdtc" "impossible date refused naming the field"
+if "$TRIALSYNC" get --node "$HUB" subject 101-0002 > /dev/null 2>&1; then
+    fail "a refused record exists"
+fi
+ok "a refused new record does not exist"
+
+# History: every version, who, when, old and new value, why.
+"$TRIALSYNC" history --node "$HUB" subject 101-0001 > "$WORK/hist.json" || fail "history"
+assert_eq 2 "$(jq '[.versions[] | select(.field == "sex")] | length' < "$WORK/hist.json")" \
+    "history holds both versions of sex"
+assert_eq F "$(jq -r '[.versions[] | select(.field == "sex")][1].old_value' < "$WORK/hist.json")" \
+    "history shows the old value"
+assert_eq "transcription error" \
+    "$(jq -r '[.versions[] | select(.field == "sex")][1].reason' < "$WORK/hist.json")" \
+    "history shows the reason"
+assert_eq monitor "$(jq -r '[.versions[] | select(.field == "sex")][1].user' < "$WORK/hist.json")" \
+    "history shows the user"
+assert_contains "$(jq -r '.versions[0].entry_time' < "$WORK/hist.json")" "Z" "times are UTC"
+
+# Conflicts, status, digest.
+assert_eq 0 "$("$TRIALSYNC" conflicts --node "$HUB" | json .count)" "no conflicts"
+"$TRIALSYNC" status --node "$HUB" --json > "$WORK/status.json" || fail "status"
+assert_eq hub1 "$(json .node < "$WORK/status.json")" "status names the node"
+assert_eq 4 "$(json .entries < "$WORK/status.json")" "status counts the 4 accepted writes"
+"$TRIALSYNC" status --node "$HUB" | grep -q "node hub1 (hub) of trial T-SINGLE" \
+    || fail "status table"
+ok "status prints a table"
+D1=$(digest "$HUB")
+assert_eq 64 "${#D1}" "digest is a SHA-256"
+
+# The API needs the token.
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HUB_API_PORT/v1/status")
+assert_eq 401 "$code" "API without a token refused"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrongwrongwrongwrong" \
+    "http://127.0.0.1:$HUB_API_PORT/v1/status")
+assert_eq 401 "$code" "API with a wrong token refused"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HUB_API_PORT/healthz")
+assert_eq 200 "$code" "healthz answers without a token"
+
+# A second node on the same config: the port is in use.
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "second node started"; fi
+assert_contains "$(cat "$WORK/err")" "in use" "port in use refused with a clear message"
+
+# SIGTERM: clean stop; state and digest survive a restart.
+stop_node hub
+start_node hub "$HUB"
+assert_eq "$D1" "$(digest "$HUB")" "digest unchanged after restart"
+assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0001 | json .fields.sex.value)" \
+    "record survives restart"
+stop_node hub
+
+# Bad configurations are refused at start, naming the problem.
+cp "$HUB/node.conf" "$WORK/good.conf"
+printf '[node]\nid = hub1\nrole = emperor\ntrial = T-SINGLE\n' > "$HUB/node.conf"
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "bad role accepted"; fi
+assert_contains "$(cat "$WORK/err")" "role" "bad role refused"
+printf '[node]\nid = hub1\nrole = hub\ntrial = T-SINGLE\nfrobnicate = 1\n' > "$HUB/node.conf"
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "unknown key accepted"; fi
+assert_contains "$(cat "$WORK/err")" "line 5" "unknown key refused with its line"
+sed 's/^id = hub1/id = other/' "$WORK/good.conf" > "$HUB/node.conf"
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "cert mismatch accepted"; fi
+assert_contains "$(cat "$WORK/err")" "certificate" "a config that does not match the certificate refused"
+cp "$WORK/good.conf" "$HUB/node.conf"
+if "$TRIALSYNCD" --config "$WORK/missing.conf" 2> "$WORK/err"; then fail "missing config accepted"; fi
+assert_contains "$(cat "$WORK/err")" "cannot read" "missing config refused"
+
+# Unsafe permissions on the key and on the token.
+chmod 644 "$HUB/node.key"
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "0644 key accepted"; fi
+assert_contains "$(cat "$WORK/err")" "0600" "a key readable by others refused"
+chmod 600 "$HUB/node.key"
+chmod 640 "$HUB/api.token"
+if "$TRIALSYNCD" --config "$HUB/node.conf" 2> "$WORK/err"; then fail "0640 token accepted"; fi
+assert_contains "$(cat "$WORK/err")" "api.token" "a token readable by others refused"
+chmod 600 "$HUB/api.token"
+
+# The CLI explains an unreachable node and a usage error.
+if "$TRIALSYNC" get --node "$HUB" subject 101-0001 2> "$WORK/err"; then fail "get without node"; fi
+assert_contains "$(cat "$WORK/err")" "is trialsyncd running" "unreachable node explained"
+"$TRIALSYNC" put --help | grep -q "usage: trialsync put" || fail "put --help"
+ok "verbs have --help"
+done_checks
