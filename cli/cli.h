@@ -20,5 +20,6 @@ int cmd_init(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_record(const char *verb, int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
+            "  verify --node NODEDIR                check a stopped node's chains and signatures\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
 }
@@ -61,6 +62,8 @@ int main(int argc, char **argv)
         return cmd_init(argc - 1, argv + 1);
     if (strcmp(verb, "site") == 0)
         return cmd_site(argc - 1, argv + 1);
+    if (strcmp(verb, "verify") == 0)
+        return cmd_verify(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
     if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||
