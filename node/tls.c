@@ -378,6 +378,9 @@ static int store_new(const struct tls_ctx *ctx, X509_CRL *crl, X509_STORE **out,
         if (X509_STORE_set_flags(s, X509_V_FLAG_CRL_CHECK) != 1)
             goto out_free_store;
     }
+    /* RFC 5280 conformance: refuse certificates OpenSSL would only tolerate. */
+    if (X509_STORE_set_flags(s, X509_V_FLAG_X509_STRICT) != 1)
+        goto out_free_store;
     *out = s;
     return 0;
 out_free_store:
@@ -1336,16 +1339,20 @@ bool tls_conn_is_open(const struct tls_conn *c)
 static void listener_connection_cb(uv_stream_t *server, int status)
 {
     struct tls_listener *l = container_of((uv_tcp_t *)server, struct tls_listener, tcp);
-    if (status < 0 || l->closing) {
-        if (l->ctx->trace)
-            fprintf(stderr, "tls: listener :%d: accept: %s\n", l->port, uv_strerror(status));
+    if (l->closing)
+        return;
+    if (status < 0) {
+        /* Out of descriptors, typically; libuv keeps listening. */
+        fprintf(stderr, "tls: listener on port %d: cannot accept: %s\n", l->port,
+                uv_strerror(status));
         return;
     }
     struct tls_conn *c = conn_new(l->loop, l->ctx, true, &l->opts, &l->cbs, l->data);
     if (c == NULL) {
         /* Out of memory: the connection stays in the kernel's backlog and
          * libuv stops accepting until one is taken; nothing better to do. */
-        fprintf(stderr, "tls: listener :%d: out of memory accepting a connection\n", l->port);
+        fprintf(stderr, "tls: listener on port %d: out of memory accepting a connection\n",
+                l->port);
         return;
     }
     c->listener = l;
@@ -1584,7 +1591,9 @@ int tls_ctx_new(const struct tls_ctx_config *cfg, struct tls_ctx **out, struct t
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
     memcpy(ctx->trial, cfg->trial, trial_len + 1);
     const char *trace = getenv("TS_TLS_TRACE");
-    ctx->trace = trace != NULL && trace[0] != '\0' && strcmp(trace, "0") != 0;
+    const char *node_trace = getenv("TRIALSYNC_TRACE");
+    ctx->trace = (trace != NULL && trace[0] != '\0' && strcmp(trace, "0") != 0) ||
+                 (node_trace != NULL && strcmp(node_trace, "debug") == 0);
     if (cfg->crl_path != NULL) {
         ctx->crl_path = strdup(cfg->crl_path);
         if (ctx->crl_path == NULL) {

@@ -29,6 +29,10 @@
  * never synchronously from inside a tls_* function the owner called, so the
  * owner may call tls_conn_send_frame / tls_conn_close from any callback.
  *
+ * Debugging: with TRIALSYNC_TRACE=debug (or TS_TLS_TRACE=1) in the
+ * environment when a tls_ctx is made, its connections' state transitions and
+ * close reasons go to stderr.
+ *
  * Neither OpenSSL nor libuv types appear here: connections and listeners are
  * opaque heap objects owned by this module (the uv handles are embedded in
  * them and recovered with container_of), the owner attaches its own state
@@ -50,8 +54,10 @@
  * still frees a slot held by a stalled client quickly. */
 #define TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT 10000u
 /* Outbound bytes queued per connection (plaintext not yet encrypted plus
- * ciphertext not yet taken by the kernel): several full frames, so a sender
- * can keep the link busy, yet 100 peers stay under a hub's memory budget. */
+ * ciphertext not yet taken by the kernel, so it may exceed this by the TLS
+ * record overhead of what is in flight, about 0.2%): several full frames, so
+ * a sender can keep the link busy, yet 100 peers stay under a hub's memory
+ * budget. */
 #define TLS_SEND_QUEUE_BYTES_MAX (8u * 1024 * 1024)
 /* Frames delivered per loop iteration per connection, so one busy peer
  * cannot starve the others or the timers. */
@@ -124,7 +130,10 @@ int tls_ctx_reload_crl(struct tls_ctx *ctx, const char *crl_path, unsigned *cut_
  * on_handshake: the handshake completed and the peer's chain verified; peer
  *   is its identity (trial already checked).  Return 0 to accept, non-zero
  *   to refuse (the conn is then closed with TS_ERR_AUTH).  The owner may
- *   send frames from here.  Required.
+ *   send frames from here.  Required.  Note that in TLS 1.3 a client
+ *   finishes its handshake before the server has judged the client's
+ *   certificate: a client the server refuses sees on_handshake, then
+ *   on_close with TS_ERR_AUTH ("alert from peer: ... certificate revoked").
  * on_frame: one whole frame body, valid only during the call.  The owner
  *   may send frames or close the conn from here.  Required.
  * on_close: called exactly once per conn that tls_connect returned or that
@@ -134,7 +143,8 @@ int tls_ctx_reload_crl(struct tls_ctx *ctx, const char *crl_path, unsigned *cut_
  *   TS_ERR_IO: network failure or timeout), and a reason prefixed with the
  *   peer's address.  The conn is freed when on_close returns; only the
  *   getters may be used on it during the call.  Required.
- * on_drain: the send queue became empty (optional, may be NULL).
+ * on_drain: the send queue became empty (optional, may be NULL); it may
+ *   also come once after the handshake with nothing queued.
  */
 struct tls_conn_cbs {
     int (*on_handshake)(struct tls_conn *c, const struct pki_identity *peer);
@@ -153,7 +163,11 @@ void tls_conn_opts_default(struct tls_conn_opts *o);
 
 /*
  * Starts a client connection to host:port (a numeric IPv4/IPv6 address or a
- * name, resolved asynchronously).  cbs is copied; data is the owner's
+ * name, resolved asynchronously; the first address the resolver gives is
+ * used, so list a hub's addresses separately to fail over between them).
+ * The handshake timeout covers resolving and connecting too.  No server
+ * name is checked: the peer's identity is its URI SAN, which on_handshake
+ * receives to judge.  cbs is copied; data is the owner's
  * pointer (tls_conn_data).  opts NULL means tls_conn_opts_default.
  * Returns 0 and sets *out (which stays valid until on_close returns; every
  * later failure, connect errors included, is reported there), or

@@ -12,6 +12,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -333,12 +334,12 @@ static void run_for(unsigned ms)
     (void)run_until(&never, 1, ms);
 }
 
-static void start_server(struct tls_ctx *ctx, unsigned handshaking_max,
-                         const struct tls_conn_opts *opts)
+static void start_server_on(struct tls_ctx *ctx, const char *host, unsigned handshaking_max,
+                            const struct tls_conn_opts *opts)
 {
     struct ts_error err = {0};
     w.srv_ctx = ctx;
-    int rc = tls_listen(&w.loop, ctx, "127.0.0.1", 0, handshaking_max, opts, &cbs, &w.srv,
+    int rc = tls_listen(&w.loop, ctx, host, 0, handshaking_max, opts, &cbs, &w.srv,
                         &w.listener, &err);
     if (rc != 0)
         fprintf(stderr, "tls_listen: %s\n", err.msg);
@@ -346,19 +347,29 @@ static void start_server(struct tls_ctx *ctx, unsigned handshaking_max,
     CU_ASSERT(tls_listener_port(w.listener) > 0);
 }
 
-static struct tls_conn *start_client(struct tls_ctx *ctx)
+static void start_server(struct tls_ctx *ctx, unsigned handshaking_max,
+                         const struct tls_conn_opts *opts)
+{
+    start_server_on(ctx, "127.0.0.1", handshaking_max, opts);
+}
+
+static struct tls_conn *start_client_to(struct tls_ctx *ctx, const char *host, int port)
 {
     struct tls_conn *c = NULL;
     struct ts_error err = {0};
     w.cli_ctx = ctx;
-    int rc = tls_connect(&w.loop, ctx, "127.0.0.1", tls_listener_port(w.listener), NULL, &cbs,
-                         &w.cli, &c, &err);
+    int rc = tls_connect(&w.loop, ctx, host, port, NULL, &cbs, &w.cli, &c, &err);
     if (rc != 0)
         fprintf(stderr, "tls_connect: %s\n", err.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL(c);
     w.cli.conn = c;
     return c;
+}
+
+static struct tls_conn *start_client(struct tls_ctx *ctx)
+{
+    return start_client_to(ctx, "127.0.0.1", tls_listener_port(w.listener));
 }
 
 /* Closes whatever is left, winds the loop down (bounded) and frees it all. */
@@ -854,17 +865,111 @@ static void test_tls_handshake_cap(void)
     world_release();
 }
 
+/* Sends the server a frame every tick, ticks_left times. */
+struct ticker {
+    uv_timer_t timer;
+    int ticks_left;
+};
+
+static void ticker_cb(uv_timer_t *t)
+{
+    struct ticker *k = (struct ticker *)t;
+    if (k->ticks_left == 0 || w.cli.conn == NULL) {
+        uv_timer_stop(t);
+        return;
+    }
+    k->ticks_left--;
+    CU_ASSERT_EQUAL(tls_conn_send_frame(w.cli.conn, (const uint8_t *)"ping", 4), 0);
+}
+
 static void test_tls_idle_timeout(void)
 {
     world_init();
     start_server(ctx_for("hub", TRIAL), 0, NULL);
     struct tls_conn *c = start_client(ctx_for("site", TRIAL));
-    CU_ASSERT(run_until(&w.cli.handshakes, 1, LOOP_MS));
-    tls_conn_set_idle_timeout(c, 200);
-    CU_ASSERT(run_until(&w.cli.closes, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(w.cli.close_code, TS_ERR_IO);
-    CU_ASSERT(contains(w.cli.close_text, "idle timeout"));
+    CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w.srv.conn);
+    /* The server hears from the client every 50 ms for a while: not idle. */
+    tls_conn_set_idle_timeout(w.srv.conn, 200);
+    struct ticker k = {.ticks_left = 8};
+    uv_timer_init(&w.loop, &k.timer);
+    uv_timer_start(&k.timer, ticker_cb, 50, 50);
+    CU_ASSERT(run_until(&w.srv.frames, 8, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.closes, 0);
+    /* Then the client goes quiet. */
     CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
+    CU_ASSERT(contains(w.srv.close_text, "idle timeout: nothing received for 200 ms"));
+    CU_ASSERT(run_until(&w.cli.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.cli.close_code, 0);
+    (void)c;
+    uv_close((uv_handle_t *)&k.timer, NULL);
+    world_release();
+}
+
+static void test_tls_connect_by_name(void)
+{
+    /* Listen where the resolver sends "localhost" first, as uv_getaddrinfo will. */
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    char host[64];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    CU_ASSERT_EQUAL_FATAL(getaddrinfo("localhost", NULL, &hints, &res), 0);
+    CU_ASSERT_EQUAL_FATAL(getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
+                                      NI_NUMERICHOST), 0);
+    freeaddrinfo(res);
+
+    world_init();
+    start_server_on(ctx_for("hub", TRIAL), host, 0, NULL);
+    struct tls_conn *c = start_client_to(ctx_for("site", TRIAL), "localhost",
+                                         tls_listener_port(w.listener));
+    CU_ASSERT(contains(tls_conn_peer_addr(c), "localhost:"));
+    CU_ASSERT(run_until(&w.cli.handshakes, 1, LOOP_MS));
+    CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
+    CU_ASSERT(contains(tls_conn_peer_addr(w.srv.conn), host));
+    world_release();
+}
+
+static void test_tls_connect_and_listen_errors(void)
+{
+    world_init();
+    start_server(ctx_for("hub", TRIAL), 0, NULL);
+    int port = tls_listener_port(w.listener);
+    struct tls_listener *l2 = NULL;
+    struct tls_conn *c = NULL;
+    struct ts_error err = {0};
+
+    /* The port is taken. */
+    CU_ASSERT_EQUAL(tls_listen(&w.loop, w.srv_ctx, "127.0.0.1", port, 0, NULL, &cbs, NULL, &l2,
+                               &err), TS_ERR_IO);
+    CU_ASSERT(contains(err.msg, "address already in use"));
+    /* Listening needs a numeric address. */
+    CU_ASSERT_EQUAL(tls_listen(&w.loop, w.srv_ctx, "localhost", 0, 0, NULL, &cbs, NULL, &l2,
+                               &err), TS_ERR_INVALID);
+    /* Bad arguments create nothing and call nothing. */
+    w.cli_ctx = ctx_for("site", TRIAL);
+    CU_ASSERT_EQUAL(tls_connect(&w.loop, w.cli_ctx, "127.0.0.1", 0, NULL, &cbs, &w.cli, &c,
+                                &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(tls_connect(&w.loop, w.cli_ctx, "", 1, NULL, &cbs, &w.cli, &c, &err),
+                    TS_ERR_INVALID);
+
+    /* Nobody listens any more: the failure comes through on_close. */
+    tls_listener_close(w.listener);
+    w.listener = NULL;
+    run_for(20);
+    start_client_to(w.cli_ctx, "127.0.0.1", port);
+    CU_ASSERT(run_until(&w.cli.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.cli.handshakes, 0);
+    CU_ASSERT_EQUAL(w.cli.close_code, TS_ERR_IO);
+    CU_ASSERT(contains(w.cli.close_text, "connect failed: connection refused"));
+
+    /* Closing a conn still connecting is fine too. */
+    c = start_client_to(w.cli_ctx, "127.0.0.1", port);
+    tls_conn_close(c, 0, "changed my mind");
+    CU_ASSERT(run_until(&w.cli.closes, 2, LOOP_MS));
+    CU_ASSERT(contains(w.cli.close_text, "changed my mind"));
     world_release();
 }
 
@@ -931,6 +1036,8 @@ int main(void)
         {"test_tls_handshake_timeout", test_tls_handshake_timeout},
         {"test_tls_handshake_cap", test_tls_handshake_cap},
         {"test_tls_idle_timeout", test_tls_idle_timeout},
+        {"test_tls_connect_by_name", test_tls_connect_by_name},
+        {"test_tls_connect_and_listen_errors", test_tls_connect_and_listen_errors},
         {"test_tls_ctx_refuses_bad_config", test_tls_ctx_refuses_bad_config},
         {NULL, NULL},
     };
