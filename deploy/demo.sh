@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# make demo: a trial on one machine: a hub and two sites on loopback.
+# Records are written at both sites, some while the hub is down; when it is
+# back, everything converges and the replication status is printed.
+set -euo pipefail
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/$BUILD"
+TS="$BIN/trialsync"
+TSD="$BIN/trialsyncd"
+DIR="$ROOT/demo-cluster"
+declare -A PIDS=()
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s|$BIN/||g; s|$ROOT/||g"; "$@"; }
+
+cleanup() {
+    for n in "${!PIDS[@]}"; do kill -TERM "${PIDS[$n]}" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 30000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+start() {  # NAME NODEDIR
+    "$TSD" --config "$2/node.conf" >> "$DIR/$1.log" 2>&1 &
+    PIDS[$1]=$!
+    for _ in $(seq 1 100); do
+        "$TS" status --node "$2" --json > /dev/null 2>&1 && { echo "   $1 is up (trace: demo-cluster/$1.log)"; return; }
+        sleep 0.1
+    done
+    echo "$1 did not start; see $DIR/$1.log" >&2
+    exit 1
+}
+
+stop() {  # NAME
+    kill -TERM "${PIDS[$1]}"
+    wait "${PIDS[$1]}" || true
+    unset "PIDS[$1]"
+    echo "   $1 stopped"
+}
+
+count() { "$TS" records --node "$1" "$2" | jq -r .count; }
+
+wait_count() {  # NODEDIR TYPE N
+    for _ in $(seq 1 300); do
+        [ "$(count "$1" "$2")" -ge "$3" ] && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $3 $2 records at $1" >&2
+    exit 1
+}
+
+rm -rf "$DIR"
+mkdir -p "$DIR"
+HUB="$DIR/trial/hub"
+S1="$DIR/site-101"
+S2="$DIR/site-102"
+
+say "1. An admin creates trial DEMO-301: its CA, the CRO hub, an admin identity"
+run "$TS" init --trial DEMO-301 --dir "$DIR/trial" --peer-port "$(free_port)" --api-port "$(free_port)"
+start hub "$HUB"
+
+say "2. Two hospitals join: each gets a bundle (key 0600, certificate, CA, node.conf)"
+run "$TS" site add 101 --dir "$DIR/trial" --out "$S1" --name "St. Mary's, Boston" --api-port "$(free_port)"
+run "$TS" site add 102 --dir "$DIR/trial" --out "$S2" --name "Charité, Berlin" --api-port "$(free_port)"
+start site-101 "$S1"
+start site-102 "$S2"
+
+say "3. Sites record subjects, visits and an adverse event"
+run "$TS" put --node "$S1" subject 101-0001 site=101 sex=F brthdtc=1961-04 status=screening --user coordinator.anna
+run "$TS" put --node "$S1" visit 101-0001/V1 svstdtc=2026-11-20 status=completed --user coordinator.anna
+run "$TS" put --node "$S2" subject 102-0001 site=102 sex=M brthdtc=1958 status=screening --user dr.weber
+run "$TS" put --node "$S2" ae 102-0001-AE-001 aeterm=Nausea aestdtc=2026-11-21 aesev=MILD aeser=N status=ongoing --user dr.weber
+wait_count "$HUB" subject 2
+echo "   the hub now holds $(count "$HUB" subject) subjects from both sites"
+
+say "4. The CRO hub goes down; the sites keep recording"
+stop hub
+for i in $(seq 2 26); do
+    "$TS" put --node "$S1" subject "$(printf '101-%04d' "$i")" site=101 sex=U status=screening --user coordinator.anna > /dev/null
+    "$TS" put --node "$S2" subject "$(printf '102-%04d' "$i")" site=102 sex=U status=screening --user dr.weber > /dev/null
+done
+echo "   wrote 25 subjects at each site while the hub was down"
+run "$TS" put --node "$S1" ae 101-0001-AE-001 aeterm="Anaphylaxis" aestdtc=2026-11-22 aesev=SEVERE aeser=Y aeslife=Y sae_aware_dtc=2026-11-22T09:30:00Z status=ongoing --user dr.jones
+run "$TS" put --node "$S1" subject 101-0001 status=enrolled --user coordinator.anna
+echo "   site 101 while the hub is down:"
+"$TS" status --node "$S1" | sed 's/^/   /'
+
+say "5. The hub is back: sites catch up (the serious AE on the safety lane first)"
+start hub "$HUB"
+wait_count "$HUB" subject 52
+wait_count "$HUB" ae 2
+echo "   hub: $(count "$HUB" subject) subjects, $(count "$HUB" ae) adverse events"
+echo "   site 101: $(count "$S1" subject) subjects; site 102: $(count "$S2" subject) subjects"
+
+say "6. The CRO raises a data query about subject 101-0001; only site 101 receives it"
+run "$TS" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/brthdtc text="Please confirm the birth month" state=open source=dm --user monitor.lee
+for _ in $(seq 1 100); do "$TS" get --node "$S1" query Q-hub1-1 > /dev/null 2>&1 && break; sleep 0.1; done
+echo "   site 101 sees: $("$TS" get --node "$S1" query Q-hub1-1 | jq -c '.fields.text.value')"
+if "$TS" get --node "$S2" query Q-hub1-1 > /dev/null 2>&1; then echo "   site 102 holds it (unexpected)"; else echo "   site 102 does not hold it"; fi
+echo "   site 102 holds $(count "$S2" subject) subjects, none of site 101's"
+
+say "7. A concurrent edit: site 101 and the CRO change one field without seeing each other"
+stop hub
+run "$TS" put --node "$S1" subject 101-0002 sex=F --reason "source document says female" --user coordinator.anna
+stop site-101
+start hub "$HUB"
+run "$TS" put --node "$HUB" subject 101-0002 sex=M --reason "per monitor visit" --user monitor.lee
+start site-101 "$S1"
+for _ in $(seq 1 100); do
+    [ "$("$TS" conflicts --node "$S1" | jq .count)" -ge 1 ] && [ "$("$TS" conflicts --node "$HUB" | jq .count)" -ge 1 ] && break
+    sleep 0.1
+done
+echo "   the hub shows:  $("$TS" get --node "$HUB" subject 101-0002 | jq -c '.fields.sex | {value, conflict, values: [.values[]?.value]}')"
+echo "   site 101 shows: $("$TS" get --node "$S1" subject 101-0002 | jq -c '.fields.sex | {value, conflict, values: [.values[]?.value]}')"
+echo "   both keep both values and flag the conflict for a person to resolve"
+
+say "8. Replication status at the hub"
+run "$TS" status --node "$HUB"
+run "$TS" site list --dir "$DIR/trial"
+
+say "9. Everything stops cleanly"
+stop site-101
+stop site-102
+stop hub
+trap - EXIT
+echo
+echo "The cluster's files are in demo-cluster/ (node directories, traces)."
