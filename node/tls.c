@@ -316,7 +316,7 @@ out_free_bio:
     return rc;
 }
 
-/* Loads and checks a CRL: signed by the CA, issued by it, not expired. */
+/* Loads and checks a CRL: issued and signed by the trial CA. */
 static int crl_load(const struct tls_ctx *ctx, const char *path, X509_CRL **out,
                     struct ts_error *err)
 {
@@ -346,12 +346,11 @@ static int crl_load(const struct tls_ctx *ctx, const char *path, X509_CRL **out,
     }
     const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
     if (next != NULL && X509_cmp_current_time(next) < 0) {
+        /* Still enforced (see conn_verify_cb), but someone should know. */
         char when[64];
         asn1_time_text(next, when, sizeof(when));
-        rc = ts_error_set(err, TS_ERR_CONFIG,
-                          "revocation list %s expired on %s; write a fresh one from the "
-                          "trial CA", path, when);
-        goto out_free_crl;
+        fprintf(stderr, "tls: warning: revocation list %s expired on %s; its revocations stay "
+                "enforced; write a fresh one from the trial CA\n", path, when);
     }
     *out = crl;
     free(pem);
@@ -653,7 +652,7 @@ static void conn_close(struct tls_conn *c, int code, enum close_mode mode,
     va_end(ap);
     if (c->peer_known)
         text_format(c->close_text, sizeof(c->close_text), "peer %s (%s/%s): %s", c->addr,
-                 pki_role_name(c->peer.role), c->peer.id, what);
+                    pki_role_name(c->peer.role), c->peer.id, what);
     else
         text_format(c->close_text, sizeof(c->close_text), "peer %s: %s", c->addr, what);
     c->close_code = code;
@@ -766,10 +765,17 @@ static int conn_verify_cb(int ok, X509_STORE_CTX *x)
     struct tls_conn *c = SSL_get_app_data(ssl);
     assert(c != NULL);
     if (!ok) {
-        /* A CRL dated by a clock ahead of ours still lists what the CA
-         * revoked: honouring it is stricter than ignoring it, and refusing
-         * it would lock every peer out while the clocks disagree. */
-        return X509_STORE_CTX_get_error(x) == X509_V_ERR_CRL_NOT_YET_VALID;
+        /* The CRL is the newest revocation list this node has, whatever its
+         * dates: one from a clock ahead of ours, or one past its nextUpdate,
+         * still lists every certificate the CA revoked, and each of those is
+         * still refused (cert_crl runs after this).  Refusing every peer
+         * instead would stop the whole trial when clocks disagree or when no
+         * revocation has refreshed the list for PKI_CRL_DAYS. */
+        int e = X509_STORE_CTX_get_error(x);
+        if (e != X509_V_ERR_CRL_NOT_YET_VALID && e != X509_V_ERR_CRL_HAS_EXPIRED)
+            return 0;
+        X509_STORE_CTX_set_error(x, X509_V_OK);
+        return 1;
     }
     if (X509_STORE_CTX_get_error_depth(x) != 0)
         return 1;

@@ -96,8 +96,11 @@ struct tls_ctx_config {
  * Builds a context from cfg (strings are copied; cfg may be freed after).
  * Refuses, with a message naming the file: a key readable by group or other
  * (TS_ERR_PERM), unreadable files (TS_ERR_IO), a certificate without a
- * trialsync identity, for another trial, or not signed by the CA, a key that
- * does not match it, a CRL not signed by the CA or expired (TS_ERR_CONFIG).
+ * trialsync identity, for another trial, expired or not signed by the CA, a
+ * key that does not match it, a CRL not signed by the CA (TS_ERR_CONFIG).
+ * A CRL past its nextUpdate (or not yet valid by our clock) is still
+ * enforced, with a warning on stderr: it is the newest list this node has,
+ * and refusing every peer instead would stop the trial.
  * On success *out owns the context; free it with tls_ctx_free once every
  * listener and connection using it is gone.
  */

@@ -174,6 +174,44 @@ static void issue_custom(const char *ca_rel, const char *uri, long from_s, long 
     EVP_PKEY_free(ca_key);
 }
 
+/*
+ * Writes a CRL signed by the CA in ca_rel, valid from from_s to to_s
+ * (seconds from now), revoking the certificate in revoked_rel.
+ */
+static void write_custom_crl(const char *ca_rel, const char *revoked_rel, long from_s,
+                             long to_s, const char *out_rel)
+{
+    char path[PATH_BYTES];
+    path_format(path, "%s/ca.key", fx(ca_rel));
+    EVP_PKEY *ca_key = read_pem(path, true);
+    path_format(path, "%s/ca.crt", fx(ca_rel));
+    X509 *ca = read_pem(path, false);
+    path_format(path, "%s/node.crt", fx(revoked_rel));
+    X509 *revoked = read_pem(path, false);
+    X509_CRL *crl = X509_CRL_new();
+    X509_REVOKED *r = X509_REVOKED_new();
+    ASN1_TIME *from = X509_gmtime_adj(NULL, from_s);
+    ASN1_TIME *to = X509_gmtime_adj(NULL, to_s);
+    if (crl == NULL || r == NULL || from == NULL || to == NULL ||
+        X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)) != 1 ||
+        X509_CRL_set1_lastUpdate(crl, from) != 1 || X509_CRL_set1_nextUpdate(crl, to) != 1 ||
+        X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(revoked)) != 1 ||
+        X509_REVOKED_set_revocationDate(r, from) != 1 || X509_CRL_add0_revoked(crl, r) != 1 ||
+        X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, ca_key, NULL) <= 0)
+        abort();
+    BIO *b = BIO_new_file(fx(out_rel), "w");
+    if (b == NULL || PEM_write_bio_X509_CRL(b, crl) != 1)
+        abort();
+    BIO_free(b);
+    ASN1_TIME_free(from);
+    ASN1_TIME_free(to);
+    X509_CRL_free(crl);
+    X509_free(revoked);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+}
+
 static void fixture_once(void)
 {
     if (fixture_dir[0] != '\0')
@@ -188,13 +226,16 @@ static void fixture_once(void)
     issue("ca", PKI_ROLE_HUB, "hub1", "hub");
     issue("ca", PKI_ROLE_SITE, "s01", "site");
     issue("ca", PKI_ROLE_SITE, "s05", "revoked");
+    issue("ca", PKI_ROLE_SITE, "s06", "revoked-old");
     issue("other-ca", PKI_ROLE_SITE, "s02", "stranger");
     issue_custom("ca", "trialsync://T2/site/s03", -60, 86400, "wrong-trial");
     issue_custom("ca", "trialsync://" TRIAL "/site/s04", -2 * 86400, -86400, "expired");
+    write_custom_crl("ca", "revoked-old", -40 * 86400, -10 * 86400, "expired-crl.pem");
+    write_custom_crl("ca", "revoked-old", 3600, 30 * 86400, "future-crl.pem");
 }
 
 /* A context for the identity in directory rel, trusting the trial CA. */
-static struct tls_ctx *ctx_for(const char *rel, const char *trial)
+static struct tls_ctx *ctx_with_crl(const char *rel, const char *trial, const char *crl_rel)
 {
     char cert[PATH_BYTES];
     char key[PATH_BYTES];
@@ -207,13 +248,18 @@ static struct tls_ctx *ctx_for(const char *rel, const char *trial)
         .ca_path = fx("ca/ca.crt"),
         .cert_path = cert,
         .key_path = key,
-        .crl_path = fx("ca/crl.pem"),
+        .crl_path = fx(crl_rel),
     };
     int rc = tls_ctx_new(&cfg, &ctx, &err);
     if (rc != 0)
         fprintf(stderr, "tls_ctx_new %s: %s\n", rel, err.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     return ctx;
+}
+
+static struct tls_ctx *ctx_for(const char *rel, const char *trial)
+{
+    return ctx_with_crl(rel, trial, "ca/crl.pem");
 }
 
 /* ----- one loop, a server side and a client side ------------------------ */
@@ -766,6 +812,31 @@ static void test_tls_revoked_refused_after_crl_reload(void)
     world_release();
 }
 
+static void test_tls_stale_crl_still_enforced(void)
+{
+    /* CRLs revoking s06: one ten days past its nextUpdate, one dated an
+     * hour ahead of our clock. */
+    static const char *const crls[] = {"expired-crl.pem", "future-crl.pem"};
+    for (size_t i = 0; i < sizeof(crls) / sizeof(crls[0]); i++) {
+        world_init();
+        start_server(ctx_with_crl("hub", TRIAL, crls[i]), 0, NULL);
+        start_client(ctx_for("revoked-old", TRIAL));
+        CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
+        CU_ASSERT_EQUAL(w.srv.handshakes, 0);
+        CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_AUTH);
+        CU_ASSERT(contains(w.srv.close_text, "certificate verify failed: certificate revoked"));
+        CU_ASSERT(run_until(&w.cli.closes, 1, LOOP_MS));
+
+        /* Everyone else still gets in. */
+        tls_ctx_free(w.cli_ctx);
+        start_client(ctx_for("site", TRIAL));
+        CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
+        CU_ASSERT_EQUAL(w.srv.peer.role, PKI_ROLE_SITE);
+        CU_ASSERT_STRING_EQUAL(w.srv.peer.id, "s01");
+        world_release();
+    }
+}
+
 static void test_tls_owner_refuses_peer(void)
 {
     world_init();
@@ -1032,6 +1103,7 @@ int main(void)
         {"test_tls_wrong_trial_refused", test_tls_wrong_trial_refused},
         {"test_tls_expired_refused", test_tls_expired_refused},
         {"test_tls_revoked_refused_after_crl_reload", test_tls_revoked_refused_after_crl_reload},
+        {"test_tls_stale_crl_still_enforced", test_tls_stale_crl_still_enforced},
         {"test_tls_owner_refuses_peer", test_tls_owner_refuses_peer},
         {"test_tls_handshake_timeout", test_tls_handshake_timeout},
         {"test_tls_handshake_cap", test_tls_handshake_cap},
