@@ -67,7 +67,7 @@ enum {
 };
 enum {
     BATCH_TRIAL = 1, BATCH_ORIGIN = 2, BATCH_LANE = 3, BATCH_FIRST_SEQ = 4, BATCH_ENTRIES = 5,
-    BATCH_CHAIN_HASH = 6, BATCH_SIGNATURE = 7,
+    BATCH_CHAIN_HASH = 6, BATCH_SIGNATURE = 7, BATCH_ORIGIN_CERT = 8,
 };
 enum { VV_ORIGIN = 1, VV_LANE = 2, VV_SEQ = 3 };
 enum { HELLO_TRIAL = 1, HELLO_NODE_ID = 2, HELLO_PROTOCOL_VERSION = 3, HELLO_VECTOR = 4 };
@@ -112,7 +112,8 @@ static bool schema_matches(void)
            field_is(batch, "lane", BATCH_LANE) && field_is(batch, "first_seq", BATCH_FIRST_SEQ) &&
            field_is(batch, "entries", BATCH_ENTRIES) &&
            field_is(batch, "chain_hash", BATCH_CHAIN_HASH) &&
-           field_is(batch, "signature", BATCH_SIGNATURE) && batch->n_fields == 7 &&
+           field_is(batch, "signature", BATCH_SIGNATURE) &&
+           field_is(batch, "origin_cert", BATCH_ORIGIN_CERT) && batch->n_fields == 8 &&
            field_is(vv, "origin", VV_ORIGIN) && field_is(vv, "lane", VV_LANE) &&
            field_is(vv, "seq", VV_SEQ) && vv->n_fields == 3 &&
            field_is(hello, "trial", HELLO_TRIAL) && field_is(hello, "node_id", HELLO_NODE_ID) &&
@@ -832,6 +833,11 @@ static int scan_batch(struct span bytes, struct ts_error *err)
             break;
         case BATCH_CHAIN_HASH: v.chain_hash = span_of_field(&f); break;
         case BATCH_SIGNATURE: v.signature_len = f.len; break;
+        case BATCH_ORIGIN_CERT:
+            if (f.len > TS_CERT_BYTES_MAX)
+                return ts_error_set(err, TS_ERR_TOOBIG, "batch origin_cert is %zu bytes, at most %d",
+                                    f.len, TS_CERT_BYTES_MAX);
+            break;
         default: assert(!"scan_next lets through only fields of Batch"); break;
         }
     }
@@ -1237,6 +1243,8 @@ static int batch_check_entries(const struct batch *b, int bad, struct ts_error *
     for (size_t i = 0; i < b->count; i++) {
         struct entry e;
         uint64_t want = b->first_seq + i;
+        if (b->entry_lens[i] == BATCH_HOLE_LEN)
+            continue;  /* a hole: only its chain hash travels */
         int rc = codec_entry_decode(b->entries[i], b->entry_lens[i], &e, &sub);
         if (rc < 0) {
             if (rc != TS_ERR_TOOBIG && rc != TS_ERR_NOMEM)
@@ -1276,12 +1284,19 @@ static int batch_check_struct(const struct batch *b, struct ts_error *err)
         return ts_error_set(err, TS_ERR_INVALID, "batch has %zu entries but no arrays", b->count);
     /* Sizes first, so the total below cannot overflow. */
     for (size_t i = 0; i < b->count && i < TS_BATCH_ENTRIES_MAX; i++) {
-        if ((rc = check_batch_entry_len(i, b->entry_lens[i], TS_ERR_INVALID, err)) < 0)
-            return rc;
         if (b->entries[i] == NULL)
             return ts_error_set(err, TS_ERR_INVALID, "batch entry %zu has no bytes", i);
+        if (b->entry_lens[i] == BATCH_HOLE_LEN) {
+            v.entry_bytes += TS_HOLE_WIRE_BYTES;
+            continue;
+        }
+        if ((rc = check_batch_entry_len(i, b->entry_lens[i], TS_ERR_INVALID, err)) < 0)
+            return rc;
         v.entry_bytes += b->entry_lens[i];
     }
+    if (b->origin_cert_len > TS_CERT_BYTES_MAX)
+        return ts_error_set(err, TS_ERR_TOOBIG, "batch origin_cert is %zu bytes, at most %d",
+                            b->origin_cert_len, TS_CERT_BYTES_MAX);
     if ((rc = check_batch(&v, TS_ERR_INVALID, err)) < 0)
         return rc;
     return batch_check_entries(b, TS_ERR_INVALID, err);
@@ -1321,6 +1336,10 @@ static int batch_from_pb(const Trialsync__Batch *m, struct batch *b, struct ts_e
     }
     if (total > TS_BATCH_BYTES_MAX)
         return ts_error_set(err, TS_ERR_CORRUPT, "batch entries are %zu bytes", total);
+    if (m->origin_cert.len > TS_CERT_BYTES_MAX)
+        return ts_error_set(err, TS_ERR_CORRUPT, "batch origin_cert is %zu bytes",
+                            m->origin_cert.len);
+    total += m->origin_cert.len + 1;  /* the certificate, NUL-terminated, after the entries */
 
     size_t n = m->n_entries;
     size_t lens_at = n * sizeof(*b->entries);
@@ -1335,11 +1354,27 @@ static int batch_from_pb(const Trialsync__Batch *m, struct batch *b, struct ts_e
     b->entry_lens = (size_t *)(void *)(block + lens_at);
     uint8_t *at = block + bytes_at;
     for (size_t i = 0; i < n; i++) {
-        memcpy(at, m->entries[i].data, m->entries[i].len);
+        const ProtobufCBinaryData *e = &m->entries[i];
+        if (e->len == TS_HOLE_WIRE_BYTES && e->data[0] == 0) {
+            /* A hole: keep the chain hash, mark it with length 0. */
+            memcpy(at, e->data + 1, TS_HASH_BYTES);
+            b->entries[i] = at;
+            b->entry_lens[i] = BATCH_HOLE_LEN;
+            at += e->len;
+            continue;
+        }
+        memcpy(at, e->data, e->len);
         b->entries[i] = at;
-        b->entry_lens[i] = m->entries[i].len;
-        at += m->entries[i].len;
+        b->entry_lens[i] = e->len;
+        at += e->len;
     }
+    if (m->origin_cert.len > 0) {
+        memcpy(at, m->origin_cert.data, m->origin_cert.len);
+        b->origin_cert = (const char *)at;
+        b->origin_cert_len = m->origin_cert.len;
+    }
+    at[m->origin_cert.len] = 0;
+    at += m->origin_cert.len + 1;
     assert(at == block + bytes_at + total);
     b->count = n;
     return 0;
@@ -1515,10 +1550,22 @@ static int frame_encode_batch(const struct batch *b, Trialsync__Frame *m, uint8_
 
     assert(b->count > 0);
     entries = calloc(b->count, sizeof(*entries));
-    if (entries == NULL)
+    uint8_t *holes = malloc(b->count * TS_HOLE_WIRE_BYTES);
+    if (entries == NULL || holes == NULL) {
+        free(entries);
+        free(holes);
         return ts_error_set(err, TS_ERR_NOMEM, "out of memory encoding a batch of %zu entries",
                             b->count);
+    }
     for (size_t i = 0; i < b->count; i++) {
+        if (b->entry_lens[i] == BATCH_HOLE_LEN) {
+            uint8_t *h = holes + i * TS_HOLE_WIRE_BYTES;
+            h[0] = 0;
+            memcpy(h + 1, b->entries[i], TS_HASH_BYTES);
+            entries[i].data = h;
+            entries[i].len = TS_HOLE_WIRE_BYTES;
+            continue;
+        }
         entries[i].data = (uint8_t *)b->entries[i];
         entries[i].len = b->entry_lens[i];
     }
@@ -1532,10 +1579,13 @@ static int frame_encode_batch(const struct batch *b, Trialsync__Frame *m, uint8_
     batch.chain_hash.len = sizeof(b->chain_hash);
     batch.signature.data = b->signature_len > 0 ? (uint8_t *)b->signature : NULL;
     batch.signature.len = b->signature_len;
+    batch.origin_cert.data = (uint8_t *)b->origin_cert;
+    batch.origin_cert.len = b->origin_cert != NULL ? b->origin_cert_len : 0;
     m->body_case = TRIALSYNC__FRAME__BODY_BATCH;
     m->batch = &batch;
     rc = frame_pack(m, out, out_len, err);
     free(entries);
+    free(holes);
     return rc;
 }
 

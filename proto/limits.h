@@ -30,10 +30,14 @@
 #define TS_BATCH_ENTRIES_MAX 1024
 /* Encoded entries in one batch: bounds a receiver's memory per batch. */
 #define TS_BATCH_BYTES_MAX (1024 * 1024)
-/* One frame on a peer link: a full batch plus its header. */
+/* One frame on a peer link: a full batch, its header and certificate. */
 #define TS_FRAME_BYTES_MAX (TS_BATCH_BYTES_MAX + 64 * 1024)
 /* SHA-256 chain hash. */
 #define TS_HASH_BYTES 32
+/* A node certificate (PEM) carried in a batch: an Ed25519 one is under 1 KiB. */
+#define TS_CERT_BYTES_MAX (16 * 1024)
+/* A hole on the wire: a 0 byte, then the chain hash after the hidden entry. */
+#define TS_HOLE_WIRE_BYTES (1 + 32)
 /* Ed25519 signature. */
 #define TS_SIG_BYTES_MAX 64
 /* Distinct (origin, lane) chains a node tracks: 2 lanes x sites + hubs + admins. */
@@ -47,6 +51,8 @@ _Static_assert(TS_ENTRY_BYTES_MAX <= TS_BATCH_BYTES_MAX,
                "one entry must fit in a batch");
 _Static_assert(TS_BATCH_BYTES_MAX < TS_FRAME_BYTES_MAX,
                "a full batch must fit in a frame");
+_Static_assert(TS_CERT_BYTES_MAX * 2 < TS_FRAME_BYTES_MAX - TS_BATCH_BYTES_MAX,
+               "a batch's certificate fits in a frame beside a full batch");
 _Static_assert(TS_VALUE_BYTES_MAX * 2 < TS_ENTRY_BYTES_MAX,
                "an entry must hold more than one maximal value");
 

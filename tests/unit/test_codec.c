@@ -1488,6 +1488,65 @@ static void test_codec_frame_batch_round_trip(void)
     free_batch(&f);
 }
 
+static void test_codec_frame_batch_holes_and_cert(void)
+{
+    struct frame f;
+    struct frame d;
+    struct ts_error err = { 0, "" };
+    uint8_t hole_hash[TS_HASH_BYTES];
+    static const char cert[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    uint8_t *buf;
+    size_t len;
+
+    make_batch(&f, 7, 3);
+    for (size_t i = 0; i < TS_HASH_BYTES; i++)
+        hole_hash[i] = (uint8_t)(0xa0 + i);
+    /* Entry 1 (seq 8) becomes a hole: only the chain hash after it travels. */
+    const uint8_t *kept = f.batch.entries[1];
+    size_t kept_len = f.batch.entry_lens[1];
+    f.batch.entries[1] = hole_hash;
+    f.batch.entry_lens[1] = BATCH_HOLE_LEN;
+    f.batch.origin_cert = cert;
+    f.batch.origin_cert_len = sizeof(cert) - 1;
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    free(buf);
+    CU_ASSERT_EQUAL_FATAL(d.batch.count, 3);
+    CU_ASSERT_EQUAL(d.batch.entry_lens[1], BATCH_HOLE_LEN);
+    CU_ASSERT_EQUAL(memcmp(d.batch.entries[1], hole_hash, TS_HASH_BYTES), 0);
+    CU_ASSERT_EQUAL(d.batch.entry_lens[0], f.batch.entry_lens[0]);
+    CU_ASSERT_EQUAL(d.batch.entry_lens[2], f.batch.entry_lens[2]);
+    CU_ASSERT_EQUAL_FATAL(d.batch.origin_cert_len, sizeof(cert) - 1);
+    CU_ASSERT_EQUAL(memcmp(d.batch.origin_cert, cert, sizeof(cert) - 1), 0);
+    CU_ASSERT_EQUAL(d.batch.origin_cert[d.batch.origin_cert_len], '\0');
+    codec_frame_release(&d);
+
+    /* Without a certificate, none comes back. */
+    f.batch.origin_cert = NULL;
+    f.batch.origin_cert_len = 0;
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_PTR_NULL(d.batch.origin_cert);
+    CU_ASSERT_EQUAL(d.batch.origin_cert_len, 0);
+    codec_frame_release(&d);
+    free(buf);
+
+    /* A certificate above the limit is refused before encoding. */
+    char *big = malloc(TS_CERT_BYTES_MAX + 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(big, 'A', TS_CERT_BYTES_MAX + 1);
+    big[TS_CERT_BYTES_MAX + 1] = '\0';
+    f.batch.origin_cert = big;
+    f.batch.origin_cert_len = TS_CERT_BYTES_MAX + 1;
+    CU_ASSERT_EQUAL(codec_frame_encode(&f, &buf, &len, &err), TS_ERR_TOOBIG);
+    free(big);
+    f.batch.origin_cert = NULL;
+    f.batch.origin_cert_len = 0;
+    f.batch.entries[1] = kept;
+    f.batch.entry_lens[1] = kept_len;
+    free_batch(&f);
+}
+
 static void test_codec_frame_ack_round_trip(void)
 {
     struct frame f;
@@ -2290,6 +2349,7 @@ int main(void)
         { "test_codec_entry_decode_too_big", test_codec_entry_decode_too_big },
         { "test_codec_frame_hello_round_trip", test_codec_frame_hello_round_trip },
         { "test_codec_frame_batch_round_trip", test_codec_frame_batch_round_trip },
+        { "test_codec_frame_batch_holes_and_cert", test_codec_frame_batch_holes_and_cert },
         { "test_codec_frame_ack_round_trip", test_codec_frame_ack_round_trip },
         { "test_codec_frame_refusal_round_trip", test_codec_frame_refusal_round_trip },
         { "test_codec_frame_decode_oversized", test_codec_frame_decode_oversized },
