@@ -47,9 +47,7 @@
 
 #include "../proto/codec.h"
 #include "crypto.h"
-
-#define container_of(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#include "util.h"
 
 /* One socket read: a full TLS record (16 KiB of plaintext plus overhead). */
 #define TLS_READ_BYTES (16 * 1024 + 512)
@@ -699,6 +697,9 @@ static void conn_fail_ssl(struct tls_conn *c, const char *what)
 {
     long vr = SSL_get_verify_result(c->ssl);
     unsigned long e = ERR_peek_error();
+    /* An identity is only shown for a peer whose handshake completed. */
+    if (c->state == CONN_HANDSHAKE)
+        c->peer_known = false;
     if (c->refusal[0] != '\0')
         conn_close(c, TS_ERR_AUTH, CLOSE_DRAIN, "certificate refused: %s", c->refusal);
     else if (vr != X509_V_OK)
@@ -815,8 +816,7 @@ static void conn_handshake_done(struct tls_conn *c)
     c->last_rx_ms = uv_now(c->loop);
     conn_arm_idle(c);
     if (c->cbs.on_handshake(c, &c->peer) != 0) {
-        conn_close(c, TS_ERR_AUTH, CLOSE_NOTIFY, "refused by this node (%s %s/%s)",
-                   c->peer.trial, pki_role_name(c->peer.role), c->peer.id);
+        conn_close(c, TS_ERR_AUTH, CLOSE_NOTIFY, "refused by this node");
         return;
     }
     if (c->state == CONN_OPEN && c->out_head != NULL)
