@@ -48,16 +48,23 @@
 
 /*
  * Memory: a site node with 100k entries must stay under 48 MiB RSS in total,
- * so RocksDB gets a small block cache and small memtables, capped together
- * by STORE_MEMTABLES_BYTES_MAX.  Catch-up batches are at most 1 MiB of
- * entries, so 8 MiB of oplog memtable holds several of them between flushes.
+ * of which the shared libraries alone take about 16 MiB, so RocksDB gets a
+ * small block cache and small memtables, capped together by
+ * STORE_MEMTABLES_BYTES_MAX.  A catch-up batch is at most 1 MiB of entries
+ * (about 2.5 MiB of keys and values written), so the oplog memtable still
+ * holds a whole batch.  Measured with 100k entries of 300 bytes: about
+ * 29 MiB anonymous memory; doubling these buys no throughput.
  */
-#define STORE_CACHE_BYTES (8u << 20)
-#define STORE_MEMTABLES_BYTES_MAX (16u << 20)
-#define STORE_OPLOG_MEMTABLE_BYTES (8u << 20)
-#define STORE_STATE_MEMTABLE_BYTES (4u << 20)
-#define STORE_INDEX_MEMTABLE_BYTES (4u << 20)
+#define STORE_CACHE_BYTES (4u << 20)
+#define STORE_MEMTABLES_BYTES_MAX (8u << 20)
+#define STORE_OPLOG_MEMTABLE_BYTES (4u << 20)
+#define STORE_STATE_MEMTABLE_BYTES (2u << 20)
+#define STORE_INDEX_MEMTABLE_BYTES (2u << 20)
 #define STORE_META_MEMTABLE_BYTES (1u << 20)
+/* 4 shards of 1 MiB: a filter or index partition always fits in one. */
+#define STORE_CACHE_SHARD_BITS 2
+/* Memtable bloom: 5% of each memtable's size. */
+#define STORE_MEMTABLE_BLOOM_RATIO 0.05
 /* Every CF's memtable data is in the WAL: bound what a restart replays. */
 #define STORE_WAL_BYTES_MAX (32u << 20)
 /* 1M entries are a few hundred MiB of 64 MiB tables: far below this. */
@@ -165,6 +172,20 @@ struct overlay {
     size_t slots_cap;  /* a power of two */
 };
 
+/*
+ * Keys collected during a call, written in key order at its end: RocksDB's
+ * memtable inserts keys that arrive in order much faster than scattered ones.
+ * Each key is stored as a length byte and the key.
+ */
+struct keylist {
+    uint8_t *bytes;
+    size_t len;
+    size_t cap;
+    const uint8_t **ptrs;  /* filled by keylist_sort */
+    size_t count;
+    size_t ptrs_cap;
+};
+
 struct store {
     char *dir;
     rocksdb_t *db;
@@ -192,6 +213,9 @@ struct store {
     size_t chains_cap;
     struct overlay states;
     struct overlay recs;
+    struct keylist history;
+    struct ov_item **sorted;   /* overlay items to write, in key order */
+    size_t sorted_cap;
 };
 
 /* ---- small helpers ---- */
@@ -548,6 +572,100 @@ static void overlay_free(struct overlay *ov)
     memset(ov, 0, sizeof(*ov));
 }
 
+static int keylist_add(struct keylist *kl, const struct key *k)
+{
+    assert(k->len <= UINT8_MAX);
+    if (k->len + 1 > kl->cap - kl->len) {
+        size_t cap = kl->cap ? kl->cap * 2 : 64 * 1024;
+        while (cap - kl->len < k->len + 1)
+            cap *= 2;
+        uint8_t *b = realloc(kl->bytes, cap);
+        if (b == NULL)
+            return TS_ERR_NOMEM;
+        kl->bytes = b;
+        kl->cap = cap;
+    }
+    kl->bytes[kl->len] = (uint8_t)k->len;
+    memcpy(kl->bytes + kl->len + 1, k->b, k->len);
+    kl->len += k->len + 1;
+    kl->count++;
+    return 0;
+}
+
+static int key_ptr_cmp(const void *pa, const void *pb)
+{
+    const uint8_t *a = *(const uint8_t *const *)pa;
+    const uint8_t *b = *(const uint8_t *const *)pb;
+    size_t n = a[0] < b[0] ? a[0] : b[0];
+    int c = memcmp(a + 1, b + 1, n);
+    if (c != 0)
+        return c;
+    return (int)a[0] - (int)b[0];
+}
+
+/* Points ptrs at every key, in key order. */
+static int keylist_sort(struct keylist *kl)
+{
+    if (kl->count > kl->ptrs_cap) {
+        const uint8_t **p = realloc(kl->ptrs, kl->count * sizeof(*p));
+        if (p == NULL)
+            return TS_ERR_NOMEM;
+        kl->ptrs = p;
+        kl->ptrs_cap = kl->count;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < kl->count; i++) {
+        kl->ptrs[i] = kl->bytes + off;
+        off += 1 + (size_t)kl->bytes[off];
+    }
+    assert(off == kl->len);
+    qsort(kl->ptrs, kl->count, sizeof(kl->ptrs[0]), key_ptr_cmp);
+    return 0;
+}
+
+static void keylist_reset(struct keylist *kl)
+{
+    kl->len = 0;
+    kl->count = 0;
+}
+
+static void keylist_free(struct keylist *kl)
+{
+    free(kl->bytes);
+    free(kl->ptrs);
+    memset(kl, 0, sizeof(*kl));
+}
+
+static int ov_item_cmp(const void *pa, const void *pb)
+{
+    const struct ov_item *a = *(const struct ov_item *const *)pa;
+    const struct ov_item *b = *(const struct ov_item *const *)pb;
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = memcmp(a->key, b->key, n);
+    if (c != 0)
+        return c;
+    return (int)a->klen - (int)b->klen;
+}
+
+/* Points s->sorted at the dirty items of ov in key order; returns how many. */
+static ptrdiff_t overlay_sorted_dirty(struct store *s, struct overlay *ov)
+{
+    if (ov->count > s->sorted_cap) {
+        struct ov_item **p = realloc(s->sorted, ov->count * sizeof(*p));
+        if (p == NULL)
+            return TS_ERR_NOMEM;
+        s->sorted = p;
+        s->sorted_cap = ov->count;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < ov->count; i++) {
+        if (ov->items[i].dirty)
+            s->sorted[n++] = &ov->items[i];
+    }
+    qsort(s->sorted, n, sizeof(s->sorted[0]), ov_item_cmp);
+    return (ptrdiff_t)n;
+}
+
 /* ---- open / close ---- */
 
 enum dir_kind {
@@ -604,16 +722,34 @@ static int dir_inspect(const char *dir, enum dir_kind *kind, struct ts_error *er
 
 static void options_build(struct store *s)
 {
-    s->cache = rocksdb_cache_create_lru(STORE_CACHE_BYTES);
+    /*
+     * Few shards: with the default 16 shards of a small cache, one shard is
+     * smaller than a big table's filter, which is then read from disk again
+     * on every Get.
+     */
+    rocksdb_lru_cache_options_t *lru = rocksdb_lru_cache_options_create();
+    rocksdb_lru_cache_options_set_capacity(lru, STORE_CACHE_BYTES);
+    rocksdb_lru_cache_options_set_num_shard_bits(lru, STORE_CACHE_SHARD_BITS);
+    s->cache = rocksdb_cache_create_lru_opts(lru);
+    rocksdb_lru_cache_options_destroy(lru);
 
     rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(bbto, s->cache);
     /* The table options own the filter policy. */
     rocksdb_block_based_options_set_filter_policy(
         bbto, rocksdb_filterpolicy_create_bloom_full(STORE_BLOOM_BITS_PER_KEY));
-    /* Index and filter blocks count against the cache, so memory stays bounded. */
+    /*
+     * Index and filter blocks live in the cache, so memory stays bounded
+     * whatever the data size; partitioned, so each piece is small and the
+     * cache keeps the hot ones (most Gets during apply are for absent keys
+     * and stop at the filter).
+     */
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbto, 1);
+    rocksdb_block_based_options_set_index_type(
+        bbto, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(bbto, 1);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(bbto, 1);
     rocksdb_block_based_options_set_format_version(bbto, 5);
 
     rocksdb_options_t *o = rocksdb_options_create();
@@ -630,6 +766,9 @@ static void options_build(struct store *s)
     rocksdb_options_set_max_write_buffer_number(o, 2);
     rocksdb_options_set_compression(o, rocksdb_lz4_compression);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    /* Absent keys are the common case in apply: a memtable bloom answers them. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, STORE_MEMTABLE_BLOOM_RATIO);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     rocksdb_options_set_block_based_table_factory(o, bbto);
     rocksdb_block_based_options_destroy(bbto);
     s->opts = o;
@@ -880,6 +1019,8 @@ void store_close(struct store *s)
     apply_chains_free(s);
     overlay_free(&s->states);
     overlay_free(&s->recs);
+    keylist_free(&s->history);
+    free(s->sorted);
     free(s->heads);
     free(s->dir);
     free(s);
@@ -1017,9 +1158,12 @@ static uint32_t entry_round(const struct entry *e)
     return 0;
 }
 
-/* Loads the state of key into the overlay (once per call). */
+/*
+ * Loads the state of key into the overlay (once per call); a field of a
+ * record new to the store starts empty without a read.
+ */
 static int apply_state_load(struct apply_ctx *a, const struct key *k, const struct entry *e,
-                            const char *field, struct ov_item **out)
+                            const char *field, bool record_new, struct ov_item **out)
 {
     struct store *s = a->s;
     bool created;
@@ -1031,6 +1175,10 @@ static int apply_state_load(struct apply_ctx *a, const struct key *k, const stru
         size_t tlen = strlen(e->record_type);
         it->id_off = (uint8_t)(tlen + 1);
         it->field_off = (uint8_t)(tlen + 1 + strlen(e->record_id) + 1);
+        if (record_new) {
+            *out = it;
+            return 0;
+        }
         rocksdb_pinnableslice_t *ps;
         int rc = rdb_get(s, STORE_CF_STATE, k, &ps, a->err);
         if (rc < 0)
@@ -1061,15 +1209,41 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
         return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": writes fields of no record",
                             ENTRY_ARGS(a));
     }
+    /*
+     * Record list: written once per record.  State keys of a record exist
+     * only once its record key does (both are written in one batch), so for
+     * a record this store has never seen no state needs reading.
+     */
+    struct key k = {.len = 0};
+    bool ok = key_u8(&k, KEY_INDEX_RECORD) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
+              key_str(&k, e->record_id, TS_ID_BYTES_MAX);
+    assert(ok);
+    bool created;
+    ptrdiff_t ri = overlay_get(&s->recs, &k, &created);
+    if (ri < 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    if (created) {
+        rocksdb_pinnableslice_t *ps;
+        int rc = rdb_get(s, STORE_CF_INDEX, &k, &ps, a->err);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            rocksdb_pinnableslice_destroy(ps);
+        } else {
+            s->recs.items[ri].dirty = true;  /* new: written by apply_finish */
+            a->records_new++;
+        }
+    }
+    bool record_new = s->recs.items[ri].dirty;
+
     uint32_t round = entry_round(e);
-    struct key k;
     for (size_t i = 0; i < e->writes_count; i++) {
         const struct field_write *w = &e->writes[i];
         if (w->field[0] == '\0' || !key_state(&k, e->record_type, e->record_id, w->field))
             return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": bad field name in write %zu",
                                 ENTRY_ARGS(a), i);
-        struct ov_item *it;
-        int rc = apply_state_load(a, &k, e, w->field, &it);
+        struct ov_item *it = NULL;
+        int rc = apply_state_load(a, &k, e, w->field, record_new, &it);
         if (rc != 0)
             return rc;
         struct merge_write mw = {
@@ -1092,38 +1266,13 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
 
     /* History: (type, id, hlc, origin, lane, seq) -> when this node stored it. */
     k.len = 0;
-    bool ok = key_u8(&k, KEY_INDEX_HISTORY) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
+    ok = key_u8(&k, KEY_INDEX_HISTORY) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
               key_str0(&k, e->record_id, TS_ID_BYTES_MAX) && key_u64(&k, e->hlc) &&
               key_str0(&k, e->origin, TS_ID_BYTES_MAX) && key_u8(&k, e->lane) &&
               key_u64(&k, e->seq);
     assert(ok);
-    uint8_t stored[8];
-    be64_put(stored, a->now_ms);
-    rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len,
-                              (const char *)stored, sizeof(stored));
-
-    /* Record list: written once per record. */
-    k.len = 0;
-    ok = key_u8(&k, KEY_INDEX_RECORD) && key_str0(&k, e->record_type, TS_TYPE_BYTES_MAX) &&
-         key_str(&k, e->record_id, TS_ID_BYTES_MAX);
-    assert(ok);
-    bool created;
-    ptrdiff_t ri = overlay_get(&s->recs, &k, &created);
-    if (ri < 0)
+    if (keylist_add(&s->history, &k) != 0)
         return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
-    if (created) {
-        rocksdb_pinnableslice_t *ps;
-        int rc = rdb_get(s, STORE_CF_INDEX, &k, &ps, a->err);
-        if (rc < 0)
-            return rc;
-        if (rc == 1) {
-            rocksdb_pinnableslice_destroy(ps);
-        } else {
-            rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k.b, k.len,
-                                      "", 0);
-            a->records_new++;
-        }
-    }
     return 0;
 }
 
@@ -1247,8 +1396,8 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
         if (a->seq <= c->seq) {
             /* Held already: it must be the very same entry. */
             rocksdb_pinnableslice_t *ps;
-            const uint8_t *stored, *hash;
-            size_t stored_len;
+            const uint8_t *stored = NULL, *hash = NULL;
+            size_t stored_len = 0;
             rc = apply_stored(a, c, a->seq, &ps, &stored, &stored_len, &hash);
             if (rc == 0) {
                 if (stored_len != len || memcmp(stored, bytes, len) != 0)
@@ -1326,10 +1475,28 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
 static int apply_finish(struct apply_ctx *a)
 {
     struct store *s = a->s;
-    for (size_t i = 0; i < s->states.count; i++) {
-        struct ov_item *it = &s->states.items[i];
-        if (!it->dirty)
-            continue;
+    if (keylist_sort(&s->history) != 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    uint8_t stored[8];
+    be64_put(stored, a->now_ms);
+    for (size_t i = 0; i < s->history.count; i++) {
+        const uint8_t *k = s->history.ptrs[i];
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], (const char *)k + 1, k[0],
+                                  (const char *)stored, sizeof(stored));
+    }
+
+    ptrdiff_t n = overlay_sorted_dirty(s, &s->recs);
+    if (n < 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    for (ptrdiff_t i = 0; i < n; i++)
+        rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_INDEX], s->sorted[i]->key,
+                                  s->sorted[i]->klen, "", 0);
+
+    n = overlay_sorted_dirty(s, &s->states);
+    if (n < 0)
+        return ts_error_set(a->err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        struct ov_item *it = s->sorted[i];
         uint8_t *enc = NULL;
         size_t enc_len = 0;
         int rc = merge_field_encode(&it->st, &enc, &enc_len);
@@ -1424,6 +1591,7 @@ static void apply_reset(struct store *s)
     s->chains_count = 0;
     overlay_reset(&s->states);
     overlay_reset(&s->recs);
+    keylist_reset(&s->history);
 }
 
 int store_apply(struct store *s, const char *trial, const struct batch *batches, size_t n,

@@ -521,6 +521,7 @@ static void test_store_gap_refused(void)
     struct tb *t2 = tb_new();
     tb_begin(t2, &c2);
     tb_add(t2, &c2, "subject", "102-0001", 3000 << 16, "sex", "F", NULL, 0);
+    tb_free(t2);  /* seq 1 is never sent */
     tb_begin(t2, &c2);
     tb_add(t2, &c2, "subject", "102-0001", 3001 << 16, "sex", "F", NULL, 0);
     tb_sign(t2, &c2);
