@@ -1421,8 +1421,10 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
         if (a->seq != c->seq + 1) {
             entry_release(&e);
             return ts_error_set(a->err, TS_ERR_GAP,
-                                ENTRY_FMT ": gap: this node holds %s/%s up to seq %" PRIu64,
-                                ENTRY_ARGS(a), b->origin, lane_name(b->lane), c->seq);
+                                ENTRY_FMT ": gap: this node holds %s/%s up to seq %" PRIu64
+                                ", so seqs %" PRIu64 "..%" PRIu64 " are missing",
+                                ENTRY_ARGS(a), b->origin, lane_name(b->lane), c->seq,
+                                c->seq + 1, a->seq - 1);
         }
         if (memcmp(e.prev_hash, c->hash, TS_HASH_BYTES) != 0) {
             char want[17], got[17];

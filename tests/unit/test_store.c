@@ -721,9 +721,29 @@ static void test_store_tamper_detected(void)
     int rc = store_verify(s, TRIAL, verify_cb, NULL, &err);
     CU_ASSERT(rc == TS_ERR_CORRUPT);
     CU_ASSERT(strstr(err.msg, "site-101/bulk/4") != NULL);
-    /* Flipped back, the store verifies again; the signature check alone too. */
+    /* Flipped back, the store verifies again. */
     CU_ASSERT_FATAL(store_debug_corrupt(s, &ref, 40) == 0);
     CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);
+
+    /* The last byte is inside prev_hash: the entry still decodes, the chain breaks. */
+    struct entry held;
+    CU_ASSERT_FATAL(store_entry_get(s, &ref, &held, &err) == 0);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    CU_ASSERT_FATAL(codec_entry_encode(&held, &bytes, &len, &err) == 0);
+    entry_release(&held);
+    free(bytes);
+    CU_ASSERT_FATAL(store_debug_corrupt(s, &ref, len - 1) == 0);
+    CU_ASSERT(store_entry_get(s, &ref, &held, &err) == 0);
+    entry_release(&held);
+    rc = store_verify(s, TRIAL, verify_cb, NULL, &err);
+    CU_ASSERT(rc == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "site-101/bulk/4") != NULL);
+    CU_ASSERT(strstr(err.msg, "prev_hash") != NULL);
+    CU_ASSERT_FATAL(store_debug_corrupt(s, &ref, len - 1) == 0);
+    CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);
+
+    /* A signature made for another trial does not verify. */
     CU_ASSERT(store_verify(s, "trial-2", verify_cb, NULL, &err) == TS_ERR_CORRUPT);
     CU_ASSERT(strstr(err.msg, "signature") != NULL);
     store_close(s);
