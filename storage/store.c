@@ -1137,8 +1137,11 @@ static int apply_stored(struct apply_ctx *a, struct apply_chain *c, uint64_t seq
 }
 
 /*
- * The query round an entry's writes carry: the "round" it writes, for query
- * records, else 0.
+ * The query round an entry's writes carry (merge.h's merge_write.round): the
+ * "round" the entry itself writes, for query records.  A query entry that
+ * writes no valid round is taken as round 1, as validate.c takes a new query;
+ * the node must write the round with every later-round state change, since
+ * the round a writer saw is not otherwise in the entry.  0 for other types.
  */
 static uint32_t entry_round(const struct entry *e)
 {
@@ -1151,11 +1154,11 @@ static uint32_t entry_round(const struct entry *e)
         char *end = NULL;
         errno = 0;
         unsigned long v = strtoul(w->value, &end, 10);
-        if (errno != 0 || end == w->value || *end != '\0' || v > UINT32_MAX)
-            return 0;
+        if (errno != 0 || end == w->value || *end != '\0' || v == 0 || v > UINT32_MAX)
+            return 1;
         return (uint32_t)v;
     }
-    return 0;
+    return 1;
 }
 
 /*

@@ -1105,6 +1105,63 @@ static void test_store_read_batch_limits(void)
     store_close(s);
 }
 
+/* Appends a query entry writing state (and round when round is not NULL). */
+static void tb_add_query(struct tb *t, struct tchain *c, uint64_t hlc, const char *state,
+                         const char *round)
+{
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    struct field_write w[2];
+    memset(w, 0, sizeof(w));
+    snprintf(w[0].field, sizeof(w[0].field), "state");
+    w[0].value = (char *)state;
+    snprintf(w[1].field, sizeof(w[1].field), "round");
+    w[1].value = (char *)round;
+    e.hlc = hlc;
+    e.user = (char *)"monitor";
+    e.reason = (char *)"";
+    snprintf(e.record_type, sizeof(e.record_type), "query");
+    snprintf(e.record_id, sizeof(e.record_id), "Q-hub-1-1");
+    snprintf(e.site, sizeof(e.site), "101");
+    e.writes = w;
+    e.writes_count = round != NULL ? 2 : 1;
+    tb_add_entry(t, c, &e);
+}
+
+static void test_store_query_round_feeds_merge(void)
+{
+    struct store *s = open_store("round");
+    struct tchain h, a;
+    tchain_init(&h, "hub-1", LANE_BULK);
+    tchain_init(&a, "site-101", LANE_BULK);
+    struct tb *th = tb_new(), *ta = tb_new();
+    tb_begin(th, &h);
+    tb_add_query(th, &h, 100 << 16, "open", "1");
+    tb_sign(th, &h);
+    /* The site answers round 1 without restating the round. */
+    tb_begin(ta, &a);
+    tb_add_query(ta, &a, 90 << 16, "answered", NULL);
+    tb_sign(ta, &a);
+    struct batch both[2] = {th->b, ta->b};
+    apply_ok(s, both, 2);
+    char buf[32];
+    CU_ASSERT_STRING_EQUAL(field_value(s, "query", "Q-hub-1-1", "state", buf, sizeof(buf)),
+                           "answered");
+    /* A re-query opens round 2: it wins over the round-1 answer. */
+    tb_free(th);
+    tb_begin(th, &h);
+    tb_add_query(th, &h, 80 << 16, "open", "2");
+    tb_sign(th, &h);
+    apply_ok(s, &th->b, 1);
+    CU_ASSERT_STRING_EQUAL(field_value(s, "query", "Q-hub-1-1", "state", buf, sizeof(buf)),
+                           "open");
+    tb_free(th);
+    tb_free(ta);
+    free(th);
+    free(ta);
+    store_close(s);
+}
+
 static void test_store_stats_counts(void)
 {
     struct store *s = open_store("stats");
@@ -1223,6 +1280,7 @@ int main(void)
         {"test_store_same_field_twice_in_one_call", test_store_same_field_twice_in_one_call},
         {"test_store_merge_order_independent", test_store_merge_order_independent},
         {"test_store_read_batch_limits", test_store_read_batch_limits},
+        {"test_store_query_round_feeds_merge", test_store_query_round_feeds_merge},
         {"test_store_stats_counts", test_store_stats_counts},
         {"test_store_open_errors", test_store_open_errors},
         {"test_store_meta_roundtrip", test_store_meta_roundtrip},
