@@ -48,9 +48,10 @@
 #define PEER_PROTOCOL_VERSION 1
 /* Unacked batches per session: two keep the link and the receiver's disk busy. */
 #define PEER_WINDOW_BATCHES 2
-/* Entries and bytes in one batch sent: catch-up throughput vs. receiver memory. */
+/* Entries and bytes in one batch sent: the limits an origin commits a group
+ * with, so every signed point can be reached (a smaller cap would stall). */
 #define PEER_BATCH_ENTRIES_MAX TS_BATCH_ENTRIES_MAX
-#define PEER_BATCH_BYTES_MAX (512 * 1024)
+#define PEER_BATCH_BYTES_MAX TS_BATCH_BYTES_MAX
 /* Connected sessions at once: 200 sites, hubs, and room for reconnect overlap. */
 #define PEER_SESSIONS_MAX 512
 /* Peers remembered for the status table (every site of a large trial). */
@@ -418,6 +419,10 @@ enum send_rule { SEND_NONE, SEND_ALL, SEND_FILTERED };
 static enum send_rule send_rule(struct session *s, const struct chain *c)
 {
     struct peer_mgr *m = s->m;
+    if (m->node->cfg.role == PKI_ROLE_SITE)
+        /* A site sends only its own entries: it holds others' chains with
+         * holes, and relaying those would leave holes at a hub for good. */
+        return strcmp(c->origin, m->node->cfg.id) == 0 ? SEND_ALL : SEND_NONE;
     if (s->peer.role == PKI_ROLE_HUB)
         return SEND_ALL;
     if (strcmp(c->origin, s->peer.id) == 0)

@@ -1109,7 +1109,7 @@ static int apply_stored(struct apply_ctx *a, struct apply_chain *c, uint64_t seq
     *ps = NULL;
     if (seq > c->db_seq) {
         const struct pending *p = &c->pending[seq - c->db_seq - 1];
-        *bytes = p->bytes;
+        *bytes = p->len == 0 ? p->hash : p->bytes;  /* a hole keeps only its hash */
         *len = p->len;
         *hash = p->hash;
         return 0;
@@ -1349,6 +1349,53 @@ static int apply_signature_store(struct apply_ctx *a, struct apply_chain *c, uin
     return 0;
 }
 
+/*
+ * One hole of a batch (an entry filtered out for this receiver, see entry.h):
+ * only the chain hash after it is known.  Held already: the held hash must
+ * be the same (else a fork).  New: it must follow the head; the hash is
+ * stored as the entry's oplog value with no bytes, and becomes the chain
+ * hash the next entry's prev_hash must match.  Nothing reaches state.
+ * Returns 1 when new, 0 when held, or a negative code.
+ */
+static int apply_hole(struct apply_ctx *a, struct apply_chain *c, const uint8_t *hash,
+                      uint8_t after[TS_HASH_BYTES])
+{
+    const struct batch *b = a->b;
+    if (a->seq <= c->seq) {
+        rocksdb_pinnableslice_t *ps;
+        const uint8_t *stored = NULL, *held = NULL;
+        size_t stored_len = 0;
+        int rc = apply_stored(a, c, a->seq, &ps, &stored, &stored_len, &held);
+        if (rc == 0 && memcmp(held, hash, TS_HASH_BYTES) != 0)
+            rc = ts_error_set(a->err, TS_ERR_FORK,
+                              ENTRY_FMT ": fork: the hole's chain hash differs from the one "
+                              "held for this seq; quarantine origin %s",
+                              ENTRY_ARGS(a), b->origin);
+        if (rc == 0)
+            memcpy(after, held, TS_HASH_BYTES);
+        if (ps != NULL)
+            rocksdb_pinnableslice_destroy(ps);
+        if (rc != 0)
+            return rc;
+        a->duplicates++;
+        return 0;
+    }
+    if (a->seq != c->seq + 1)
+        return ts_error_set(a->err, TS_ERR_GAP,
+                            ENTRY_FMT ": gap: this node holds %s/%s up to seq %" PRIu64,
+                            ENTRY_ARGS(a), b->origin, lane_name(b->lane), c->seq);
+    memcpy(after, hash, TS_HASH_BYTES);
+    struct key k;
+    key_oplog(&k, b->origin, b->lane, a->seq);
+    rocksdb_writebatch_put_cf(a->s->wb, a->s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len,
+                              (const char *)after, TS_HASH_BYTES);
+    int rc = apply_chain_push(c, NULL, 0, after);
+    if (rc != 0)
+        return ts_error_set(a->err, rc, "store %s: out of memory", a->s->dir);
+    a->applied++;
+    return 1;
+}
+
 static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn verify, void *ctx)
 {
     struct store *s = a->s;
@@ -1380,8 +1427,15 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
         const uint8_t *bytes = b->entries[i];
         size_t len = b->entry_lens[i];
         struct ts_error derr = {0};
-        if (bytes == NULL || len == 0)
+        if (bytes == NULL)
             return ts_error_set(a->err, TS_ERR_CORRUPT, ENTRY_FMT ": empty", ENTRY_ARGS(a));
+        if (len == BATCH_HOLE_LEN) {
+            rc = apply_hole(a, c, bytes, after);
+            if (rc < 0)
+                return rc;
+            last_is_new = rc == 1;
+            continue;
+        }
         rc = codec_entry_decode(bytes, len, &e, &derr);
         if (rc != 0) {
             entry_release(&e);
@@ -1402,7 +1456,17 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
             const uint8_t *stored = NULL, *hash = NULL;
             size_t stored_len = 0;
             rc = apply_stored(a, c, a->seq, &ps, &stored, &stored_len, &hash);
-            if (rc == 0) {
+            if (rc == 0 && stored_len == 0) {
+                /* Held as a hole: the same entry if it hashes to the hole's hash. */
+                uint8_t h[TS_HASH_BYTES];
+                crypto_chain_hash(e.prev_hash, bytes, len, h);
+                if (memcmp(h, hash, TS_HASH_BYTES) != 0)
+                    rc = ts_error_set(a->err, TS_ERR_FORK,
+                                      ENTRY_FMT ": fork: does not hash to the chain hash held "
+                                      "for this seq; quarantine origin %s",
+                                      ENTRY_ARGS(a), b->origin);
+                memcpy(after, hash, TS_HASH_BYTES);
+            } else if (rc == 0) {
                 if (stored_len != len || memcmp(stored, bytes, len) != 0)
                     rc = ts_error_set(a->err, TS_ERR_FORK,
                                       ENTRY_FMT ": fork: differs from the entry held for this "
@@ -1768,6 +1832,14 @@ int store_read_batch(struct store *s, const char *trial, const char *origin, uin
             continue;
         }
         uint64_t seq = klen == prefix.len + 8 ? be64_get(key + prefix.len) : 0;
+        if (seq == expect && vlen == TS_HASH_BYTES) {
+            /* Held only as a hole: never relayed (only hubs relay, and hubs hold no holes). */
+            if (rb.count == 0)
+                rc = ts_error_set(err, TS_ERR_NOTFOUND,
+                                  "store %s: %s/%s/%" PRIu64 " is held only as a hole and "
+                                  "cannot be sent on", s->dir, origin, lane_name(lane), expect);
+            break;
+        }
         if (seq != expect || vlen <= TS_HASH_BYTES) {
             rc = ts_error_set(err, TS_ERR_CORRUPT,
                               "store %s: %s/%s/%" PRIu64 " is missing or corrupt", s->dir,
@@ -1862,6 +1934,12 @@ int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *
                             ref->origin, lane_name(ref->lane), ref->seq);
     size_t vlen;
     const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen);
+    if (vlen == TS_HASH_BYTES) {
+        rocksdb_pinnableslice_destroy(ps);
+        return ts_error_set(err, TS_ERR_NOTFOUND,
+                            "entry %s/%s/%" PRIu64 " is held only as a hole (another site's)",
+                            ref->origin, lane_name(ref->lane), ref->seq);
+    }
     rc = entry_from_value(s, ref, v, vlen, out, err);
     rocksdb_pinnableslice_destroy(ps);
     return rc;
@@ -2222,6 +2300,13 @@ int store_verify(struct store *s, const char *trial, store_verify_fn verify, voi
             break;
         }
         struct ts_error derr = {0};
+        if (vlen == TS_HASH_BYTES) {
+            /* A hole: its hash is the chain; the next entry's prev_hash and
+             * the signed chain hash commit to it. */
+            memcpy(vc.hash, v, TS_HASH_BYTES);
+            vc.seq = seq;
+            continue;
+        }
         if (vlen <= TS_HASH_BYTES ||
             codec_entry_decode(v + TS_HASH_BYTES, vlen - TS_HASH_BYTES, &e, &derr) != 0) {
             rc = ts_error_set(err, TS_ERR_CORRUPT,

@@ -471,6 +471,75 @@ static void test_store_duplicates_skipped(void)
     store_close(s);
 }
 
+/*
+ * A hub chain of three entries, the middle one about another site: the
+ * receiver gets it as a hole (the chain hash after it) and still verifies
+ * the chain; state never sees it; a forged hole fails the chain.
+ */
+static void test_store_holes(void)
+{
+    struct store *s = open_store("holes");
+    struct tchain c;
+    tchain_init(&c, "hub-1", LANE_BULK);
+    struct tb *t = tb_new();
+    tb_begin(t, &c);
+    tb_add(t, &c, "subject", "101-0001", 100 << 16, "sex", "F", NULL, 0);
+    tb_add(t, &c, "subject", "102-0001", 101 << 16, "sex", "M", NULL, 0);
+    uint8_t hole_hash[TS_HASH_BYTES];
+    memcpy(hole_hash, c.hash, TS_HASH_BYTES);
+    tb_add(t, &c, "subject", "101-0002", 102 << 16, "sex", "U", NULL, 0);
+    tb_sign(t, &c);
+
+    /* A forged hole: the next entry's prev_hash no longer follows. */
+    const uint8_t *real = t->ptrs[1];
+    size_t real_len = t->lens[1];
+    uint8_t forged[TS_HASH_BYTES];
+    memset(forged, 0x5a, sizeof(forged));
+    t->ptrs[1] = forged;
+    t->lens[1] = BATCH_HOLE_LEN;
+    struct ts_error err = {0};
+    CU_ASSERT(apply(s, &t->b, 1, NULL, &err) == TS_ERR_CHAIN);
+    uint64_t seq = 99;
+    store_head(s, "hub-1", LANE_BULK, &seq, NULL);
+    CU_ASSERT(seq == 0);
+
+    /* The true hole applies: the signature covers the whole chain. */
+    t->ptrs[1] = hole_hash;
+    struct store_apply_result res;
+    CU_ASSERT_FATAL(apply(s, &t->b, 1, &res, &err) == 0);
+    CU_ASSERT(res.applied == 3);
+    store_head(s, "hub-1", LANE_BULK, &seq, NULL);
+    CU_ASSERT(seq == 3);
+    char buf[16];
+    CU_ASSERT_STRING_EQUAL(field_value(s, "subject", "101-0002", "sex", buf, sizeof(buf)), "U");
+    struct field_state st;
+    CU_ASSERT_FATAL(store_field_get(s, "subject", "102-0001", "sex", &st) == 0);
+    CU_ASSERT(st.live_count == 0);
+    field_state_release(&st);
+    struct entry_ref ref = {.lane = LANE_BULK, .seq = 2};
+    snprintf(ref.origin, sizeof(ref.origin), "hub-1");
+    struct entry e;
+    CU_ASSERT(store_entry_get(s, &ref, &e, &err) == TS_ERR_NOTFOUND);
+
+    /* Again, as a hole and as the full entry: duplicates, nothing changes. */
+    CU_ASSERT(apply(s, &t->b, 1, &res, &err) == 0);
+    CU_ASSERT(res.duplicates == 3);
+    t->ptrs[1] = real;
+    t->lens[1] = real_len;
+    CU_ASSERT(apply(s, &t->b, 1, &res, &err) == 0);
+    CU_ASSERT(res.duplicates == 3);
+
+    /* The store verifies, and refuses to relay a hole. */
+    CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);
+    struct batch out;
+    CU_ASSERT(store_read_batch(s, TRIAL, "hub-1", LANE_BULK, 2, 10, 1 << 20, &out, &err) ==
+              TS_ERR_NOTFOUND);
+    store_batch_release(&out);
+    tb_free(t);
+    free(t);
+    store_close(s);
+}
+
 static void test_store_fork_detected(void)
 {
     struct store *s = open_store("fork");
@@ -1269,6 +1338,7 @@ int main(void)
         {"test_store_apply_atomic", test_store_apply_atomic},
         {"test_store_duplicates_skipped", test_store_duplicates_skipped},
         {"test_store_fork_detected", test_store_fork_detected},
+        {"test_store_holes", test_store_holes},
         {"test_store_gap_refused", test_store_gap_refused},
         {"test_store_chain_broken", test_store_chain_broken},
         {"test_store_bad_signature_refused", test_store_bad_signature_refused},
