@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Two hubs: they replicate to each other; a site fails over between them;
+# writes through either hub and the site end with identical hub digests.
+. "$(dirname "$0")/lib.sh"
+
+new_trial T-HUBS
+start_node hub1 "$HUB"
+HUB2="$WORK/hub2"
+"$TRIALSYNC" hub add hub2 --dir "$WORK/trial" --out "$HUB2" --peer-port "$(free_port)" \
+    --api-port "$(free_port)" > "$WORK/hub-add.out" || fail "hub add"
+assert_contains "$(cat "$WORK/hub-add.out")" "hub hub2 added" "hub add issues a second hub"
+grep -q "^hub = 127.0.0.1:$HUB_PEER_PORT" "$HUB2/node.conf" || fail "hub2 does not list hub1"
+ok "the new hub connects to the existing one"
+start_node hub2 "$HUB2"
+add_site 101
+S1="$WORK/site-101"
+[ "$(grep -c '^hub = ' "$S1/node.conf")" = 2 ] || fail "site 101 should list both hubs"
+ok "a site added later lists both hubs"
+start_node s101 "$S1"
+
+hubs_agree() {
+    local d1 d2
+    d1=$(digest "$HUB") && d2=$(digest "$HUB2") && [ "$d1" = "$d2" ] || return 1
+    # Equal digests over equal, non-trivial content.
+    [ "$("$TRIALSYNC" status --node "$HUB" --json | jq .entries)" = \
+      "$("$TRIALSYNC" status --node "$HUB2" --json | jq .entries)" ]
+}
+
+"$TRIALSYNC" put --node "$S1" subject 101-0001 site=101 sex=F status=screening > /dev/null || fail put
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/sex text="Confirm sex" \
+    state=open source=dm > /dev/null || fail "write through hub1"
+"$TRIALSYNC" put --node "$HUB2" query Q-hub2-1 target=subject/101-0001/brthdtc text="Birth date?" \
+    state=open source=monitor > /dev/null || fail "write through hub2"
+wait_until 20 "both hubs agree" hubs_agree
+ok "writes through hub1, hub2 and the site: identical hub digests"
+wait_until 10 "hub2's query at the site" "$TRIALSYNC" get --node "$S1" query Q-hub2-1
+ok "a write through hub2 reached the site (connected to hub1) via hub1"
+
+# Failover: hub1 goes away, the site moves to hub2 and keeps replicating.
+stop_node hub1
+for i in $(seq 2 40); do
+    "$TRIALSYNC" put --node "$S1" subject "$(printf '101-%04d' "$i")" site=101 sex=U \
+        status=screening > /dev/null || fail "site write $i with hub1 down"
+done
+wait_until 30 "hub2 holds the site's writes" bash -c \
+    "[ \$('$TRIALSYNC' records --node '$HUB2' subject | jq .count) -eq 40 ]"
+ok "the site failed over to hub2"
+wait_until 10 "site connected to hub2" bash -c \
+    "'$TRIALSYNC' status --node '$S1' --json | jq -e '.peers[] | select(.id == \"hub2\" and .connected)'"
+ok "site status shows hub2 connected"
+"$TRIALSYNC" put --node "$HUB2" subject 101-0002 sex=M --reason "monitor correction" > /dev/null \
+    || fail "write through hub2 during failover"
+
+# hub1 returns and catches up from hub2.
+start_node hub1 "$HUB"
+wait_until 30 "both hubs agree after hub1 returns" hubs_agree
+ok "hub1 caught up from hub2: identical digests"
+assert_eq 40 "$("$TRIALSYNC" records --node "$HUB" subject | jq .count)" "hub1 holds every subject"
+assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0002 | jq -r .fields.sex.value)" \
+    "hub1 holds the correction made through hub2"
+stop_node s101
+stop_node hub2
+stop_node hub1
+"$TRIALSYNC" verify --node "$HUB" > /dev/null || fail "hub1 verifies"
+"$TRIALSYNC" verify --node "$HUB2" > /dev/null || fail "hub2 verifies"
+ok "both hub stores verify (relayed signatures included)"
+done_checks
