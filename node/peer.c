@@ -439,6 +439,23 @@ static enum send_rule send_rule(struct session *s, const struct chain *c)
     return role == PKI_ROLE_SITE ? SEND_NONE : SEND_FILTERED;
 }
 
+/*
+ * Whether the peer of s may send this node chain c at all: the mirror of
+ * send_rule on the other end, so lag is counted only for what can come.
+ */
+static bool recv_allowed(struct session *s, const struct chain *c)
+{
+    struct peer_mgr *m = s->m;
+    if (s->peer.role == PKI_ROLE_SITE)
+        return strcmp(c->origin, s->peer.id) == 0;  /* a site sends only its own */
+    if (m->node->cfg.role == PKI_ROLE_HUB)
+        return true;                                /* hub to hub: everything */
+    if (strcmp(c->origin, m->node->cfg.id) == 0 || strcmp(c->origin, s->peer.id) == 0)
+        return true;
+    struct origin_key *o = origin_key(m, c->origin);
+    return o != NULL && o->role != PKI_ROLE_SITE;   /* other sites' chains never come */
+}
+
 static void todo_push(struct session *s, uint32_t idx)
 {
     const struct chain *c = &s->m->chains[idx];
@@ -645,6 +662,17 @@ static int send_hello(struct session *s)
     int rc = store_vv(m->node->store, &vv, &count);
     if (rc != 0)
         return rc;
+    /* A site learns only of the chains it may receive: not even the ids and
+     * sizes of other sites' chains. */
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        int idx = chain_get(m, vv[i].origin, vv[i].lane);
+        if (s->peer.role == PKI_ROLE_SITE && idx >= 0 &&
+            send_rule(s, &m->chains[idx]) == SEND_NONE)
+            continue;
+        vv[kept++] = vv[i];
+    }
+    count = kept;
     struct frame f;
     memset(&f, 0, sizeof(f));
     f.type = FRAME_HELLO;
@@ -1157,7 +1185,7 @@ static void status_extend(void *ctx, json_t *status)
                 const struct chain *ch = &m->chains[c];
                 if (ch->head > s->acked[c] && send_rule(s, ch) != SEND_NONE)
                     behind_send[ch->lane] += ch->head - s->acked[c];
-                if (s->advertised[c] > ch->head)
+                if (s->advertised[c] > ch->head && recv_allowed(s, ch))
                     behind_recv[ch->lane] += s->advertised[c] - ch->head;
             }
         }
