@@ -1122,3 +1122,41 @@ int validate_scope(const char *type, const char *id,
     /* Any other type (membership, trial settings) is trial-wide. */
     return 0;
 }
+
+int validate_entry_origin(const struct entry *e, bool origin_is_site, struct validate_error *err)
+{
+    char scope[TS_ID_BYTES_MAX + 1];
+    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
+    size_t n = e->writes_count < TS_WRITES_PER_ENTRY_MAX ? e->writes_count
+                                                         : TS_WRITES_PER_ENTRY_MAX;
+
+    memset(err, 0, sizeof(*err));
+    if (!origin_is_site)
+        return 0;
+    if (strcmp(e->record_type, "member") == 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "site %s wrote a membership record (member %s): only admins change membership",
+                 e->origin, e->record_id);
+        return TS_ERR_AUTH;
+    }
+    if (strcmp(e->site, e->origin) != 0) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "site %s wrote %s %s scoped to site '%s': a site writes only its own records",
+                 e->origin, e->record_type, e->record_id, e->site);
+        return TS_ERR_AUTH;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fields[i].field = e->writes[i].field;
+        fields[i].value = e->writes[i].value;
+    }
+    /* The key's own site prefix must agree (a query's comes from its target). */
+    if (strcmp(e->record_type, "query") != 0 &&
+        (validate_scope(e->record_type, e->record_id, fields, n, NULL, NULL, scope) != 0 ||
+         strcmp(scope, e->origin) != 0)) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "site %s wrote %s %s, a record of another site", e->origin, e->record_type,
+                 e->record_id);
+        return TS_ERR_AUTH;
+    }
+    return 0;
+}

@@ -76,4 +76,13 @@ bool validate_iso8601(const char *s);
 /* True when s is a valid id: 1..TS_ID_BYTES_MAX of [A-Za-z0-9._-]. */
 bool validate_id(const char *s);
 
+/*
+ * What an entry's origin may have written, checked by every receiver (so a
+ * relayed entry is checked again): an entry whose origin is a site must be
+ * scoped to that site (its `site` and the site prefix of its record key) and
+ * may not be a `member` record.  Hub origins are trusted (their API
+ * validated the write).  Returns 0 or TS_ERR_AUTH with err filled.
+ */
+int validate_entry_origin(const struct entry *e, bool origin_is_site, struct validate_error *err);
+
 #endif
