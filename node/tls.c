@@ -1342,6 +1342,26 @@ bool tls_conn_is_open(const struct tls_conn *c)
 
 /* ----- listeners -------------------------------------------------------- */
 
+/* The length of addr without its ":port". */
+static size_t addr_host_len(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    return colon != NULL ? (size_t)(colon - addr) : strlen(addr);
+}
+
+/* Connections of l handshaking now from the IP address of addr. */
+static unsigned listener_handshaking_from(const struct tls_listener *l, const char *addr)
+{
+    size_t n = addr_host_len(addr);
+    unsigned count = 0;
+    for (const struct tls_conn *o = l->ctx->conns; o != NULL; o = o->ctx_next) {
+        if (o->listener == l && o->hs_counted && addr_host_len(o->addr) == n &&
+            memcmp(o->addr, addr, n) == 0)
+            count++;
+    }
+    return count;
+}
+
 static void listener_connection_cb(uv_stream_t *server, int status)
 {
     struct tls_listener *l = container_of((uv_tcp_t *)server, struct tls_listener, tcp);
@@ -1376,6 +1396,12 @@ static void listener_connection_cb(uv_stream_t *server, int status)
     if (l->handshaking >= l->handshaking_max) {
         conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT, "too many handshakes in progress (%u)",
                    l->handshaking_max);
+        return;
+    }
+    unsigned same_addr = listener_handshaking_from(l, c->addr);
+    if (same_addr >= TLS_HANDSHAKING_PER_ADDR_MAX) {
+        conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT,
+                   "too many handshakes in progress from this address (%u)", same_addr);
         return;
     }
     c->hs_counted = true;

@@ -66,6 +66,10 @@
  * once after a hub restart, while a flood of stalled clients cannot take
  * every slot for longer than one handshake timeout. */
 #define TLS_HANDSHAKING_MAX_DEFAULT 64u
+/* Concurrent handshakes from one IP address: a peer behind a NAT reconnecting
+ * needs one or two; a flood from one address cannot take the listener's
+ * slots from everyone else. */
+#define TLS_HANDSHAKING_PER_ADDR_MAX 8u
 /* After close is asked, how long the final bytes (alert, close_notify) may
  * take to reach the kernel before the socket is closed regardless. */
 #define TLS_CLOSE_LINGER_MS 2000u
@@ -74,6 +78,8 @@
 
 _Static_assert(TLS_SEND_QUEUE_BYTES_MAX >= 4u * (TS_FRAME_BYTES_MAX + 4u),
                "the send queue must hold several maximal frames");
+_Static_assert(TLS_HANDSHAKING_PER_ADDR_MAX < TLS_HANDSHAKING_MAX_DEFAULT,
+               "one address must not be able to take every handshake slot");
 _Static_assert(TS_FRAME_BYTES_MAX < UINT32_MAX,
                "a frame length must fit the 4-byte prefix");
 
