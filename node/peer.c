@@ -44,6 +44,7 @@
 #include "tls.h"
 #include "trace.h"
 #include "util.h"
+#include "validate.h"
 
 #define PEER_PROTOCOL_VERSION 1
 /* Unacked batches per session: two keep the link and the receiver's disk busy. */
@@ -149,6 +150,7 @@ struct session {
     size_t todo_head[LANE_COUNT], todo_len[LANE_COUNT];
     int inflight;
     uint64_t last_send_ms;
+    bool streamed;                   /* hellos exchanged: the link really worked */
 };
 
 struct outlink {
@@ -761,29 +763,24 @@ static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
     const struct config *cfg = &m->node->cfg;
 
     s->peer = *peer;
+    /* Refusals from here on are sent to the peer as a Refusal frame, so it
+     * knows why and backs off, and are traced with the reason. */
     if (peer->role == PKI_ROLE_ADMIN) {
-        m->handshake_failures[FAIL_ROLE]++;
-        trace(TRACE_WARN, "peer %s (%s): refused: role admin does not replicate", peer->id,
-              tls_conn_peer_addr(conn));
-        return 1;
+        session_refuse(s, FAIL_ROLE, "role admin does not replicate");
+        return 0;
     }
     if (cfg->role == PKI_ROLE_SITE && peer->role != PKI_ROLE_HUB) {
-        m->handshake_failures[FAIL_ROLE]++;
-        trace(TRACE_WARN, "peer %s (%s): refused: a site replicates only with hubs, not a %s",
-              peer->id, tls_conn_peer_addr(conn), pki_role_name(peer->role));
-        return 1;
+        session_refuse(s, FAIL_ROLE, "a site replicates only with hubs, not a %s",
+                       pki_role_name(peer->role));
+        return 0;
     }
     if (strcmp(peer->id, cfg->id) == 0) {
-        m->handshake_failures[FAIL_ROLE]++;
-        trace(TRACE_WARN, "peer %s (%s): refused: it presents this node's own identity",
-              peer->id, tls_conn_peer_addr(conn));
-        return 1;
+        session_refuse(s, FAIL_ROLE, "it presents this node's own identity");
+        return 0;
     }
     if (member_revoked(m, peer->id)) {
-        m->handshake_failures[FAIL_REVOKED]++;
-        trace(TRACE_WARN, "peer %s (%s): refused: site %s is revoked in the membership log",
-              peer->id, tls_conn_peer_addr(conn), peer->id);
-        return 1;
+        session_refuse(s, FAIL_REVOKED, "site %s is revoked in the membership log", peer->id);
+        return 0;
     }
     struct peer_info *info = info_get(m, peer->id, peer->role);
     if (info == NULL) {
@@ -844,6 +841,9 @@ static void handle_hello(struct session *s, const struct frame *f)
         s->advertised[idx] = f->vector[i].seq;
     }
     set_state(s, SESSION_STATE_STREAMING);
+    s->streamed = true;
+    if (s->link != NULL)
+        s->link->failures = 0;  /* a working link: the next outage backs off from scratch */
     for (size_t i = 0; i < m->chains_count; i++)
         todo_push(s, (uint32_t)i);
     session_pump(s);
@@ -909,6 +909,38 @@ static void handle_batch(struct session *s, const struct frame *f)
         if (origin_learn(m, b->origin, b->origin_cert, b->origin_cert_len, true, &err) == NULL) {
             session_refuse(s, -1, "batch %s/%u: its origin's certificate: %s", b->origin, b->lane,
                            err.msg);
+            return;
+        }
+    }
+    /* What the origin may have written, by its certificate's role: checked
+     * on every hop, so a relayed entry is held to the same rule. */
+    bool origin_is_site;
+    if (strcmp(b->origin, m->node->cfg.id) == 0) {
+        origin_is_site = m->node->cfg.role == PKI_ROLE_SITE;
+    } else {
+        struct origin_key *ok = origin_key(m, b->origin);
+        if (ok == NULL) {
+            session_refuse(s, -1, "batch %s/%u: origin %s is unknown (no certificate sent)",
+                           b->origin, b->lane, b->origin);
+            return;
+        }
+        origin_is_site = ok->role == PKI_ROLE_SITE;
+    }
+    for (size_t i = 0; origin_is_site && i < b->count; i++) {
+        if (b->entry_lens[i] == BATCH_HOLE_LEN)
+            continue;
+        struct entry e;
+        struct validate_error verr;
+        memset(&e, 0, sizeof(e));
+        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, &err) != 0) {
+            session_refuse(s, -1, "batch %s/%u: entry %zu: %s", b->origin, b->lane, i, err.msg);
+            return;
+        }
+        int vrc = validate_entry_origin(&e, true, &verr);
+        entry_release(&e);
+        if (vrc != 0) {
+            session_refuse(s, -1, "batch %s/%u from seq %" PRIu64 " refused: %s", b->origin,
+                           b->lane, b->first_seq, verr.msg);
             return;
         }
     }
@@ -1046,15 +1078,15 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
     if (s->state == SESSION_STATE_HANDSHAKE && code == TS_ERR_AUTH)
         m->handshake_failures[FAIL_CERT]++;
     struct outlink *link = s->link;
-    bool was_streaming = s->state == SESSION_STATE_STREAMING || s->info != NULL;
+    bool streamed = s->streamed;
     session_free(s);
     if (link != NULL && !m->stopping) {
         uint64_t now = node_now_ms();
-        if (was_streaming && code == 0)
-            link->failures = 0;
-        else
+        /* Only a link that exchanged hellos resets the backoff (on_hello);
+         * a refusal or a failed handshake makes the next attempt wait longer. */
+        if (!streamed)
             link->failures++;
-        if (code != 0 && link->addrs_count > 1)
+        if ((code != 0 || !streamed) && link->addrs_count > 1)
             link->current = (link->current + 1) % link->addrs_count;  /* fail over */
         unsigned shift = link->failures < 6 ? link->failures : 6;
         uint64_t delay = (uint64_t)PEER_RECONNECT_MIN_MS << shift;
