@@ -883,6 +883,55 @@ static void test_validate_scope(void)
     CU_ASSERT_STRING_EQUAL(site, "");
 }
 
+
+static void entry_for(struct entry *e, const char *origin, const char *type, const char *id,
+                      const char *site, struct field_write *w)
+{
+    memset(e, 0, sizeof(*e));
+    snprintf(e->origin, sizeof(e->origin), "%s", origin);
+    snprintf(e->record_type, sizeof(e->record_type), "%s", type);
+    snprintf(e->record_id, sizeof(e->record_id), "%s", id);
+    snprintf(e->site, sizeof(e->site), "%s", site);
+    memset(w, 0, sizeof(*w));
+    snprintf(w->field, sizeof(w->field), "sex");
+    w->value = (char *)"F";
+    e->writes = w;
+    e->writes_count = 1;
+}
+
+static void test_validate_entry_origin(void)
+{
+    struct entry e;
+    struct field_write w;
+    struct validate_error err;
+
+    entry_for(&e, "101", "subject", "101-0001", "101", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), 0);
+    /* Another site's scope, or a key of another site under its own scope. */
+    entry_for(&e, "117", "subject", "101-0001", "101", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "own records"));
+    entry_for(&e, "117", "subject", "101-0001", "117", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "another site"));
+    entry_for(&e, "117", "visit", "101-0001/V1", "117", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
+    /* Membership from a site: refused, whatever its scope. */
+    entry_for(&e, "118", "member", "101", "118", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "membership"));
+    entry_for(&e, "118", "member", "101", "", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
+    /* A site's answer to a query about its own subject. */
+    entry_for(&e, "101", "query", "Q-hub1-1", "101", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), 0);
+    /* Hubs are trusted: their API validated the write. */
+    entry_for(&e, "hub1", "member", "101", "", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, false, &err), 0);
+    entry_for(&e, "hub1", "subject", "101-0001", "101", &w);
+    CU_ASSERT_EQUAL(validate_entry_origin(&e, false, &err), 0);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -924,6 +973,7 @@ int main(void)
         { "test_validate_hub_may_write_anything_valid", test_validate_hub_may_write_anything_valid },
         { "test_validate_lane", test_validate_lane },
         { "test_validate_scope", test_validate_scope },
+        {"test_validate_entry_origin", test_validate_entry_origin},
         { NULL, NULL },
     };
     return unit_run("validate", tests);
