@@ -624,9 +624,10 @@ static int site_list(const char *dir, bool as_json)
         json_array_append_new(out, row);
     }
     if (as_json) {
-        char *text = json_dumps(json_pack("{s:s,s:b,s:o}", "trial", t.id, "hub_reachable",
-                                          status != NULL, "sites", json_incref(out)),
-                                JSON_COMPACT);
+        json_t *doc = json_pack("{s:s,s:b,s:O}", "trial", t.id, "hub_reachable",
+                                status != NULL, "sites", out);
+        char *text = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
         printf("%s\n", text != NULL ? text : "{}");
         free(text);
     } else {
