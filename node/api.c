@@ -453,6 +453,18 @@ static void handle_status(struct api_conn *c)
         "accepting_writes", !low, "uptime_s",
         (json_int_t)((node_now_ms() - n->started_ms) / 1000), "version_vector", vector,
         "peers");
+    json_object_set_new(s, "writes_refused_disk", json_integer((json_int_t)n->writes_refused_disk));
+    json_t *bounds = json_array(), *counts = json_array();
+    uint64_t total = 0;
+    for (size_t b = 0; b < NODE_COMMIT_BUCKETS; b++)
+        json_array_append_new(bounds, json_real(node_commit_bounds_s[b]));
+    for (size_t b = 0; b <= NODE_COMMIT_BUCKETS; b++) {
+        json_array_append_new(counts, json_integer((json_int_t)n->commit_counts[b]));
+        total += n->commit_counts[b];
+    }
+    json_object_set_new(s, "commit_latency",
+                        json_pack("{s:o,s:o,s:f,s:I}", "bounds_s", bounds, "counts", counts,
+                                  "sum_s", n->commit_sum_s, "count", (json_int_t)total));
     if (c->api->hooks.status_extend != NULL)
         c->api->hooks.status_extend(c->api->hooks.ctx, s);
     conn_send_json(c, 200, s);
@@ -679,6 +691,10 @@ static void dispatch(struct api_conn *c)
         handle_status(c);
     } else if (strcmp(path, "/v1/digest") == 0) {
         handle_digest(c);
+    } else if (strcmp(path, "/v1/saes") == 0) {
+        json_t *saes = c->api->hooks.saes != NULL ? c->api->hooks.saes(c->api->hooks.ctx)
+                                                  : json_pack("{s:[]}", "saes");
+        conn_send_json(c, 200, saes);
     } else {
         struct api_response res = {0};
         if (c->api->hooks.route != NULL &&

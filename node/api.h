@@ -10,6 +10,7 @@
  *   GET  /v1/conflicts                every field with more than one live value
  *   GET  /v1/status                   node, counts, version vector, peers
  *   GET  /v1/digest                   state digest
+ *   GET  /v1/saes                     serious adverse events and their 24-hour clock
  *   GET  /healthz                     liveness for load balancers and systemd
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
  * (TS_API_CONNECTIONS_MAX).  A write is answered only after its group commit.
@@ -39,8 +40,12 @@ typedef void (*api_status_fn)(void *ctx, json_t *status);
 typedef int (*api_route_fn)(void *ctx, const char *path, const char *query,
                             struct api_response *res);
 
+/* The SAE list (GET /v1/saes), a new JSON object the API frees. */
+typedef json_t *(*api_saes_fn)(void *ctx);
+
 struct api_hooks {
     api_status_fn status_extend;
+    api_saes_fn saes;
     api_route_fn route;
     void *ctx;
 };

@@ -60,6 +60,26 @@ struct node_pending {
     bool in_delivery;
 };
 
+const double node_commit_bounds_s[NODE_COMMIT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+};
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void commit_observe(struct node *n, double secs)
+{
+    size_t b = 0;
+    while (b < NODE_COMMIT_BUCKETS && secs > node_commit_bounds_s[b])
+        b++;
+    n->commit_counts[b]++;
+    n->commit_sum_s += secs;
+}
+
 uint64_t node_now_ms(void)
 {
     struct timespec ts;
@@ -521,10 +541,25 @@ int node_flush(struct node *n)
         }
         rc = crypto_sign(n->key, msg, (size_t)mlen, b->signature, &b->signature_len, &err);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        double t0 = monotonic_s();
         rc = store_apply(n->store, n->cfg.trial, batches, nb, NULL, NULL, true, n->wall_ms(),
                          NULL, &err);
+        commit_observe(n, monotonic_s() - t0);
+    }
     n->commits++;
+    /* The safety lane's entries are few (SAEs, membership): decode them for
+     * whoever tracks them, before their bytes are freed. */
+    if (rc == 0 && n->on_safety_entry != NULL) {
+        struct pending_lane *sl = &p->lanes[LANE_SAFETY];
+        for (size_t i = 0; i < sl->count; i++) {
+            struct entry e;
+            memset(&e, 0, sizeof(e));
+            if (codec_entry_decode(sl->bufs[i], sl->lens[i], &e, NULL) == 0)
+                n->on_safety_entry(n->on_safety_entry_ctx, &e);
+            entry_release(&e);
+        }
+    }
 
     /* Reset the group before calling anyone back: a callback may write again. */
     assert(!p->in_delivery);

@@ -56,6 +56,13 @@ typedef void (*node_commit_cb)(void *ctx);
 
 struct node_pending;
 
+/* Commit (fsync) latency histogram bounds, in seconds; one more bucket above. */
+#define NODE_COMMIT_BUCKETS 10
+extern const double node_commit_bounds_s[NODE_COMMIT_BUCKETS];
+
+/* Called for each safety-lane entry of this node's own chain once committed. */
+typedef void (*node_entry_cb)(void *ctx, const struct entry *e);
+
 struct node {
     uv_loop_t *loop;
     struct config cfg;
@@ -71,6 +78,10 @@ struct node {
     uint8_t heads_hash[LANE_COUNT][TS_HASH_BYTES];
     node_commit_cb on_commit;
     void *on_commit_ctx;
+    node_entry_cb on_safety_entry;
+    void *on_safety_entry_ctx;
+    uint64_t commit_counts[NODE_COMMIT_BUCKETS + 1];
+    double commit_sum_s;
     uint64_t started_ms;
     uint64_t commits;              /* group commits done */
     uint64_t writes_refused_disk;  /* writes refused below the free-disk threshold */

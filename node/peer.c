@@ -41,6 +41,7 @@
 #include "../proto/codec.h"
 #include "merge.h"
 #include "pki.h"
+#include "safety.h"
 #include "tls.h"
 #include "trace.h"
 #include "util.h"
@@ -184,6 +185,7 @@ struct peer_mgr {
     time_t crl_mtime;
     uint64_t handshake_failures[8];  /* by reason, see failure_reason_names */
     bool stopping;
+    struct safety *safety;
     void (*on_applied)(void *ctx, const struct entry *e, uint64_t now_ms);
     void *on_applied_ctx;
 };
@@ -839,6 +841,9 @@ static void handle_hello(struct session *s, const struct frame *f)
         s->acked[idx] = f->vector[i].seq;
         s->sent[idx] = f->vector[i].seq;
         s->advertised[idx] = f->vector[i].seq;
+        if (s->peer.role == PKI_ROLE_HUB && f->vector[i].lane == LANE_SAFETY &&
+            strcmp(f->vector[i].origin, m->node->cfg.id) == 0)
+            safety_acked(m->safety, f->vector[i].seq, m->node->wall_ms());
     }
     set_state(s, SESSION_STATE_STREAMING);
     s->streamed = true;
@@ -852,16 +857,20 @@ static void handle_hello(struct session *s, const struct frame *f)
 /* After a batch applied: the entries' effects above the store (SAE clock). */
 static void notify_applied(struct peer_mgr *m, const struct batch *b)
 {
-    if (m->on_applied == NULL)
+    if (m->on_applied == NULL && (b->lane != LANE_SAFETY || m->safety == NULL))
         return;
-    uint64_t now = node_now_ms();
+    uint64_t now = m->node->wall_ms();
     for (size_t i = 0; i < b->count; i++) {
         if (b->entry_lens[i] == BATCH_HOLE_LEN)
             continue;
         struct entry e;
         memset(&e, 0, sizeof(e));
-        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) == 0)
-            m->on_applied(m->on_applied_ctx, &e, now);
+        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) == 0) {
+            if (m->safety != NULL && e.lane == LANE_SAFETY)
+                safety_applied(m->safety, &e, now);
+            if (m->on_applied != NULL)
+                m->on_applied(m->on_applied_ctx, &e, now);
+        }
         entry_release(&e);
     }
 }
@@ -1017,6 +1026,9 @@ static void handle_ack(struct session *s, const struct frame *f)
             s->acked[idx] = f->vector[i].seq;
         if (f->vector[i].seq > s->advertised[idx])
             s->advertised[idx] = f->vector[i].seq;
+        if (s->peer.role == PKI_ROLE_HUB && f->vector[i].lane == LANE_SAFETY &&
+            strcmp(f->vector[i].origin, m->node->cfg.id) == 0)
+            safety_acked(m->safety, f->vector[i].seq, m->node->wall_ms());
     }
     if (s->inflight > 0)
         s->inflight--;
@@ -1156,6 +1168,7 @@ static void tick_cb(uv_timer_t *t)
     uint64_t now = node_now_ms();
 
     reload_crl_if_changed(m);
+    safety_tick(m->safety, m->node->wall_ms());
     for (struct session *s = m->sessions, *next; s != NULL; s = next) {
         next = s->next;
         if (s->state != SESSION_STATE_STREAMING)
@@ -1177,6 +1190,12 @@ static void tick_cb(uv_timer_t *t)
         if (link->session == NULL && now >= link->next_attempt_ms)
             link_connect(link);
     }
+}
+
+static void on_safety_entry(void *ctx, const struct entry *e)
+{
+    struct peer_mgr *m = ctx;
+    safety_local_commit(m->safety, e, m->node->wall_ms());
 }
 
 /* The node committed local writes: its own chains advanced. */
@@ -1206,6 +1225,12 @@ static void status_extend(void *ctx, json_t *status)
 {
     struct peer_mgr *m = ctx;
     json_t *peers = json_object_get(status, "peers");
+    struct safety_summary sum;
+    safety_summarize(m->safety, m->node->wall_ms(), &sum);
+    json_object_set_new(status, "sae",
+                        json_pack("{s:I,s:I,s:I,s:I}", "in_flight", (json_int_t)sum.in_flight,
+                                  "late", (json_int_t)sum.late, "at_risk",
+                                  (json_int_t)sum.at_risk, "alarms", (json_int_t)sum.alarms));
     if (m->node->cfg.role == PKI_ROLE_HUB)
         store_records(m->node->store, MEMBER_TYPE, member_cb, m);  /* every site, even offline */
     for (size_t i = 0; i < m->infos_count; i++) {
@@ -1224,6 +1249,12 @@ static void status_extend(void *ctx, json_t *status)
         char seen[40];
         if (p->last_seen_ms != 0)
             api_format_time(p->last_seen_ms, seen, sizeof(seen));
+        uint64_t now = m->node->wall_ms();
+        /* SAEs in flight on this link: at a hub, the site's safety entries
+         * not yet here; at a site, its SAEs no hub has acknowledged. */
+        uint64_t saes = behind_recv[LANE_SAFETY];
+        if (m->node->cfg.role == PKI_ROLE_SITE && p->role == PKI_ROLE_HUB)
+            saes = sum.in_flight;
         json_t *row = json_pack(
             "{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "id", p->id, "role",
             pki_role_name(p->role), "connected", p->connected,
@@ -1236,6 +1267,11 @@ static void status_extend(void *ctx, json_t *status)
             (json_int_t)p->bytes_sent, "bytes_received", (json_int_t)p->bytes_received,
             "batches_refused", (json_int_t)p->batches_refused, "revoked",
             p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
+        json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
+        json_object_set_new(row, "last_seen_age_s",
+                            p->last_seen_ms != 0 && now >= p->last_seen_ms
+                                ? json_integer((json_int_t)((now - p->last_seen_ms) / 1000))
+                                : json_null());
         json_array_append_new(peers, row);
     }
     json_t *fails = json_object();
@@ -1330,8 +1366,15 @@ int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
             l->addrs_count = 1;
         }
     }
+    rc = safety_open(&m->safety, n);
+    if (rc != 0) {
+        ts_error_set(err, rc, "cannot load the SAE list");
+        goto out_free_tls;
+    }
     n->on_commit = on_commit;
     n->on_commit_ctx = m;
+    n->on_safety_entry = on_safety_entry;
+    n->on_safety_entry_ctx = m;
     uv_timer_init(n->loop, &m->tick);
     uv_timer_start(&m->tick, tick_cb, 0, PEER_TICK_MS);
     if (m->listener != NULL)
@@ -1362,6 +1405,7 @@ void peer_mgr_stop(struct peer_mgr *m)
         return;
     m->stopping = true;
     m->node->on_commit = NULL;
+    m->node->on_safety_entry = NULL;
     uv_timer_stop(&m->tick);
     uv_close((uv_handle_t *)&m->tick, tick_closed_cb);
     if (m->listener != NULL)
@@ -1388,12 +1432,20 @@ void peer_mgr_free(struct peer_mgr *m)
     free(m->infos);
     free(m->chains);
     free(m->ca_pem);
+    safety_free(m->safety);
     free(m);
+}
+
+static json_t *saes_json(void *ctx)
+{
+    struct peer_mgr *m = ctx;
+    return safety_json(m->safety, m->node->wall_ms());
 }
 
 void peer_mgr_api_hooks(struct peer_mgr *m, struct api_hooks *hooks)
 {
     hooks->status_extend = status_extend;
+    hooks->saes = saes_json;
     hooks->route = NULL;
     hooks->ctx = m;
 }
