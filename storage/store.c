@@ -216,6 +216,8 @@ struct store {
     struct keylist history;
     struct ov_item **sorted;   /* overlay items to write, in key order */
     size_t sorted_cap;
+    store_entry_check_fn entry_check;  /* see store_set_entry_check */
+    void *entry_check_ctx;
 };
 
 /* ---- small helpers ---- */
@@ -1503,6 +1505,13 @@ static int apply_batch(struct apply_ctx *a, const char *trial, store_verify_fn v
                                 "%s... of seq %" PRIu64,
                                 ENTRY_ARGS(a), got, want, c->seq);
         }
+        if (s->entry_check != NULL) {
+            rc = s->entry_check(s->entry_check_ctx, &e, a->err);
+            if (rc != 0) {
+                entry_release(&e);
+                return rc < 0 ? rc : TS_ERR_AUTH;
+            }
+        }
         crypto_chain_hash(c->hash, bytes, len, after);
 
         key_oplog(&k, b->origin, b->lane, a->seq);
@@ -1699,6 +1708,12 @@ int store_apply(struct store *s, const char *trial, const struct batch *batches,
 }
 
 /* ---- reads ---- */
+
+void store_set_entry_check(struct store *s, store_entry_check_fn fn, void *ctx)
+{
+    s->entry_check = fn;
+    s->entry_check_ctx = ctx;
+}
 
 int store_head(struct store *s, const char *origin, uint8_t lane, uint64_t *seq,
                uint8_t hash[TS_HASH_BYTES])

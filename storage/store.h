@@ -68,6 +68,14 @@ int store_apply(struct store *s, const char *trial, const struct batch *batches,
                 size_t n, store_verify_fn verify, void *ctx, bool sync,
                 uint64_t now_ms, struct store_apply_result *res, struct ts_error *err);
 
+/*
+ * A check on what an entry says, run by store_apply on every entry new to
+ * this store right after decoding it (so callers need not decode again).
+ * Non-zero refuses the whole call: nothing is written, err says why.
+ */
+typedef int (*store_entry_check_fn)(void *ctx, const struct entry *e, struct ts_error *err);
+void store_set_entry_check(struct store *s, store_entry_check_fn fn, void *ctx);
+
 /* The head of (origin, lane): its seq (0 when empty) and chain hash (zeros). */
 int store_head(struct store *s, const char *origin, uint8_t lane, uint64_t *seq,
                uint8_t hash[TS_HASH_BYTES]);
