@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "  history --node NODEDIR TYPE ID       every version of every field (JSON)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
+            "  saes --node NODEDIR                  serious adverse events, 24-hour clock (JSON)\n"
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR                check a stopped node's chains and signatures\n"
@@ -68,7 +69,8 @@ int main(int argc, char **argv)
         return cmd_hub(argc - 1, argv + 1);
     if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||
         strcmp(verb, "records") == 0 || strcmp(verb, "conflicts") == 0 ||
-        strcmp(verb, "status") == 0 || strcmp(verb, "digest") == 0)
+        strcmp(verb, "status") == 0 || strcmp(verb, "digest") == 0 ||
+        strcmp(verb, "saes") == 0)
         return cmd_record(verb, argc - 1, argv + 1);
     fprintf(stderr, "trialsync: unknown verb '%s'\n\n", verb);
     usage(stderr);

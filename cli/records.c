@@ -33,6 +33,11 @@ static void record_usage(const char *verb, FILE *out)
     else if (strcmp(verb, "records") == 0)
         fprintf(out, "usage: trialsync records --node NODEDIR [TYPE]\n\n"
                      "Lists the records the node holds (JSON).\n");
+    else if (strcmp(verb, "saes") == 0)
+        fprintf(out, "usage: trialsync saes --node NODEDIR\n\n"
+                     "Lists the serious adverse events the node tracks with their 24-hour clock:\n"
+                     "awareness, received (hub) or written (site) time, deadline, late, at\n"
+                     "risk, acknowledged, alarms raised (JSON).\n");
     else if (strcmp(verb, "conflicts") == 0 || strcmp(verb, "digest") == 0)
         fprintf(out, "usage: trialsync %s --node NODEDIR\n\n%s\n", verb,
                 strcmp(verb, "digest") == 0
@@ -83,10 +88,18 @@ static void print_status_table(json_t *s)
            json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
                                                                  : "REFUSING WRITES (disk low)");
     json_t *sae = json_object_get(s, "sae");
-    if (json_is_object(sae))
-        printf("SAEs: %lld in flight, %lld late\n",
-               (long long)json_integer_value(json_object_get(sae, "in_flight")),
+    const char *role = json_string_value(json_object_get(s, "role"));
+    if (json_is_object(sae) && role != NULL && strcmp(role, "hub") == 0)
+        printf("SAEs: %lld received, %lld late\n",
+               (long long)json_integer_value(json_object_get(sae, "tracked")),
                (long long)json_integer_value(json_object_get(sae, "late")));
+    else if (json_is_object(sae))
+        printf("SAEs: %lld in flight (not yet acknowledged by a hub), %lld at risk, %lld late, "
+               "%lld alarms\n",
+               (long long)json_integer_value(json_object_get(sae, "in_flight")),
+               (long long)json_integer_value(json_object_get(sae, "at_risk")),
+               (long long)json_integer_value(json_object_get(sae, "late")),
+               (long long)json_integer_value(json_object_get(sae, "alarms")));
     json_t *peers = json_object_get(s, "peers");
     printf("\n%-12s %-6s %-10s %-22s %12s %12s %12s %12s %6s %9s\n", "PEER", "ROLE", "STATE",
            "LAST SEEN", "SEND SAFETY", "SEND BULK", "RECV SAFETY", "RECV BULK", "SAES",

@@ -99,6 +99,9 @@ wait_count "$HUB" subject 52
 wait_count "$HUB" ae 2
 echo "   hub: $(count "$HUB" subject) subjects, $(count "$HUB" ae) adverse events"
 echo "   site 101: $(count "$S1" subject) subjects; site 102: $(count "$S2" subject) subjects"
+echo "   the SAE at the hub, with its 24-hour deadline:"
+"$TS" saes --node "$HUB" | jq -c '.saes[] | {id, aeterm, aware_time, received_time, deadline, late}' | sed 's/^/   /'
+echo "   site 101 sees it acknowledged: $("$TS" saes --node "$S1" | jq -c '[.saes[] | {id, acked}]')"
 
 say "6. The CRO raises a data query about subject 101-0001; only site 101 receives it"
 run "$TS" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/brthdtc text="Please confirm the birth month" state=open source=dm --user monitor.lee

@@ -1219,6 +1219,25 @@ static int member_cb(void *ctx, const char *type, const char *id)
     return 0;
 }
 
+/* Open conflicts per site, by the site prefix of the record key. */
+struct site_conflicts {
+    json_t *counts;   /* {site: n} */
+};
+
+static int site_conflict_cb(void *ctx, const char *type, const char *id, const char *field,
+                            const struct field_state *st)
+{
+    struct site_conflicts *sc = ctx;
+    char site[TS_ID_BYTES_MAX + 1];
+    (void)field;
+    (void)st;
+    if (validate_scope(type, id, NULL, 0, NULL, NULL, site) != 0 || site[0] == '\0')
+        return 0;
+    json_t *n = json_object_get(sc->counts, site);
+    json_object_set_new(sc->counts, site, json_integer(json_integer_value(n) + 1));
+    return 0;
+}
+
 static void status_extend(void *ctx, json_t *status)
 {
     struct peer_mgr *m = ctx;
@@ -1226,11 +1245,14 @@ static void status_extend(void *ctx, json_t *status)
     struct safety_summary sum;
     safety_summarize(m->safety, m->node->wall_ms(), &sum);
     json_object_set_new(status, "sae",
-                        json_pack("{s:I,s:I,s:I,s:I}", "in_flight", (json_int_t)sum.in_flight,
+                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "tracked", (json_int_t)sum.tracked,
+                                  "in_flight", (json_int_t)sum.in_flight,
                                   "late", (json_int_t)sum.late, "at_risk",
                                   (json_int_t)sum.at_risk, "alarms", (json_int_t)sum.alarms));
     if (m->node->cfg.role == PKI_ROLE_HUB)
         store_records(m->node->store, MEMBER_TYPE, member_cb, m);  /* every site, even offline */
+    struct site_conflicts sc = {.counts = json_object()};
+    store_conflicts(m->node->store, site_conflict_cb, &sc);
     for (size_t i = 0; i < m->infos_count; i++) {
         struct peer_info *p = &m->infos[i];
         struct session *s = p->session;
@@ -1266,12 +1288,17 @@ static void status_extend(void *ctx, json_t *status)
             "batches_refused", (json_int_t)p->batches_refused, "revoked",
             p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
         json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
+        /* Conflicts on the site's records (at a site, on its own: the hub row). */
+        const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
+        json_object_set_new(row, "conflicts",
+                            json_integer(json_integer_value(json_object_get(sc.counts, key))));
         json_object_set_new(row, "last_seen_age_s",
                             p->last_seen_ms != 0 && now >= p->last_seen_ms
                                 ? json_integer((json_int_t)((now - p->last_seen_ms) / 1000))
                                 : json_null());
         json_array_append_new(peers, row);
     }
+    json_decref(sc.counts);
     json_t *fails = json_object();
     for (size_t i = 0; i < ARRAY_LEN(failure_reason_names); i++)
         json_object_set_new(fails, failure_reason_names[i],

@@ -272,6 +272,7 @@ static bool sae_at_risk(const struct safety *s, const struct sae *a, uint64_t no
 void safety_summarize(struct safety *s, uint64_t now_ms, struct safety_summary *out)
 {
     memset(out, 0, sizeof(*out));
+    out->tracked = s->count;
     for (size_t i = 0; i < s->count; i++) {
         const struct sae *a = &s->saes[i];
         if (s->is_site && a->acked_ms == 0)

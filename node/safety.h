@@ -36,6 +36,7 @@
 struct safety;
 
 struct safety_summary {
+    uint64_t tracked;     /* SAEs this node knows of (a hub: received) */
     uint64_t in_flight;   /* site: unacknowledged; hub: 0 (it cannot see what has not come) */
     uint64_t late;        /* hub: received after the deadline; site: past deadline unacked */
     uint64_t at_risk;

@@ -71,6 +71,10 @@ deadline=$(api "$HUB" /v1/saes | jq -r '.saes[0].deadline')
 assert_eq "$(date -u -d "$now + 24 hours" +%Y-%m-%dT%H:%M:%S).000Z" "$deadline" "deadline = awareness + 24 h"
 wait_until 10 "site acknowledged" bash -c "[ \"\$(curl -sf -H 'Authorization: Bearer $(cat "$S1/api.token")' http://127.0.0.1:$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$S1/node.conf" | head -1)/v1/status | jq .sae.in_flight)\" = 0 ]"
 ok "the hub's ack ends the SAE's flight at the site"
+assert_eq true "$("$TRIALSYNC" saes --node "$HUB" | jq '.saes[] | select(.id == "101-0001-AE-001") | .late')" \
+    "trialsync saes shows the late flag"
+"$TRIALSYNC" status --node "$S1" | grep -q "SAEs: 0 in flight" || fail "site status line"
+ok "the site's status table shows no SAE in flight"
 
 # An SAE that arrives in time is not late.
 echo "+0" > "$WORK/hub.clock"
