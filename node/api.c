@@ -23,13 +23,17 @@
 #include <time.h>
 
 #include "../proto/codec.h"
+#include "dashboard.h"
 #include "merge.h"
+#include "metrics.h"
 #include "pki.h"
 #include "util.h"
 
 #define API_URL_BYTES_MAX 2048
 #define API_TOKEN_BYTES_MAX 256
 #define API_HEADER_NAME_BYTES_MAX 64
+/* The Cookie header: the dashboard's token cookie and a browser's others. */
+#define API_COOKIE_BYTES_MAX 2048
 
 struct api {
     struct node *node;
@@ -53,8 +57,11 @@ struct api_conn {
     char header_name[API_HEADER_NAME_BYTES_MAX + 1];
     size_t header_name_len;
     bool header_is_auth;
+    bool header_is_cookie;
     char auth[API_TOKEN_BYTES_MAX + 16];
     size_t auth_len;
+    char cookie[API_COOKIE_BYTES_MAX + 1];
+    size_t cookie_len;
     char *body;
     size_t body_len;
     size_t request_bytes;
@@ -111,6 +118,7 @@ static const char *status_text(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -124,17 +132,32 @@ static const char *status_text(int status)
     return "Error";
 }
 
+static void conn_send_extra(struct api_conn *c, int status, const char *content_type,
+                            const char *extra_headers, const char *body, size_t len);
+
 static void conn_send(struct api_conn *c, int status, const char *content_type,
                       const char *body, size_t len)
 {
+    conn_send_extra(c, status, content_type, "", body, len);
+}
+
+/* Sends a response; extra_headers are whole "Name: value\r\n" lines. */
+static void conn_send_extra(struct api_conn *c, int status, const char *content_type,
+                            const char *extra_headers, const char *body, size_t len)
+{
     if (c->closing)
         return;
-    char head[256];
+    char head[1024];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-                      status, status_text(status), content_type, len,
+                      "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                      "%sConnection: %s\r\n\r\n",
+                      status, status_text(status), content_type, len, extra_headers,
                       c->keep_alive ? "keep-alive" : "close");
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        conn_close(c);
+        return;
+    }
     struct write_req *w = malloc(sizeof(*w));
     char *buf = malloc((size_t)hl + len);
     if (w == NULL || buf == NULL) {
@@ -203,6 +226,7 @@ static void conn_request_done(struct api_conn *c)
     c->body_len = 0;
     c->url_len = 0;
     c->auth_len = 0;
+    c->cookie_len = 0;
     c->request_bytes = 0;
     c->message_done = false;
     if (c->closing)
@@ -427,9 +451,73 @@ static void handle_digest(struct api_conn *c)
     conn_send_json(c, 200, json_pack("{s:s,s:s}", "node", c->api->node->cfg.id, "digest", h));
 }
 
+static json_t *status_json(struct api *a);
+static bool token_matches(const struct api *a, const char *given, size_t given_len);
+static bool authorized(struct api_conn *c);
+
 static void handle_status(struct api_conn *c)
 {
-    struct node *n = c->api->node;
+    conn_send_json(c, 200, status_json(c->api));
+}
+
+static json_t *saes_json(struct api *a)
+{
+    return a->hooks.saes != NULL ? a->hooks.saes(a->hooks.ctx) : json_pack("{s:[]}", "saes");
+}
+
+static void handle_metrics(struct api_conn *c)
+{
+    json_t *st = status_json(c->api);
+    json_t *saes = saes_json(c->api);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = metrics_render(st, saes, &text, &len);
+    json_decref(st);
+    json_decref(saes);
+    if (rc != 0) {
+        conn_send_error(c, 500, "cannot render the metrics");
+        return;
+    }
+    conn_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+/* The dashboard: the page for a browser holding the token cookie; a token in
+ * the query sets the cookie (then redirects, so the token leaves the URL);
+ * without either, a form asking for the token. */
+static void handle_dashboard(struct api_conn *c, const char *query)
+{
+    if (strncmp(query, "token=", 6) == 0) {
+        const char *tok = query + 6;
+        size_t tl = strcspn(tok, "&");
+        if (token_matches(c->api, tok, tl)) {
+            char extra[API_TOKEN_BYTES_MAX + 160];
+            snprintf(extra, sizeof(extra),
+                     "Location: /dashboard\r\nSet-Cookie: ts_token=%.*s; HttpOnly; "
+                     "SameSite=Strict; Path=/\r\n",
+                     (int)tl, tok);
+            conn_send_extra(c, 302, "text/plain", extra, "", 0);
+            return;
+        }
+    }
+    char csp[DASHBOARD_CSP_BYTES_MAX];
+    char extra[DASHBOARD_CSP_BYTES_MAX + 64];
+    if (dashboard_csp(csp, sizeof(csp)) != 0)
+        csp[0] = '\0';
+    snprintf(extra, sizeof(extra), "Content-Security-Policy: %s\r\n", csp);
+    size_t len = 0;
+    if (!authorized(c)) {
+        const char *form = dashboard_login_html(&len);
+        conn_send_extra(c, 401, DASHBOARD_CONTENT_TYPE, extra, form, len);
+        return;
+    }
+    const char *page = dashboard_html(&len);
+    conn_send_extra(c, 200, DASHBOARD_CONTENT_TYPE, extra, page, len);
+}
+
+static json_t *status_json(struct api *a)
+{
+    struct node *n = a->node;
     struct store_stats st;
     struct vv_item *vv = NULL;
     size_t vv_count = 0;
@@ -465,9 +553,9 @@ static void handle_status(struct api_conn *c)
     json_object_set_new(s, "commit_latency",
                         json_pack("{s:o,s:o,s:f,s:I}", "bounds_s", bounds, "counts", counts,
                                   "sum_s", n->commit_sum_s, "count", (json_int_t)total));
-    if (c->api->hooks.status_extend != NULL)
-        c->api->hooks.status_extend(c->api->hooks.ctx, s);
-    conn_send_json(c, 200, s);
+    if (a->hooks.status_extend != NULL)
+        a->hooks.status_extend(a->hooks.ctx, s);
+    return s;
 }
 
 static void write_done(void *ctx, const struct node_write_result *r)
@@ -606,20 +694,48 @@ static bool parse_record_path(char *path, char **type, char **id, bool *history)
     return **id != '\0' && strlen(*type) <= TS_TYPE_BYTES_MAX && strlen(*id) <= TS_ID_BYTES_MAX;
 }
 
-static bool authorized(struct api_conn *c)
+/* Compares a given token with the node's in constant time. */
+static bool token_matches(const struct api *a, const char *given, size_t given_len)
 {
-    const char prefix[] = "Bearer ";
-    struct api *a = c->api;
-    if (c->auth_len < sizeof(prefix) - 1 || strncmp(c->auth, prefix, sizeof(prefix) - 1) != 0)
-        return false;
-    const char *given = c->auth + sizeof(prefix) - 1;
-    size_t given_len = c->auth_len - (sizeof(prefix) - 1);
     if (given_len != a->token_len)
         return false;
     unsigned char diff = 0;
     for (size_t i = 0; i < given_len; i++)
         diff |= (unsigned char)(given[i] ^ a->token[i]);
     return diff == 0;
+}
+
+/* The value of cookie `name` in a Cookie header, or NULL. */
+static const char *cookie_value(const char *header, size_t header_len, const char *name,
+                                size_t *len)
+{
+    size_t nl = strlen(name);
+    size_t i = 0;
+    while (i < header_len) {
+        while (i < header_len && (header[i] == ' ' || header[i] == ';'))
+            i++;
+        size_t start = i;
+        while (i < header_len && header[i] != ';')
+            i++;
+        if (i - start > nl && memcmp(header + start, name, nl) == 0 && header[start + nl] == '=') {
+            *len = i - start - nl - 1;
+            return header + start + nl + 1;
+        }
+    }
+    return NULL;
+}
+
+/* A request is authorized by "Authorization: Bearer <token>" or the
+ * dashboard's ts_token cookie holding the same token. */
+static bool authorized(struct api_conn *c)
+{
+    const char prefix[] = "Bearer ";
+    struct api *a = c->api;
+    if (c->auth_len >= sizeof(prefix) - 1 && strncmp(c->auth, prefix, sizeof(prefix) - 1) == 0)
+        return token_matches(a, c->auth + sizeof(prefix) - 1, c->auth_len - (sizeof(prefix) - 1));
+    size_t len = 0;
+    const char *v = cookie_value(c->cookie, c->cookie_len, "ts_token", &len);
+    return v != NULL && token_matches(a, v, len);
 }
 
 static void dispatch(struct api_conn *c)
@@ -648,6 +764,11 @@ static void dispatch(struct api_conn *c)
         bool low = node_disk_low(c->api->node, NULL);
         conn_send_json(c, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "node",
                                          c->api->node->cfg.id, "accepting_writes", !low));
+        conn_request_done(c);
+        return;
+    }
+    if (strcmp(path, "/dashboard") == 0 && method == HTTP_GET) {
+        handle_dashboard(c, query);
         conn_request_done(c);
         return;
     }
@@ -692,9 +813,9 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/digest") == 0) {
         handle_digest(c);
     } else if (strcmp(path, "/v1/saes") == 0) {
-        json_t *saes = c->api->hooks.saes != NULL ? c->api->hooks.saes(c->api->hooks.ctx)
-                                                  : json_pack("{s:[]}", "saes");
-        conn_send_json(c, 200, saes);
+        conn_send_json(c, 200, saes_json(c->api));
+    } else if (strcmp(path, "/metrics") == 0) {
+        handle_metrics(c);
     } else {
         struct api_response res = {0};
         if (c->api->hooks.route != NULL &&
@@ -716,6 +837,7 @@ static int on_message_begin(http_parser *p)
     struct api_conn *c = p->data;
     c->url_len = 0;
     c->auth_len = 0;
+    c->cookie_len = 0;
     c->header_name_len = 0;
     return 0;
 }
@@ -733,9 +855,10 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct api_conn *c = p->data;
-    if (c->header_is_auth || c->header_name_len == (size_t)-1)
+    if (c->header_is_auth || c->header_is_cookie || c->header_name_len == (size_t)-1)
         c->header_name_len = 0;
     c->header_is_auth = false;
+    c->header_is_cookie = false;
     if (c->header_name_len + len > API_HEADER_NAME_BYTES_MAX) {
         c->header_name_len = API_HEADER_NAME_BYTES_MAX;  /* too long to be one we read */
         return 0;
@@ -748,12 +871,15 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct api_conn *c = p->data;
-    if (!c->header_is_auth) {
+    if (!c->header_is_auth && !c->header_is_cookie) {
         c->header_name[c->header_name_len] = '\0';
         c->header_is_auth = strcasecmp(c->header_name, "authorization") == 0;
+        c->header_is_cookie = strcasecmp(c->header_name, "cookie") == 0;
         c->header_name_len = 0;
         if (c->header_is_auth)
             c->auth_len = 0;
+        else if (c->header_is_cookie)
+            c->cookie_len = 0;
         else
             c->header_name_len = (size_t)-1;  /* next field starts a new name */
     }
@@ -762,6 +888,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             return 1;
         memcpy(c->auth + c->auth_len, at, len);
         c->auth_len += len;
+    } else if (c->header_is_cookie) {
+        if (c->cookie_len + len >= sizeof(c->cookie))
+            return 1;
+        memcpy(c->cookie + c->cookie_len, at, len);
+        c->cookie_len += len;
     }
     return 0;
 }
@@ -771,6 +902,7 @@ static int on_headers_complete(http_parser *p)
     struct api_conn *c = p->data;
     c->header_name_len = 0;
     c->header_is_auth = false;
+    c->header_is_cookie = false;
     return 0;
 }
 
