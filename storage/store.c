@@ -2220,9 +2220,14 @@ int store_stats(struct store *s, struct store_stats *out)
     out->entries = s->entries;
     out->records = s->records;
     out->conflicts = s->conflicts;
+    /* Table files plus what the memtables hold (not yet flushed, but in the
+     * synced WAL): what the store occupies now. */
     for (int i = 0; i < STORE_CF_COUNT; i++) {
         uint64_t v = 0;
-        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.estimate-live-data-size", &v) == 0)
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.total-sst-files-size", &v) == 0)
+            out->bytes_on_disk += v;
+        v = 0;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.cur-size-all-mem-tables", &v) == 0)
             out->bytes_on_disk += v;
     }
     return 0;

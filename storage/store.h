@@ -136,7 +136,7 @@ struct store_stats {
     uint64_t entries;
     uint64_t records;
     uint64_t conflicts;
-    uint64_t bytes_on_disk;  /* RocksDB's live data size estimate */
+    uint64_t bytes_on_disk;  /* table files plus memtables */
 };
 int store_stats(struct store *s, struct store_stats *out);
 
