@@ -102,6 +102,29 @@ assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0001 | json .fields.se
     "record survives restart"
 stop_node hub
 
+# Below the free-disk threshold: writes refused with a clear error, reads
+# still served, nothing lost; writes resume once space is back.
+cp "$HUB/node.conf" "$WORK/good.conf"
+sed -i 's/^disk_free_min_mb = .*/disk_free_min_mb = 1048576/' "$HUB/node.conf"
+start_node hub "$HUB"
+if "$TRIALSYNC" put --node "$HUB" subject 101-0009 site=101 sex=F 2> "$WORK/err"; then
+    fail "a write was accepted below the free-disk threshold"
+fi
+assert_contains "$(cat "$WORK/err")" "disk_free_min_mb" "a low disk refuses writes, naming the setting"
+assert_contains "$(cat "$WORK/err")" "reads still work" "the refusal says reads still work"
+assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0001 | json .fields.sex.value)" \
+    "reads are served while writes are refused"
+assert_eq false "$("$TRIALSYNC" status --node "$HUB" --json | json .accepting_writes)" \
+    "status says writes are refused"
+assert_eq false "$(curl -s "http://127.0.0.1:$HUB_API_PORT/healthz" | jq .accepting_writes)" \
+    "healthz says writes are refused"
+stop_node hub
+cp "$WORK/good.conf" "$HUB/node.conf"
+start_node hub "$HUB"
+"$TRIALSYNC" put --node "$HUB" subject 101-0009 site=101 sex=F > /dev/null || fail "write after space returned"
+ok "writes resume once there is space again"
+stop_node hub
+
 # Bad configurations are refused at start, naming the problem.
 cp "$HUB/node.conf" "$WORK/good.conf"
 printf '[node]\nid = hub1\nrole = emperor\ntrial = T-SINGLE\n' > "$HUB/node.conf"
