@@ -1,0 +1,65 @@
+/*
+ * dashboard.h: the web page CRO operators watch (GET /dashboard), and the
+ * page that asks for the API token when a browser has none.
+ *
+ * The pages are built into the node: they load nothing from any other
+ * address (no CDN, no font or script from elsewhere) and read the node's own
+ * API from the browser: GET /v1/status, /v1/saes, /v1/conflicts,
+ * /v1/records?type=query and /v1/records/query/ID, every 2 s, authenticated
+ * by the ts_token cookie the API sets.  The dashboard shows the node, every
+ * peer (connected or disconnected, last seen, entries behind per lane in
+ * both directions, throughput of the last minute), every serious adverse
+ * event with its awareness, received and deadline times and a LATE / AT
+ * RISK / on time flag, open conflicts and open queries.
+ *
+ * Element ids and classes a test or a scraper may rely on:
+ *   #node, #role, #trial, #refreshed (last good refresh, "HH:MM:SS UTC"),
+ *   #banner (shown while the node cannot be read or refuses the cookie);
+ *   table#sites   tr[data-peer=ID]  td.state ("connected" | "disconnected"),
+ *       td.last-seen, td.behind-send-safety, td.behind-send-bulk,
+ *       td.behind-recv-safety, td.behind-recv-bulk (numbers with "," every
+ *       3 digits), td.throughput, td.saes;
+ *   table#saes    tr[data-sae=ID]   td.site, td.term, td.aware, td.received,
+ *       td.deadline, td.left, td.flag ("LATE" | "AT RISK" | "on time"),
+ *       td.acked ("yes" | "no"), td.alarms;
+ *   table#conflicts tr[data-conflict=TYPE/ID/FIELD];
+ *   table#queries tr[data-query=ID] td.state, td.target, td.text.
+ * A time cell (td.aware, td.received, td.deadline, td.last-seen) holds the
+ * API's value verbatim in data-iso and shows it as "YYYY-MM-DD HH:MM UTC",
+ * seconds cut off (never rounded up, so a deadline never shows later than
+ * it is); a time without a zone shows as written followed by " (no zone)".
+ */
+#ifndef TS_DASHBOARD_H
+#define TS_DASHBOARD_H
+
+#include <stddef.h>
+
+#define DASHBOARD_CONTENT_TYPE "text/html; charset=utf-8"
+
+/* dashboard_csp's answer fits in this many bytes, its NUL included. */
+#define DASHBOARD_CSP_BYTES_MAX 512
+
+/*
+ * The dashboard page: static UTF-8 HTML, NUL-terminated, *len bytes without
+ * the NUL.  Serve it to a request the token or the ts_token cookie
+ * authenticates.
+ */
+const char *dashboard_html(size_t *len);
+
+/*
+ * The sign-in page, for GET /dashboard without credentials (answer it with
+ * 401): a form sending the token as GET /dashboard?token=...; static, as
+ * above.
+ */
+const char *dashboard_login_html(size_t *len);
+
+/*
+ * The Content-Security-Policy header value both pages need: nothing loads
+ * from anywhere, the inline script and styles are allowed by their SHA-256
+ * (so no other inline script can run), fetches go to the node itself only,
+ * no page may frame them.  Writes it NUL-terminated into out; returns 0, or
+ * TS_ERR_TOOBIG when cap is below DASHBOARD_CSP_BYTES_MAX.
+ */
+int dashboard_csp(char *out, size_t cap);
+
+#endif

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# The operators' dashboard in a real browser: headless Chromium (Debian's
+# chromium package, installed here when missing) against a real hub with two
+# real sites.  The page must show what the API reports: site 101 connected,
+# site 102 (stopped) disconnected, the SAE written at site 101 with the
+# deadline GET /v1/saes gives, the query open at the hub.  Also checks the
+# sign-in flow (401 form, ?token= sets an HttpOnly cookie and redirects), that
+# the page names no outside address and carries a Content-Security-Policy,
+# and GET /metrics.  Keeps a screenshot: $TS_BIN/test-artifacts/dashboard.png.
+. "$(dirname "$0")/../integration/lib.sh"
+
+ARTIFACTS="$TS_BIN/test-artifacts"
+SHOT="$ARTIFACTS/dashboard.png"
+
+# ---- Chromium ---------------------------------------------------------------
+if ! command -v chromium > /dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || fail "chromium is not installed and this test is not running as root, so it cannot install it: run 'apt-get install chromium' as root once"
+    echo "installing Debian's chromium package"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+            > "$WORK/apt.log" 2>&1; then
+        # The package lists may be missing or stale on a fresh machine.
+        apt-get update -qq >> "$WORK/apt.log" 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+            >> "$WORK/apt.log" 2>&1 || fail "apt-get install chromium failed: $(tail -n 5 "$WORK/apt.log")"
+    fi
+fi
+CHROMIUM=$(command -v chromium)
+ok "chromium present: $("$CHROMIUM" --version 2> /dev/null | head -1)"
+
+# chromium_run OUTFILE URL ARGS...: headless, offline-minded, a fresh profile
+# (so no cookie survives from another run), 8 s of page time (four refreshes).
+chromium_run() {
+    local out=$1 url=$2 profile
+    shift 2
+    profile=$(mktemp -d "$WORK/chromium-profile.XXXXXX")
+    timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --disable-default-apps --disable-extensions --user-data-dir="$profile" \
+        --virtual-time-budget=8000 "$@" "$url" > "$out" 2>> "$WORK/chromium.log" \
+        || fail "chromium exited $? on $url: $(tail -n 5 "$WORK/chromium.log")"
+}
+
+# dom_cell FILE ROW_ATTR ROW_VALUE CELL_CLASS [ATTR]: in the DOM Chromium
+# dumped, the text (tags removed, entities decoded) of the cell of class
+# CELL_CLASS in the row <tr ROW_ATTR="ROW_VALUE">, or that cell's attribute
+# ATTR.  Prints nothing and fails when there is no such row or cell.
+dom_cell() {
+    ROW_ATTR=$2 ROW_VALUE=$3 CELL_CLASS=$4 CELL_ATTR=${5:-} perl -0777 -ne '
+        my ($ra, $rv, $cc, $ca) = @ENV{qw(ROW_ATTR ROW_VALUE CELL_CLASS CELL_ATTR)};
+        sub decode { my $t = shift; $t =~ s/&lt;/</g; $t =~ s/&gt;/>/g; $t =~ s/&quot;/"/g;
+                     $t =~ s/&#39;/\x27/g; $t =~ s/&nbsp;/ /g; $t =~ s/&amp;/&/g; return $t; }
+        while (/<tr\b([^>]*)>(.*?)<\/tr>/gs) {
+            my ($attrs, $row) = ($1, $2);
+            next unless $attrs =~ /\b\Q$ra\E="\Q$rv\E"/;
+            while ($row =~ /<td\b([^>]*)>(.*?)<\/td>/gs) {
+                my ($tattrs, $text) = ($1, $2);
+                next unless $tattrs =~ /\bclass="(?:[^"]*\s)?\Q$cc\E(?:\s[^"]*)?"/;
+                if ($ca ne "") {
+                    exit 1 unless $tattrs =~ /\b\Q$ca\E="([^"]*)"/;
+                    print decode($1);
+                } else {
+                    $text =~ s/<[^>]*>//g;
+                    print decode($text);
+                }
+                exit 0;
+            }
+        }
+        exit 1;' "$1"
+}
+
+# dom_id FILE ID: the text of the element with that id.
+dom_id() {
+    ELEMENT_ID=$2 perl -0777 -ne '
+        my $id = $ENV{ELEMENT_ID};
+        exit 1 unless /<(\w+)\b[^>]*\bid="\Q$id\E"[^>]*>(.*?)<\/\1>/s;
+        my $t = $2; $t =~ s/<[^>]*>//g; $t =~ s/&amp;/&/g; print $t;' "$1"
+}
+
+# ---- a hub and two sites ------------------------------------------------------
+new_trial T-DASH
+start_node hub "$HUB"
+add_site 101
+add_site 102
+S1="$WORK/site-101"
+S2="$WORK/site-102"
+start_node s101 "$S1"
+start_node s102 "$S2"
+TOKEN=$(cat "$HUB/api.token")
+BASE="http://127.0.0.1:$HUB_API_PORT"
+api() { curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" "$BASE$1"; }
+
+for i in 1 2 3; do
+    "$TRIALSYNC" put --node "$S1" subject "101-000$i" site=101 sex=F status=screening > /dev/null || fail "put at 101"
+    "$TRIALSYNC" put --node "$S2" subject "102-000$i" site=102 sex=M status=screening > /dev/null || fail "put at 102"
+done
+aware=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+"$TRIALSYNC" put --node "$S1" ae 101-0001-AE-001 aeterm=Anaphylaxis aestdtc=2026-11-20 aesev=SEVERE \
+    aeser=Y aeslife=Y sae_aware_dtc="$aware" status=ongoing > /dev/null || fail "put SAE at 101"
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/sex text="Please confirm sex" \
+    state=open source=dm --user monitor > /dev/null || fail "query at the hub"
+wait_until 20 "the hub holds both sites' subjects" \
+    bash -c "[ \$('$TRIALSYNC' records --node '$HUB' subject | jq .count) -eq 6 ]"
+wait_until 20 "the SAE at the hub" bash -c \
+    "curl -sf -H 'Authorization: Bearer $TOKEN' '$BASE/v1/saes' | jq -e '.saes[] | select(.id == \"101-0001-AE-001\")'"
+ok "records, the SAE and a query are in place"
+
+stop_node s102
+wait_until 10 "the hub sees site 102 gone" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"102\") | .connected == false'"
+wait_until 20 "the hub has sent site 101 everything" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"101\") | .connected and .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety == 0'"
+ok "site 102 stopped, site 101 connected and caught up"
+
+# ---- sign-in ------------------------------------------------------------------
+code=$(curl -sS -o "$WORK/login.html" -w '%{http_code}' "$BASE/dashboard")
+assert_eq 401 "$code" "GET /dashboard without credentials answers 401"
+assert_contains "$(cat "$WORK/login.html")" "name='token'" "the 401 page is a form asking for the token"
+code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/dashboard?token=not-the-token-at-all")
+assert_eq 401 "$code" "a wrong token in the query is refused"
+curl -sS -o /dev/null -D "$WORK/redirect.headers" "$BASE/dashboard?token=$TOKEN"
+assert_eq 302 "$(head -1 "$WORK/redirect.headers" | cut -d' ' -f2)" "?token= answers 302"
+assert_contains "$(tr -d '\r' < "$WORK/redirect.headers")" "Location: /dashboard" "the redirect drops the token from the URL"
+cookie=$(tr -d '\r' < "$WORK/redirect.headers" | grep -i '^Set-Cookie:' | head -1)
+assert_contains "$cookie" "ts_token=$TOKEN" "the cookie carries the token"
+assert_contains "$cookie" "HttpOnly" "the cookie is HttpOnly"
+assert_contains "$cookie" "SameSite=Strict" "the cookie is SameSite=Strict"
+code=$(curl -sS -o "$WORK/page.html" -D "$WORK/page.headers" -w '%{http_code}' \
+    -H "Cookie: ts_token=$TOKEN" "$BASE/dashboard")
+assert_eq 200 "$code" "the cookie opens the dashboard"
+assert_contains "$(tr -d '\r' < "$WORK/page.headers")" "Content-Type: text/html" "the dashboard is HTML"
+csp=$(tr -d '\r' < "$WORK/page.headers" | grep -i '^Content-Security-Policy:' || true)
+assert_contains "$csp" "default-src 'none'" "the dashboard carries a Content-Security-Policy"
+if grep -Eiq '(https?|ftp|wss?):|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/page.html"; then
+    fail "the page names an outside address: $(grep -Eio '(https?|ftp|wss?):[^ ]*' "$WORK/page.html" | head -3)"
+fi
+ok "the page names no outside address (no CDN: it works offline)"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=$TOKEN" "$BASE/v1/status")
+assert_eq 200 "$code" "the cookie authenticates the page's API calls"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$BASE/v1/status")
+assert_eq 401 "$code" "a wrong cookie does not"
+
+# ---- the page in Chromium -----------------------------------------------------
+api /v1/status > "$WORK/status.json"
+api /v1/saes > "$WORK/saes.json"
+chromium_run "$WORK/dom.html" "$BASE/dashboard?token=$TOKEN" --dump-dom
+[ -s "$WORK/dom.html" ] || fail "chromium dumped no DOM"
+refreshed=$(dom_id "$WORK/dom.html" refreshed) || fail "no #refreshed in the page"
+case "$refreshed" in
+    *UTC) ok "the page refreshed from the API (at $refreshed)" ;;
+    *) fail "the page never read the API: #refreshed is '$refreshed'; banner: $(dom_id "$WORK/dom.html" banner)" ;;
+esac
+assert_eq "$(jq -r .node "$WORK/status.json")" "$(dom_id "$WORK/dom.html" node)" "the page names the hub"
+assert_eq "$(jq -r .trial "$WORK/status.json")" "$(dom_id "$WORK/dom.html" trial)" "the page names the trial"
+
+assert_eq connected "$(dom_cell "$WORK/dom.html" data-peer 101 state)" "site 101 shows connected"
+assert_eq disconnected "$(dom_cell "$WORK/dom.html" data-peer 102 state)" "site 102 shows disconnected"
+for f in behind_send_safety behind_send_bulk behind_recv_safety behind_recv_bulk; do
+    want=$(jq -r ".peers[] | select(.id == \"101\") | .$f" "$WORK/status.json")
+    got=$(dom_cell "$WORK/dom.html" data-peer 101 "${f//_/-}" | tr -d ,) || fail "no $f cell for 101"
+    assert_eq "$want" "$got" "site 101's $f as the API reports it"
+done
+last_seen_102=$(jq -r '.peers[] | select(.id == "102") | .last_seen' "$WORK/status.json")
+assert_eq "$last_seen_102" "$(dom_cell "$WORK/dom.html" data-peer 102 last-seen data-iso)" \
+    "site 102's last seen is the API's"
+
+sae='.saes[] | select(.id == "101-0001-AE-001")'
+deadline=$(jq -r "$sae | .deadline" "$WORK/saes.json")
+[ -n "$deadline" ] && [ "$deadline" != null ] || fail "the API gives the SAE no deadline"
+assert_eq "$deadline" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 deadline data-iso)" \
+    "the SAE row holds the API's deadline"
+# The page shows times as 'YYYY-MM-DD HH:MM UTC', seconds cut off (dashboard.h).
+shown=$(date -u -d "$deadline" '+%Y-%m-%d %H:%M UTC')
+assert_eq "$shown" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 deadline)" \
+    "the SAE's deadline shows as $shown"
+assert_eq "$(date -u -d "$aware + 24 hours" '+%Y-%m-%d %H:%M UTC')" "$shown" "the deadline shown is awareness + 24 h"
+assert_eq "$(date -u -d "$(jq -r "$sae | .aware_time" "$WORK/saes.json")" '+%Y-%m-%d %H:%M UTC')" \
+    "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 aware)" "the awareness time shows"
+assert_eq 101 "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site)" "the SAE row names site 101"
+assert_eq Anaphylaxis "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 term)" "the SAE row names the term"
+flag=$(jq -r "$sae | if .late then \"LATE\" elif .at_risk then \"AT RISK\" else \"on time\" end" "$WORK/saes.json")
+assert_eq "$flag" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 flag)" "the SAE's flag is the API's ($flag)"
+
+assert_eq open "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 state)" "the open query shows"
+assert_eq "Please confirm sex" "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 text)" "with its text"
+
+# ---- the screenshot -------------------------------------------------------------
+mkdir -p "$ARTIFACTS"
+rm -f "$SHOT"
+chromium_run "$WORK/screenshot.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$SHOT" \
+    --window-size=1366,900 --hide-scrollbars
+[ "$(head -c 8 "$SHOT" 2> /dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
+    || fail "no PNG screenshot at $SHOT"
+ok "screenshot saved: $SHOT"
+
+# ---- /metrics ---------------------------------------------------------------------
+curl -sS --max-time 10 -D "$WORK/metrics.headers" -o "$WORK/metrics.txt" \
+    -H "Authorization: Bearer $TOKEN" "$BASE/metrics" || fail "GET /metrics"
+assert_contains "$(tr -d '\r' < "$WORK/metrics.headers")" "Content-Type: text/plain; version=0.0.4" \
+    "/metrics is the Prometheus text format"
+metrics=$(cat "$WORK/metrics.txt")
+assert_contains "$metrics" 'trialsync_peer_connected{peer="101",role="site"} 1' "/metrics: site 101 connected"
+assert_contains "$metrics" 'trialsync_peer_connected{peer="102",role="site"} 0' "/metrics: site 102 disconnected"
+assert_contains "$metrics" 'trialsync_commit_duration_seconds_bucket{le="+Inf"}' "/metrics: commit latency histogram"
+assert_contains "$metrics" "trialsync_records $(jq .records "$WORK/status.json")" "/metrics: records as the status reports"
+code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/metrics")
+assert_eq 401 "$code" "/metrics needs the token"
+if command -v promtool > /dev/null 2>&1; then
+    promtool check metrics < "$WORK/metrics.txt" > "$WORK/promtool.out" 2>&1 \
+        || fail "promtool check metrics: $(cat "$WORK/promtool.out")"
+    ok "promtool finds the exposition well formed"
+fi
+
+stop_node s101
+stop_node hub
+done_checks
