@@ -847,3 +847,62 @@ out:
     free(t.sites);
     return rc;
 }
+
+/* ---- crl renew ------------------------------------------------------------ */
+
+int cmd_crl(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    int c;
+    if (argc < 2 || strcmp(argv[1], "renew") != 0) {
+        bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+        fprintf(help ? stdout : stderr,
+                "usage: trialsync crl renew --dir DIR\n\n"
+                "Signs a fresh revocation list (valid 30 days) listing every revoked site and\n"
+                "copies it into every hub directory of the trial; nodes reload it when the\n"
+                "file changes.  Run it monthly (cron) and copy crl.pem to remote nodes.\n");
+        return help ? 0 : 2;
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'd')
+            dir = optarg;
+        else
+            return c == 'h' ? 0 : 2;
+    }
+    if (dir == NULL || optind != argc) {
+        fprintf(stderr, "usage: trialsync crl renew --dir DIR\n");
+        return 2;
+    }
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    char ca_dir[PATH_MAX];
+    struct ts_error err = {0};
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    int rc = 0;
+    if (pki_crl_write(ca_dir, &err) != 0) {
+        rc = cli_fail("%s", err.msg);
+        goto out;
+    }
+    for (int i = 0; i < t.hubs_count; i++) {
+        char hub_dir[PATH_MAX];
+        if (t.hub_dirs[i][0] == '\0')
+            continue;
+        if (t.hub_dirs[i][0] == '/')
+            snprintf(hub_dir, sizeof(hub_dir), "%s", t.hub_dirs[i]);
+        else
+            path_join(hub_dir, sizeof(hub_dir), dir, t.hub_dirs[i]);
+        if (exists(hub_dir) && copy_crl(ca_dir, hub_dir) == 0)
+            printf("  %s/crl.pem renewed\n", hub_dir);
+    }
+    printf("revocation list of trial %s renewed: %s/crl.pem\n", t.id, ca_dir);
+out:
+    free(t.sites);
+    return rc;
+}

@@ -19,6 +19,7 @@ int cli_write_token(const char *path);
 int cmd_init(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
+int cmd_crl(int argc, char **argv);
 int cmd_record(const char *verb, int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 

@@ -18,6 +18,7 @@ static void usage(FILE *out)
             "  site list --dir DIR                  every site: status, connection, lag\n"
             "  site revoke SITE --dir DIR --reason TEXT\n"
             "  hub add HUB --dir DIR --out HUBDIR [--peer-port N] [--api-port N]\n"
+            "  crl renew --dir DIR                  re-sign the revocation list (monthly)\n"
             "\n"
             "Records (through a running node's local API):\n"
             "  put --node NODEDIR TYPE ID field=value... [--reason TEXT] [--user NAME]\n"
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
         return cmd_init(argc - 1, argv + 1);
     if (strcmp(verb, "site") == 0)
         return cmd_site(argc - 1, argv + 1);
+    if (strcmp(verb, "crl") == 0)
+        return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)

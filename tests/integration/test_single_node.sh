@@ -15,6 +15,15 @@ assert_contains "$(cat "$WORK/err")" "refusing to overwrite" "init refuses an ex
 
 start_node hub "$HUB"
 
+# The revocation list is renewed on demand and the running hub reloads it.
+before=$(md5sum < "$HUB/crl.pem")
+sleep 1
+"$TRIALSYNC" crl renew --dir "$WORK/trial" > "$WORK/crl.out" || fail "crl renew"
+[ "$(md5sum < "$HUB/crl.pem")" != "$before" ] || fail "crl renew did not rewrite the hub's CRL"
+ok "crl renew re-signs the CRL into the hub's directory"
+wait_until 5 "the hub reloads the renewed CRL" grep -q "revocation list reloaded" "$WORK/hub.log"
+ok "the running hub reloads it"
+
 # Records through the CLI.
 "$TRIALSYNC" put --node "$HUB" subject 101-0001 site=101 sex=F brthdtc=1961-04 status=screening \
     --user coordinator > "$WORK/put.json" || fail "put subject"
