@@ -386,6 +386,23 @@ int cmd_init(int argc, char **argv)
     return 0;
 }
 
+/* Copies the CA's CRL into every hub directory of the trial on this machine. */
+static void copy_crl_to_hubs(const char *dir, const struct trial_conf *t, const char *ca_dir,
+                             bool verbose)
+{
+    for (int i = 0; i < t->hubs_count; i++) {
+        char hub_dir[PATH_MAX];
+        if (t->hub_dirs[i][0] == '\0')
+            continue;
+        if (t->hub_dirs[i][0] == '/')
+            snprintf(hub_dir, sizeof(hub_dir), "%s", t->hub_dirs[i]);
+        else
+            path_join(hub_dir, sizeof(hub_dir), dir, t->hub_dirs[i]);
+        if (exists(hub_dir) && copy_crl(ca_dir, hub_dir) == 0 && verbose)
+            printf("  %s/crl.pem renewed\n", hub_dir);
+    }
+}
+
 /* ---- membership through the hub's API ------------------------------------ */
 
 /* Loads the config of the trial's first hub (DIR/<hub_dir>). */
@@ -566,17 +583,7 @@ static int site_revoke(const char *dir, const char *site, const char *reason)
     }
     snprintf(s->status, sizeof(s->status), "revoked");
     snprintf(s->reason, sizeof(s->reason), "%s", reason);
-    for (int i = 0; i < t.hubs_count; i++) {
-        char hub_dir[PATH_MAX];
-        if (t.hub_dirs[i][0] == '\0')
-            continue;
-        if (t.hub_dirs[i][0] == '/')
-            snprintf(hub_dir, sizeof(hub_dir), "%s", t.hub_dirs[i]);
-        else
-            path_join(hub_dir, sizeof(hub_dir), dir, t.hub_dirs[i]);
-        if (exists(hub_dir))
-            copy_crl(ca_dir, hub_dir);
-    }
+    copy_crl_to_hubs(dir, &t, ca_dir, false);
     if (trial_conf_save(dir, &t) != 0)
         goto out;
     printf("site %s revoked: certificate on the CRL (%s/crl.pem)\n", site, ca_dir);
@@ -890,17 +897,7 @@ int cmd_crl(int argc, char **argv)
         rc = cli_fail("%s", err.msg);
         goto out;
     }
-    for (int i = 0; i < t.hubs_count; i++) {
-        char hub_dir[PATH_MAX];
-        if (t.hub_dirs[i][0] == '\0')
-            continue;
-        if (t.hub_dirs[i][0] == '/')
-            snprintf(hub_dir, sizeof(hub_dir), "%s", t.hub_dirs[i]);
-        else
-            path_join(hub_dir, sizeof(hub_dir), dir, t.hub_dirs[i]);
-        if (exists(hub_dir) && copy_crl(ca_dir, hub_dir) == 0)
-            printf("  %s/crl.pem renewed\n", hub_dir);
-    }
+    copy_crl_to_hubs(dir, &t, ca_dir, true);
     printf("revocation list of trial %s renewed: %s/crl.pem\n", t.id, ca_dir);
 out:
     free(t.sites);
