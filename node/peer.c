@@ -538,43 +538,38 @@ static void session_refuse(struct session *s, int fail_reason, const char *fmt, 
 
 /*
  * Replaces, in a batch read from the store, every entry the site peer may
- * not see by a hole.  hole_hashes receives the chain hashes the holes point
- * to.  Returns the number of entries left visible.
+ * not see by a hole (the chain hash after it).  Walks backwards, so that the
+ * hash after entry i is at hand: the batch's chain hash for the last entry,
+ * entry i+1's prev_hash for the others; one decode per entry.  hole_hashes
+ * (count of them) holds the hashes the holes point to.  Returns 0, or
+ * TS_ERR_CORRUPT when a stored entry does not decode (nothing is then sent).
  */
-static size_t apply_filter(struct session *s, struct batch *b, uint8_t (*hole_hashes)[TS_HASH_BYTES])
+static int apply_filter(struct session *s, struct batch *b, uint8_t (*hole_hashes)[TS_HASH_BYTES])
 {
-    size_t visible = 0;
-    struct entry e;
-    for (size_t i = 0; i < b->count; i++) {
-        bool hide = false;
+    uint8_t after[TS_HASH_BYTES];
+    memcpy(after, b->chain_hash, TS_HASH_BYTES);
+    for (size_t k = b->count; k-- > 0;) {
+        if (b->entry_lens[k] == BATCH_HOLE_LEN) {
+            /* Held as a hole here: the hash before it is unknown, and so is
+             * the hash after the entry before it. */
+            return TS_ERR_CORRUPT;
+        }
+        struct entry e;
         memset(&e, 0, sizeof(e));
-        if (b->entry_lens[i] == BATCH_HOLE_LEN)
-            continue;  /* already a hole here */
-        if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) != 0)
-            hide = true;
-        else
-            hide = e.site[0] != '\0' && strcmp(e.site, s->peer.id) != 0;
+        if (codec_entry_decode(b->entries[k], b->entry_lens[k], &e, NULL) != 0) {
+            entry_release(&e);
+            return TS_ERR_CORRUPT;
+        }
+        bool hide = e.site[0] != '\0' && strcmp(e.site, s->peer.id) != 0;
+        if (hide) {
+            memcpy(hole_hashes[k], after, TS_HASH_BYTES);
+            b->entries[k] = hole_hashes[k];
+            b->entry_lens[k] = BATCH_HOLE_LEN;
+        }
+        memcpy(after, e.prev_hash, TS_HASH_BYTES);
         entry_release(&e);
-        if (!hide) {
-            visible++;
-            continue;
-        }
-        /* The hash after entry i is entry i+1's prev_hash, or the batch's. */
-        if (i + 1 < b->count && b->entry_lens[i + 1] != BATCH_HOLE_LEN) {
-            struct entry next;
-            memset(&next, 0, sizeof(next));
-            if (codec_entry_decode(b->entries[i + 1], b->entry_lens[i + 1], &next, NULL) == 0)
-                memcpy(hole_hashes[i], next.prev_hash, TS_HASH_BYTES);
-            entry_release(&next);
-        } else if (i + 1 < b->count) {
-            memcpy(hole_hashes[i], b->entries[i + 1], TS_HASH_BYTES);  /* unreachable: i+1 decoded first */
-        } else {
-            memcpy(hole_hashes[i], b->chain_hash, TS_HASH_BYTES);
-        }
-        b->entries[i] = hole_hashes[i];
-        b->entry_lens[i] = BATCH_HOLE_LEN;
     }
-    return visible;
+    return 0;
 }
 
 /* Sends the next batch of chain idx; false when there was nothing to send. */
@@ -606,7 +601,14 @@ static bool send_next_batch(struct session *s, uint32_t idx)
             store_batch_release(&b);
             return false;
         }
-        apply_filter(s, &b, holes);
+        if (apply_filter(s, &b, holes) != 0) {
+            trace(TRACE_ERROR, "peer %s: %s/%u from %" PRIu64 " cannot be filtered (a stored "
+                  "entry does not decode); run trialsync verify", s->peer.id, c->origin, c->lane,
+                  s->sent[idx] + 1);
+            free(holes);
+            store_batch_release(&b);
+            return false;
+        }
     }
     if (!s->cert_sent[idx]) {
         if (strcmp(c->origin, m->node->cfg.id) == 0) {
