@@ -66,7 +66,7 @@
 #define PEER_KEEPALIVE_MS 5000
 #define PEER_RECONNECT_MIN_MS 200
 /* Capped so that every site is back within 5 s of a hub restart (TARGETS). */
-#define PEER_RECONNECT_MAX_MS 4000
+#define PEER_RECONNECT_MAX_MS 3000
 /* Origins whose keys are cached. */
 #define PEER_ORIGINS_MAX TS_CHAINS_MAX
 

@@ -66,10 +66,10 @@
  * once after a hub restart, while a flood of stalled clients cannot take
  * every slot for longer than one handshake timeout. */
 #define TLS_HANDSHAKING_MAX_DEFAULT 64u
-/* Concurrent handshakes from one IP address: a peer behind a NAT reconnecting
- * needs one or two; a flood from one address cannot take the listener's
- * slots from everyone else. */
-#define TLS_HANDSHAKING_PER_ADDR_MAX 8u
+/* Concurrent handshakes from one IP address: half the listener's slots, so a
+ * flood from one address always leaves the other half to everyone else, while
+ * many sites behind one NAT can still reconnect together. */
+#define TLS_HANDSHAKING_PER_ADDR_MAX (TLS_HANDSHAKING_MAX_DEFAULT / 2)
 /* After close is asked, how long the final bytes (alert, close_notify) may
  * take to reach the kernel before the socket is closed regardless. */
 #define TLS_CLOSE_LINGER_MS 2000u
