@@ -51,6 +51,8 @@ demo: deps build
 
 bench: deps build
 	bash bench/run.sh $(BUILD)
+	bash bench/fanin.sh $(BUILD)
+	bash bench/restart.sh $(BUILD)
 
 soak: deps build
 	bash tests/fault/soak.sh $(BUILD)
