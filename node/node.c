@@ -223,6 +223,7 @@ struct lookup {
     struct node *n;
     const char *type;
     const char *id;
+    bool absent;    /* the record does not exist: every field state is empty */
     char names[NODE_LOOKUP_FIELDS_MAX][TS_FIELD_BYTES_MAX + 1];
     struct field_state states[NODE_LOOKUP_FIELDS_MAX];
     size_t count;
@@ -237,7 +238,7 @@ static const struct field_state *lookup_state(struct lookup *l, const char *fiel
         return NULL;
     struct field_state *st = &l->states[l->count];
     memset(st, 0, sizeof(*st));
-    if (store_field_get(l->n->store, l->type, l->id, field, st) != 0)
+    if (!l->absent && store_field_get(l->n->store, l->type, l->id, field, st) != 0)
         memset(st, 0, sizeof(*st));
     memcpy(l->names[l->count], field, strlen(field) + 1);
     l->count++;
@@ -416,6 +417,8 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
     l->n = n;
     l->type = w->type;
     l->id = w->id;
+    /* Most writes create a record: one lookup then spares one per field. */
+    l->absent = !store_record_exists(n->store, w->type, w->id);
 
     enum validate_role role = n->cfg.role == PKI_ROLE_HUB ? VALIDATE_ROLE_HUB : VALIDATE_ROLE_SITE;
     const char *user = (w->user != NULL && *w->user) ? w->user : "unknown";

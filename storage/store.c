@@ -1960,6 +1960,19 @@ int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *
     return rc;
 }
 
+bool store_record_exists(struct store *s, const char *type, const char *id)
+{
+    struct key k = {.len = 0};
+    if (!key_u8(&k, KEY_INDEX_RECORD) || !key_str0(&k, type, TS_TYPE_BYTES_MAX) ||
+        !key_str(&k, id, TS_ID_BYTES_MAX))
+        return false;
+    rocksdb_pinnableslice_t *ps = NULL;
+    int rc = rdb_get(s, STORE_CF_INDEX, &k, &ps, NULL);
+    if (rc == 1)
+        rocksdb_pinnableslice_destroy(ps);
+    return rc == 1;
+}
+
 int store_field_get(struct store *s, const char *type, const char *id, const char *field,
                     struct field_state *out)
 {

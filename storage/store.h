@@ -101,6 +101,9 @@ void store_batch_release(struct batch *b);
 int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *out,
                     struct ts_error *err);
 
+/* True when the store holds the record (any entry has written it). */
+bool store_record_exists(struct store *s, const char *type, const char *id);
+
 /* A field's merged state; an empty state (not an error) when it has none. */
 int store_field_get(struct store *s, const char *type, const char *id,
                     const char *field, struct field_state *out);

@@ -512,6 +512,9 @@ static void test_store_holes(void)
     CU_ASSERT(seq == 3);
     char buf[16];
     CU_ASSERT_STRING_EQUAL(field_value(s, "subject", "101-0002", "sex", buf, sizeof(buf)), "U");
+    CU_ASSERT(store_record_exists(s, "subject", "101-0002"));
+    CU_ASSERT(!store_record_exists(s, "subject", "102-0001"));  /* held only as a hole */
+    CU_ASSERT(!store_record_exists(s, "visit", "101-0002"));
     struct field_state st;
     CU_ASSERT_FATAL(store_field_get(s, "subject", "102-0001", "sex", &st) == 0);
     CU_ASSERT(st.live_count == 0);
