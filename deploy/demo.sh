@@ -88,7 +88,7 @@ for i in $(seq 2 26); do
     "$TS" put --node "$S2" subject "$(printf '102-%04d' "$i")" site=102 sex=U status=screening --user dr.weber > /dev/null
 done
 echo "   wrote 25 subjects at each site while the hub was down"
-run "$TS" put --node "$S1" ae 101-0001-AE-001 aeterm="Anaphylaxis" aestdtc=2026-11-22 aesev=SEVERE aeser=Y aeslife=Y sae_aware_dtc=2026-11-22T09:30:00Z status=ongoing --user dr.jones
+run "$TS" put --node "$S1" ae 101-0001-AE-001 aeterm="Anaphylaxis" aestdtc=2026-11-22 aesev=SEVERE aeser=Y aeslife=Y sae_aware_dtc="$(date -u -d '-2 hours' +%Y-%m-%dT%H:%M:%SZ)" status=ongoing --user dr.jones
 run "$TS" put --node "$S1" subject 101-0001 status=enrolled --user coordinator.anna
 echo "   site 101 while the hub is down:"
 "$TS" status --node "$S1" | sed 's/^/   /'
@@ -125,6 +125,11 @@ echo "   the hub shows:  $("$TS" get --node "$HUB" subject 101-0002 | jq -c '.fi
 echo "   site 101 shows: $("$TS" get --node "$S1" subject 101-0002 | jq -c '.fields.sex | {value, conflict, values: [.values[]?.value]}')"
 echo "   both keep both values and flag the conflict for a person to resolve"
 
+# Let the last pushes land so the table shows the settled state.
+for _ in $(seq 1 100); do
+    "$TS" status --node "$HUB" --json | jq -e '[.peers[] | select(.connected | not)] | length == 0 and ([.peers[] | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety] | add) == 0' > /dev/null && break
+    sleep 0.1
+done
 say "8. Replication status at the hub"
 run "$TS" status --node "$HUB"
 run "$TS" site list --dir "$DIR/trial"
