@@ -16,18 +16,10 @@ ENTRIES=${FANIN_ENTRIES:-500}
 OUT="$ROOT/bench-out/fanin"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-declare -A PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+LOGS="$OUT"
+. "$ROOT/deploy/nodes.sh"
 ulimit -n 65536 2>/dev/null || true
 
-free_port() {
-    local p
-    while :; do
-        p=$((10000 + RANDOM % 22000))  # below the ephemeral range (32768+)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
 connected() { "$TS" status --node "$OUT/trial/hub" --json | jq '[.peers[] | select(.connected)] | length'; }
 wait_connected() {  # N SECONDS
     local deadline=$(( $(date +%s) + $2 ))

@@ -16,28 +16,10 @@ N=${BENCH_RECORDS:-100000}
 OUT="$ROOT/bench-out"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-declare -A PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() {
-    local p
-    while :; do
-        p=$((10000 + RANDOM % 22000))  # below the ephemeral range (32768+)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-start() {  # NAME NODEDIR
-    "$TSD" --config "$2/node.conf" >> "$OUT/$1.log" 2>&1 &
-    PIDS[$1]=$!
-    for _ in $(seq 1 100); do
-        "$TS" status --node "$2" --json > /dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "node $1 did not start" >&2
-    exit 1
-}
-stop() { kill "${PIDS[$1]}"; wait "${PIDS[$1]}" 2>/dev/null || true; unset "PIDS[$1]"; }
+LOGS="$OUT"
+. "$ROOT/deploy/nodes.sh"
+start() { node_start "$@"; }
+stop() { node_stop "$@"; }
 rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 spread() { sort -n | awk 'NR==1 {min=$1} {max=$1} END {printf "%s..%s", min, max}'; }

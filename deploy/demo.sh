@@ -9,40 +9,19 @@ BIN="$ROOT/$BUILD"
 TS="$BIN/trialsync"
 TSD="$BIN/trialsyncd"
 DIR="$ROOT/demo-cluster"
-declare -A PIDS=()
+LOGS="$ROOT/demo-cluster"
+. "$ROOT/deploy/nodes.sh"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" | sed "s|$BIN/||g; s|$ROOT/||g"; "$@"; }
 
-cleanup() {
-    for n in "${!PIDS[@]}"; do kill -TERM "${PIDS[$n]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() {
-    local p
-    while :; do
-        p=$((10000 + RANDOM % 22000))  # below the ephemeral range (32768+)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
 start() {  # NAME NODEDIR
-    "$TSD" --config "$2/node.conf" >> "$DIR/$1.log" 2>&1 &
-    PIDS[$1]=$!
-    for _ in $(seq 1 100); do
-        "$TS" status --node "$2" --json > /dev/null 2>&1 && { echo "   $1 is up (trace: demo-cluster/$1.log)"; return; }
-        sleep 0.1
-    done
-    echo "$1 did not start; see $DIR/$1.log" >&2
-    exit 1
+    node_start "$1" "$2"
+    echo "   $1 is up (trace: demo-cluster/$1.log)"
 }
 
 stop() {  # NAME
-    kill -TERM "${PIDS[$1]}"
-    wait "${PIDS[$1]}" || true
-    unset "PIDS[$1]"
+    node_stop "$1"
     echo "   $1 stopped"
 }
 
@@ -138,6 +117,5 @@ say "9. Everything stops cleanly"
 stop site-101
 stop site-102
 stop hub
-trap - EXIT
 echo
 echo "The cluster's files are in demo-cluster/ (node directories, traces)."
