@@ -3,6 +3,7 @@
 #   make test    install what is missing, build, run every suite (and again under ASan+UBSan)
 #   make bench   benchmarks that print figures (docs/performance.md)
 #   make build   just build (build/)
+MAKEFLAGS  += --no-print-directory
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
