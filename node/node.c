@@ -403,6 +403,11 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
     uint64_t rh = record_hash(w->type, w->id);
     for (size_t i = 0; i < p->touched_count; i++) {
         if (p->touched[i] == rh) {
+            /* A writer called back from a commit (a pipelining client) must
+             * not commit inside that commit: the group waits for the loop. */
+            if (p->in_delivery)
+                return result_error(now, TS_ERR_TOOBIG,
+                                    "node busy committing; retry the write%s", "");
             rc = node_flush(n);
             if (rc != 0)
                 return result_error(now, rc, "committing the pending group failed: %s",
@@ -459,6 +464,14 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
     }
 
     struct pending_lane *pl = &p->lanes[lane];
+    if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX) {
+        /* Only while a commit calls its writers back can a lane be full here:
+         * a group must stay within one replication batch. */
+        now->code = TS_ERR_TOOBIG;
+        ts_error_set(&now->err, TS_ERR_TOOBIG, "node busy committing; retry the write");
+        rc = TS_ERR_TOOBIG;
+        goto out_free_writes;
+    }
     memcpy(e.origin, n->cfg.id, strlen(n->cfg.id) + 1);
     e.lane = (uint8_t)lane;
     e.seq = n->heads_seq[lane] + 1;
@@ -494,7 +507,8 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
     p->touched[p->touched_count++] = rh;
     rc = 0;
 
-    if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX)
+    if (!p->in_delivery &&
+        (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX))
         node_flush(n);  /* the writers learn the outcome through their callbacks */
     else if (!uv_is_active((uv_handle_t *)&n->flush_check))
         uv_check_start(&n->flush_check, flush_check_cb);

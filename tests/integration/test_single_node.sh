@@ -79,11 +79,27 @@ assert_eq monitor "$(jq -r '[.versions[] | select(.field == "sex")][1].user' < "
     "history shows the user"
 assert_contains "$(jq -r '.versions[0].entry_time' < "$WORK/hist.json")" "Z" "times are UTC"
 
+# A client that pipelines requests: three writes in one TCP send, two of them
+# to the same record, all answered in order.
+tok=$(cat "$HUB/api.token")
+req() {  # ID SEX REASON [CONNECTION]
+    local body="{\"fields\":{\"site\":\"101\",\"sex\":\"$2\"},\"reason\":\"$3\"}"
+    printf 'POST /v1/records/subject/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: %s\r\nContent-Length: %d\r\n\r\n%s' \
+        "$1" "$tok" "${4:-keep-alive}" "${#body}" "$body"
+}
+exec 5<>"/dev/tcp/127.0.0.1/$HUB_API_PORT"
+{ req 101-0100 F ""; req 101-0100 M "pipelined correction"; req 101-0101 U "" close; } >&5
+answers=$(timeout 10 cat <&5 | grep -c '^HTTP/1.1 200' || true)
+exec 5>&-
+assert_eq 3 "$answers" "three pipelined writes, three answers"
+assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0100 | json .fields.sex.value)" \
+    "pipelined writes applied in order"
+
 # Conflicts, status, digest.
 assert_eq 0 "$("$TRIALSYNC" conflicts --node "$HUB" | json .count)" "no conflicts"
 "$TRIALSYNC" status --node "$HUB" --json > "$WORK/status.json" || fail "status"
 assert_eq hub1 "$(json .node < "$WORK/status.json")" "status names the node"
-assert_eq 4 "$(json .entries < "$WORK/status.json")" "status counts the 4 accepted writes"
+assert_eq 7 "$(json .entries < "$WORK/status.json")" "status counts the 7 accepted writes"
 "$TRIALSYNC" status --node "$HUB" | grep -q "node hub1 (hub) of trial T-SINGLE" \
     || fail "status table"
 ok "status prints a table"
