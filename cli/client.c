@@ -184,6 +184,16 @@ int client_request(const struct config *cfg, const char *method, const char *pat
         return ts_error_set(err, TS_ERR_IO, "the node's answer was cut short");
     }
     size_t body_off = (size_t)(sep + 4 - buf);
+    const char *cl = strstr(buf, "\r\nContent-Length: ");
+    if (cl != NULL && cl < sep) {
+        unsigned long long want = strtoull(cl + 18, NULL, 10);
+        if (want != (unsigned long long)(len - body_off)) {
+            free(buf);
+            return ts_error_set(err, TS_ERR_IO,
+                                "the node's answer was cut short (%zu of %llu bytes)",
+                                len - body_off, want);
+        }
+    }
     out->status = status;
     out->len = len - body_off;
     memmove(buf, buf + body_off, out->len + 1);

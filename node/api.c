@@ -71,7 +71,9 @@ struct api_conn {
     bool keep_alive;
     char *leftover;
     size_t leftover_len;
-    int refs;   /* the connection itself + writes waiting for a commit */
+    uv_shutdown_t shutdown_req;
+    bool shutting_down;
+    int refs;   /* the connection itself + writes waiting for a commit + a shutdown */
 };
 
 struct write_wait {
@@ -81,6 +83,7 @@ struct write_wait {
 };
 
 static void conn_close(struct api_conn *c);
+static void conn_finish(struct api_conn *c);
 static void listener_closed_cb(uv_handle_t *h);
 static void conn_unref(struct api_conn *c);
 static void conn_feed(struct api_conn *c, const char *data, size_t len);
@@ -145,7 +148,7 @@ static void conn_send(struct api_conn *c, int status, const char *content_type,
 static void conn_send_extra(struct api_conn *c, int status, const char *content_type,
                             const char *extra_headers, const char *body, size_t len)
 {
-    if (c->closing)
+    if (c->closing || c->shutting_down)
         return;
     char head[1024];
     int hl = snprintf(head, sizeof(head),
@@ -177,7 +180,7 @@ static void conn_send_extra(struct api_conn *c, int status, const char *content_
         return;
     }
     if (!c->keep_alive)
-        conn_close(c);
+        conn_finish(c);
 }
 
 static void conn_send_json(struct api_conn *c, int status, json_t *j)
@@ -871,6 +874,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct api_conn *c = p->data;
+    /* header_name_len == (size_t)-1: more of a value already classified as
+     * one we do not read (a value can arrive split across reads). */
+    if (!c->header_is_auth && !c->header_is_cookie && c->header_name_len == (size_t)-1)
+        return 0;
     if (!c->header_is_auth && !c->header_is_cookie) {
         c->header_name[c->header_name_len] = '\0';
         c->header_is_auth = strcasecmp(c->header_name, "authorization") == 0;
@@ -980,9 +987,36 @@ static void conn_close(struct api_conn *c)
     uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
 }
 
+static void conn_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct api_conn *c = container_of(req, struct api_conn, shutdown_req);
+    (void)status;
+    conn_close(c);
+    conn_unref(c);
+}
+
+/*
+ * Ends a connection after its last response: the write side is shut down
+ * once every queued write has gone out (libuv completes them first), then
+ * the handle is closed.  Closing at once would drop what the kernel had not
+ * yet taken, cutting large answers short.
+ */
+static void conn_finish(struct api_conn *c)
+{
+    if (c->closing || c->shutting_down)
+        return;
+    c->shutting_down = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->refs++;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_shutdown_cb) != 0) {
+        c->refs--;
+        conn_close(c);
+    }
+}
+
 static void conn_feed(struct api_conn *c, const char *data, size_t len)
 {
-    while (len > 0 && !c->closing) {
+    while (len > 0 && !c->closing && !c->shutting_down) {
         if (c->busy) {
             /* Pipelined bytes wait until this request is answered. */
             if (c->leftover_len + len > TS_HTTP_REQUEST_BYTES_MAX) {
