@@ -18,7 +18,8 @@ struct sae {
     char aeterm[128];
     uint64_t aware_ms;       /* 0: not given */
     uint64_t first_seq;      /* site: the first own safety entry of this SAE */
-    uint64_t written_ms;     /* site: when it was committed here */
+    uint64_t last_seq;       /* site: its latest own safety entry */
+    uint64_t written_ms;     /* site: when its oldest unacknowledged write was committed */
     uint64_t received_ms;    /* hub: when it first arrived here */
     uint64_t acked_ms;       /* site: when a hub acknowledged it */
     int alarms;              /* site: 0, 1 or 2 alarms raised */
@@ -99,6 +100,21 @@ uint64_t safety_parse_time(const char *iso)
     return ((uint64_t)(t - offset_s)) * 1000 + (uint64_t)ms;
 }
 
+/* Cuts a NUL-terminated UTF-8 string so it does not end inside a character. */
+static void utf8_trim(char *buf)
+{
+    size_t n = strlen(buf);
+    size_t i = n;
+    while (i > 0 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
+        i--;  /* continuation bytes of the last character */
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)buf[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (i - 1) < need)
+        buf[i - 1] = '\0';
+}
+
 static struct sae *sae_find(struct safety *s, const char *id)
 {
     for (size_t i = 0; i < s->count; i++)
@@ -151,6 +167,7 @@ static bool sae_refresh(struct safety *s, struct sae *a)
     if (strcmp(ae_field(s, a->id, "aeser", buf, sizeof(buf)), "Y") != 0)
         return false;
     ae_field(s, a->id, "aeterm", a->aeterm, sizeof(a->aeterm));
+    utf8_trim(a->aeterm);  /* cut to fit, never inside a character */
     a->aware_ms = safety_parse_time(ae_field(s, a->id, "sae_aware_dtc", buf, sizeof(buf)));
     const char *dash = strchr(a->id, '-');
     size_t n = dash != NULL ? (size_t)(dash - a->id) : 0;
@@ -174,13 +191,19 @@ void safety_local_commit(struct safety *s, const struct entry *e, uint64_t now_m
     struct sae *a = sae_get(s, e->record_id);
     if (a == NULL)
         return;
-    if (a->first_seq == 0 || e->seq < a->first_seq) {
+    uint64_t written = e->wall_ms != 0 ? e->wall_ms : now_ms;
+    if (a->first_seq == 0 || e->seq < a->first_seq)
         a->first_seq = e->seq;
-        a->written_ms = e->wall_ms != 0 ? e->wall_ms : now_ms;
+    if (e->seq > a->last_seq) {
+        a->last_seq = e->seq;
+        /* A write after the SAE was acknowledged is in flight again; its
+         * clock (and its alarms) start from this write. */
+        if (a->acked_ms != 0 || a->written_ms == 0) {
+            a->acked_ms = 0;
+            a->written_ms = written;
+            a->alarms = 0;
+        }
     }
-    /* A later write to an acknowledged SAE is in flight again until acked. */
-    if (e->seq > s->acked_seq)
-        a->acked_ms = 0;
     sae_refresh(s, a);
 }
 
@@ -215,7 +238,7 @@ void safety_acked(struct safety *s, uint64_t seq, uint64_t now_ms)
     store_meta_put(s->node->store, "sae_acked_seq", v, (size_t)n, false, NULL);
     for (size_t i = 0; i < s->count; i++) {
         struct sae *a = &s->saes[i];
-        if (a->acked_ms == 0 && a->first_seq != 0 && a->first_seq <= seq) {
+        if (a->acked_ms == 0 && a->last_seq != 0 && a->last_seq <= seq) {
             a->acked_ms = now_ms;
             trace(TRACE_INFO, "SAE %s acknowledged by a hub", a->id);
         }
@@ -299,16 +322,18 @@ json_t *safety_json(struct safety *s, uint64_t now_ms)
     json_t *list = json_array();
     for (size_t i = 0; i < s->count; i++) {
         const struct sae *a = &s->saes[i];
-        json_array_append_new(
-            list,
-            json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:b,s:b,s:i}", "id", a->id, "site",
+        json_t *row = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:b,s:b,s:i}", "id", a->id, "site",
                       a->site, "aeterm", a->aeterm, "aware_time", time_or_null(a->aware_ms),
                       "received_time", time_or_null(a->received_ms), "written_time",
                       time_or_null(a->written_ms), "deadline",
                       time_or_null(a->aware_ms != 0 ? a->aware_ms + SAFETY_DEADLINE_MS : 0),
                       "late", sae_late(s, a, now_ms), "at_risk", sae_at_risk(s, a, now_ms),
                       "acked", s->is_site ? a->acked_ms != 0 : a->received_ms != 0, "alarms",
-                      a->alarms));
+                      a->alarms);
+        /* A row that cannot be built still names the SAE: it must not vanish. */
+        if (row == NULL)
+            row = json_pack("{s:s,s:s}", "id", a->id, "site", a->site);
+        json_array_append_new(list, row);
     }
     return json_pack("{s:o}", "saes", list);
 }
@@ -339,6 +364,8 @@ static int own_history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
         a->first_seq = e->seq;
         a->written_ms = e->wall_ms;
     }
+    if (e->seq > a->last_seq)
+        a->last_seq = e->seq;
     return 0;
 }
 
@@ -356,7 +383,7 @@ static int record_cb(void *ctx, const char *type, const char *id)
     if (s->is_site) {
         void *pair[2] = {a, s->node->cfg.id};
         store_record_history(s->node->store, "ae", id, own_history_cb, pair);
-        if (a->first_seq != 0 && a->first_seq <= s->acked_seq)
+        if (a->last_seq != 0 && a->last_seq <= s->acked_seq)
             a->acked_ms = a->written_ms;  /* acknowledged before the restart */
         /* Alarms already raised before a restart are raised again if due. */
     } else {

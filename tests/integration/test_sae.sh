@@ -79,6 +79,27 @@ assert_eq true "$("$TRIALSYNC" saes --node "$HUB" | jq '.saes[] | select(.id == 
 "$TRIALSYNC" status --node "$S1" | grep -q "SAEs: 0 in flight" || fail "site status line"
 ok "the site's status table shows no SAE in flight"
 
+# A later write to the acknowledged SAE, two hours on: its clock starts from
+# that write, so no alarm fires for it at once; the hub acknowledges it.
+echo "+75600s" > "$WORK/site.clock"
+"$TRIALSYNC" put --node "$S1" ae 101-0001-AE-001 aeout=FATAL --user dr.jones > /dev/null \
+    || fail "update of the SAE"
+sleep 1.5
+assert_eq 2 "$(grep -c 'ALARM' "$WORK/s101.log")" "an update of an acknowledged SAE raises no false alarm"
+wait_until 10 "the update acknowledged" bash -c "[ \"\$(curl -sf -H 'Authorization: Bearer $(cat "$S1/api.token")' http://127.0.0.1:$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$S1/node.conf" | head -1)/v1/status | jq .sae.in_flight)\" = 0 ]"
+ok "the update is acknowledged by the hub"
+
+# An SAE whose term is long and not ASCII is listed, its term cut at a
+# character boundary.
+term=$(printf 'ä%.0s' $(seq 1 70))
+"$TRIALSYNC" put --node "$S1" ae 101-0001-AE-003 aeterm="$term" aestdtc=2026-11-21 aesev=SEVERE \
+    aeser=Y aeshosp=Y sae_aware_dtc="$(date -u +%Y-%m-%dT%H:%M:%SZ)" status=ongoing > /dev/null \
+    || fail "put SAE 3"
+assert_eq 1 "$(api "$S1" /v1/saes | jq '[.saes[] | select(.id == "101-0001-AE-003")] | length')" \
+    "an SAE with a long non-ASCII term is listed"
+assert_contains "$(api "$S1" /v1/saes | jq -r '.saes[] | select(.id == "101-0001-AE-003") | .aeterm')" "ää" \
+    "its term is kept (cut at a character boundary)"
+
 # An SAE that arrives in time is not late.
 echo "+0" > "$WORK/hub.clock"
 echo "+0" > "$WORK/site.clock"
