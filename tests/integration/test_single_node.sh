@@ -95,11 +95,29 @@ assert_eq 3 "$answers" "three pipelined writes, three answers"
 assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0100 | json .fields.sex.value)" \
     "pipelined writes applied in order"
 
+# A large answer (a history of several MiB) arrives whole over a connection
+# the client closes after it (the CLI's way).
+big=$(head -c 4000 /dev/zero | tr '\0' 'q')
+for i in $(seq 1 600); do
+    "$TRIALSYNC" put --node "$HUB" query Q-hub1-9 target=subject/101-0001/sex text="$i $big" \
+        state=open source=dm --reason "round $i" > /dev/null || fail "query version $i"
+done
+assert_eq 600 "$("$TRIALSYNC" history --node "$HUB" query Q-hub1-9 | jq '[.versions[] | select(.field == "text")] | length')" \
+    "a multi-MiB history arrives whole"
+
+# A header whose value arrives in two TCP reads.
+exec 5<>"/dev/tcp/127.0.0.1/$HUB_API_PORT"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: abc' >&5
+sleep 0.3
+printf 'def\r\nConnection: close\r\n\r\n' >&5
+assert_contains "$(timeout 5 cat <&5)" "HTTP/1.1 200" "a header split across reads is parsed"
+exec 5>&-
+
 # Conflicts, status, digest.
 assert_eq 0 "$("$TRIALSYNC" conflicts --node "$HUB" | json .count)" "no conflicts"
 "$TRIALSYNC" status --node "$HUB" --json > "$WORK/status.json" || fail "status"
 assert_eq hub1 "$(json .node < "$WORK/status.json")" "status names the node"
-assert_eq 7 "$(json .entries < "$WORK/status.json")" "status counts the 7 accepted writes"
+assert_eq 607 "$(json .entries < "$WORK/status.json")" "status counts the 607 accepted writes"
 "$TRIALSYNC" status --node "$HUB" | grep -q "node hub1 (hub) of trial T-SINGLE" \
     || fail "status table"
 ok "status prints a table"
