@@ -113,6 +113,14 @@ static void reload_heads(struct node *n)
         store_head(n->store, n->cfg.id, lane, &n->heads_seq[lane], n->heads_hash[lane]);
 }
 
+void node_reload_heads(struct node *n)
+{
+    if (n->pending->waiters_count > 0 && !n->pending->in_delivery)
+        node_flush(n);
+    if (n->pending->waiters_count == 0)
+        reload_heads(n);
+}
+
 static void flush_check_cb(uv_check_t *h)
 {
     struct node *n = container_of(h, struct node, flush_check);
@@ -401,6 +409,8 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
         return result_error(now, TS_ERR_INVALID, "record type or id too long%s", "");
 
     uint64_t rh = record_hash(w->type, w->id);
+    /* Restarts after a flush: its callbacks may have queued this record again. */
+recheck:
     for (size_t i = 0; i < p->touched_count; i++) {
         if (p->touched[i] == rh) {
             /* A writer called back from a commit (a pipelining client) must
@@ -412,7 +422,7 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
             if (rc != 0)
                 return result_error(now, rc, "committing the pending group failed: %s",
                                     ts_strerror(rc));
-            break;
+            goto recheck;
         }
     }
 

@@ -108,6 +108,10 @@ void node_close(struct node *n);
 int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
                struct node_write_result *now);
 
+/* Re-reads this node's chain heads from the store (after its own entries were
+ * restored from a hub).  Commits what is pending first. */
+void node_reload_heads(struct node *n);
+
 /* Commits the pending group now (synchronously); 0 when nothing was pending. */
 int node_flush(struct node *n);
 

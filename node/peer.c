@@ -674,8 +674,8 @@ static int send_hello(struct session *s)
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
         int idx = chain_get(m, vv[i].origin, vv[i].lane);
-        if (s->peer.role == PKI_ROLE_SITE && idx >= 0 &&
-            send_rule(s, &m->chains[idx]) == SEND_NONE)
+        if (s->peer.role == PKI_ROLE_SITE &&
+            (idx < 0 || send_rule(s, &m->chains[idx]) == SEND_NONE))
             continue;
         vv[kept++] = vv[i];
     }
@@ -838,7 +838,11 @@ static void handle_hello(struct session *s, const struct frame *f)
         return;
     }
     for (size_t i = 0; i < f->vector_count; i++) {
-        int idx = chain_get(m, f->vector[i].origin, f->vector[i].lane);
+        /* A site's vector may name only chains this node holds or the site's
+         * own: anything else would fill the registry for nothing. */
+        int idx = chain_find(m, f->vector[i].origin, f->vector[i].lane);
+        if (idx < 0 && (s->peer.role == PKI_ROLE_HUB || strcmp(f->vector[i].origin, s->peer.id) == 0))
+            idx = chain_get(m, f->vector[i].origin, f->vector[i].lane);
         if (idx < 0)
             continue;
         s->acked[idx] = f->vector[i].seq;
@@ -976,8 +980,15 @@ static void handle_batch(struct session *s, const struct frame *f)
     ack.type = FRAME_ACK;
     ack.vector = &item;
     ack.vector_count = 1;
-    send_frame(s, &ack);
+    if (send_frame(s, &ack) != 0) {
+        /* The sender would wait for this ack for ever: start the link afresh. */
+        set_state(s, SESSION_STATE_CLOSING);
+        tls_conn_close(s->conn, TS_ERR_IO, "cannot queue an ack");
+        return;
+    }
 
+    if (res.applied > 0 && strcmp(b->origin, m->node->cfg.id) == 0)
+        node_reload_heads(m->node);  /* restored from a hub: new writes follow it */
     if (res.applied > 0) {
         notify_applied(m, b);
         uint64_t head = 0;
@@ -1155,6 +1166,11 @@ static void tick_cb(uv_timer_t *t)
             session_refuse(s, FAIL_REVOKED, "site %s has been revoked", s->peer.id);
             continue;
         }
+        /* A chain dropped from the to-do list after a failed read or send
+         * comes back here, so no chain stalls on a link. */
+        for (size_t c = 0; c < m->chains_count; c++)
+            if (m->chains[c].head > s->sent[c] && !s->queued[c])
+                todo_push(s, (uint32_t)c);
         if (now - s->last_send_ms >= PEER_KEEPALIVE_MS) {
             struct frame ka;
             memset(&ka, 0, sizeof(ka));
