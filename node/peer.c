@@ -163,6 +163,8 @@ struct outlink {
     struct session *session;
     unsigned failures;
     uint64_t next_attempt_ms;
+    char peer_id[TS_ID_BYTES_MAX + 1];  /* learned at the first handshake */
+    bool parked;   /* the peer hub's own link to us is the one kept */
 };
 
 struct peer_mgr {
@@ -793,9 +795,32 @@ static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
         trace(TRACE_WARN, "peer %s: refused: too many peers", peer->id);
         return 1;
     }
+    if (s->link != NULL)
+        snprintf(s->link->peer_id, sizeof(s->link->peer_id), "%s", peer->id);
     if (info->session != NULL && info->session != s) {
-        /* A peer reconnecting before its old link timed out: the new one wins. */
         struct session *old = info->session;
+        bool new_out = s->link != NULL, old_out = old->link != NULL;
+        if (peer->role == PKI_ROLE_HUB && new_out != old_out) {
+            /* Two hubs that list each other: both keep the link the hub with
+             * the lower id started, and the other parks its own. */
+            const char *starter = new_out ? cfg->id : peer->id;
+            const char *lower = strcmp(cfg->id, peer->id) < 0 ? cfg->id : peer->id;
+            if (strcmp(starter, lower) != 0) {
+                if (new_out) {
+                    s->link->parked = true;
+                    set_state(s, SESSION_STATE_CLOSING);
+                    tls_conn_close(s->conn, 0, "hub link kept: the one the peer started");
+                } else {
+                    session_refuse(s, -1, "a link with hub %s exists (the one %s started is kept)",
+                                   peer->id, lower);
+                }
+                return 0;
+            }
+            if (old_out)
+                old->link->parked = true;
+        }
+        /* Otherwise a peer reconnecting before its old link timed out: the
+         * new connection wins. */
         trace(TRACE_INFO, "peer %s: new connection replaces the old one", peer->id);
         old->info = NULL;
         set_state(old, SESSION_STATE_CLOSING);
@@ -1080,6 +1105,15 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
         m->handshake_failures[FAIL_CERT]++;
     struct outlink *link = s->link;
     bool streamed = s->streamed;
+    if (link == NULL && s->peer.role == PKI_ROLE_HUB && s->info != NULL) {
+        /* The kept link from that hub is gone: our own may try again. */
+        for (int i = 0; i < m->links_count; i++) {
+            if (m->links[i].parked && strcmp(m->links[i].peer_id, s->peer.id) == 0) {
+                m->links[i].parked = false;
+                m->links[i].next_attempt_ms = node_now_ms();
+            }
+        }
+    }
     session_free(s);
     if (link != NULL && !m->stopping) {
         uint64_t now = node_now_ms();
@@ -1181,7 +1215,7 @@ static void tick_cb(uv_timer_t *t)
     }
     for (int i = 0; i < m->links_count; i++) {
         struct outlink *link = &m->links[i];
-        if (link->session == NULL && now >= link->next_attempt_ms)
+        if (link->session == NULL && !link->parked && now >= link->next_attempt_ms)
             link_connect(link);
     }
 }

@@ -58,6 +58,24 @@ ok "hub1 caught up from hub2: identical digests"
 assert_eq 40 "$("$TRIALSYNC" records --node "$HUB" subject | jq .count)" "hub1 holds every subject"
 assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0002 | jq -r .fields.sex.value)" \
     "hub1 holds the correction made through hub2"
+# Hubs that list each other settle on one link (the one the lower id
+# started) instead of replacing each other's for ever.
+HUB2_PEER=$(sed -n 's/^listen = 0.0.0.0:\([0-9]*\)$/\1/p' "$HUB2/node.conf" | head -1)
+stop_node hub1
+sed -i "s/^\[peer\]$/[peer]\nhub = 127.0.0.1:$HUB2_PEER/" "$HUB/node.conf"
+grep -q "^hub = 127.0.0.1:$HUB2_PEER" "$HUB/node.conf" || fail "hub1 does not list hub2"
+start_node hub1 "$HUB"
+sleep 4
+replaced=$(grep -c "replaces the old one" "$WORK/hub1.log" "$WORK/hub2.log" | awk -F: '{n += $2} END {print n}')
+sleep 4
+replaced_later=$(grep -c "replaces the old one" "$WORK/hub1.log" "$WORK/hub2.log" | awk -F: '{n += $2} END {print n}')
+assert_eq "$replaced" "$replaced_later" "hubs listing each other keep one link (no replacements over 4 s)"
+"$TRIALSYNC" put --node "$HUB2" query Q-hub2-9 target=subject/101-0001/sex text="After the mutual link" \
+    state=open source=dm > /dev/null || fail "write through hub2"
+wait_until 10 "the write reaches hub1 over the kept link" "$TRIALSYNC" get --node "$HUB" query Q-hub2-9
+ok "replication goes on over the kept link"
+wait_until 20 "both hubs agree" hubs_agree
+ok "identical digests with the mutual configuration"
 stop_node s101
 stop_node hub2
 stop_node hub1
