@@ -18,11 +18,14 @@
  * - No static state: every function may be called from any thread.
  */
 #include "crypto.h"
+#include "openssl_util.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -59,16 +62,17 @@ struct crypto_pubkey {
     EVP_PKEY *pkey;   /* an Ed25519 public key, never holding private parts */
 };
 
-/*
- * Fills err with what failed and the reasons on OpenSSL's error queue, then
- * empties the queue.  Returns code.
- */
-static int openssl_error(struct ts_error *err, int code, const char *what)
+int ossl_error(struct ts_error *err, int code, const char *fmt, ...)
 {
+    char what[256];
     char detail[384];
     size_t used = 0;
     unsigned long e;
+    va_list ap;
 
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
     detail[0] = '\0';
     while ((e = ERR_get_error()) != 0) {
         char one[160];
@@ -85,11 +89,7 @@ static int openssl_error(struct ts_error *err, int code, const char *what)
     return ts_error_set(err, code, "%s: %s", what, detail);
 }
 
-/*
- * Refuses to ask for a passphrase: trialsync keys are protected by file
- * permissions, and a daemon must never block on a terminal prompt.
- */
-static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
+int ossl_no_passphrase_cb(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
@@ -250,16 +250,16 @@ int crypto_key_load(const char *path, struct crypto_key **out, struct ts_error *
 
     BIO *bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "key file: cannot make a memory BIO");
+        rc = ossl_error(err, TS_ERR_NOMEM, "key file: cannot make a memory BIO");
         goto out_wipe_buf;
     }
-    pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, ossl_no_passphrase_cb, NULL);
     BIO_free(bio);
     if (pkey == NULL) {
         char what[400];
         snprintf(what, sizeof(what), "key file %s does not hold an unencrypted PEM private key",
                  path);
-        rc = openssl_error(err, TS_ERR_INVALID, what);
+        rc = ossl_error(err, TS_ERR_INVALID, "%s", what);
         goto out_wipe_buf;
     }
     if (!pkey_is_ed25519(pkey)) {
@@ -309,13 +309,13 @@ int crypto_sign(struct crypto_key *k, const uint8_t *msg, size_t len,
 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "sign: cannot allocate a context");
+        return ossl_error(err, TS_ERR_NOMEM, "sign: cannot allocate a context");
     size_t n = TS_SIG_BYTES_MAX;
     /* Ed25519 hashes internally: the digest must be NULL (pure EdDSA). */
     int rc = 0;
     if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
         EVP_DigestSign(ctx, sig, &n, msg, len) != 1) {
-        rc = openssl_error(err, TS_ERR_INVALID, "sign: Ed25519 signing failed");
+        rc = ossl_error(err, TS_ERR_INVALID, "sign: Ed25519 signing failed");
         goto out_free_ctx;
     }
     assert(n == CRYPTO_ED25519_SIG_BYTES);
@@ -335,11 +335,11 @@ static int pubkey_wrap(EVP_PKEY *pkey, struct crypto_pubkey **out, struct ts_err
     assert(pkey_is_ed25519(pkey));
     /* Copying only the raw public key guarantees no private part is kept. */
     if (EVP_PKEY_get_raw_public_key(pkey, raw, &raw_len) != 1)
-        return openssl_error(err, TS_ERR_INVALID, "cannot read the Ed25519 public key");
+        return ossl_error(err, TS_ERR_INVALID, "cannot read the Ed25519 public key");
     assert(raw_len == CRYPTO_ED25519_PUBKEY_BYTES);
     EVP_PKEY *pub = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, raw_len);
     if (pub == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make an Ed25519 public key");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make an Ed25519 public key");
     struct crypto_pubkey *p = malloc(sizeof(*p));
     if (p == NULL) {
         EVP_PKEY_free(pub);
@@ -364,14 +364,14 @@ int crypto_pubkey_from_cert(const char *pem, size_t len, struct crypto_pubkey **
                             CRYPTO_CERT_PEM_BYTES_MAX);
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "certificate: cannot make a memory BIO");
-    X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase_cb, NULL);
+        return ossl_error(err, TS_ERR_NOMEM, "certificate: cannot make a memory BIO");
+    X509 *x = PEM_read_bio_X509(bio, NULL, ossl_no_passphrase_cb, NULL);
     BIO_free(bio);
     if (x == NULL)
-        return openssl_error(err, TS_ERR_INVALID, "not a PEM certificate");
+        return ossl_error(err, TS_ERR_INVALID, "not a PEM certificate");
     EVP_PKEY *pkey = X509_get0_pubkey(x);
     if (pkey == NULL) {
-        rc = openssl_error(err, TS_ERR_INVALID, "certificate: unreadable public key");
+        rc = ossl_error(err, TS_ERR_INVALID, "certificate: unreadable public key");
         goto out_free_x509;
     }
     if (!pkey_is_ed25519(pkey)) {

@@ -23,6 +23,7 @@
  *   the caller (the CLI is the only writer of a CA directory).
  */
 #include "pki.h"
+#include "openssl_util.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -83,47 +84,6 @@ struct ca {
     char trial[TS_ID_BYTES_MAX + 1];
 };
 
-/*
- * Fills err with a printf-formatted description of what failed followed by
- * the reasons on OpenSSL's error queue, then empties the queue.  Returns code.
- */
-__attribute__((format(printf, 3, 4)))
-static int openssl_error(struct ts_error *err, int code, const char *fmt, ...)
-{
-    char what[256];
-    char detail[256];
-    size_t used = 0;
-    unsigned long e;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    detail[0] = '\0';
-    while ((e = ERR_get_error()) != 0) {
-        char one[160];
-        ERR_error_string_n(e, one, sizeof(one));
-        int n = snprintf(detail + used, sizeof(detail) - used, "%s%s",
-                         used == 0 ? "" : "; ", one);
-        if (n < 0 || (size_t)n >= sizeof(detail) - used)
-            break;
-        used += (size_t)n;
-    }
-    ERR_clear_error();
-    if (used == 0)
-        return ts_error_set(err, code, "%s (OpenSSL gave no reason)", what);
-    return ts_error_set(err, code, "%s: %s", what, detail);
-}
-
-/* Refuses to prompt for a passphrase: trialsync files are never encrypted. */
-static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
 
 /* ---- Ids, roles and URIs (pure) ---- */
 
@@ -579,11 +539,11 @@ static int cert_parse(const char *pem, size_t len, const char *what, X509 **out,
                             what, len, PKI_FILE_BYTES_MAX);
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "%s: cannot make a memory BIO", what);
-    X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase_cb, NULL);
+        return ossl_error(err, TS_ERR_NOMEM, "%s: cannot make a memory BIO", what);
+    X509 *x = PEM_read_bio_X509(bio, NULL, ossl_no_passphrase_cb, NULL);
     BIO_free(bio);
     if (x == NULL)
-        return openssl_error(err, TS_ERR_INVALID, "%s is not a PEM certificate", what);
+        return ossl_error(err, TS_ERR_INVALID, "%s is not a PEM certificate", what);
     ERR_clear_error();
     *out = x;
     return 0;
@@ -645,13 +605,13 @@ static int key_load(const char *path, EVP_PKEY **out, struct ts_error *err)
         goto out_close;
     BIO *bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "key file %s: cannot make a memory BIO", path);
+        rc = ossl_error(err, TS_ERR_NOMEM, "key file %s: cannot make a memory BIO", path);
         goto out_wipe_buf;
     }
-    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, NULL);
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, ossl_no_passphrase_cb, NULL);
     BIO_free(bio);
     if (pkey == NULL) {
-        rc = openssl_error(err, TS_ERR_INVALID,
+        rc = ossl_error(err, TS_ERR_INVALID,
                            "key file %s does not hold an unencrypted PEM private key", path);
         goto out_wipe_buf;
     }
@@ -681,11 +641,11 @@ static int pem_of_key(EVP_PKEY *key, BIO **out, struct ts_error *err)
 {
     BIO *bio = BIO_new(BIO_s_secmem());
     if (bio == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make a memory BIO");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make a memory BIO");
     /* PKCS#8, unencrypted: the file's mode protects it. */
     if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
         BIO_free(bio);
-        return openssl_error(err, TS_ERR_INVALID, "cannot encode the private key");
+        return ossl_error(err, TS_ERR_INVALID, "cannot encode the private key");
     }
     *out = bio;
     return 0;
@@ -695,10 +655,10 @@ static int pem_of_cert(X509 *x, BIO **out, struct ts_error *err)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     if (bio == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make a memory BIO");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make a memory BIO");
     if (PEM_write_bio_X509(bio, x) != 1) {
         BIO_free(bio);
-        return openssl_error(err, TS_ERR_INVALID, "cannot encode the certificate");
+        return ossl_error(err, TS_ERR_INVALID, "cannot encode the certificate");
     }
     *out = bio;
     return 0;
@@ -718,11 +678,11 @@ static int serial_hex_of(const X509 *x, char *out, size_t cap, struct ts_error *
 {
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     if (bn == NULL)
-        return openssl_error(err, TS_ERR_INVALID, "cannot read the certificate's serial");
+        return ossl_error(err, TS_ERR_INVALID, "cannot read the certificate's serial");
     char *hex = BN_bn2hex(bn);
     BN_free(bn);
     if (hex == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot format the certificate's serial");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot format the certificate's serial");
     size_t n = strlen(hex);
     int rc = 0;
     if (n >= cap)
@@ -794,17 +754,17 @@ static int cert_set_serial(X509 *x, struct ts_error *err)
     unsigned char raw[PKI_SERIAL_BYTES];
 
     if (RAND_bytes(raw, sizeof(raw)) != 1)
-        return openssl_error(err, TS_ERR_IO, "cannot draw a random serial");
+        return ossl_error(err, TS_ERR_IO, "cannot draw a random serial");
     /* RFC 5280 wants a positive serial; all-zero bits are astronomically rare. */
     if (raw[0] == 0)
         raw[0] = 1;
     BIGNUM *bn = BN_bin2bn(raw, sizeof(raw), NULL);
     if (bn == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make a serial");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make a serial");
     ASN1_INTEGER *s = BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
     BN_free(bn);
     if (s == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot set the serial");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot set the serial");
     return 0;
 }
 
@@ -812,7 +772,7 @@ static int cert_set_validity(X509 *x, int days, time_t now, struct ts_error *err
 {
     if (X509_time_adj_ex(X509_getm_notBefore(x), 0, -PKI_BACKDATE_SECONDS, &now) == NULL ||
         X509_time_adj_ex(X509_getm_notAfter(x), days, 0, &now) == NULL)
-        return openssl_error(err, TS_ERR_INVALID, "cannot set a validity of %d days", days);
+        return ossl_error(err, TS_ERR_INVALID, "cannot set a validity of %d days", days);
     return 0;
 }
 
@@ -823,15 +783,15 @@ static int cert_set_names(X509 *x, const char *cn, const X509_NAME *issuer,
     int rc = 0;
     X509_NAME *name = X509_NAME_new();
     if (name == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make a name");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make a name");
     if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
                                    -1, 0) != 1) {
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot use \"%s\" as a common name", cn);
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot use \"%s\" as a common name", cn);
         goto out_free_name;
     }
     if (X509_set_subject_name(x, name) != 1 ||
         X509_set_issuer_name(x, issuer != NULL ? issuer : name) != 1)
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot set the certificate's names");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot set the certificate's names");
 
 out_free_name:
     X509_NAME_free(name);
@@ -844,12 +804,12 @@ static int cert_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value,
 {
     X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
     if (ext == NULL)
-        return openssl_error(err, TS_ERR_INVALID, "cannot make extension %s = %s",
+        return ossl_error(err, TS_ERR_INVALID, "cannot make extension %s = %s",
                              OBJ_nid2sn(nid), value);
     int ok = X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
     if (ok != 1)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot add extension %s", OBJ_nid2sn(nid));
+        return ossl_error(err, TS_ERR_NOMEM, "cannot add extension %s", OBJ_nid2sn(nid));
     return 0;
 }
 
@@ -865,18 +825,18 @@ static int cert_add_uri_san(X509 *x, const char *uri, struct ts_error *err)
     ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
 
     if (gens == NULL || gen == NULL || ia5 == NULL || ASN1_STRING_set(ia5, uri, -1) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make the URI %s", uri);
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make the URI %s", uri);
         goto out_free;
     }
     GENERAL_NAME_set0_value(gen, GEN_URI, ia5);
     ia5 = NULL;
     if (sk_GENERAL_NAME_push(gens, gen) <= 0) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make the URI %s", uri);
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make the URI %s", uri);
         goto out_free;
     }
     gen = NULL;
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot add the URI %s", uri);
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot add the URI %s", uri);
 
 out_free:
     ASN1_IA5STRING_free(ia5);
@@ -973,17 +933,17 @@ int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_err
 
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     if (key == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot generate the CA's Ed25519 key");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot generate the CA's Ed25519 key");
     X509 *x = X509_new();
     if (x == NULL) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make the CA certificate");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make the CA certificate");
         goto out_free_key;
     }
     /* The CN is for display; the full trial id is in the URI, so cutting it is safe. */
     snprintf(cn, sizeof(cn), "trialsync %.*s CA", PKI_CN_CHARS_MAX - 13, trial);
     uri_format(uri, sizeof(uri), trial, PKI_CA_ROLE, PKI_CA_ROLE);
     if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_pubkey(x, key) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make the CA certificate");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make the CA certificate");
         goto out_free_x509;
     }
     X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
@@ -998,7 +958,7 @@ int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_err
         goto out_free_x509;
     /* Ed25519 signs the message itself: no separate digest. */
     if (X509_sign(x, key, NULL) <= 0) {
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot sign the CA certificate");
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot sign the CA certificate");
         goto out_free_x509;
     }
     if ((rc = pem_of_key(key, &key_pem, err)) != 0 || (rc = pem_of_cert(x, &crt_pem, err)) != 0)
@@ -1095,10 +1055,10 @@ static int issue_build(const struct ca *ca, const struct pki_identity *who, cons
         return ts_error_set(err, TS_ERR_INVALID, "the CA of trial %s has expired", ca->trial);
     X509 *x = X509_new();
     if (x == NULL)
-        return openssl_error(err, TS_ERR_NOMEM, "cannot make a certificate");
+        return ossl_error(err, TS_ERR_NOMEM, "cannot make a certificate");
     uri_format(uri, sizeof(uri), who->trial, pki_role_name(who->role), who->id);
     if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_pubkey(x, key) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make a certificate");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make a certificate");
         goto out_free_x509;
     }
     X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
@@ -1126,7 +1086,7 @@ static int issue_build(const struct ca *ca, const struct pki_identity *who, cons
         goto out_free_x509;
     }
     if (X509_sign(x, ca->key, NULL) <= 0) {
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot sign the certificate");
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot sign the certificate");
         goto out_free_x509;
     }
     assert(X509_verify(x, X509_get0_pubkey(ca->cert)) == 1);
@@ -1201,7 +1161,7 @@ int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *na
     }
     key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     if (key == NULL) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot generate an Ed25519 key");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot generate an Ed25519 key");
         goto out_release_ca;
     }
     if ((rc = issue_build(&ca, who, name != NULL ? name : who->id, days, key, &x, err)) != 0)
@@ -1402,7 +1362,7 @@ static int64_t crl_number_previous(const char *crl_path)
     if (pki_read_file(crl_path, &pem, &len, NULL) != 0)
         return -1;
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    X509_CRL *crl = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, no_passphrase_cb, NULL) : NULL;
+    X509_CRL *crl = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, ossl_no_passphrase_cb, NULL) : NULL;
     if (crl != NULL) {
         ASN1_INTEGER *n = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
         if (n != NULL && ASN1_INTEGER_get_int64(&number, n) != 1)
@@ -1438,7 +1398,7 @@ static int crl_add_revoked(X509_CRL *crl, const char *path, const char *text, si
         if (ok && X509_CRL_add0_revoked(crl, r) == 1)
             continue;
         X509_REVOKED_free(r);
-        return openssl_error(err, TS_ERR_NOMEM, "%s line %d: cannot add it to the CRL", path,
+        return ossl_error(err, TS_ERR_NOMEM, "%s line %d: cannot add it to the CRL", path,
                              line_no);
     }
     return rc;
@@ -1467,7 +1427,7 @@ static int crl_write_with(const char *ca_dir, const struct ca *ca, struct ts_err
         return rc;
     X509_CRL *crl = X509_CRL_new();
     if (crl == NULL) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make a CRL");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make a CRL");
         goto out_free_text;
     }
     int64_t previous = crl_number_previous(crl_path);
@@ -1481,24 +1441,24 @@ static int crl_write_with(const char *ca_dir, const struct ca *ca, struct ts_err
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) != 1 ||
         X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1 ||
         X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, X509V3_ADD_DEFAULT) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot make a CRL");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot make a CRL");
         goto out_free_crl;
     }
     X509V3_set_ctx(&ctx, ca->cert, NULL, NULL, crl, 0);
     akid = X509V3_EXT_nconf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
     if (akid == NULL || X509_CRL_add_ext(crl, akid, -1) != 1) {
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot add the CRL's authority key identifier");
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot add the CRL's authority key identifier");
         goto out_free_crl;
     }
     if (text != NULL && (rc = crl_add_revoked(crl, revoked_path, text, text_len, err)) != 0)
         goto out_free_crl;
     if (X509_CRL_sort(crl) != 1 || X509_CRL_sign(crl, ca->key, NULL) <= 0) {
-        rc = openssl_error(err, TS_ERR_INVALID, "cannot sign the CRL");
+        rc = ossl_error(err, TS_ERR_INVALID, "cannot sign the CRL");
         goto out_free_crl;
     }
     bio = BIO_new(BIO_s_mem());
     if (bio == NULL || PEM_write_bio_X509_CRL(bio, crl) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot encode the CRL");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot encode the CRL");
         goto out_free_crl;
     }
     const char *data;
@@ -1563,7 +1523,7 @@ static int revoke_with(const char *ca_dir, const struct ca *ca, const BIGNUM *se
     if (!found) {
         char *hex = BN_bn2hex(serial);
         if (hex == NULL)
-            return openssl_error(err, TS_ERR_NOMEM, "cannot format a serial");
+            return ossl_error(err, TS_ERR_NOMEM, "cannot format a serial");
         /* A hand-edited file may lack its last newline: never glue two lines. */
         if (!ends_in_newline)
             rc = append_file(path, "\n", 1, err);
@@ -1605,7 +1565,7 @@ int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct ts_error *e
     }
     BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     if (serial == NULL) {
-        rc = openssl_error(err, TS_ERR_INVALID, "%s: cannot read the serial", cert_pem_path);
+        rc = ossl_error(err, TS_ERR_INVALID, "%s: cannot read the serial", cert_pem_path);
         goto out_free_x509;
     }
     bool has_uri = cert_trialsync_uri(x, uri, sizeof(uri), NULL) == 0;
@@ -1660,7 +1620,7 @@ int pki_verify_cert(const char *ca_pem, size_t ca_len, const char *pem, size_t l
     ctx = X509_STORE_CTX_new();
     if (store == NULL || ctx == NULL || X509_STORE_add_cert(store, ca) != 1 ||
         X509_STORE_CTX_init(ctx, store, x, NULL) != 1) {
-        rc = openssl_error(err, TS_ERR_NOMEM, "cannot set up certificate verification");
+        rc = ossl_error(err, TS_ERR_NOMEM, "cannot set up certificate verification");
         goto out_free;
     }
     /* Entries signed while the certificate was valid stay valid after it
