@@ -186,13 +186,21 @@ assert_eq "Please confirm sex" "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 
 # ---- the screenshot -------------------------------------------------------------
 mkdir -p "$ARTIFACTS"
 rm -f "$SHOT"
+# Site 101 keeps writing meanwhile, so the throughput bars have something to show.
+( for i in $(seq 10 60); do
+      "$TRIALSYNC" put --node "$S1" subject "101-00$i" site=101 sex=U status=screening > /dev/null || exit 1
+  done ) & writer=$!
 chromium_run "$WORK/screenshot.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$SHOT" \
     --window-size=1366,900 --hide-scrollbars
+wait "$writer" || fail "writes at site 101 during the screenshot"
 [ "$(head -c 8 "$SHOT" 2> /dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
     || fail "no PNG screenshot at $SHOT"
 ok "screenshot saved: $SHOT"
 
 # ---- /metrics ---------------------------------------------------------------------
+wait_until 20 "the hub holds site 101's new subjects" \
+    bash -c "[ \$('$TRIALSYNC' records --node '$HUB' subject | jq .count) -eq 57 ]"
+api /v1/status > "$WORK/status.json"
 curl -sS --max-time 10 -D "$WORK/metrics.headers" -o "$WORK/metrics.txt" \
     -H "Authorization: Bearer $TOKEN" "$BASE/metrics" || fail "GET /metrics"
 assert_contains "$(tr -d '\r' < "$WORK/metrics.headers")" "Content-Type: text/plain; version=0.0.4" \
