@@ -8,12 +8,15 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-# Debian 12 packages the build, the tests and the demo need.
+# Debian 12 packages the build, the tests and the demo need.  Every command a
+# suite calls is checked with need_cmd COMMAND PACKAGE, and the deps suite
+# (tests/check_deps.sh) fails when such a package is missing from this list.
 DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
-       libjansson-dev libinih-dev libfaketime procps iproute2 iptables systemd curl jq
+       libjansson-dev libinih-dev libfaketime faketime procps iproute2 iptables \
+       util-linux systemd curl jq chromium stress-ng
 
-.PHONY: all deps build build-asan test test-fast demo bench soak clean
+.PHONY: all deps print-deps build build-asan test test-fast test-loaded demo bench soak clean
 
 all: build
 
@@ -26,6 +29,9 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "all Debian packages present"; fi
+
+print-deps:
+	@echo $(DEPS)
 
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -43,6 +49,15 @@ test: deps build build-asan
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j2 --timeout 900
 	@echo "== every suite, release build =="
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 900
+
+# The whole suite with both cores kept busy by stress-ng: the suites check
+# behaviour, not speed, so they must pass on a machine doing other work.
+test-loaded: deps build build-asan
+	@stress-ng --cpu $(JOBS) --timeout 7200s --quiet & spid=$$!; \
+	trap 'kill $$spid 2>/dev/null' EXIT; \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j2 --timeout 1800 && \
+	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 1800
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j2 -L unit

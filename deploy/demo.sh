@@ -13,7 +13,20 @@ LOGS="$ROOT/demo-cluster"
 . "$ROOT/deploy/nodes.sh"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*" | sed "s|$BIN/||g; s|$ROOT/||g"; "$@"; }
+# quote WORD: the word as a shell would need it typed, so every echoed command
+# can be pasted from the project's root as it stands.
+quote() {
+    case "$1" in
+        "" | *[!A-Za-z0-9_./=:,+@%^-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")" ;;
+        *) printf '%s' "$1" ;;
+    esac
+}
+run() {
+    local arg line=""
+    for arg in "$@"; do line="$line $(quote "${arg#"$ROOT"/}")"; done
+    printf '$%s\n' "$line"
+    "$@"
+}
 
 start() {  # NAME NODEDIR
     node_start "$1" "$2"
@@ -106,7 +119,7 @@ echo "   both keep both values and flag the conflict for a person to resolve"
 
 # Let the last pushes land so the table shows the settled state.
 for _ in $(seq 1 100); do
-    "$TS" status --node "$HUB" --json | jq -e '[.peers[] | select(.connected | not)] | length == 0 and ([.peers[] | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety] | add) == 0' > /dev/null && break
+    "$TS" status --node "$HUB" --json | jq -e '([.peers[] | select(.connected | not)] | length) == 0 and ([.peers[] | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety] | add // 0) == 0' > /dev/null && break
     sleep 0.1
 done
 say "8. Replication status at the hub"
