@@ -153,9 +153,13 @@ static int on_value(void *user, const char *section, const char *key, const char
                                                  : c->crl;
             if (resolve_path(c, value, dst, PATH_MAX) != 0)
                 return fail(p, line, section, key, "path too long");
+        } else if (strcmp(key, "clock_skew_max_s") == 0) {
+            if (!parse_u64(value, 7 * 86400, &n) || n == 0)
+                return fail(p, line, section, key, "must be a whole number of seconds (1 to 604800)");
+            c->clock_skew_max_ms = n * 1000;
         } else {
             return fail(p, line, section, key,
-                        "unknown key (allowed: listen, hub, cert, key, ca, crl)");
+                        "unknown key (allowed: listen, hub, cert, key, ca, crl, clock_skew_max_s)");
         }
     } else if (strcmp(section, "storage") == 0) {
         if (strcmp(key, "disk_free_min_mb") == 0) {
@@ -195,6 +199,7 @@ static void set_defaults(struct config *c)
     resolve_path(c, "node.key", c->key, sizeof(c->key));
     resolve_path(c, "ca.crt", c->ca, sizeof(c->ca));
     c->disk_free_min_bytes = 64ULL * 1024 * 1024;
+    c->clock_skew_max_ms = CONFIG_CLOCK_SKEW_MAX_MS_DEFAULT;
     c->sae_alarm_first_s = 3600;
     c->sae_alarm_second_s = 12 * 3600;
 }

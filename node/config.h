@@ -19,6 +19,8 @@
 
 /* Hubs a site lists to fail over between. */
 #define CONFIG_HUBS_MAX 8
+/* Five minutes: NTP-synced hospital clocks are within seconds of each other. */
+#define CONFIG_CLOCK_SKEW_MAX_MS_DEFAULT (300ULL * 1000)
 
 struct config_addr {
     char host[256];
@@ -45,6 +47,10 @@ struct config {
     char crl[PATH_MAX];         /* "" when none */
     struct config_addr hubs[CONFIG_HUBS_MAX];
     int hubs_count;
+    /* How far ahead of this node's clock an entry may be stamped before it is
+     * held back (validate_entry): skew between honest clocks stays well
+     * inside it, and a node cannot pull the trial's clock further. */
+    uint64_t clock_skew_max_ms;
     /* [storage] */
     uint64_t disk_free_min_bytes;
     /* [safety] */

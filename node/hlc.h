@@ -4,7 +4,10 @@
  * A timestamp is (wall milliseconds << 16) | logical counter.  hlc_now()
  * returns a value strictly greater than every value it returned or observed
  * before, whatever the wall clock does (it may jump back by hours); when the
- * wall clock is ahead of everything seen, the timestamp follows it.  Pure: the
+ * wall clock is ahead of everything seen, the timestamp follows it.  The
+ * arithmetic saturates at UINT64_MAX and never wraps (admission keeps
+ * entries stamped far in the future away, so the top is never reached in
+ * practice).  Pure: the
  * caller passes the wall clock in, so tests can drive it.
  */
 #ifndef TS_HLC_H

@@ -146,120 +146,32 @@ void field_state_release(struct field_state *s)
 
 /* ---- policies ---------------------------------------------------------- */
 
-struct policy_rule {
-    const char *type;
-    const char *field;
-    enum merge_policy policy;
-};
-
-static const struct policy_rule policy_rules[] = {
-    { "subject", "site", MERGE_POLICY_WRITE_ONCE },
-    { "query", "target", MERGE_POLICY_WRITE_ONCE },
-    { "ae", "aesev", MERGE_POLICY_WORST },
-    { "ae", "aetoxgr", MERGE_POLICY_WORST },
-    { "ae", "aeser", MERGE_POLICY_WORST },
-    { "ae", "aesdth", MERGE_POLICY_WORST },
-    { "ae", "aeslife", MERGE_POLICY_WORST },
-    { "ae", "aeshosp", MERGE_POLICY_WORST },
-    { "ae", "aesdisab", MERGE_POLICY_WORST },
-    { "ae", "aescong", MERGE_POLICY_WORST },
-    { "ae", "aesmie", MERGE_POLICY_WORST },
-    { "subject", "status", MERGE_POLICY_RANK },
-    { "visit", "status", MERGE_POLICY_RANK },
-    { "ae", "status", MERGE_POLICY_RANK },
-    { "query", "state", MERGE_POLICY_QUERY_STATE },
-    { "query", "messages", MERGE_POLICY_APPEND },
-};
-
 enum merge_policy merge_policy_of(const char *type, const char *field)
 {
     assert(type != NULL);
     assert(field != NULL);
-    for (size_t i = 0; i < sizeof(policy_rules) / sizeof(policy_rules[0]); i++) {
-        if (strcmp(policy_rules[i].type, type) == 0 && strcmp(policy_rules[i].field, field) == 0)
-            return policy_rules[i].policy;
-    }
-    return MERGE_POLICY_LATEST;
-}
-
-struct ranked_value {
-    const char *type;
-    const char *field;
-    const char *value;
-    int rank;
-};
-
-/* Workflow ranks (DOMAIN.md): terminal states rank above the path to them,
- * and among concurrent terminal states died > withdrawn > lost > completed. */
-static const struct ranked_value status_ranks[] = {
-    { "subject", "status", "screening", 10 },
-    { "subject", "status", "enrolled", 20 },
-    { "subject", "status", "randomized", 30 },
-    { "subject", "status", "screen_failed", 40 },
-    { "subject", "status", "completed", 50 },
-    { "subject", "status", "lost_to_followup", 60 },
-    { "subject", "status", "withdrawn", 70 },
-    { "subject", "status", "died", 80 },
-    { "visit", "status", "scheduled", 10 },
-    { "visit", "status", "started", 20 },
-    { "visit", "status", "completed", 30 },
-    { "visit", "status", "skipped", 35 },
-    { "visit", "status", "signed", 40 },
-    { "ae", "status", "ongoing", 10 },
-    { "ae", "status", "resolved", 20 },
-    { "query", "state", "open", 10 },
-    { "query", "state", "answered", 20 },
-    { "query", "state", "closed", 30 },
-    { "query", "state", "cancelled", 40 },
-};
-
-/* How bad a value is, for the worst-wins fields: higher is worse. */
-static const struct ranked_value worst_ranks[] = {
-    { "ae", "aesev", "MILD", 1 },
-    { "ae", "aesev", "MODERATE", 2 },
-    { "ae", "aesev", "SEVERE", 3 },
-    { "ae", "aetoxgr", "1", 1 },
-    { "ae", "aetoxgr", "2", 2 },
-    { "ae", "aetoxgr", "3", 3 },
-    { "ae", "aetoxgr", "4", 4 },
-    { "ae", "aetoxgr", "5", 5 },
-};
-
-static int ranked_lookup(const struct ranked_value *table, size_t n,
-                         const char *type, const char *field, const char *value)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(table[i].type, type) == 0 && strcmp(table[i].field, field) == 0
-            && strcmp(table[i].value, value) == 0)
-            return table[i].rank;
-    }
-    return -1;
+    const struct schema_field *f = schema_field(type, field);
+    return f != NULL ? f->policy : MERGE_POLICY_LATEST;
 }
 
 int merge_rank(const char *type, const char *field, const char *value)
 {
     assert(type != NULL);
     assert(field != NULL);
-    if (value == NULL)
+    const struct schema_field *f = schema_field(type, field);
+    if (f == NULL || value == NULL)
         return -1;
-    return ranked_lookup(status_ranks, sizeof(status_ranks) / sizeof(status_ranks[0]),
-                         type, field, value);
+    if (f->policy != MERGE_POLICY_RANK && f->policy != MERGE_POLICY_QUERY_STATE)
+        return -1;
+    return schema_term_rank(f, value);
 }
 
-/* Severity of a value of a worst-wins field; -1 for a value outside the
- * field's scale, so any known value outranks garbage. */
+/* Severity of a value of a worst-wins field (the table's rank: higher is
+ * worse); -1 for a value outside the field's scale, so any known value
+ * outranks garbage. */
 static int worst_score(const char *type, const char *field, const char *value)
 {
-    int score = ranked_lookup(worst_ranks, sizeof(worst_ranks) / sizeof(worst_ranks[0]),
-                              type, field, value);
-    if (score >= 0)
-        return score;
-    /* The serious flag and every serious criterion: Y is worse than N. */
-    if (strcmp(value, "Y") == 0)
-        return 1;
-    if (strcmp(value, "N") == 0)
-        return 0;
-    return -1;
+    return schema_term_rank(schema_field(type, field), value);
 }
 
 /* The policy's primary key of one live write; bigger is shown. */

@@ -23,15 +23,8 @@
 
 #include "../proto/entry.h"
 #include "../proto/errors.h"
+#include "schema.h"
 
-enum merge_policy {
-    MERGE_POLICY_LATEST,      /* highest (hlc, origin) shown; conflicts flagged */
-    MERGE_POLICY_WORST,       /* worst severity / grade / Y shown; conflicts flagged */
-    MERGE_POLICY_RANK,        /* highest workflow rank shown */
-    MERGE_POLICY_QUERY_STATE, /* highest (round, state rank) shown */
-    MERGE_POLICY_WRITE_ONCE,  /* keys: earliest (hlc, origin) shown; a second value is a conflict */
-    MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
-};
 
 /*
  * Bounds on one field's state, checked before anything is allocated

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 
 #include "../proto/codec.h"
+#include "hlc.h"
 #include "merge.h"
 #include "pki.h"
 #include "safety.h"
@@ -107,6 +108,21 @@ struct origin_key {
     size_t cert_len;
 };
 
+/* The rules of validate_entry, as metric labels (validate_error.rule). */
+static const char *const admit_rule_names[] = {
+    "type", "key", "field", "value", "role", "scope", "supersedes", "other",
+};
+#define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
+
+static size_t admit_rule_index(const char *rule)
+{
+    for (size_t i = 0; i + 1 < ADMIT_RULES_COUNT; i++) {
+        if (strcmp(admit_rule_names[i], rule) == 0)
+            return i;
+    }
+    return ADMIT_RULES_COUNT - 1;
+}
+
 /* What the manager remembers of a peer across its sessions. */
 struct peer_info {
     char id[TS_ID_BYTES_MAX + 1];
@@ -117,6 +133,8 @@ struct peer_info {
     uint64_t entries_sent, entries_received;
     uint64_t bytes_sent, bytes_received;
     uint64_t batches_refused;
+    uint64_t batches_held;                      /* not yet admissible: retried */
+    uint64_t entries_refused[ADMIT_RULES_COUNT]; /* by rule, see admit_rule_names */
     struct session *session;
 };
 
@@ -191,6 +209,11 @@ struct peer_mgr {
     struct safety *safety;
     void (*on_applied)(void *ctx, const struct entry *e, uint64_t now_ms);
     void *on_applied_ctx;
+    /* The session whose batch the store is applying (NULL for local
+     * writes), so an entry's refusal is charged to the peer that sent it. */
+    struct session *applying;
+    /* The last refusal by validate_entry: its rule and the entry. */
+    char refused_rule[24];
 };
 
 static const char *failure_reason_names[] = {
@@ -966,10 +989,26 @@ static void handle_batch(struct session *s, const struct frame *f)
         return;
     }
     uint64_t last = b->first_seq + b->count - 1;
+    m->applying = s;
+    m->refused_rule[0] = '\0';
     int rc = store_apply(m->node->store, m->node->cfg.trial, b, 1,
                          strcmp(b->origin, m->node->cfg.id) == 0 ? node_verify_own : verify_cb,
                          strcmp(b->origin, m->node->cfg.id) == 0 ? (void *)m->node : (void *)m,
                          true, node_now_ms(), &res, &err);
+    m->applying = NULL;
+    if (rc == TS_ERR_AGAIN) {
+        /* Not yet admissible (a query's creation still on its way, or stamped
+         * ahead of this clock): nothing applied, no ack, so the sender offers
+         * it again; the link and the peer are fine. */
+        if (s->info != NULL)
+            s->info->batches_held++;
+        trace(TRACE_INFO, "peer %s: batch %s/%s %" PRIu64 "-%" PRIu64 " held, not yet: %s",
+              s->peer.id, b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq,
+              last, err.msg);
+        return;
+    }
+    if (rc != 0 && m->refused_rule[0] != '\0' && s->info != NULL)
+        s->info->entries_refused[admit_rule_index(m->refused_rule)]++;
     if (rc == TS_ERR_FORK) {
         store_meta_put(m->node->store, qkey, err.msg, strlen(err.msg), true, NULL);
         trace(TRACE_ERROR, "FORK: origin %s is quarantined: %s (peer %s)", b->origin, err.msg,
@@ -1220,26 +1259,102 @@ static void tick_cb(uv_timer_t *t)
     }
 }
 
+static unsigned schema_role_of(enum pki_role role)
+{
+    switch (role) {
+    case PKI_ROLE_SITE:
+        return SCHEMA_ROLE_SITE;
+    case PKI_ROLE_HUB:
+        return SCHEMA_ROLE_HUB;
+    case PKI_ROLE_ADMIN:
+        return SCHEMA_ROLE_ADMIN;
+    }
+    return 0;
+}
+
+static unsigned lookup_origin_role(void *ctx, const char *origin)
+{
+    struct peer_mgr *m = ctx;
+    if (strcmp(origin, m->node->cfg.id) == 0)
+        return schema_role_of(m->node->cfg.role);
+    struct origin_key *ok = origin_key(m, origin);
+    return ok != NULL ? schema_role_of(ok->role) : 0;
+}
+
+/* The displayed value of a query field held here, copied into buf. */
+static int lookup_query_field(struct peer_mgr *m, const char *id, const char *field, char *buf,
+                              size_t cap)
+{
+    struct field_state st;
+    int rc = store_field_get(m->node->store, SCHEMA_QUERY_TYPE, id, field, &st);
+    if (rc != 0)
+        return rc;
+    int i = merge_display(SCHEMA_QUERY_TYPE, field, &st);
+    rc = TS_ERR_NOTFOUND;
+    if (i >= 0 && strlen(st.live[i].value) < cap) {
+        memcpy(buf, st.live[i].value, strlen(st.live[i].value) + 1);
+        rc = 0;
+    }
+    field_state_release(&st);
+    return rc;
+}
+
+/* A query's target is write-once and only the CRO writes it, so the value
+ * held is the one its creating entry wrote. */
+static int lookup_query_target(void *ctx, const char *id, char *buf, size_t cap)
+{
+    return lookup_query_field(ctx, id, "target", buf, cap);
+}
+
+static int lookup_query_round(void *ctx, const char *id, uint32_t *round)
+{
+    char buf[16];
+    int rc = lookup_query_field(ctx, id, "round", buf, sizeof(buf));
+    if (rc != 0)
+        return rc;
+    char *end = NULL;
+    unsigned long v = strtoul(buf, &end, 10);
+    if (end == buf || *end != '\0' || v == 0 || v > UINT32_MAX)
+        return TS_ERR_CORRUPT;
+    *round = (uint32_t)v;
+    return 0;
+}
+
 /*
- * What an entry's origin may have written, by its certificate's role,
- * checked on every hop so a relayed entry is held to the same rule.
+ * The admission of every entry the store is about to apply, written here or
+ * received from any peer on any hop: validate_entry with the origin's role
+ * from its certificate (DESIGN.md §1).
  */
 static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err)
 {
     struct peer_mgr *m = ctx;
-    bool origin_is_site;
-    if (strcmp(e->origin, m->node->cfg.id) == 0) {
-        origin_is_site = m->node->cfg.role == PKI_ROLE_SITE;
-    } else {
-        struct origin_key *ok = origin_key(m, e->origin);
-        if (ok == NULL)
-            return ts_error_set(err, TS_ERR_AUTH, "origin %s is unknown", e->origin);
-        origin_is_site = ok->role == PKI_ROLE_SITE;
+    unsigned role = lookup_origin_role(m, e->origin);
+    if (role == 0)
+        return ts_error_set(err, TS_ERR_AUTH, "origin %s is unknown", e->origin);
+    struct validate_lookup lk = {
+        .query_target = lookup_query_target,
+        .query_round = lookup_query_round,
+        .origin_role = lookup_origin_role,
+        .ctx = m,
+        .now_ms = 0,
+        .skew_ms = m->node->cfg.clock_skew_max_ms,
+    };
+    /* The clock bound is for others' entries: this node's own follow its own
+     * clock.  An entry at or below this node's clock moves nothing, so the
+     * bound counts from the later of the wall clock and the clock's last
+     * timestamp (a wall clock stepped back does not refuse honest peers). */
+    if (strcmp(e->origin, m->node->cfg.id) != 0) {
+        uint64_t now = node_now_ms(), last = hlc_ms(m->node->clock.last);
+        lk.now_ms = now > last ? now : last;
     }
     struct validate_error verr;
-    if (validate_entry_origin(e, origin_is_site, &verr) != 0)
-        return ts_error_set(err, TS_ERR_AUTH, "%s", verr.msg);
-    return 0;
+    int rc = validate_entry(e, role, &lk, &verr);
+    if (rc == 0)
+        return 0;
+    snprintf(m->refused_rule, sizeof(m->refused_rule), "%s", verr.rule);
+    return ts_error_set(err, rc, "%s/%s/%" PRIu64 " (%s %s) refused by rule '%s': %s", e->origin,
+                        e->lane == LANE_SAFETY ? "safety" : "bulk", e->seq, e->record_type,
+                        e->record_id, verr.rule, verr.msg);
 }
 
 static void on_safety_entry(void *ctx, const struct entry *e)
@@ -1340,6 +1455,14 @@ static void status_extend(void *ctx, json_t *status)
             "batches_refused", (json_int_t)p->batches_refused, "revoked",
             p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
         json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
+        json_t *refused = json_object();
+        for (size_t r = 0; r < ADMIT_RULES_COUNT; r++) {
+            if (p->entries_refused[r] > 0)
+                json_object_set_new(refused, admit_rule_names[r],
+                                    json_integer((json_int_t)p->entries_refused[r]));
+        }
+        json_object_set_new(row, "entries_refused", refused);
+        json_object_set_new(row, "batches_held", json_integer((json_int_t)p->batches_held));
         /* Conflicts on the site's records (at a site, on its own: the hub row). */
         const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
         json_object_set_new(row, "conflicts",

@@ -27,140 +27,20 @@
 #include "validate.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "merge.h"
+#include "hlc.h"
+#include "schema.h"
 
-/* SDTM character variables hold at most 200 bytes; codes are no longer. */
-#define VALIDATE_CODE_BYTES_MAX 200
+#define VALIDATE_CODE_BYTES_MAX SCHEMA_CODE_BYTES_MAX
 
 _Static_assert(VALIDATE_CODE_BYTES_MAX < TS_VALUE_BYTES_MAX, "a code is a short value");
 
-/* ---- controlled terms -------------------------------------------------- */
-
-static const char *const terms_sex[] = { "M", "F", "U", NULL };
-static const char *const terms_yn[] = { "Y", "N", NULL };
-static const char *const terms_aesev[] = { "MILD", "MODERATE", "SEVERE", NULL };
-static const char *const terms_aetoxgr[] = { "1", "2", "3", "4", "5", NULL };
-static const char *const terms_aeout[] = {
-    "RECOVERED/RESOLVED", "RECOVERING/RESOLVING", "NOT RECOVERED/NOT RESOLVED",
-    "RECOVERED/RESOLVED WITH SEQUELAE", "FATAL", "UNKNOWN", NULL,
-};
-static const char *const terms_aeacn[] = {
-    "DOSE INCREASED", "DOSE NOT CHANGED", "DOSE REDUCED", "DRUG INTERRUPTED",
-    "DRUG WITHDRAWN", "NOT APPLICABLE", "UNKNOWN", NULL,
-};
-static const char *const terms_subject_status[] = {
-    "screening", "enrolled", "randomized", "screen_failed", "completed",
-    "lost_to_followup", "withdrawn", "died", NULL,
-};
-static const char *const terms_visit_status[] = {
-    "scheduled", "started", "completed", "skipped", "signed", NULL,
-};
-static const char *const terms_ae_status[] = { "ongoing", "resolved", NULL };
-static const char *const terms_query_state[] = { "open", "answered", "closed", "cancelled", NULL };
-static const char *const terms_query_source[] = { "dm", "monitor", "system", NULL };
-
-/* ---- record types and their fields ------------------------------------- */
-
-enum value_kind {
-    KIND_TEXT,      /* free text: UTF-8, tabs and line breaks allowed */
-    KIND_CODE,      /* one line of UTF-8, at most VALIDATE_CODE_BYTES_MAX */
-    KIND_DATE,      /* ISO 8601 date, partial date or date-time */
-    KIND_DATETIME,  /* ISO 8601 date-time with at least hours and minutes */
-    KIND_TERM,      /* one of a controlled list */
-    KIND_DIGITS,    /* a numeric code: MedDRA PT and SOC codes */
-    KIND_VERSION,   /* a MedDRA version: 26.1 */
-    KIND_ROUND,     /* an integer from 1 to UINT32_MAX */
-    KIND_SITE,      /* subject.site: the key's site prefix */
-    KIND_TARGET,    /* query.target: type/id/field of a site record */
-};
-
-struct field_spec {
-    const char *name;
-    enum value_kind kind;
-    const char *const *terms;  /* KIND_TERM only */
-    bool optional;             /* "" allowed, meaning no value */
-    bool coding;               /* AE coding: the CRO's, never a site's */
-};
-
-struct type_spec {
-    const char *name;
-    const struct field_spec *fields;
-    size_t count;
-    const char *key_format;    /* for error messages */
-};
-
-static const struct field_spec subject_fields[] = {
-    { "site", KIND_SITE, NULL, false, false },
-    { "sex", KIND_TERM, terms_sex, false, false },
-    { "brthdtc", KIND_DATE, NULL, true, false },
-    { "rficdtc", KIND_DATE, NULL, true, false },
-    { "armcd", KIND_CODE, NULL, true, false },
-    { "status", KIND_TERM, terms_subject_status, false, false },
-    { "dsdecod", KIND_CODE, NULL, true, false },
-    { "dsstdtc", KIND_DATE, NULL, true, false },
-    { "eie", KIND_TERM, terms_yn, false, false },
-};
-
-static const struct field_spec visit_fields[] = {
-    { "svstdtc", KIND_DATE, NULL, true, false },
-    { "svendtc", KIND_DATE, NULL, true, false },
-    { "svoccur", KIND_TERM, terms_yn, false, false },
-    { "status", KIND_TERM, terms_visit_status, false, false },
-    { "eie", KIND_TERM, terms_yn, false, false },
-};
-
-static const struct field_spec ae_fields[] = {
-    { "aeterm", KIND_TEXT, NULL, false, false },
-    { "aestdtc", KIND_DATE, NULL, true, false },
-    { "aeendtc", KIND_DATE, NULL, true, false },
-    { "aesev", KIND_TERM, terms_aesev, false, false },
-    { "aetoxgr", KIND_TERM, terms_aetoxgr, false, false },
-    { "aeser", KIND_TERM, terms_yn, false, false },
-    { "aesdth", KIND_TERM, terms_yn, false, false },
-    { "aeslife", KIND_TERM, terms_yn, false, false },
-    { "aeshosp", KIND_TERM, terms_yn, false, false },
-    { "aesdisab", KIND_TERM, terms_yn, false, false },
-    { "aescong", KIND_TERM, terms_yn, false, false },
-    { "aesmie", KIND_TERM, terms_yn, false, false },
-    { "aerel", KIND_CODE, NULL, true, false },
-    { "aeacn", KIND_TERM, terms_aeacn, false, false },
-    { "aeout", KIND_TERM, terms_aeout, false, false },
-    { "sae_aware_dtc", KIND_DATETIME, NULL, true, false },
-    { "status", KIND_TERM, terms_ae_status, false, false },
-    { "eie", KIND_TERM, terms_yn, false, false },
-    { "aedecod", KIND_CODE, NULL, true, true },
-    { "aeptcd", KIND_DIGITS, NULL, true, true },
-    { "aebodsys", KIND_CODE, NULL, true, true },
-    { "aesoccd", KIND_DIGITS, NULL, true, true },
-    { "meddra_ver", KIND_VERSION, NULL, true, true },
-};
-
-static const struct field_spec query_fields[] = {
-    { "target", KIND_TARGET, NULL, false, false },
-    { "text", KIND_TEXT, NULL, false, false },
-    { "state", KIND_TERM, terms_query_state, false, false },
-    { "round", KIND_ROUND, NULL, false, false },
-    { "messages", KIND_TEXT, NULL, false, false },
-    { "source", KIND_TERM, terms_query_source, false, false },
-};
-
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-static const struct type_spec type_specs[] = {
-    { "subject", subject_fields, COUNT_OF(subject_fields),
-      "<site>-<number>, e.g. 101-0003" },
-    { "visit", visit_fields, COUNT_OF(visit_fields),
-      "<subject>/<visit code>[/<repeat>], e.g. 101-0003/V3" },
-    { "ae", ae_fields, COUNT_OF(ae_fields), "<subject>-AE-<number>, e.g. 101-0003-AE-001" },
-    { "query", query_fields, COUNT_OF(query_fields), "Q-<origin>-<number>, e.g. Q-hub-17" },
-};
-
-static const char types_allowed[] = "subject, visit, ae, query";
 
 static const char date_allowed[] =
     "YYYY, YYYY-MM or YYYY-MM-DD, optionally followed by THH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]";
@@ -168,24 +48,6 @@ static const char datetime_allowed[] =
     "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM|-HH:MM]";
 static const char target_allowed[] =
     "<type>/<id>/<field> of a subject, visit or ae, e.g. subject/101-0003/sex";
-
-static const struct type_spec *type_find(const char *type)
-{
-    for (size_t i = 0; i < COUNT_OF(type_specs); i++) {
-        if (strcmp(type_specs[i].name, type) == 0)
-            return &type_specs[i];
-    }
-    return NULL;
-}
-
-static const struct field_spec *field_find(const struct type_spec *t, const char *field)
-{
-    for (size_t i = 0; i < t->count; i++) {
-        if (strcmp(t->fields[i].name, field) == 0)
-            return &t->fields[i];
-    }
-    return NULL;
-}
 
 /* ---- error reporting --------------------------------------------------- */
 
@@ -201,17 +63,32 @@ static void append(char *dst, size_t cap, const char *src)
     dst[used + len] = '\0';
 }
 
-static void join_terms(char *dst, size_t cap, const char *const *terms)
+static void join_terms(char *dst, size_t cap, const struct schema_term *terms)
 {
     dst[0] = '\0';
-    for (size_t i = 0; terms[i] != NULL; i++) {
+    for (size_t i = 0; terms[i].value != NULL; i++) {
         if (i > 0)
             append(dst, cap, ", ");
-        append(dst, cap, terms[i]);
+        append(dst, cap, terms[i].value);
     }
 }
 
-static void join_fields(char *dst, size_t cap, const struct type_spec *t)
+/* The record types a write may name, as a person reads them. */
+static void join_types(char *dst, size_t cap)
+{
+    size_t count;
+    const struct schema_type *t = schema_types(&count);
+    dst[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        if (!t[i].site_scoped)
+            continue;
+        if (dst[0] != '\0')
+            append(dst, cap, ", ");
+        append(dst, cap, t[i].name);
+    }
+}
+
+static void join_fields(char *dst, size_t cap, const struct schema_type *t)
 {
     dst[0] = '\0';
     for (size_t i = 0; i < t->count; i++) {
@@ -318,16 +195,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static bool is_alnum(char c)
-{
-    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static bool is_id_char(char c)
-{
-    return is_alnum(c) || c == '.' || c == '_' || c == '-';
-}
-
 /* Number of characters from s (at most len) satisfying pred. */
 static size_t span(const char *s, size_t len, bool (*pred)(char))
 {
@@ -366,15 +233,6 @@ static bool text_ok(const char *s, bool multiline)
         p += n;
     }
     return true;
-}
-
-static bool term_ok(const char *const *terms, const char *value)
-{
-    for (size_t i = 0; terms[i] != NULL; i++) {
-        if (strcmp(terms[i], value) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* Parses a decimal integer of 1..UINT32_MAX without sign, space or leading
@@ -502,135 +360,7 @@ bool validate_iso8601(const char *s)
 
 bool validate_id(const char *s)
 {
-    if (s == NULL)
-        return false;
-    size_t len = strnlen(s, TS_ID_BYTES_MAX + 1);
-    return len <= TS_ID_BYTES_MAX && all_of(s, len, is_id_char);
-}
-
-/* ---- keys -------------------------------------------------------------- */
-
-static bool site_char(char c)
-{
-    return is_alnum(c);
-}
-
-/* `<site>-<digits>`, exactly the len characters of s. */
-static bool subject_key_ok(const char *s, size_t len)
-{
-    size_t site = span(s, len, site_char);
-    if (site == 0 || site >= len || s[site] != '-')
-        return false;
-    return all_of(s + site + 1, len - site - 1, is_digit);
-}
-
-static bool visit_code_char(char c)
-{
-    return is_id_char(c);
-}
-
-static bool visit_key_ok(const char *s, size_t len)
-{
-    const char *slash = memchr(s, '/', len);
-    if (slash == NULL || !subject_key_ok(s, (size_t)(slash - s)))
-        return false;
-    const char *code = slash + 1;
-    size_t rest = len - (size_t)(code - s);
-    const char *slash2 = memchr(code, '/', rest);
-    if (slash2 == NULL)
-        return all_of(code, rest, visit_code_char);
-    size_t code_len = (size_t)(slash2 - code);
-    return all_of(code, code_len, visit_code_char)
-           && all_of(slash2 + 1, rest - code_len - 1, is_digit);
-}
-
-static bool ae_key_ok(const char *s, size_t len)
-{
-    static const char infix[] = "-AE-";
-    const char *at = strstr(s, infix);
-    if (at == NULL || !subject_key_ok(s, (size_t)(at - s)))
-        return false;
-    const char *num = at + strlen(infix);
-    return all_of(num, len - (size_t)(num - s), is_digit);
-}
-
-static bool query_key_ok(const char *s, size_t len)
-{
-    if (len < 2 || s[0] != 'Q' || s[1] != '-')
-        return false;
-    const char *dash = strrchr(s, '-');
-    if (dash == s + 1)
-        return false;
-    size_t origin_len = (size_t)(dash - (s + 2));
-    return all_of(s + 2, origin_len, is_id_char)
-           && all_of(dash + 1, len - (size_t)(dash + 1 - s), is_digit);
-}
-
-static bool key_ok(const char *type, const char *id)
-{
-    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
-    if (len == 0 || len > TS_ID_BYTES_MAX)
-        return false;
-    if (strcmp(type, "subject") == 0)
-        return subject_key_ok(id, len);
-    if (strcmp(type, "visit") == 0)
-        return visit_key_ok(id, len);
-    if (strcmp(type, "ae") == 0)
-        return ae_key_ok(id, len);
-    if (strcmp(type, "query") == 0)
-        return query_key_ok(id, len);
-    return false;
-}
-
-/* The site prefix of a subject, visit or AE key: the characters before the
- * first '-'.  False when the key has none. */
-static bool site_of_key(const char *id, char site[TS_ID_BYTES_MAX + 1])
-{
-    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
-    size_t n = span(id, len, site_char);
-    if (n == 0 || n >= len || id[n] != '-')
-        return false;
-    memcpy(site, id, n);
-    site[n] = '\0';
-    return true;
-}
-
-/*
- * Splits a query target "type/id/field" (the id of a visit holds '/').
- * On success type_out and id_out are filled and *field_out points into s.
- */
-static bool target_split(const char *s, char type_out[TS_TYPE_BYTES_MAX + 1],
-                         char id_out[TS_ID_BYTES_MAX + 1], const char **field_out)
-{
-    const char *first = strchr(s, '/');
-    const char *last = strrchr(s, '/');
-    if (first == NULL || last == first)
-        return false;
-    size_t type_len = (size_t)(first - s);
-    size_t id_len = (size_t)(last - first - 1);
-    if (type_len == 0 || type_len > TS_TYPE_BYTES_MAX || id_len == 0 || id_len > TS_ID_BYTES_MAX)
-        return false;
-    memcpy(type_out, s, type_len);
-    type_out[type_len] = '\0';
-    memcpy(id_out, first + 1, id_len);
-    id_out[id_len] = '\0';
-    *field_out = last + 1;
-    return true;
-}
-
-/* True when s names a field of a subject, visit or AE that exists. */
-static bool target_ok(const char *s)
-{
-    char type[TS_TYPE_BYTES_MAX + 1];
-    char id[TS_ID_BYTES_MAX + 1];
-    const char *field;
-
-    if (!target_split(s, type, id, &field))
-        return false;
-    if (strcmp(type, "query") == 0)
-        return false;
-    const struct type_spec *t = type_find(type);
-    return t != NULL && key_ok(type, id) && field_find(t, field) != NULL;
+    return schema_id_ok(s);
 }
 
 /* ---- the write --------------------------------------------------------- */
@@ -658,7 +388,7 @@ static const char *after_value(const struct validate_field *fields, size_t n,
 }
 
 /* What a field of this kind accepts, in words, for struct validate_error. */
-static void kind_allowed(const char *id, const struct field_spec *f, char *buf, size_t cap)
+static void kind_allowed(const char *id, const struct schema_field *f, char *buf, size_t cap)
 {
     buf[0] = '\0';
     switch (f->kind) {
@@ -689,7 +419,7 @@ static void kind_allowed(const char *id, const struct field_spec *f, char *buf, 
         return;
     case KIND_SITE: {
         char site[TS_ID_BYTES_MAX + 1];
-        if (site_of_key(id, site))
+        if (schema_site_of_key(id, site))
             append(buf, cap, site);
         return;
     }
@@ -700,7 +430,7 @@ static void kind_allowed(const char *id, const struct field_spec *f, char *buf, 
     assert(!"unknown value kind");
 }
 
-static int check_value(const char *type, const char *id, const struct field_spec *f,
+static int check_value(const char *type, const char *id, const struct schema_field *f,
                        const char *value, struct validate_error *err)
 {
     char allowed[sizeof(err->allowed)];
@@ -721,7 +451,7 @@ static int check_value(const char *type, const char *id, const struct field_spec
 
     switch (f->kind) {
     case KIND_TERM:
-        if (term_ok(f->terms, value))
+        if (schema_term_ok(f, value))
             return 0;
         error_about(err, f->name, value, allowed);
         return refuse(err, TS_ERR_INVALID, "field '%s': '%s' is not allowed; allowed values: %s",
@@ -802,7 +532,7 @@ static int check_value(const char *type, const char *id, const struct field_spec
                       err->value, type, id, err->allowed);
 
     case KIND_TARGET:
-        if (len <= TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 2 && target_ok(value))
+        if (len <= TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 2 && schema_target_ok(value))
             return 0;
         error_about(err, f->name, value, allowed);
         return refuse(err, TS_ERR_INVALID,
@@ -833,7 +563,8 @@ static bool workflow_forward(const char *type, const char *field, const char *ol
                              const char *value, const struct validate_field *fields, size_t n,
                              validate_current_fn current, void *ctx)
 {
-    enum merge_policy policy = merge_policy_of(type, field);
+    const struct schema_field *spec = schema_field(type, field);
+    enum merge_policy policy = spec != NULL ? spec->policy : MERGE_POLICY_LATEST;
     if (policy == MERGE_POLICY_RANK)
         return merge_rank(type, field, value) > merge_rank(type, field, old);
     if (policy == MERGE_POLICY_QUERY_STATE) {
@@ -850,7 +581,7 @@ static bool workflow_forward(const char *type, const char *field, const char *ol
     return false;
 }
 
-static int check_change(const char *type, const struct field_spec *f, const char *value,
+static int check_change(const char *type, const struct schema_field *f, const char *value,
                         const char *reason, const struct validate_field *fields, size_t n,
                         validate_current_fn current, void *ctx, struct validate_error *err)
 {
@@ -867,13 +598,13 @@ static int check_change(const char *type, const struct field_spec *f, const char
 
     char old_cut[sizeof(err->value)];
     printable_copy(old_cut, sizeof(old_cut), old);
-    if (merge_policy_of(type, f->name) == MERGE_POLICY_WRITE_ONCE) {
+    if (f->policy == MERGE_POLICY_WRITE_ONCE) {
         error_about(err, f->name, value, old);
         return refuse(err, TS_ERR_INVALID,
                       "field '%s' is write-once: it is '%s' and cannot become '%s'", err->field,
                       old_cut, err->value);
     }
-    if (has_reason || merge_policy_of(type, f->name) == MERGE_POLICY_APPEND)
+    if (has_reason || f->reason_free)
         return 0;
     if (workflow_forward(type, f->name, old, value, fields, n, current, ctx))
         return 0;
@@ -908,7 +639,57 @@ static int check_ae_resolved(const struct validate_field *fields, size_t n,
                                              : (end_missing ? "aeendtc" : "aeout"));
 }
 
-static int check_role(const char *type, const char *id, const struct field_spec *const *specs,
+/*
+ * The table's writers rule for one write: role (a schema_role bit) may write
+ * each field, with each value (a site's values may be narrowed, as a query
+ * answer is).  The same function judges the API's writes and every entry a
+ * peer sends, so both give the same verdict in the same words.
+ */
+static int check_writers(const char *type, const struct schema_field *const *specs,
+                         const struct validate_field *fields, size_t n, unsigned role,
+                         struct validate_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct schema_field *f = specs[i];
+        assert(f != NULL);
+        if (role == SCHEMA_ROLE_SITE && (f->writers & SCHEMA_ROLE_SITE) != 0) {
+            if (schema_site_may_write(f, fields[i].value))
+                continue;
+            char terms[sizeof(err->allowed)];
+            terms[0] = '\0';
+            for (size_t k = 0; f->site_terms[k] != NULL; k++) {
+                if (k > 0)
+                    append(terms, sizeof(terms), ", ");
+                append(terms, sizeof(terms), f->site_terms[k]);
+            }
+            error_about(err, f->name, fields[i].value, terms);
+            return refuse(err, TS_ERR_AUTH,
+                          "field '%s': a site may set %s %s to '%s' only, not '%s'", err->field,
+                          strcmp(type, SCHEMA_QUERY_TYPE) == 0 ? "a" : "the", type, err->allowed,
+                          err->value);
+        }
+        if ((f->writers & role) != 0)
+            continue;
+        error_about(err, f->name, fields[i].value, "");
+        if (role != SCHEMA_ROLE_SITE)
+            return refuse(err, TS_ERR_AUTH, "field '%s' of %s: this origin's role may not write it",
+                          err->field, type);
+        if (strcmp(type, SCHEMA_QUERY_TYPE) == 0)
+            return refuse(err, TS_ERR_AUTH,
+                          "field '%s': on a query a site may write only messages and "
+                          "state=answered",
+                          err->field);
+        if (strcmp(type, "ae") == 0)
+            return refuse(err, TS_ERR_AUTH,
+                          "field '%s': AE coding is done by the CRO; a site may not write it",
+                          err->field);
+        return refuse(err, TS_ERR_AUTH, "field '%s' of %s is the CRO's; a site may not write it",
+                      err->field, type);
+    }
+    return 0;
+}
+
+static int check_role(const char *type, const char *id, const struct schema_field *const *specs,
                       const struct validate_field *fields, size_t n, enum validate_role role,
                       const char *site, validate_current_fn current, void *ctx,
                       struct validate_error *err)
@@ -921,30 +702,17 @@ static int check_role(const char *type, const char *id, const struct field_spec 
         return refuse(err, TS_ERR_AUTH, "this site node has no site id; it may not write");
     }
 
+    int rc = check_writers(type, specs, fields, n, SCHEMA_ROLE_SITE, err);
+    if (rc != 0)
+        return rc;
+    /* The round a site's answer belongs to is added by its node, from the
+     * query as held; a person at a site never writes it. */
     for (size_t i = 0; i < n; i++) {
-        const struct field_spec *f = specs[i];
-        if (f->coding) {
-            error_about(err, f->name, fields[i].value, "");
+        if (strcmp(type, SCHEMA_QUERY_TYPE) == 0 && strcmp(specs[i]->name, "round") == 0) {
+            error_about(err, specs[i]->name, fields[i].value, "messages, state");
             return refuse(err, TS_ERR_AUTH,
-                          "field '%s': AE coding is done by the CRO; a site may not write it",
-                          err->field);
-        }
-        if (strcmp(type, "query") != 0)
-            continue;
-        if (strcmp(f->name, "state") == 0) {
-            if (strcmp(fields[i].value, "answered") == 0)
-                continue;
-            error_about(err, f->name, fields[i].value, "answered");
-            return refuse(err, TS_ERR_AUTH,
-                          "field 'state': a site may set a query to 'answered' only, not '%s'",
-                          err->value);
-        }
-        if (strcmp(f->name, "messages") != 0) {
-            error_about(err, f->name, fields[i].value, "messages, state");
-            return refuse(err, TS_ERR_AUTH,
-                          "field '%s': on a query a site may write only messages and "
-                          "state=answered",
-                          err->field);
+                          "field 'round': on a query a site may write only messages and "
+                          "state=answered");
         }
     }
 
@@ -974,7 +742,7 @@ int validate_write(const char *type, const char *id,
                    struct validate_error *err)
 {
     struct validate_error scratch;
-    const struct field_spec *specs[TS_WRITES_PER_ENTRY_MAX];
+    const struct schema_field *specs[TS_WRITES_PER_ENTRY_MAX];
     char allowed[sizeof(err->allowed)];
     int rc;
 
@@ -982,13 +750,14 @@ int validate_write(const char *type, const char *id,
         err = &scratch;
     memset(err, 0, sizeof(*err));
 
-    const struct type_spec *t = type != NULL ? type_find(type) : NULL;
-    if (t == NULL) {
-        error_about(err, "", type, types_allowed);
+    const struct schema_type *t = type != NULL ? schema_type_find(type) : NULL;
+    if (t == NULL || !t->site_scoped) {
+        join_types(allowed, sizeof(allowed));
+        error_about(err, "", type, allowed);
         return refuse(err, TS_ERR_INVALID, "record type '%s' is not known; allowed types: %s",
                       err->value, err->allowed);
     }
-    if (id == NULL || !key_ok(type, id)) {
+    if (id == NULL || !schema_key_ok(type, id)) {
         error_about(err, "", id, t->key_format);
         return refuse(err, TS_ERR_INVALID, "%s id '%s' is not valid; expected %s", type,
                       err->value, err->allowed);
@@ -1024,7 +793,7 @@ int validate_write(const char *type, const char *id,
     /* Field names: known, once each; values present and within the limit. */
     for (size_t i = 0; i < n; i++) {
         const char *name = fields[i].field != NULL ? fields[i].field : "";
-        specs[i] = field_find(t, name);
+        specs[i] = schema_field_find(t, name);
         if (specs[i] == NULL) {
             join_fields(allowed, sizeof(allowed), t);
             error_about(err, name, fields[i].value, allowed);
@@ -1101,20 +870,20 @@ int validate_scope(const char *type, const char *id,
         return TS_ERR_INVALID;
 
     if (strcmp(type, "subject") == 0 || strcmp(type, "visit") == 0 || strcmp(type, "ae") == 0)
-        return site_of_key(id, site) ? 0 : TS_ERR_INVALID;
+        return schema_site_of_key(id, site) ? 0 : TS_ERR_INVALID;
 
     if (strcmp(type, "query") == 0) {
         const char *target = write_value(fields, n, "target");
         if (target == NULL)
             target = current_value(current, ctx, "target");
-        if (target == NULL || !target_ok(target))
+        if (target == NULL || !schema_target_ok(target))
             return TS_ERR_INVALID;
         char ttype[TS_TYPE_BYTES_MAX + 1];
         char tid[TS_ID_BYTES_MAX + 1];
         const char *tfield;
-        bool split = target_split(target, ttype, tid, &tfield);
+        bool split = schema_target_split(target, ttype, tid, &tfield);
         assert(split);
-        if (!split || !site_of_key(tid, site))
+        if (!split || !schema_site_of_key(tid, site))
             return TS_ERR_INVALID;
         return 0;
     }
@@ -1123,40 +892,230 @@ int validate_scope(const char *type, const char *id,
     return 0;
 }
 
-int validate_entry_origin(const struct entry *e, bool origin_is_site, struct validate_error *err)
-{
-    char scope[TS_ID_BYTES_MAX + 1];
-    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
-    size_t n = e->writes_count < TS_WRITES_PER_ENTRY_MAX ? e->writes_count
-                                                         : TS_WRITES_PER_ENTRY_MAX;
+/* ---- admission of an entry, from any origin, on every hop ------------------ */
 
-    memset(err, 0, sizeof(*err));
-    if (!origin_is_site)
+static int admit_refuse(struct validate_error *err, const char *rule, int code, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+
+static int admit_refuse(struct validate_error *err, const char *rule, int code, const char *fmt,
+                        ...)
+{
+    va_list ap;
+    snprintf(err->rule, sizeof(err->rule), "%s", rule);
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static const char *role_word(unsigned role)
+{
+    switch (role) {
+    case SCHEMA_ROLE_SITE:
+        return "site";
+    case SCHEMA_ROLE_HUB:
+        return "hub";
+    case SCHEMA_ROLE_ADMIN:
+        return "admin";
+    }
+    return "unknown role";
+}
+
+/* The site an entry's record belongs to, from immutable keys only: the key's
+ * site prefix, or for a query the site of its target as written by the
+ * entry itself or, for later writes, by the query's creating entry. */
+static int admit_scope(const struct entry *e, const struct schema_type *t,
+                       const struct validate_lookup *lk, char site[TS_ID_BYTES_MAX + 1],
+                       struct validate_error *err)
+{
+    site[0] = '\0';
+    if (!t->site_scoped)
         return 0;
-    if (strcmp(e->record_type, "member") == 0) {
-        snprintf(err->msg, sizeof(err->msg),
-                 "site %s wrote a membership record (member %s): only admins change membership",
-                 e->origin, e->record_id);
-        return TS_ERR_AUTH;
+    if (strcmp(t->name, SCHEMA_QUERY_TYPE) != 0) {
+        bool ok = schema_site_of_key(e->record_id, site);
+        assert(ok);  /* schema_key_ok passed */
+        return ok ? 0 : admit_refuse(err, "key", TS_ERR_INVALID, "%s %s has no site", t->name,
+                                     e->record_id);
     }
-    if (strcmp(e->site, e->origin) != 0) {
-        snprintf(err->msg, sizeof(err->msg),
-                 "site %s wrote %s %s scoped to site '%s': a site writes only its own records",
-                 e->origin, e->record_type, e->record_id, e->site);
-        return TS_ERR_AUTH;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        if (strcmp(e->writes[i].field, "target") == 0) {
+            bool ok = schema_target_site(e->writes[i].value, site);
+            assert(ok);  /* the value passed check_value */
+            return ok ? 0 : admit_refuse(err, "value", TS_ERR_INVALID, "bad query target");
+        }
     }
-    for (size_t i = 0; i < n; i++) {
-        fields[i].field = e->writes[i].field;
-        fields[i].value = e->writes[i].value;
+    char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 3];
+    if (lk == NULL || lk->query_target == NULL ||
+        lk->query_target(lk->ctx, e->record_id, target, sizeof(target)) != 0)
+        return admit_refuse(err, "pending", TS_ERR_AGAIN,
+                            "query %s is not held here yet: its creating entry must come first",
+                            e->record_id);
+    if (!schema_target_site(target, site))
+        return admit_refuse(err, "scope", TS_ERR_AUTH, "query %s has no valid target held",
+                            e->record_id);
+    return 0;
+}
+
+/* A site answers in the round it saw: never a round the CRO has not opened. */
+static int admit_site_round(const struct entry *e, const struct validate_lookup *lk,
+                            struct validate_error *err)
+{
+    const char *round = NULL;
+    bool has_state = false;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        if (strcmp(e->writes[i].field, "round") == 0)
+            round = e->writes[i].value;
+        if (strcmp(e->writes[i].field, "state") == 0)
+            has_state = true;
     }
-    /* The key's own site prefix must agree (a query's comes from its target). */
-    if (strcmp(e->record_type, "query") != 0 &&
-        (validate_scope(e->record_type, e->record_id, fields, n, NULL, NULL, scope) != 0 ||
-         strcmp(scope, e->origin) != 0)) {
-        snprintf(err->msg, sizeof(err->msg),
-                 "site %s wrote %s %s, a record of another site", e->origin, e->record_type,
-                 e->record_id);
-        return TS_ERR_AUTH;
+    if (round == NULL)
+        return 0;
+    if (!has_state)
+        return admit_refuse(err, "role", TS_ERR_AUTH,
+                            "site %s wrote the round of query %s without answering it: the round "
+                            "is the CRO's", e->origin, e->record_id);
+    uint32_t wrote = 0, held = 0;
+    bool parsed = round_parse(round, &wrote);
+    assert(parsed);  /* the value passed check_value */
+    if (!parsed)
+        return admit_refuse(err, "value", TS_ERR_INVALID, "bad round");
+    if (lk == NULL || lk->query_round == NULL || lk->query_round(lk->ctx, e->record_id, &held) != 0)
+        held = 1;
+    if (wrote > held)
+        return admit_refuse(err, "pending", TS_ERR_AGAIN,
+                            "site %s answers round %" PRIu32 " of query %s; round %" PRIu32
+                            " is the highest held here",
+                            e->origin, wrote, e->record_id, held);
+    return 0;
+}
+
+int validate_entry(const struct entry *e, unsigned origin_role, const struct validate_lookup *lk,
+                   struct validate_error *err)
+{
+    const struct schema_field *specs[TS_WRITES_PER_ENTRY_MAX];
+    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
+    char scope[TS_ID_BYTES_MAX + 1];
+    int rc;
+
+    assert(e != NULL);
+    assert(err != NULL);
+    memset(err, 0, sizeof(*err));
+
+    /* The clock: nothing from the future is applied, nor moves this clock. */
+    if (lk != NULL && lk->now_ms != 0) {
+        uint64_t bound = lk->now_ms > UINT64_MAX - lk->skew_ms ? UINT64_MAX
+                                                               : lk->now_ms + lk->skew_ms;
+        uint64_t hlc_ms_at = hlc_ms(e->hlc);
+        if (hlc_ms_at > bound || e->wall_ms > bound)
+            return admit_refuse(err, "clock", TS_ERR_AGAIN,
+                                "%s/%u/%" PRIu64 " is stamped %" PRIu64 " ms (wall %" PRIu64
+                                " ms), more than %" PRIu64 " ms ahead of this node's clock; "
+                                "held until then",
+                                e->origin, e->lane, e->seq, hlc_ms_at, e->wall_ms, lk->skew_ms);
+    }
+
+    const struct schema_type *t = schema_type_find(e->record_type);
+    if (t == NULL)
+        return admit_refuse(err, "type", TS_ERR_INVALID, "record type '%.32s' is not known",
+                            e->record_type);
+    if ((t->creators & origin_role) == 0 &&
+        !(origin_role == SCHEMA_ROLE_SITE && strcmp(t->name, SCHEMA_QUERY_TYPE) == 0))
+        return admit_refuse(err, "role", TS_ERR_AUTH, "a %s may not write %s records",
+                            role_word(origin_role), t->name);
+    if (!schema_key_ok(t->name, e->record_id))
+        return admit_refuse(err, "key", TS_ERR_INVALID, "%s id '%.64s' is not valid; expected %s",
+                            t->name, e->record_id, t->key_format);
+    if (e->writes_count == 0 || e->writes_count > TS_WRITES_PER_ENTRY_MAX)
+        return admit_refuse(err, "field", TS_ERR_INVALID, "an entry writes 1 to %d fields, not %zu",
+                            TS_WRITES_PER_ENTRY_MAX, e->writes_count);
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        specs[i] = schema_field_find(t, w->field);
+        if (specs[i] == NULL)
+            return admit_refuse(err, "field", TS_ERR_INVALID, "field '%.32s' is not a field of %s",
+                                w->field, t->name);
+        for (size_t j = 0; j < i; j++) {
+            if (specs[j] == specs[i])
+                return admit_refuse(err, "field", TS_ERR_INVALID,
+                                    "field '%s' is written twice in one entry", w->field);
+        }
+        if (w->value == NULL || strnlen(w->value, TS_VALUE_BYTES_MAX + 1) > TS_VALUE_BYTES_MAX)
+            return admit_refuse(err, "value", TS_ERR_INVALID, "field '%s': no value, or too long",
+                                w->field);
+        fields[i].field = w->field;
+        fields[i].value = w->value;
+    }
+    if (strnlen(e->reason, TS_REASON_BYTES_MAX + 1) > TS_REASON_BYTES_MAX ||
+        !text_ok(e->reason, true))
+        return admit_refuse(err, "value", TS_ERR_INVALID, "the reason is not UTF-8 text within %d "
+                            "bytes", TS_REASON_BYTES_MAX);
+    if (strnlen(e->user, TS_USER_BYTES_MAX + 1) > TS_USER_BYTES_MAX || !text_ok(e->user, false))
+        return admit_refuse(err, "value", TS_ERR_INVALID, "the user is not one line of UTF-8 "
+                            "text within %d bytes", TS_USER_BYTES_MAX);
+
+    rc = check_writers(t->name, specs, fields, e->writes_count, origin_role, err);
+    if (rc != 0) {
+        snprintf(err->rule, sizeof(err->rule), "role");
+        return rc;
+    }
+    if (strcmp(t->name, SCHEMA_MEMBER_TYPE) != 0) {
+        for (size_t i = 0; i < e->writes_count; i++) {
+            rc = check_value(t->name, e->record_id, specs[i], fields[i].value, err);
+            if (rc != 0) {
+                snprintf(err->rule, sizeof(err->rule), "value");
+                return rc;
+            }
+        }
+    } else {
+        for (size_t i = 0; i < e->writes_count; i++) {
+            if (specs[i]->kind == KIND_TERM && !schema_term_ok(specs[i], fields[i].value))
+                return admit_refuse(err, "value", TS_ERR_INVALID,
+                                    "member %s: field '%s' has no allowed value", e->record_id,
+                                    specs[i]->name);
+        }
+    }
+
+    rc = admit_scope(e, t, lk, scope, err);
+    if (rc != 0)
+        return rc;
+    if (strcmp(e->site, scope) != 0)
+        return admit_refuse(err, "scope", TS_ERR_AUTH,
+                            "%s %s belongs to site '%s' but the entry is scoped to site '%.32s'",
+                            t->name, e->record_id, scope[0] ? scope : "(trial-wide)", e->site);
+    if (origin_role == SCHEMA_ROLE_SITE && strcmp(scope, e->origin) != 0)
+        return admit_refuse(err, "scope", TS_ERR_AUTH,
+                            "site %s wrote %s %s, a record of site '%s': a site writes only its "
+                            "own records",
+                            e->origin, t->name, e->record_id, scope);
+    if (origin_role == SCHEMA_ROLE_SITE && strcmp(t->name, SCHEMA_QUERY_TYPE) == 0) {
+        rc = admit_site_round(e, lk, err);
+        if (rc != 0)
+            return rc;
+    }
+
+    /* What a write may supersede: never a message (append-only), and for a
+     * site only its own writes or the CRO's, never another site's. */
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        if (w->supersedes_count > 0 && specs[i]->policy == MERGE_POLICY_APPEND)
+            return admit_refuse(err, "supersedes", TS_ERR_AUTH,
+                                "field '%s' is append-only: a write supersedes nothing",
+                                w->field);
+        if (origin_role != SCHEMA_ROLE_SITE)
+            continue;
+        for (size_t k = 0; k < w->supersedes_count; k++) {
+            const struct entry_ref *r = &w->supersedes[k];
+            if (strcmp(r->origin, e->origin) == 0)
+                continue;
+            unsigned role = lk != NULL && lk->origin_role != NULL
+                                ? lk->origin_role(lk->ctx, r->origin)
+                                : 0;
+            if (role == SCHEMA_ROLE_HUB)
+                continue;
+            return admit_refuse(err, "supersedes", TS_ERR_AUTH,
+                                "site %s supersedes a write of %s (%s), which it may not hold",
+                                e->origin, r->origin, role == 0 ? "unknown" : role_word(role));
+        }
     }
     return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../proto/entry.h"
 #include "../proto/errors.h"
@@ -27,6 +28,7 @@ struct validate_error {
     char value[128];                      /* the refused value, cut to fit */
     char allowed[512];                    /* what is allowed, "" when not a list */
     char msg[768];                        /* the whole sentence */
+    char rule[24];                        /* validate_entry: the rule broken, a metric label */
 };
 
 /* Who is writing: the role of the node the write enters through. */
@@ -77,12 +79,46 @@ bool validate_iso8601(const char *s);
 bool validate_id(const char *s);
 
 /*
- * What an entry's origin may have written, checked by every receiver (so a
- * relayed entry is checked again): an entry whose origin is a site must be
- * scoped to that site (its `site` and the site prefix of its record key) and
- * may not be a `member` record.  Hub origins are trusted (their API
- * validated the write).  Returns 0 or TS_ERR_AUTH with err filled.
+ * What the admission of an entry may ask of the node that holds it.  Every
+ * member may be NULL/0: the rule that needs it then holds the entry back
+ * (TS_ERR_AGAIN) or is skipped (the clock when now_ms is 0).
  */
-int validate_entry_origin(const struct entry *e, bool origin_is_site, struct validate_error *err);
+struct validate_lookup {
+    /* The target of query id as written by its creating entry (write-once),
+     * copied into buf; 0, or non-zero when this node does not hold it. */
+    int (*query_target)(void *ctx, const char *id, char *buf, size_t cap);
+    /* The highest round of query id held here; 0, or non-zero when none. */
+    int (*query_round)(void *ctx, const char *id, uint32_t *round);
+    /* The role (enum schema_role bit) of an origin's certificate, 0 unknown. */
+    unsigned (*origin_role)(void *ctx, const char *origin);
+    void *ctx;
+    uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
+    uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
+};
+
+/*
+ * The admission of one entry, the same on every node and every hop, for an
+ * entry written here or received from any peer (DESIGN.md §1).  origin_role is
+ * the schema_role bit of the origin's certificate.  Rules that depend only on
+ * the entry (and on immutable keys: a query's target from its creating entry)
+ * are checked here; rules on current values (a reason for a change, the order
+ * of a workflow) are the API's and the merge's.
+ *   - the record type and key are known and well formed; every field is a
+ *     field of the type, once, with a value of its kind (validate_write's
+ *     value rules, word for word);
+ *   - the origin's role may write each field with each value (the table's
+ *     writers and site_terms): coding, query wording, target, source and
+ *     closing are the CRO's; membership is a hub's or an admin's;
+ *   - the entry's site scope is the record's (key prefix; a query's target),
+ *     and a site writes only records of its own site;
+ *   - a site answers only rounds the CRO opened; a write supersedes no
+ *     message, and a site's supersedes only its own or the CRO's writes;
+ *   - nothing stamped more than skew_ms past now_ms (HLC or wall time).
+ * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
+ * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
+ * entry is ahead of the clock; retry later, nothing is wrong with the peer).
+ */
+int validate_entry(const struct entry *e, unsigned origin_role, const struct validate_lookup *lk,
+                   struct validate_error *err);
 
 #endif

@@ -25,6 +25,7 @@ const char *ts_strerror(int code)
     case TS_ERR_GAP: return "gap";
     case TS_ERR_PERM: return "unsafe permissions";
     case TS_ERR_CONFIG: return "bad configuration";
+    case TS_ERR_AGAIN: return "not yet";
     }
     return "unknown error";
 }

@@ -28,6 +28,7 @@ enum ts_err {
     TS_ERR_GAP = -13,      /* a batch starts after the held head: entries missing */
     TS_ERR_PERM = -14,     /* a file's permissions are unsafe */
     TS_ERR_CONFIG = -15,   /* the node's configuration is wrong */
+    TS_ERR_AGAIN = -16,    /* not yet: a missing dependency or a future time; retry later */
 };
 
 /* A message for a person, filled by the function that failed. */

@@ -7,10 +7,13 @@
  */
 #include "unit.h"
 
+#include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../node/hlc.h"
 #include "../../node/merge.h"
 #include "../../node/validate.h"
 
@@ -884,52 +887,281 @@ static void test_validate_scope(void)
 }
 
 
-static void entry_for(struct entry *e, const char *origin, const char *type, const char *id,
-                      const char *site, struct field_write *w)
+/* ---- validate_entry: the admission of entries from any origin ---------- */
+
+/* A node's view for admission: one query held, with its target and round. */
+struct held {
+    const char *query_id;
+    const char *target;
+    uint32_t round;
+};
+
+static int held_target(void *ctx, const char *id, char *buf, size_t cap)
 {
-    memset(e, 0, sizeof(*e));
-    snprintf(e->origin, sizeof(e->origin), "%s", origin);
-    snprintf(e->record_type, sizeof(e->record_type), "%s", type);
-    snprintf(e->record_id, sizeof(e->record_id), "%s", id);
-    snprintf(e->site, sizeof(e->site), "%s", site);
-    memset(w, 0, sizeof(*w));
-    snprintf(w->field, sizeof(w->field), "sex");
-    w->value = (char *)"F";
-    e->writes = w;
-    e->writes_count = 1;
+    const struct held *h = ctx;
+    if (h->query_id == NULL || strcmp(id, h->query_id) != 0)
+        return TS_ERR_NOTFOUND;
+    snprintf(buf, cap, "%s", h->target);
+    return 0;
 }
 
-static void test_validate_entry_origin(void)
+static int held_round(void *ctx, const char *id, uint32_t *round)
 {
-    struct entry e;
-    struct field_write w;
-    struct validate_error err;
+    const struct held *h = ctx;
+    if (h->query_id == NULL || strcmp(id, h->query_id) != 0)
+        return TS_ERR_NOTFOUND;
+    *round = h->round;
+    return 0;
+}
 
-    entry_for(&e, "101", "subject", "101-0001", "101", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), 0);
+static unsigned held_role(void *ctx, const char *origin)
+{
+    (void)ctx;
+    if (strncmp(origin, "hub", 3) == 0)
+        return SCHEMA_ROLE_HUB;
+    if (strcmp(origin, "admin") == 0)
+        return SCHEMA_ROLE_ADMIN;
+    return origin[0] >= '0' && origin[0] <= '9' ? SCHEMA_ROLE_SITE : 0;
+}
+
+static struct held HELD = {"Q-hub1-9", "subject/102-0001/sex", 1};
+static const struct validate_lookup LK = {held_target, held_round, held_role, &HELD, 0, 0};
+
+#define ADMIT_WRITES_MAX 4
+static struct field_write AW[ADMIT_WRITES_MAX];
+static struct entry AE;
+
+/* An entry of origin writing type/id scoped to site, with "field=value"
+ * writes (NULL-terminated). */
+static struct entry *admit_entry(const char *origin, const char *type, const char *id,
+                                 const char *site, ...)
+{
+    va_list ap;
+    memset(&AE, 0, sizeof(AE));
+    memset(AW, 0, sizeof(AW));
+    snprintf(AE.origin, sizeof(AE.origin), "%s", origin);
+    snprintf(AE.record_type, sizeof(AE.record_type), "%s", type);
+    snprintf(AE.record_id, sizeof(AE.record_id), "%s", id);
+    snprintf(AE.site, sizeof(AE.site), "%s", site);
+    AE.user = (char *)"someone";
+    AE.reason = (char *)"";
+    AE.seq = 1;
+    AE.hlc = (uint64_t)1700000000000 << HLC_LOGICAL_BITS;
+    AE.wall_ms = 1700000000000;
+    AE.writes = AW;
+    va_start(ap, site);
+    for (const char *fv; (fv = va_arg(ap, const char *)) != NULL;) {
+        assert(AE.writes_count < ADMIT_WRITES_MAX);
+        struct field_write *w = &AW[AE.writes_count++];
+        const char *eq = strchr(fv, '=');
+        assert(eq != NULL);
+        snprintf(w->field, sizeof(w->field), "%.*s", (int)(eq - fv), fv);
+        w->value = (char *)(eq + 1);
+    }
+    va_end(ap);
+    return &AE;
+}
+
+static int admit(unsigned role, struct entry *e)
+{
+    return validate_entry(e, role, &LK, &E);
+}
+
+static bool rule_is(const char *rule)
+{
+    if (strcmp(E.rule, rule) == 0)
+        return true;
+    printf("\n  rule '%s' (wanted '%s'): %s\n", E.rule, rule, E.msg);
+    return false;
+}
+
+static void test_validate_entry_site_own_records(void)
+{
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)), 0);
     /* Another site's scope, or a key of another site under its own scope. */
-    entry_for(&e, "117", "subject", "101-0001", "101", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "own records"));
-    entry_for(&e, "117", "subject", "101-0001", "117", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "another site"));
-    entry_for(&e, "117", "visit", "101-0001/V1", "117", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
-    /* Membership from a site: refused, whatever its scope. */
-    entry_for(&e, "118", "member", "101", "118", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "membership"));
-    entry_for(&e, "118", "member", "101", "", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), TS_ERR_AUTH);
-    /* A site's answer to a query about its own subject. */
-    entry_for(&e, "101", "query", "Q-hub1-1", "101", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, true, &err), 0);
-    /* Hubs are trusted: their API validated the write. */
-    entry_for(&e, "hub1", "member", "101", "", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, false, &err), 0);
-    entry_for(&e, "hub1", "subject", "101-0001", "101", &w);
-    CU_ASSERT_EQUAL(validate_entry_origin(&e, false, &err), 0);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("117", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("117", "subject", "101-0001", "117", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("117", "visit", "101-0001/V1", "117",
+                                                        "status=started", NULL)),
+                    TS_ERR_AUTH);
+    /* A hub's entry must carry the record's own scope too (the downlink
+     * filter reads it). */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "subject", "101-0001", "102", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "subject", "101-0001", "101", "sex=F", NULL)), 0);
+}
+
+static void test_validate_entry_values_and_fields(void)
+{
+    /* What the API refuses, a peer's entry cannot carry either. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "subject", "101-0001", "101", "ssn=123-45-6789", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("field"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "subject", "101-0001", "101",
+                                                        "status=pwned", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "subject", "101-0001", "101",
+                                                        "sex=<img src=x>", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "subject", "101-0001", "101",
+                                                        "sex=F", "sex=M", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("field"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "subject", "101-0001", "101", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "patient", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("type"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "subject", "101_0001", "101", "sex=F", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("key"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("101", "subject", "101-0001", "101", "site=102", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+}
+
+static void test_validate_entry_cro_fields(void)
+{
+    /* AE coding, query wording, targets, closing: the CRO's alone. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "ae", "101-0001-AE-001", "101",
+                                                        "aedecod=HACKED-CODING", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "ae", "101-0001-AE-001", "101",
+                                                       "aedecod=Headache", NULL)),
+                    0);
+    /* Site 101 redirecting the CRO's query about site 102's subject. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "query", "Q-hub1-9", "101",
+                                                        "target=subject/101-0001/sex", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("102", "query", "Q-hub1-9", "102", "state=closed", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("102", "query", "Q-hub1-9", "102", "text=rewritten", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("102", "query", "Q-hub1-9", "102",
+                                                        "state=cancelled", NULL)),
+                    TS_ERR_AUTH);
+    /* A new query on another site's subject, made by a site. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "query", "Q-101-1", "102",
+                                                        "target=subject/102-0001/sex",
+                                                        "text=hi", NULL)),
+                    TS_ERR_AUTH);
+    /* Membership: an admin's or a hub's, never a site's. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("118", "member", "101", "", "status=revoked", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "member", "101", "", "status=revoked", NULL)), 0);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "member", "101", "101", "status=revoked", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+}
+
+static void test_validate_entry_query_answers(void)
+{
+    /* The right site answers the query about its own subject. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("102", "query", "Q-hub1-9", "102",
+                                                        "messages=confirmed", "state=answered",
+                                                        "round=1", NULL)),
+                    0);
+    /* Another site answering it, under either scope: refused. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "query", "Q-hub1-9", "101",
+                                                        "messages=mine now", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "query", "Q-hub1-9", "102",
+                                                        "messages=mine now", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    /* A query not held yet: not refused, held back until its creation comes. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("102", "query", "Q-hub2-3", "102",
+                                                        "messages=early", NULL)),
+                    TS_ERR_AGAIN);
+    CU_ASSERT(rule_is("pending"));
+    /* A round the CRO has not opened: held; a round alone: refused. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("102", "query", "Q-hub1-9", "102",
+                                                        "state=answered", "round=999", NULL)),
+                    TS_ERR_AGAIN);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE,
+                          admit_entry("102", "query", "Q-hub1-9", "102", "round=1", NULL)),
+                    TS_ERR_AUTH);
+    /* The hub's later writes take the scope of the query's target, never
+     * one of their own choosing. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "query", "Q-hub1-9", "102",
+                                                       "messages=follow-up", NULL)),
+                    0);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "query", "Q-hub1-9", "101",
+                                                       "messages=follow-up", NULL)),
+                    TS_ERR_AUTH);
+}
+
+static void test_validate_entry_supersedes(void)
+{
+    struct entry_ref hub_ref = {"hub1", 1, 5};
+    struct entry_ref other_site = {"102", 1, 5};
+    struct entry_ref own = {"101", 1, 4};
+    struct entry *e = admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL);
+    AW[0].supersedes = &own;
+    AW[0].supersedes_count = 1;
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), 0);
+    AW[0].supersedes = &hub_ref;
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), 0);
+    AW[0].supersedes = &other_site;
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), TS_ERR_AUTH);
+    CU_ASSERT(rule_is("supersedes"));
+    /* A message is never superseded, by anyone. */
+    e = admit_entry("hub1", "query", "Q-hub1-9", "102", "messages=again", NULL);
+    AW[0].supersedes = &hub_ref;
+    AW[0].supersedes_count = 1;
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, e), TS_ERR_AUTH);
+    CU_ASSERT(rule_is("supersedes"));
+}
+
+static void test_validate_entry_clock_bound(void)
+{
+    struct validate_lookup lk = LK;
+    lk.now_ms = 1700000000000;
+    lk.skew_ms = 300000;
+    struct entry *e = admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL);
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
+    /* Just inside the bound, then past it; then the top of the clock. */
+    e->hlc = (lk.now_ms + lk.skew_ms) << HLC_LOGICAL_BITS;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
+    e->hlc = (lk.now_ms + lk.skew_ms + 1) << HLC_LOGICAL_BITS;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AGAIN);
+    CU_ASSERT(rule_is("clock"));
+    e->hlc = UINT64_MAX;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AGAIN);
+    e->hlc = lk.now_ms << HLC_LOGICAL_BITS;
+    e->wall_ms = UINT64_MAX;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AGAIN);
+    /* A bound that would overflow saturates instead. */
+    lk.now_ms = UINT64_MAX - 10;
+    e->wall_ms = UINT64_MAX;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
 }
 
 int main(void)
@@ -973,7 +1205,12 @@ int main(void)
         { "test_validate_hub_may_write_anything_valid", test_validate_hub_may_write_anything_valid },
         { "test_validate_lane", test_validate_lane },
         { "test_validate_scope", test_validate_scope },
-        {"test_validate_entry_origin", test_validate_entry_origin},
+        {"test_validate_entry_site_own_records", test_validate_entry_site_own_records},
+        {"test_validate_entry_values_and_fields", test_validate_entry_values_and_fields},
+        {"test_validate_entry_cro_fields", test_validate_entry_cro_fields},
+        {"test_validate_entry_query_answers", test_validate_entry_query_answers},
+        {"test_validate_entry_supersedes", test_validate_entry_supersedes},
+        {"test_validate_entry_clock_bound", test_validate_entry_clock_bound},
         { NULL, NULL },
     };
     return unit_run("validate", tests);

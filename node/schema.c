@@ -1,0 +1,440 @@
+/*
+ * schema.c: the rule book's table (see schema.h and DOMAIN.md).  Pure: no
+ * I/O, no globals that change, no allocation.
+ *
+ * What this file guarantees:
+ *   - Each record type and field of DOMAIN.md appears once, here, with every
+ *     rule the rest of trialsync applies to it.
+ *   - Ranks are the only source of workflow order and of severity: a status
+ *     of higher rank wins a merge; a worst-wins field shows its highest rank.
+ *   - Key and target parsing is total: any byte string gets an answer.
+ */
+#include "schema.h"
+
+#include <assert.h>
+#include <string.h>
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+#define SITE SCHEMA_ROLE_SITE
+#define HUB SCHEMA_ROLE_HUB
+#define ADMIN SCHEMA_ROLE_ADMIN
+
+/* ---- controlled terms, with their ranks ------------------------------------ */
+
+static const struct schema_term terms_sex[] = { { "M", 0 }, { "F", 0 }, { "U", 0 }, { NULL, 0 } };
+/* Y ranks above N: for the serious flags, worst wins. */
+static const struct schema_term terms_yn[] = { { "Y", 1 }, { "N", 0 }, { NULL, 0 } };
+static const struct schema_term terms_aesev[] = {
+    { "MILD", 1 }, { "MODERATE", 2 }, { "SEVERE", 3 }, { NULL, 0 },
+};
+static const struct schema_term terms_aetoxgr[] = {
+    { "1", 1 }, { "2", 2 }, { "3", 3 }, { "4", 4 }, { "5", 5 }, { NULL, 0 },
+};
+static const struct schema_term terms_aeout[] = {
+    { "RECOVERED/RESOLVED", 0 }, { "RECOVERING/RESOLVING", 0 },
+    { "NOT RECOVERED/NOT RESOLVED", 0 }, { "RECOVERED/RESOLVED WITH SEQUELAE", 0 },
+    { "FATAL", 0 }, { "UNKNOWN", 0 }, { NULL, 0 },
+};
+static const struct schema_term terms_aeacn[] = {
+    { "DOSE INCREASED", 0 }, { "DOSE NOT CHANGED", 0 }, { "DOSE REDUCED", 0 },
+    { "DRUG INTERRUPTED", 0 }, { "DRUG WITHDRAWN", 0 }, { "NOT APPLICABLE", 0 },
+    { "UNKNOWN", 0 }, { NULL, 0 },
+};
+/* Workflow ranks (DOMAIN.md): terminal states rank above the path to them,
+ * and among concurrent terminal states died > withdrawn > lost > completed. */
+static const struct schema_term terms_subject_status[] = {
+    { "screening", 10 }, { "enrolled", 20 }, { "randomized", 30 }, { "screen_failed", 40 },
+    { "completed", 50 }, { "lost_to_followup", 60 }, { "withdrawn", 70 }, { "died", 80 },
+    { NULL, 0 },
+};
+static const struct schema_term terms_visit_status[] = {
+    { "scheduled", 10 }, { "started", 20 }, { "completed", 30 }, { "skipped", 35 },
+    { "signed", 40 }, { NULL, 0 },
+};
+static const struct schema_term terms_ae_status[] = {
+    { "ongoing", 10 }, { "resolved", 20 }, { NULL, 0 },
+};
+static const struct schema_term terms_query_state[] = {
+    { "open", 10 }, { "answered", 20 }, { "closed", 30 }, { "cancelled", 40 }, { NULL, 0 },
+};
+static const struct schema_term terms_query_source[] = {
+    { "dm", 0 }, { "monitor", 0 }, { "system", 0 }, { NULL, 0 },
+};
+static const struct schema_term terms_member_status[] = {
+    { "active", 0 }, { "revoked", 0 }, { NULL, 0 },
+};
+
+/* A site answers a query: it may set its state to answered, nothing else. */
+static const char *const site_terms_query_state[] = { "answered", NULL };
+
+/* ---- record types and their fields ------------------------------------------ */
+
+/* name, kind, terms, policy, writers, site_terms, optional, reason_free, cdisc, label */
+static const struct schema_field subject_fields[] = {
+    { "site", KIND_SITE, NULL, MERGE_POLICY_WRITE_ONCE, SITE | HUB, NULL, false, false,
+      "SITEID", "Study site identifier" },
+    { "sex", KIND_TERM, terms_sex, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "SEX", "Sex" },
+    { "brthdtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "BRTHDTC", "Date/time of birth" },
+    { "rficdtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "RFICDTC", "Date/time of informed consent" },
+    { "armcd", KIND_CODE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "ARMCD", "Planned arm code" },
+    { "status", KIND_TERM, terms_subject_status, MERGE_POLICY_RANK, SITE | HUB, NULL, false,
+      false, "", "Subject status" },
+    { "dsdecod", KIND_CODE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "DSDECOD", "Standardized disposition term" },
+    { "dsstdtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "DSSTDTC", "Start date/time of disposition event" },
+    { "eie", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "", "Entered in error" },
+};
+
+static const struct schema_field visit_fields[] = {
+    { "svstdtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "SVSTDTC", "Start date/time of visit" },
+    { "svendtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "SVENDTC", "End date/time of visit" },
+    { "svoccur", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "SVOCCUR", "Visit occurred" },
+    { "status", KIND_TERM, terms_visit_status, MERGE_POLICY_RANK, SITE | HUB, NULL, false,
+      false, "", "Visit status" },
+    { "eie", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "", "Entered in error" },
+};
+
+static const struct schema_field ae_fields[] = {
+    { "aeterm", KIND_TEXT, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "AETERM", "Reported term for the adverse event" },
+    { "aestdtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "AESTDTC", "Start date/time of adverse event" },
+    { "aeendtc", KIND_DATE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "AEENDTC", "End date/time of adverse event" },
+    { "aesev", KIND_TERM, terms_aesev, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESEV", "Severity/intensity" },
+    { "aetoxgr", KIND_TERM, terms_aetoxgr, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AETOXGR", "Standard toxicity grade" },
+    { "aeser", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESER", "Serious event" },
+    { "aesdth", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESDTH", "Results in death" },
+    { "aeslife", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESLIFE", "Is life threatening" },
+    { "aeshosp", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESHOSP", "Requires or prolongs hospitalization" },
+    { "aesdisab", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESDISAB", "Persist or signif disability/incapacity" },
+    { "aescong", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESCONG", "Congenital anomaly or birth defect" },
+    { "aesmie", KIND_TERM, terms_yn, MERGE_POLICY_WORST, SITE | HUB, NULL, false, false,
+      "AESMIE", "Other medically important serious event" },
+    { "aerel", KIND_CODE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "AEREL", "Causality" },
+    { "aeacn", KIND_TERM, terms_aeacn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "AEACN", "Action taken with study treatment" },
+    { "aeout", KIND_TERM, terms_aeout, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "AEOUT", "Outcome of adverse event" },
+    { "sae_aware_dtc", KIND_DATETIME, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "", "Date/time the site became aware of the serious AE" },
+    { "status", KIND_TERM, terms_ae_status, MERGE_POLICY_RANK, SITE | HUB, NULL, false, false,
+      "", "Adverse event status" },
+    { "eie", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
+      "", "Entered in error" },
+    /* MedDRA coding is the CRO's. */
+    { "aedecod", KIND_CODE, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "AEDECOD", "Dictionary-derived term" },
+    { "aeptcd", KIND_DIGITS, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "AEPTCD", "Preferred term code" },
+    { "aebodsys", KIND_CODE, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "AEBODSYS", "Body system or organ class" },
+    { "aesoccd", KIND_DIGITS, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "AESOCCD", "Primary system organ class code" },
+    { "meddra_ver", KIND_VERSION, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "", "MedDRA version" },
+};
+
+/* The CRO opens, words and closes a query; a site answers it (messages and
+ * state=answered on a query whose target is one of its own records). */
+static const struct schema_field query_fields[] = {
+    { "target", KIND_TARGET, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, false, false,
+      "", "The field the query is about: type/id/field" },
+    { "text", KIND_TEXT, NULL, MERGE_POLICY_LATEST, HUB, NULL, false, false,
+      "", "Query text" },
+    { "state", KIND_TERM, terms_query_state, MERGE_POLICY_QUERY_STATE, HUB | SITE,
+      site_terms_query_state, false, false, "", "Query state" },
+    /* A site's answer carries the round it answers (validate_entry: never
+     * a round the CRO has not opened, never without an answer). */
+    { "round", KIND_ROUND, NULL, MERGE_POLICY_LATEST, HUB | SITE, NULL, false, false,
+      "", "Query round" },
+    { "messages", KIND_TEXT, NULL, MERGE_POLICY_APPEND, HUB | SITE, NULL, false, true,
+      "", "Query messages (append-only)" },
+    { "source", KIND_TERM, terms_query_source, MERGE_POLICY_LATEST, HUB, NULL, false, false,
+      "", "Who raised the query" },
+};
+
+/* The membership log: written at a hub on an admin's word. */
+static const struct schema_field member_fields[] = {
+    { "status", KIND_TERM, terms_member_status, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false,
+      false, "", "Membership status" },
+    { "name", KIND_CODE, NULL, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, true, false,
+      "", "Site name" },
+};
+
+static const struct schema_type types[] = {
+    { "subject", "DM", "<site>-<number>, e.g. 101-0003", true, SITE | HUB, subject_fields,
+      COUNT_OF(subject_fields) },
+    { "visit", "SV", "<subject>/<visit code>[/<repeat>], e.g. 101-0003/V3", true, SITE | HUB,
+      visit_fields, COUNT_OF(visit_fields) },
+    { "ae", "AE", "<subject>-AE-<number>, e.g. 101-0003-AE-001", true, SITE | HUB, ae_fields,
+      COUNT_OF(ae_fields) },
+    { SCHEMA_QUERY_TYPE, "", "Q-<origin>-<number>, e.g. Q-hub-17", true, HUB, query_fields,
+      COUNT_OF(query_fields) },
+    { SCHEMA_MEMBER_TYPE, "", "a site id, e.g. 101", false, HUB | ADMIN, member_fields,
+      COUNT_OF(member_fields) },
+};
+
+#undef SITE
+#undef HUB
+#undef ADMIN
+
+const struct schema_type *schema_types(size_t *count)
+{
+    *count = COUNT_OF(types);
+    return types;
+}
+
+const struct schema_type *schema_type_find(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (size_t i = 0; i < COUNT_OF(types); i++) {
+        if (strcmp(types[i].name, name) == 0)
+            return &types[i];
+    }
+    return NULL;
+}
+
+const struct schema_field *schema_field_find(const struct schema_type *t, const char *name)
+{
+    if (t == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->count; i++) {
+        if (strcmp(t->fields[i].name, name) == 0)
+            return &t->fields[i];
+    }
+    return NULL;
+}
+
+const struct schema_field *schema_field(const char *type, const char *name)
+{
+    return schema_field_find(schema_type_find(type), name);
+}
+
+int schema_term_rank(const struct schema_field *f, const char *value)
+{
+    if (f == NULL || f->terms == NULL || value == NULL)
+        return -1;
+    for (size_t i = 0; f->terms[i].value != NULL; i++) {
+        if (strcmp(f->terms[i].value, value) == 0)
+            return f->terms[i].rank;
+    }
+    return -1;
+}
+
+bool schema_term_ok(const struct schema_field *f, const char *value)
+{
+    if (f == NULL || f->terms == NULL || value == NULL)
+        return false;
+    for (size_t i = 0; f->terms[i].value != NULL; i++) {
+        if (strcmp(f->terms[i].value, value) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool schema_site_may_write(const struct schema_field *f, const char *value)
+{
+    assert(f != NULL);
+    if ((f->writers & SCHEMA_ROLE_SITE) == 0)
+        return false;
+    if (f->site_terms == NULL)
+        return true;
+    for (size_t i = 0; f->site_terms[i] != NULL; i++) {
+        if (value != NULL && strcmp(f->site_terms[i], value) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool schema_ae_serious(const char *aeser)
+{
+    return aeser != NULL && strcmp(aeser, "Y") == 0;
+}
+
+/* ---- keys -------------------------------------------------------------------- */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static bool is_id_char(char c)
+{
+    return is_alnum(c) || c == '.' || c == '_' || c == '-';
+}
+
+static size_t span(const char *s, size_t len, bool (*pred)(char))
+{
+    size_t i = 0;
+    while (i < len && pred(s[i]))
+        i++;
+    return i;
+}
+
+static bool all_of(const char *s, size_t len, bool (*pred)(char))
+{
+    return len > 0 && span(s, len, pred) == len;
+}
+
+bool schema_id_ok(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t len = strnlen(s, TS_ID_BYTES_MAX + 1);
+    if (len > TS_ID_BYTES_MAX || !all_of(s, len, is_id_char))
+        return false;
+    /* Ids name files and directories too (bundles, certificates). */
+    return strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* `<site>-<digits>`, exactly the len characters of s. */
+static bool subject_key_ok(const char *s, size_t len)
+{
+    size_t site = span(s, len, is_alnum);
+    if (site == 0 || site >= len || s[site] != '-')
+        return false;
+    return all_of(s + site + 1, len - site - 1, is_digit);
+}
+
+static bool visit_key_ok(const char *s, size_t len)
+{
+    const char *slash = memchr(s, '/', len);
+    if (slash == NULL || !subject_key_ok(s, (size_t)(slash - s)))
+        return false;
+    const char *code = slash + 1;
+    size_t rest = len - (size_t)(code - s);
+    const char *slash2 = memchr(code, '/', rest);
+    if (slash2 == NULL)
+        return all_of(code, rest, is_id_char);
+    size_t code_len = (size_t)(slash2 - code);
+    return all_of(code, code_len, is_id_char)
+           && all_of(slash2 + 1, rest - code_len - 1, is_digit);
+}
+
+static bool ae_key_ok(const char *s, size_t len)
+{
+    static const char infix[] = "-AE-";
+    const char *at = strstr(s, infix);
+    if (at == NULL || !subject_key_ok(s, (size_t)(at - s)))
+        return false;
+    const char *num = at + strlen(infix);
+    return all_of(num, len - (size_t)(num - s), is_digit);
+}
+
+static bool query_key_ok(const char *s, size_t len)
+{
+    if (len < 2 || s[0] != 'Q' || s[1] != '-')
+        return false;
+    const char *dash = strrchr(s, '-');
+    if (dash == s + 1)
+        return false;
+    size_t origin_len = (size_t)(dash - (s + 2));
+    return all_of(s + 2, origin_len, is_id_char)
+           && all_of(dash + 1, len - (size_t)(dash + 1 - s), is_digit);
+}
+
+bool schema_key_ok(const char *type, const char *id)
+{
+    if (type == NULL || id == NULL)
+        return false;
+    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
+    if (len == 0 || len > TS_ID_BYTES_MAX)
+        return false;
+    if (strcmp(type, "subject") == 0)
+        return subject_key_ok(id, len);
+    if (strcmp(type, "visit") == 0)
+        return visit_key_ok(id, len);
+    if (strcmp(type, "ae") == 0)
+        return ae_key_ok(id, len);
+    if (strcmp(type, SCHEMA_QUERY_TYPE) == 0)
+        return query_key_ok(id, len);
+    if (strcmp(type, SCHEMA_MEMBER_TYPE) == 0)
+        return schema_id_ok(id);
+    return false;
+}
+
+bool schema_site_of_key(const char *id, char site[TS_ID_BYTES_MAX + 1])
+{
+    size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
+    size_t n = span(id, len, is_alnum);
+    if (n == 0 || n >= len || id[n] != '-')
+        return false;
+    memcpy(site, id, n);
+    site[n] = '\0';
+    return true;
+}
+
+bool schema_target_split(const char *s, char type_out[TS_TYPE_BYTES_MAX + 1],
+                         char id_out[TS_ID_BYTES_MAX + 1], const char **field_out)
+{
+    const char *first = strchr(s, '/');
+    const char *last = strrchr(s, '/');
+    if (first == NULL || last == first)
+        return false;
+    size_t type_len = (size_t)(first - s);
+    size_t id_len = (size_t)(last - first - 1);
+    if (type_len == 0 || type_len > TS_TYPE_BYTES_MAX || id_len == 0 || id_len > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(type_out, s, type_len);
+    type_out[type_len] = '\0';
+    memcpy(id_out, first + 1, id_len);
+    id_out[id_len] = '\0';
+    *field_out = last + 1;
+    return true;
+}
+
+bool schema_target_ok(const char *s)
+{
+    char type[TS_TYPE_BYTES_MAX + 1];
+    char id[TS_ID_BYTES_MAX + 1];
+    const char *field;
+
+    if (s == NULL || !schema_target_split(s, type, id, &field))
+        return false;
+    const struct schema_type *t = schema_type_find(type);
+    /* A query is about a site's clinical record, never about a query. */
+    if (t == NULL || !t->site_scoped || strcmp(type, SCHEMA_QUERY_TYPE) == 0)
+        return false;
+    return schema_key_ok(type, id) && schema_field_find(t, field) != NULL;
+}
+
+bool schema_target_site(const char *s, char site[TS_ID_BYTES_MAX + 1])
+{
+    char type[TS_TYPE_BYTES_MAX + 1];
+    char id[TS_ID_BYTES_MAX + 1];
+    const char *field;
+
+    site[0] = '\0';
+    if (!schema_target_ok(s))
+        return false;
+    bool split = schema_target_split(s, type, id, &field);
+    assert(split);
+    return split && schema_site_of_key(id, site);
+}

@@ -1,0 +1,140 @@
+/*
+ * schema.h: the rule book of trialsync's clinical data, as one table (pure).
+ *
+ * Every record type, its key pattern and the site a key belongs to; every
+ * field with its kind of value, its controlled terms, its merge policy and
+ * the rank of each status, which roles may write it (and which values a site
+ * may use), whether a change needs a reason, and its CDISC name.  Validation
+ * (validate.c), merging (merge.c), the admission of entries from any peer and
+ * the downlink filter read this table; none keeps a list of its own.
+ *
+ * Adding a field is one line here; its rules follow everywhere.
+ */
+#ifndef TS_SCHEMA_H
+#define TS_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../proto/limits.h"
+
+/* Who may write: a bit per role of the origin's certificate. */
+enum schema_role {
+    SCHEMA_ROLE_SITE = 1u << 0,   /* a clinical site: its own patients' data */
+    SCHEMA_ROLE_HUB = 1u << 1,    /* the CRO: queries, coding, corrections, membership */
+    SCHEMA_ROLE_ADMIN = 1u << 2,  /* an admin: membership only */
+};
+
+enum merge_policy {
+    MERGE_POLICY_LATEST,      /* highest (hlc, origin) shown; conflicts flagged */
+    MERGE_POLICY_WORST,       /* worst severity / grade / Y shown; conflicts flagged */
+    MERGE_POLICY_RANK,        /* highest workflow rank shown */
+    MERGE_POLICY_QUERY_STATE, /* highest (round, state rank) shown */
+    MERGE_POLICY_WRITE_ONCE,  /* keys: earliest (hlc, origin) shown; a second value is a conflict */
+    MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
+};
+
+enum schema_kind {
+    KIND_TEXT,      /* free text: UTF-8, tabs and line breaks allowed */
+    KIND_CODE,      /* one line of UTF-8, at most SCHEMA_CODE_BYTES_MAX */
+    KIND_DATE,      /* ISO 8601 date, partial date or date-time */
+    KIND_DATETIME,  /* ISO 8601 date-time with at least hours and minutes */
+    KIND_TERM,      /* one of a controlled list */
+    KIND_DIGITS,    /* a numeric code: MedDRA PT and SOC codes */
+    KIND_VERSION,   /* a MedDRA version: 26.1 */
+    KIND_ROUND,     /* an integer from 1 to UINT32_MAX */
+    KIND_SITE,      /* subject.site: the key's site prefix */
+    KIND_TARGET,    /* query.target: type/id/field of a site record */
+};
+
+/* SDTM character variables hold at most 200 bytes; codes are no longer. */
+#define SCHEMA_CODE_BYTES_MAX 200
+
+/*
+ * A controlled term.  rank orders a workflow (status: higher wins the merge)
+ * or a scale (severity: higher is worse); 0 when the field has no order.
+ */
+struct schema_term {
+    const char *value;
+    int rank;
+};
+
+struct schema_field {
+    const char *name;
+    enum schema_kind kind;
+    const struct schema_term *terms;   /* KIND_TERM: NULL-valued sentinel ends it */
+    enum merge_policy policy;
+    unsigned writers;                  /* schema_role bits that may write it */
+    const char *const *site_terms;     /* NULL: a site may write any term; else only these */
+    bool optional;                     /* "" allowed, meaning no value */
+    bool reason_free;                  /* a change needs no reason (append-only) */
+    const char *cdisc;                 /* SDTM/CDASH variable name, "" when none */
+    const char *label;                 /* what it is, for exports and errors */
+};
+
+struct schema_type {
+    const char *name;
+    const char *domain;                /* SDTM domain ("DM", "SV", "AE"), "" when none */
+    const char *key_format;            /* for error messages */
+    bool site_scoped;                  /* its records belong to one site */
+    unsigned creators;                 /* roles that may create a record of it */
+    const struct schema_field *fields;
+    size_t count;
+};
+
+/* Every record type, in a fixed order; *count is set. */
+const struct schema_type *schema_types(size_t *count);
+
+/* The type named name, or NULL. */
+const struct schema_type *schema_type_find(const char *name);
+
+/* The field of t named name, or NULL. */
+const struct schema_field *schema_field_find(const struct schema_type *t, const char *name);
+
+/* The field (type, name), or NULL when either is unknown. */
+const struct schema_field *schema_field(const char *type, const char *name);
+
+/* Rank of value among f's terms, or -1 when it is not one of them. */
+int schema_term_rank(const struct schema_field *f, const char *value);
+
+/* True when value is one of f's terms. */
+bool schema_term_ok(const struct schema_field *f, const char *value);
+
+/* True when a site may write value to f (its writers and site_terms). */
+bool schema_site_may_write(const struct schema_field *f, const char *value);
+
+/* True when id is a well-formed key of type. */
+bool schema_key_ok(const char *type, const char *id);
+
+/*
+ * The site a subject, visit or AE key belongs to: the characters before its
+ * first '-' (letters and digits).  False when the key has none.
+ */
+bool schema_site_of_key(const char *id, char site[TS_ID_BYTES_MAX + 1]);
+
+/*
+ * Splits a query target "type/id/field" (a visit id holds '/').  On success
+ * type_out and id_out are filled and *field_out points into s.
+ */
+bool schema_target_split(const char *s, char type_out[TS_TYPE_BYTES_MAX + 1],
+                         char id_out[TS_ID_BYTES_MAX + 1], const char **field_out);
+
+/* True when s names a field of a site-scoped record with a well-formed key. */
+bool schema_target_ok(const char *s);
+
+/* The site a query target belongs to; false when s is not a valid target. */
+bool schema_target_site(const char *s, char site[TS_ID_BYTES_MAX + 1]);
+
+/*
+ * The serious-AE predicate: an AE is serious when its aeser is "Y".  value is
+ * the displayed aeser (NULL when unset).
+ */
+bool schema_ae_serious(const char *aeser);
+
+/* True when s is an id: 1..TS_ID_BYTES_MAX of [A-Za-z0-9._-], not "." or "..". */
+bool schema_id_ok(const char *s);
+
+#define SCHEMA_MEMBER_TYPE "member"
+#define SCHEMA_QUERY_TYPE "query"
+
+#endif
