@@ -4,11 +4,16 @@
  *
  * Valid inputs are built, then mutated (bit flips, byte sets, inserts,
  * deletions, truncation, duplication of a slice) TS_FUZZ_ITERS times each
- * (default 20000); every result must be refused cleanly or decode to
- * something that re-encodes to the same bytes.  Run under ASan and UBSan in
- * `make test`, so a memory error anywhere is a failure.  The seed is printed;
- * TS_SEED replays a run.
+ * (default 20000, at least FUZZ_ITERS_MIN); every result must be refused
+ * cleanly or decode to something that re-encodes to the same bytes (a
+ * batch's entries too, see frame_decoded_matches).  Each campaign counts the
+ * mutated inputs that decoded and fails when none did: a decoder that refused
+ * everything would otherwise pass.  Run under ASan and UBSan in `make test`,
+ * so a memory error anywhere is a failure.  The seed is printed; TS_SEED
+ * replays a run.
  */
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,11 +21,20 @@
 #include "../../proto/codec.h"
 #include "unit.h"
 
+/*
+ * About one mutated input in twenty still decodes, so a campaign of this many
+ * (half of it for frames and field states) finds some valid ones whatever
+ * the seed (0.95^500 < 1e-11): a smaller TS_FUZZ_ITERS is raised to it.
+ */
+#define FUZZ_ITERS_MIN 1000
+
 static size_t iterations(void)
 {
     const char *env = getenv("TS_FUZZ_ITERS");
     long v = env != NULL ? strtol(env, NULL, 10) : 0;
-    return v > 0 ? (size_t)v : 20000;
+    if (v <= 0)
+        return 20000;
+    return v < FUZZ_ITERS_MIN ? FUZZ_ITERS_MIN : (size_t)v;
 }
 
 /* Mutates buf (len bytes, capacity cap) in place; returns the new length. */
@@ -130,12 +144,127 @@ static void test_fuzz_entry_decode(void)
         entry_release(&d);
     }
     printf(" (%zu mutated entries, %zu still valid) ", iters, accepted);
+    /* Proof the decoder still accepts: changed values keep an entry valid. */
+    CU_ASSERT(accepted > 0);
     free(buf);
+}
+
+/*
+ * True when a and b are the same frame field by field (a batch's entries
+ * compared as bytes).  Frames, unlike entries, have no canonical-form rule:
+ * another spelling of a frame (a padded varint, an explicit 0) decodes too,
+ * and must mean what its canonical re-encoding means.
+ */
+static bool frames_same(const struct frame *a, const struct frame *b)
+{
+    if (a->type != b->type || strcmp(a->trial, b->trial) != 0 ||
+        strcmp(a->node_id, b->node_id) != 0 || a->protocol_version != b->protocol_version ||
+        a->vector_count != b->vector_count)
+        return false;
+    for (size_t i = 0; i < a->vector_count; i++)
+        if (strcmp(a->vector[i].origin, b->vector[i].origin) != 0 ||
+            a->vector[i].lane != b->vector[i].lane || a->vector[i].seq != b->vector[i].seq)
+            return false;
+    if ((a->reason == NULL) != (b->reason == NULL) ||
+        (a->reason != NULL && strcmp(a->reason, b->reason) != 0))
+        return false;
+    const struct batch *x = &a->batch, *y = &b->batch;
+    if (strcmp(x->trial, y->trial) != 0 || strcmp(x->origin, y->origin) != 0 ||
+        x->lane != y->lane || x->first_seq != y->first_seq || x->count != y->count ||
+        memcmp(x->chain_hash, y->chain_hash, TS_HASH_BYTES) != 0 ||
+        x->signature_len != y->signature_len ||
+        memcmp(x->signature, y->signature, x->signature_len) != 0 ||
+        x->origin_cert_len != y->origin_cert_len ||
+        (x->origin_cert_len > 0 && memcmp(x->origin_cert, y->origin_cert, x->origin_cert_len) != 0))
+        return false;
+    for (size_t i = 0; i < x->count; i++) {
+        size_t n = x->entry_lens[i] == BATCH_HOLE_LEN ? TS_HASH_BYTES : x->entry_lens[i];
+        if (x->entry_lens[i] != y->entry_lens[i] || memcmp(x->entries[i], y->entries[i], n) != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * A frame that decoded from buf (len bytes) must be what buf says: it encodes
+ * again to exactly buf, or (buf being another spelling, see frames_same) to
+ * bytes that decode to the same frame and encode to themselves.  A batch's
+ * entries (holes aside) are only scanned by the frame decoder; their
+ * canonical-form check is left to the receiver's store (codec.c,
+ * batch_check_entries).  So each entry either decodes, is (origin, lane,
+ * first_seq + i) of the batch and re-encodes to the bytes the frame carries,
+ * or is refused for its form alone: every other rule must already have been
+ * enforced by the frame decoder.  Returns whether all held.
+ */
+static bool frame_decoded_matches(const struct frame *d, const uint8_t *buf, size_t len,
+                                  bool verbose)
+{
+    bool ok = true;
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    struct ts_error err = {0, ""};
+
+    if (codec_frame_encode(d, &again, &again_len, &err) != 0) {
+        if (verbose)
+            fprintf(stderr, "\n  decoded frame does not encode: %s\n", err.msg);
+        return false;
+    }
+    if (again_len != len || memcmp(again, buf, len) != 0) {
+        struct frame g;
+        uint8_t *third = NULL;
+        size_t third_len = 0;
+        if (codec_frame_decode(again, again_len, &g, &err) != 0 || !frames_same(d, &g) ||
+            codec_frame_encode(&g, &third, &third_len, &err) != 0 || third_len != again_len ||
+            memcmp(third, again, again_len) != 0) {
+            if (verbose)
+                fprintf(stderr, "\n  decoded frame re-encodes to %zu bytes of another frame "
+                        "(input %zu)\n", again_len, len);
+            ok = false;
+        }
+        free(third);
+        codec_frame_release(&g);
+    }
+    free(again);
+    if (d->type != FRAME_BATCH)
+        return ok;
+    for (size_t i = 0; i < d->batch.count; i++) {
+        struct entry e;
+        if (d->batch.entry_lens[i] == BATCH_HOLE_LEN)
+            continue;
+        int rc = codec_entry_decode(d->batch.entries[i], d->batch.entry_lens[i], &e, &err);
+        if (rc == TS_ERR_CORRUPT && strstr(err.msg, "not in canonical form") != NULL)
+            continue;
+        if (rc != 0) {
+            if (verbose)
+                fprintf(stderr, "\n  entry %zu of a decoded batch does not decode: %s\n", i,
+                        err.msg);
+            ok = false;
+            continue;
+        }
+        uint8_t *enc = NULL;
+        size_t enc_len = 0;
+        if (e.seq != d->batch.first_seq + i || e.lane != d->batch.lane ||
+            strcmp(e.origin, d->batch.origin) != 0) {
+            if (verbose)
+                fprintf(stderr, "\n  entry %zu of a decoded batch is not its (origin, lane, seq)\n",
+                        i);
+            ok = false;
+        }
+        if (codec_entry_encode(&e, &enc, &enc_len, &err) != 0 ||
+            enc_len != d->batch.entry_lens[i] || memcmp(enc, d->batch.entries[i], enc_len) != 0) {
+            if (verbose)
+                fprintf(stderr, "\n  entry %zu of a decoded batch re-encodes to other bytes\n", i);
+            ok = false;
+        }
+        free(enc);
+        entry_release(&e);
+    }
+    return ok;
 }
 
 static void test_fuzz_frame_decode(void)
 {
-    size_t iters = iterations() / 2, accepted = 0;
+    size_t iters = iterations() / 2, accepted = 0, mismatched = 0, originals_changed = 0;
     size_t cap = 64 * 1024;
     uint8_t *buf = malloc(cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
@@ -178,6 +307,15 @@ static void test_fuzz_frame_decode(void)
         CU_ASSERT_FATAL(codec_frame_encode(&f, &enc, &len, NULL) == 0);
         for (size_t i = 0; i < n; i++)
             free(ents[i]);
+        /* Unchanged, the frame decodes to exactly what was encoded. */
+        CU_ASSERT_FATAL(codec_frame_decode(enc, len, &d, NULL) == 0);
+        uint8_t *again = NULL;
+        size_t again_len = 0;
+        CU_ASSERT_FATAL(codec_frame_encode(&d, &again, &again_len, NULL) == 0);
+        if (again_len != len || memcmp(again, enc, len) != 0)
+            originals_changed++;
+        free(again);
+        codec_frame_release(&d);
         if (len > cap)
             len = cap;
         memcpy(buf, enc, len);
@@ -185,6 +323,12 @@ static void test_fuzz_frame_decode(void)
         len = mutate(buf, len, cap);
         if (codec_frame_decode(buf, len, &d, NULL) == 0) {
             accepted++;
+            /* The first few are described; all are counted. */
+            if (!frame_decoded_matches(&d, buf, len, mismatched < 3)) {
+                if (mismatched < 3)
+                    fprintf(stderr, "  (mutated frame %zu of this seed)\n", it);
+                mismatched++;
+            }
             codec_frame_release(&d);
         }
     }
@@ -197,7 +341,12 @@ static void test_fuzz_frame_decode(void)
         if (codec_frame_decode(buf, len, &d, NULL) == 0)
             codec_frame_release(&d);
     }
-    printf(" (%zu mutated frames, %zu still valid) ", iters, accepted);
+    printf(" (%zu mutated frames, %zu still valid, %zu of them not what their bytes say) ",
+           iters, accepted, mismatched);
+    CU_ASSERT_EQUAL(originals_changed, 0);
+    CU_ASSERT_EQUAL(mismatched, 0);
+    /* Proof the decoder still accepts: changed entry values keep a batch valid. */
+    CU_ASSERT(accepted > 0);
     free(buf);
 }
 
@@ -228,7 +377,9 @@ static void test_fuzz_merge(void)
             }
             w.supersedes = ns > 0 ? sup : NULL;
             w.supersedes_count = ns;
-            (void)merge_field_apply(&st, &w);  /* forks may be refused: no crash */
+            /* Applied, already known, or a fork refused: never anything else. */
+            int rc = merge_field_apply(&st, &w);
+            CU_ASSERT(rc == 0 || rc == 1 || rc == TS_ERR_FORK);
         }
         uint8_t *enc = NULL;
         size_t len = 0;
@@ -247,12 +398,15 @@ static void test_fuzz_merge(void)
             CU_ASSERT_FATAL(merge_field_encode(&d, &again, &again_len) == 0);
             CU_ASSERT(again_len == mlen && memcmp(again, buf, mlen) == 0);
             free(again);
-            (void)merge_display("subject", "sex", &d);
+            /* One live write is shown, and only when there is one. */
+            int shown = merge_display("subject", "sex", &d);
+            CU_ASSERT(d.live_count > 0 ? shown >= 0 && (size_t)shown < d.live_count : shown == -1);
             field_state_release(&d);
         }
         free(buf);
     }
     printf(" (%zu mutated field states, %zu still valid) ", iters, accepted);
+    CU_ASSERT(accepted > 0);
 }
 
 int main(void)
