@@ -87,6 +87,23 @@ static void test_hlc_init_resumes_after_last(void)
     CU_ASSERT_EQUAL(hlc_now(&c, 10), last + 1);
 }
 
+/* A clock at the top of its range stays there: it never wraps to 0, which
+ * would sort every later write before every earlier one. */
+static void test_hlc_saturates_never_wraps(void)
+{
+    struct hlc c;
+    hlc_init(&c, UINT64_MAX - 1);
+    CU_ASSERT_EQUAL(hlc_now(&c, 1700000000000ULL), UINT64_MAX);
+    CU_ASSERT_EQUAL(hlc_now(&c, 1700000000000ULL), UINT64_MAX);
+    hlc_init(&c, 0);
+    /* A wall clock past the representable range pins the top too. */
+    CU_ASSERT_EQUAL(hlc_now(&c, UINT64_MAX), UINT64_MAX);
+    CU_ASSERT_EQUAL(hlc_now(&c, 5), UINT64_MAX);
+    hlc_init(&c, 0);
+    hlc_observe(&c, UINT64_MAX);
+    CU_ASSERT_EQUAL(hlc_now(&c, 5), UINT64_MAX);
+}
+
 static void test_hlc_ms(void)
 {
     CU_ASSERT_EQUAL(hlc_ms(0), 0);
@@ -103,6 +120,7 @@ int main(void)
         { "test_hlc_observe_remote_far_ahead", test_hlc_observe_remote_far_ahead },
         { "test_hlc_init_resumes_after_last", test_hlc_init_resumes_after_last },
         { "test_hlc_ms", test_hlc_ms },
+        { "test_hlc_saturates_never_wraps", test_hlc_saturates_never_wraps },
         { NULL, NULL },
     };
     return unit_run("hlc", tests);
