@@ -28,6 +28,25 @@
  *                  held ARG2 seconds (default 12), from source address ARG3
  *                  (default 127.0.0.2, so a per-address cap on the hub can
  *                  tell them from real peers on 127.0.0.1)
+ *   craft          one entry said in full on the command line, continuing
+ *                  the node's REAL chain (a hostile site, not a stranger):
+ *
+ *       ts_evil_peer craft NODEDIR HOST PORT TYPE ID [OPTION...] FIELD=VALUE...
+ *
+ *                  NODEDIR is a (stopped) node's directory: its node.conf
+ *                  names the store, which is opened read-only in effect
+ *                  (store_head of the entry's lane: seq + 1 and prev_hash;
+ *                  store_hlc_max for a default HLC above anything held) and
+ *                  closed before connecting.  The batch is signed with the
+ *                  node's own key, so the hub sees a genuine, well-chained
+ *                  batch of that site; only what the entry says is hostile.
+ *                  Options: --site S (scope; default the node's id, "-" for
+ *                  ""), --lane safety|bulk (default bulk), --hlc N, --wall MS
+ *                  (default: now, and an HLC above now and the store's max),
+ *                  --user U (default coordinator), --reason R (default ""),
+ *                  --supersedes ORIGIN/LANE/SEQ (on every write; repeatable).
+ *                  TS_EVIL_ANSWER_MS sets how long to wait for an answer.
+ *                  Exit 0 refused or closed, 1 acked, 3 no answer (held).
  *
  * Entries are realistic: record_type subject, record_id <site>-00NN, site
  * scope <site>, writes site=<site> and sex=F, a user, a non-zero HLC, lane
@@ -44,7 +63,8 @@
  * (for replay: when it acked the replayed batch as duplicates and nothing
  * moved; for stall: when it closed every stalled connection), 1 when it
  * accepted what it should have refused (or kept a stalled link, or never
- * answered), 2 on a usage or set-up error.
+ * answered), 2 on a usage or set-up error; craft: 3 when the hub neither
+ * acked, refused nor closed (a batch it holds back).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,11 +87,13 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "../../node/config.h"
 #include "../../node/crypto.h"
 #include "../../node/pki.h"
 #include "../../node/tls.h"
 #include "../../node/util.h"
 #include "../../proto/codec.h"
+#include "../../storage/store.h"
 
 #define EVIL_ENTRIES 3
 /* How long the hub has to answer what the tool sent. */
@@ -81,6 +103,9 @@
 /* Garbage frame length for the malformed mode. */
 #define EVIL_GARBAGE_BYTES 200
 #define EVIL_STALL_MAX 4000
+/* craft: writes and supersedes one entry may carry. */
+#define EVIL_CRAFT_WRITES 16
+#define EVIL_CRAFT_SUPERSEDES 4
 
 enum mode {
     MODE_VALID,
@@ -94,6 +119,7 @@ enum mode {
     MODE_FORGE_MEMBER,
     MODE_OVERSIZED,
     MODE_STALL,
+    MODE_CRAFT,
 };
 
 static const struct {
@@ -111,6 +137,7 @@ static const struct {
     {"forge-member", MODE_FORGE_MEMBER},
     {"oversized", MODE_OVERSIZED},
     {"stall", MODE_STALL},
+    {"craft", MODE_CRAFT},
 };
 
 enum verdict {
@@ -118,6 +145,24 @@ enum verdict {
     VERDICT_REFUSED = 0,   /* what the hub must do (replay: ack duplicates) */
     VERDICT_ACCEPTED = 1,  /* the hub took what it must not */
     VERDICT_ERROR = 2,     /* the tool could not do its part */
+    VERDICT_SILENT = 3,    /* craft: no ack, no refusal, no close (held back) */
+};
+
+/* craft: the one entry to build, and where the real chain stands. */
+struct craft {
+    const char *type, *id, *site, *user, *reason;
+    uint8_t lane;
+    bool hlc_set, wall_set;
+    uint64_t hlc, wall_ms;
+    const char *fields[EVIL_CRAFT_WRITES];
+    const char *values[EVIL_CRAFT_WRITES];
+    size_t writes_count;
+    struct entry_ref supersedes[EVIL_CRAFT_SUPERSEDES];
+    size_t supersedes_count;
+    /* From the node's store. */
+    uint64_t head_seq;
+    uint8_t head_hash[TS_HASH_BYTES];
+    uint64_t hlc_max;
 };
 
 /* A batch the tool built: encoded entries, the chain hash after the last, signed. */
@@ -159,6 +204,8 @@ struct evil {
 
     enum verdict verdict;
     char outcome[1024];
+    uint32_t answer_ms;
+    struct craft craft;
 };
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -426,6 +473,177 @@ static int own_batch(struct evil *ev, struct evil_batch *b)
     return batch_build(ev, b, specs, 1, EVIL_ENTRIES, zero);
 }
 
+/* ---- craft: one entry of the node's real chain, said on the command line ---- */
+
+/* Reads where the node's chain of the crafted lane stands (the node must be stopped). */
+static int craft_read_store(struct evil *ev, const char *dir)
+{
+    static struct config cfg;
+    struct ts_error err = {0};
+    struct store *s = NULL;
+    struct craft *cr = &ev->craft;
+
+    if (config_load_dir(dir, &cfg, &err) != 0) {
+        say("error: %s", err.msg);
+        return -1;
+    }
+    if (store_open(cfg.data_dir, &s, &err) != 0) {
+        say("error: cannot open the store of %s (is the node stopped?): %s", dir, err.msg);
+        return -1;
+    }
+    int rc = store_head(s, ev->me.id, cr->lane, &cr->head_seq, cr->head_hash);
+    cr->hlc_max = store_hlc_max(s);
+    store_close(s);
+    if (rc != 0) {
+        say("error: cannot read the head of %s/%u: %s", ev->me.id, cr->lane, ts_strerror(rc));
+        return -1;
+    }
+    say("store: %s/%u head seq %" PRIu64 ", highest hlc %" PRIu64, ev->me.id, cr->lane,
+        cr->head_seq, cr->hlc_max);
+    return 0;
+}
+
+/* Builds and signs the crafted entry at head + 1, chained from the head's hash. */
+static int craft_batch(struct evil *ev, struct evil_batch *b)
+{
+    struct craft *cr = &ev->craft;
+    struct entry e;
+    struct field_write w[EVIL_CRAFT_WRITES];
+    struct ts_error err = {0};
+    uint8_t msg[CODEC_SIGN_BYTES_MAX];
+
+    memset(b, 0, sizeof(*b));
+    memset(&e, 0, sizeof(e));
+    memset(w, 0, sizeof(w));
+    snprintf(e.origin, sizeof(e.origin), "%s", ev->me.id);
+    e.lane = cr->lane;
+    e.seq = cr->head_seq + 1;
+    uint64_t wall = cr->wall_set ? cr->wall_ms : entry_wall_ms();
+    e.wall_ms = wall;
+    if (cr->hlc_set) {
+        e.hlc = cr->hlc;
+    } else {
+        e.hlc = wall << 16;
+        if (e.hlc <= cr->hlc_max)
+            e.hlc = cr->hlc_max + 1;
+    }
+    e.user = (char *)cr->user;
+    e.reason = (char *)cr->reason;
+    snprintf(e.record_type, sizeof(e.record_type), "%s", cr->type);
+    snprintf(e.record_id, sizeof(e.record_id), "%s", cr->id);
+    snprintf(e.site, sizeof(e.site), "%s", cr->site);
+    for (size_t i = 0; i < cr->writes_count; i++) {
+        snprintf(w[i].field, sizeof(w[i].field), "%s", cr->fields[i]);
+        w[i].value = (char *)cr->values[i];
+        w[i].supersedes = cr->supersedes_count > 0 ? cr->supersedes : NULL;
+        w[i].supersedes_count = cr->supersedes_count;
+    }
+    e.writes = w;
+    e.writes_count = cr->writes_count;
+    memcpy(e.prev_hash, cr->head_hash, TS_HASH_BYTES);
+
+    snprintf(b->origin, sizeof(b->origin), "%s", ev->me.id);
+    b->lane = cr->lane;
+    b->first_seq = e.seq;
+    b->count = 1;
+    memcpy(b->hash_before, cr->head_hash, TS_HASH_BYTES);
+    if (codec_entry_encode(&e, &b->entries[0], &b->lens[0], &err) != 0) {
+        say("error: cannot encode the crafted entry: %s", err.msg);
+        return -1;
+    }
+    crypto_chain_hash(cr->head_hash, b->entries[0], b->lens[0], b->hash_after[0]);
+    int n = codec_batch_sign_bytes(ev->me.trial, b->origin, b->lane, e.seq, b->hash_after[0],
+                                   msg, sizeof(msg));
+    if (n < 0) {
+        say("error: cannot build the signed bytes");
+        return -1;
+    }
+    if (crypto_sign(ev->key, msg, (size_t)n, b->signature, &b->signature_len, &err) != 0) {
+        say("error: cannot sign: %s", err.msg);
+        return -1;
+    }
+    b->with_cert = true;
+    say("crafted: %s/%u seq %" PRIu64 " hlc %" PRIu64 " wall %" PRIu64 " %s %s site '%s', "
+        "%zu write(s)%s", e.origin, e.lane, e.seq, e.hlc, e.wall_ms, e.record_type, e.record_id,
+        e.site, e.writes_count, cr->supersedes_count > 0 ? ", superseding" : "");
+    return 0;
+}
+
+/* Parses the craft arguments: TYPE ID [OPTION...] FIELD=VALUE... */
+static int craft_parse(struct evil *ev, int argc, char **argv)
+{
+    struct craft *cr = &ev->craft;
+    if (argc < 3)
+        return -1;
+    cr->type = argv[0];
+    cr->id = argv[1];
+    cr->site = ev->me.id;
+    cr->user = "coordinator";
+    cr->reason = "";
+    cr->lane = LANE_BULK;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (strncmp(a, "--", 2) == 0 && v == NULL)
+            return -1;
+        if (strcmp(a, "--site") == 0) {
+            cr->site = strcmp(v, "-") == 0 ? "" : v;
+        } else if (strcmp(a, "--lane") == 0) {
+            if (strcmp(v, "safety") == 0)
+                cr->lane = LANE_SAFETY;
+            else if (strcmp(v, "bulk") == 0)
+                cr->lane = LANE_BULK;
+            else
+                return -1;
+        } else if (strcmp(a, "--hlc") == 0 || strcmp(a, "--wall") == 0) {
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno != 0 || end == v || *end != '\0')
+                return -1;
+            if (a[2] == 'h') {
+                cr->hlc = n;
+                cr->hlc_set = true;
+            } else {
+                cr->wall_ms = n;
+                cr->wall_set = true;
+            }
+        } else if (strcmp(a, "--user") == 0) {
+            cr->user = v;
+        } else if (strcmp(a, "--reason") == 0) {
+            cr->reason = v;
+        } else if (strcmp(a, "--supersedes") == 0) {
+            if (cr->supersedes_count == EVIL_CRAFT_SUPERSEDES)
+                return -1;
+            struct entry_ref *r = &cr->supersedes[cr->supersedes_count];
+            unsigned lane = 0;
+            unsigned long long seq = 0;
+            char origin[TS_ID_BYTES_MAX + 1];
+            if (sscanf(v, "%64[^/]/%u/%llu", origin, &lane, &seq) != 3 || lane >= LANE_COUNT ||
+                seq == 0)
+                return -1;
+            snprintf(r->origin, sizeof(r->origin), "%s", origin);
+            r->lane = (uint8_t)lane;
+            r->seq = seq;
+            cr->supersedes_count++;
+        } else {
+            const char *eq = strchr(a, '=');
+            if (strncmp(a, "--", 2) == 0 || eq == NULL || eq == a ||
+                cr->writes_count == EVIL_CRAFT_WRITES ||
+                (size_t)(eq - a) > TS_FIELD_BYTES_MAX)
+                return -1;
+            static char names[EVIL_CRAFT_WRITES][TS_FIELD_BYTES_MAX + 1];
+            snprintf(names[cr->writes_count], sizeof(names[0]), "%.*s", (int)(eq - a), a);
+            cr->fields[cr->writes_count] = names[cr->writes_count];
+            cr->values[cr->writes_count] = eq + 1;
+            cr->writes_count++;
+            continue;
+        }
+        i++;  /* the option's value */
+    }
+    return cr->writes_count > 0 ? 0 : -1;
+}
+
 /* The hub said hello: do what the mode says. */
 static void misbehave(struct evil *ev)
 {
@@ -493,6 +711,10 @@ static void misbehave(struct evil *ev)
         if (batch_build(ev, &b, specs, 1, 1, zero) == 0)
             send_batch(ev, &b, "forged membership", false);
         break;
+    case MODE_CRAFT:
+        if (craft_batch(ev, &b) == 0)
+            send_batch(ev, &b, "crafted", false);
+        break;
     case MODE_OVERSIZED:
     case MODE_STALL:
         break;
@@ -540,6 +762,10 @@ static void on_our_ack(struct evil *ev, uint64_t seq)
             return;
         }
         decide(ev, VERDICT_ACCEPTED, "the forking batch was acked (head %" PRIu64 ")", seq);
+        break;
+    case MODE_CRAFT:
+        decide(ev, VERDICT_ACCEPTED, "acked: the hub took the crafted entry (head %" PRIu64 ")",
+               seq);
         break;
     default:
         decide(ev, VERDICT_ACCEPTED, "the hub acked the batch (head %" PRIu64 ")", seq);
@@ -648,8 +874,11 @@ static void on_close(struct tls_conn *c, int code, const char *reason)
 static void timer_cb(uv_timer_t *t)
 {
     struct evil *ev = container_of(t, struct evil, timer);
+    if (ev->mode == MODE_CRAFT && ev->hello_seen)
+        decide(ev, VERDICT_SILENT, "silent: no ack, refusal or close within %u ms (held back)",
+               ev->answer_ms);
     decide(ev, VERDICT_ACCEPTED, "the hub neither refused nor closed within %u ms%s",
-           EVIL_ANSWER_MS, ev->hello_seen ? "" : " (and never said hello)");
+           ev->answer_ms, ev->hello_seen ? "" : " (and never said hello)");
     if (ev->conn != NULL)
         tls_conn_close(ev->conn, 0, "tool timeout");
 }
@@ -677,7 +906,7 @@ static int run_session(struct evil *ev, const char *host, int port)
     }
     uv_loop_init(&ev->loop);
     uv_timer_init(&ev->loop, &ev->timer);
-    uv_timer_start(&ev->timer, timer_cb, EVIL_ANSWER_MS, 0);
+    uv_timer_start(&ev->timer, timer_cb, ev->answer_ms, 0);
     if (tls_connect(&ev->loop, ev->tls, host, port, NULL, &evil_cbs, ev, &ev->conn, &err) != 0) {
         say("error: cannot connect: %s", err.msg);
         uv_close((uv_handle_t *)&ev->timer, timer_closed_cb);
@@ -1010,7 +1239,10 @@ static int usage(void)
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
         fprintf(stderr, " %s", modes[i].name);
     fprintf(stderr, "\n  other-origin|other-scope|forge-member [VICTIM_SITE]\n"
-                    "  stall [N [HOLD_SECONDS [SOURCE_ADDRESS]]]\n");
+                    "  stall [N [HOLD_SECONDS [SOURCE_ADDRESS]]]\n"
+                    "  craft TYPE ID [--site S|-] [--lane safety|bulk] [--hlc N] [--wall MS]\n"
+                    "        [--user U] [--reason R] [--supersedes ORIGIN/LANE/SEQ]... "
+                    "FIELD=VALUE...\n");
     return VERDICT_ERROR;
 }
 
@@ -1063,8 +1295,16 @@ int main(int argc, char **argv)
         say("verdict: %s", ev.outcome);
         return v;
     }
-    if (argc > 5)
+    if (argc > 5 && ev.mode != MODE_CRAFT)
         ev.victim = argv[5];
+    ev.answer_ms = EVIL_ANSWER_MS;
+    const char *answer = getenv("TS_EVIL_ANSWER_MS");
+    if (answer != NULL && answer[0] != '\0') {
+        int ms = 0;
+        if (parse_int(answer, 100, 600000, &ms) != 0)
+            return usage();
+        ev.answer_ms = (uint32_t)ms;
+    }
 
     if (pki_read_file(ev.crt_path, &ev.cert_pem, &ev.cert_len, &err) != 0 ||
         pki_cert_identity(ev.cert_pem, ev.cert_len, &ev.me, &err) != 0 ||
@@ -1075,6 +1315,16 @@ int main(int argc, char **argv)
     }
     say("identity: %s/%s/%s, mode %s", ev.me.trial, pki_role_name(ev.me.role), ev.me.id,
         argv[1]);
+    if (ev.mode == MODE_CRAFT) {
+        int bad = craft_parse(&ev, argc - 5, argv + 5) != 0 ? usage()
+                  : craft_read_store(&ev, dir) != 0        ? VERDICT_ERROR
+                                                           : 0;
+        if (bad != 0) {
+            crypto_key_free(ev.key);
+            free(ev.cert_pem);
+            return bad;
+        }
+    }
     int v = ev.mode == MODE_OVERSIZED ? run_oversized(&ev, host, port)
                                       : run_session(&ev, host, port);
     say("verdict: %s", ev.outcome[0] != '\0' ? ev.outcome : "tool error");
