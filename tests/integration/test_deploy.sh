@@ -3,7 +3,7 @@
 # node.conf is one trialsyncd accepts (up to the files it names).
 . "$(dirname "$0")/lib.sh"
 
-command -v systemd-analyze > /dev/null || fail "systemd-analyze is not installed (make deps installs systemd)"
+need_cmd systemd-analyze systemd
 mkdir -p "$WORK/unit"
 # The unit names the installed path; point it at the binary just built.
 sed "s|/usr/local/bin/trialsyncd|$TRIALSYNCD|" "$TS_SRC/deploy/trialsyncd.service" \
