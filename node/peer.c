@@ -203,7 +203,12 @@ struct peer_mgr {
     int links_count;
     char *ca_pem;
     size_t ca_len;
-    time_t crl_mtime;
+    struct crl_stamp {  /* the CRL file last loaded: a change of any of these reloads it */
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtim;
+    } crl_stamp;
     uint64_t handshake_failures[8];  /* by reason, see failure_reason_names */
     bool stopping;
     struct safety *safety;
@@ -1206,13 +1211,31 @@ static void link_connect(struct outlink *link)
 
 /* ---- the tick ------------------------------------------------------------------- */
 
+static void crl_stamp_set(struct crl_stamp *c, const struct stat *st)
+{
+    c->dev = st->st_dev;
+    c->ino = st->st_ino;
+    c->size = st->st_size;
+    c->mtim = st->st_mtim;
+}
+
+static bool crl_stamp_same(const struct crl_stamp *c, const struct stat *st)
+{
+    return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size &&
+           c->mtim.tv_sec == st->st_mtim.tv_sec && c->mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
 /* Picks up a CRL file that changed on disk (an admin revoked a certificate). */
 static void reload_crl_if_changed(struct peer_mgr *m)
 {
     struct stat st;
     if (m->node->cfg.crl[0] == '\0' || stat(m->node->cfg.crl, &st) != 0)
         return;
-    if (st.st_mtime == m->crl_mtime)
+    /* Seconds are not enough: a CRL renewed within the second it was last
+     * loaded (a revocation right after a start or another renewal) must
+     * still be picked up; the file is replaced by rename(), so its inode
+     * changes too. */
+    if (crl_stamp_same(&m->crl_stamp, &st))
         return;
     unsigned cut = 0;
     struct ts_error err = {0};
@@ -1220,7 +1243,7 @@ static void reload_crl_if_changed(struct peer_mgr *m)
         trace(TRACE_WARN, "revocation list %s not reloaded: %s", m->node->cfg.crl, err.msg);
         return;
     }
-    m->crl_mtime = st.st_mtime;
+    crl_stamp_set(&m->crl_stamp, &st);
     trace(TRACE_INFO, "revocation list reloaded%s", cut > 0 ? ": revoked peers cut off" : "");
 }
 
@@ -1529,7 +1552,7 @@ int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
     struct stat st;
     if (cfg->crl[0] != '\0' && stat(cfg->crl, &st) == 0) {
         tc.crl_path = cfg->crl;
-        m->crl_mtime = st.st_mtime;
+        crl_stamp_set(&m->crl_stamp, &st);
     }
     rc = tls_ctx_new(&tc, &m->tls, err);
     if (rc != 0)

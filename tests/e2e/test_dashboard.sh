@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The operators' dashboard in a real browser: headless Chromium (Debian's
-# chromium package, installed here when missing) against a real hub with two
+# chromium package, which 'make deps' installs) against a real hub with two
 # real sites.  The page must show what the API reports: site 101 connected,
 # site 102 (stopped) disconnected, the SAE written at site 101 with the
 # deadline GET /v1/saes gives, the query open at the hub.  Also checks the
@@ -12,18 +12,10 @@
 ARTIFACTS="$TS_BIN/test-artifacts"
 SHOT="$ARTIFACTS/dashboard.png"
 
-# ---- Chromium ---------------------------------------------------------------
-if ! command -v chromium > /dev/null 2>&1; then
-    [ "$(id -u)" = 0 ] || fail "chromium is not installed and this test is not running as root, so it cannot install it: run 'apt-get install chromium' as root once"
-    echo "installing Debian's chromium package"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
-            > "$WORK/apt.log" 2>&1; then
-        # The package lists may be missing or stale on a fresh machine.
-        apt-get update -qq >> "$WORK/apt.log" 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
-            >> "$WORK/apt.log" 2>&1 || fail "apt-get install chromium failed: $(tail -n 5 "$WORK/apt.log")"
-    fi
-fi
+# ---- tools ---------------------------------------------------------------------
+need_cmd chromium chromium
+need_cmd curl curl
+need_cmd perl perl
 CHROMIUM=$(command -v chromium)
 ok "chromium present: $("$CHROMIUM" --version 2> /dev/null | head -1)"
 

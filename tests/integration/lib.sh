@@ -86,10 +86,12 @@ add_site() {
 TS_START_SECS=${TS_START_SECS:-90}
 TS_STOP_SECS=${TS_STOP_SECS:-60}
 
-# start_node NAME NODEDIR: starts trialsyncd, waits until its API answers.
+# start_node NAME NODEDIR [VAR=VALUE...]: starts trialsyncd (with those
+# variables in its environment), waits until its API answers.
 start_node() {
     local name=$1 dir=$2 deadline=$((SECONDS + TS_START_SECS))
-    "$TRIALSYNCD" --config "$dir/node.conf" >> "$WORK/$name.log" 2>&1 &
+    shift 2
+    env "$@" "$TRIALSYNCD" --config "$dir/node.conf" >> "$WORK/$name.log" 2>&1 &
     NODE_PIDS[$name]=$!
     while [ "$SECONDS" -lt "$deadline" ]; do
         if "$TRIALSYNC" status --node "$dir" --json > /dev/null 2>&1; then return 0; fi
@@ -144,6 +146,20 @@ wait_until() {
 need_cmd() {
     command -v "$1" > /dev/null 2>&1 || fail "'$1' is not installed: it comes from Debian's '$2' package, which 'make deps' installs"
 }
+
+# Every suite reads JSON with jq (json, record_count, status checks).
+need_cmd jq jq
+need_cmd timeout coreutils
+
+# Trace positions and times, for checks that follow a positive marker.
+# log_lines FILE: how many lines FILE has now (0 when it does not exist yet).
+log_lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+# since_line FILE N: the lines of FILE after its first N.
+since_line() { tail -n +$(($2 + 1)) "$1"; }
+# trace_ms LINE: the epoch milliseconds of a trace line's timestamp
+# (2026-11-20T10:00:00.123Z ...).
+trace_ms() { date -u -d "${1%% *}" +%s%3N; }
+now_ms() { date +%s%3N; }
 
 digest() { "$TRIALSYNC" digest --node "$1"; }
 record_count() { "$TRIALSYNC" records --node "$1" "${2:-}" | json .count; }

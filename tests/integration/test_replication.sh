@@ -7,6 +7,8 @@
 
 OFFLINE_RECORDS=${OFFLINE_RECORDS:-1000}
 DUMP="$TS_BIN/tests/ts_store_dump"
+LOAD="$TS_BIN/tests/ts_load"
+[ -x "$DUMP" ] && [ -x "$LOAD" ] || fail "$DUMP or $LOAD is missing: build the tests/tools targets"
 
 new_trial T-REPL
 start_node hub "$HUB"
@@ -51,7 +53,15 @@ wait_until 10 "answer at hub" bash -c \
 ok "the site's answer reached the hub"
 
 # Site 102 holds nothing of site 101: through its API and in its database.
-sleep 1
+# First a positive marker: a later hub entry (after the query in the hub's
+# chain) reaches site 102, and the hub reports nothing left to send it; had
+# the downlink filter let 101's records through, they would be there by now.
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-3 target=subject/102-0001/sex text="Marker for 102" \
+    state=open source=dm --user monitor > /dev/null || fail "marker query at hub"
+wait_until 20 "the hub's later query at site 102" "$TRIALSYNC" get --node "$S2" query Q-hub1-3
+wait_until 20 "the hub has sent site 102 everything" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"102\") | .connected and .behind_send_bulk + .behind_send_safety == 0'"
+ok "marker: a later hub write reached site 102 and the hub has nothing more to send it"
 if "$TRIALSYNC" get --node "$S2" query Q-hub1-1 > /dev/null 2>&1; then fail "site 102 got 101's query"; fi
 if "$TRIALSYNC" get --node "$S2" subject 101-0001 > /dev/null 2>&1; then fail "site 102 got 101's subject"; fi
 ok "site 102's API shows none of site 101's records"
@@ -67,19 +77,20 @@ ok "trial-wide entries (membership) reached site 102 whole"
 
 # Offline: the hub stops, each site records; CRO writes while sites are away.
 stop_node hub
-writer() {  # SITEDIR SITE FROM COUNT
-    local i
-    for i in $(seq "$3" $(($3 + $4 - 1))); do
-        "$TRIALSYNC" put --node "$1" subject "$(printf '%s-%04d' "$2" "$i")" site="$2" sex=U \
-            status=screening > /dev/null || { echo "put $2 $i failed" >&2; return 1; }
-    done
-}
-writer "$S1" 101 1000 "$OFFLINE_RECORDS" & w1=$!
-writer "$S2" 102 1000 "$OFFLINE_RECORDS" & w2=$!
+# Through each site's HTTP API over keep-alive connections (ts_load: a write
+# counts only when answered 200, i.e. synced); ids 101-0000000, 101-0000001...
+"$LOAD" "$S1" "$OFFLINE_RECORDS" 4 101- > "$WORK/load-101.out" 2>&1 & w1=$!
+"$LOAD" "$S2" "$OFFLINE_RECORDS" 4 102- > "$WORK/load-102.out" 2>&1 & w2=$!
 "$TRIALSYNC" put --node "$S1" subject 101-0001 sex=M --reason "site correction" --user coordinator \
     > /dev/null || fail "site edit while offline"
-wait $w1 || fail "site 101 writes while the hub is down"
-wait $w2 || fail "site 102 writes while the hub is down"
+wait $w1 || fail "site 101 writes while the hub is down: $(cat "$WORK/load-101.out")"
+wait $w2 || fail "site 102 writes while the hub is down: $(cat "$WORK/load-102.out")"
+for s in 101 102; do
+    grep -q "^writes=$OFFLINE_RECORDS .* failed=0$" "$WORK/load-$s.out" \
+        || fail "site $s: not every offline write acknowledged: $(cat "$WORK/load-$s.out")"
+done
+assert_eq $((1 + OFFLINE_RECORDS)) "$(record_count "$S1" subject)" "site 101 holds its $OFFLINE_RECORDS offline subjects"
+assert_eq $((1 + OFFLINE_RECORDS)) "$(record_count "$S2" subject)" "site 102 holds its $OFFLINE_RECORDS offline subjects"
 ok "both sites accepted $OFFLINE_RECORDS writes each with the hub down"
 stop_node s101
 stop_node s102
@@ -104,7 +115,7 @@ done
 hub_entries=$("$TRIALSYNC" status --node "$HUB" --json | jq .entries)
 sum_heads=$("$TRIALSYNC" status --node "$HUB" --json | jq '[.version_vector[].seq] | add')
 assert_eq "$sum_heads" "$hub_entries" "no duplicates: entries held equal the chain heads' sum"
-mid=$(printf '101-%04d' $((1000 + OFFLINE_RECORDS / 2)))
+mid=$(printf '101-%07d' $((OFFLINE_RECORDS / 2)))
 assert_eq 1 "$("$TRIALSYNC" history --node "$HUB" subject "$mid" | jq '[.versions[] | select(.field == "sex")] | length')" \
     "an offline record has exactly one version at the hub"
 wait_until 10 "hub's query 2 at site 102" "$TRIALSYNC" get --node "$S2" query Q-hub1-2

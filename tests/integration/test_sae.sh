@@ -5,23 +5,19 @@
 # SAE that reaches it after its deadline as late, and one in time as not.
 . "$(dirname "$0")/lib.sh"
 
+need_cmd curl curl
 FAKETIME_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -1)
-[ -n "$FAKETIME_LIB" ] || fail "libfaketime is not installed (make deps installs it)"
+[ -n "$FAKETIME_LIB" ] || fail "libfaketime.so.1 is not installed: it comes from Debian's 'libfaketime' package, which 'make deps' installs"
 
 # start_faked NAME NODEDIR CLOCKFILE: trialsyncd whose wall clock is real time
 # plus the offset in CLOCKFILE (monotonic time, for the loop's timers, is real).
+# Under AddressSanitizer the preloaded clock comes before ASan's runtime:
+# intended here, so ASan is told not to refuse it.
 start_faked() {
-    # Under AddressSanitizer the preloaded clock comes before ASan's runtime:
-    # intended here, so ASan is told not to refuse it.
-    FAKETIME_TIMESTAMP_FILE=$3 FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1 \
+    start_node "$1" "$2" FAKETIME_TIMESTAMP_FILE="$3" FAKETIME_NO_CACHE=1 \
+        FAKETIME_DONT_FAKE_MONOTONIC=1 \
         ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-        LD_PRELOAD=$FAKETIME_LIB "$TRIALSYNCD" --config "$2/node.conf" >> "$WORK/$1.log" 2>&1 &
-    NODE_PIDS[$1]=$!
-    for _ in $(seq 1 100); do
-        "$TRIALSYNC" status --node "$2" --json > /dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    fail "node $1 did not start"
+        LD_PRELOAD="$FAKETIME_LIB"
 }
 api() {  # NODEDIR PATH
     local port
@@ -79,15 +75,32 @@ assert_eq true "$("$TRIALSYNC" saes --node "$HUB" | jq '.saes[] | select(.id == 
 "$TRIALSYNC" status --node "$S1" | grep -q "SAEs: 0 in flight" || fail "site status line"
 ok "the site's status table shows no SAE in flight"
 
-# A later write to the acknowledged SAE, two hours on: its clock starts from
-# that write, so no alarm fires for it at once; the hub acknowledges it.
-echo "+75600s" > "$WORK/site.clock"
+# A later write to the acknowledged SAE: its clock starts from that write,
+# so it raises no alarm at once even though its first write was 21 h ago.
+# The hub is away meanwhile, so the update stays in flight (an ack would end
+# its clock).  Positive marker: SAE 004, written 4000 s (site clock) before
+# the moment checked, raises its first alarm, on a tick that came after the
+# update (the clock only reached that moment after the update).
+stop_node hub
+echo "+71000s" > "$WORK/site.clock"
+"$TRIALSYNC" put --node "$S1" ae 101-0001-AE-004 aeterm=Syncope aestdtc=2026-11-21 aesev=SEVERE \
+    aeser=Y aeshosp=Y sae_aware_dtc="$(date -u +%Y-%m-%dT%H:%M:%SZ)" status=ongoing > /dev/null \
+    || fail "put SAE 4 (the marker)"
+echo "+73000s" > "$WORK/site.clock"
 "$TRIALSYNC" put --node "$S1" ae 101-0001-AE-001 aeout=FATAL --user dr.jones > /dev/null \
     || fail "update of the SAE"
-sleep 1.5
-assert_eq 2 "$(grep -c 'ALARM' "$WORK/s101.log")" "an update of an acknowledged SAE raises no false alarm"
-wait_until 10 "the update acknowledged" bash -c "[ \"\$(curl -sf -H 'Authorization: Bearer $(cat "$S1/api.token")' http://127.0.0.1:$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$S1/node.conf" | head -1)/v1/status | jq .sae.in_flight)\" = 0 ]"
-ok "the update is acknowledged by the hub"
+assert_eq 2 "$(api "$S1" /v1/status | jq .sae.in_flight)" "the update and SAE 004 are in flight"
+echo "+75000s" > "$WORK/site.clock"
+wait_until 10 "SAE 004's first alarm (the marker)" \
+    grep -q "ALARM: SAE 101-0001-AE-004 not acknowledged by any hub after 3600 s" "$WORK/s101.log"
+ok "marker: SAE 004 raised its alarm 4000 s after its write"
+assert_eq 2 "$(grep -c 'ALARM: SAE 101-0001-AE-001 ' "$WORK/s101.log")" \
+    "an update of an acknowledged SAE raises no false alarm (2000 s after it)"
+assert_eq 0 "$(api "$S1" /v1/saes | jq '.saes[] | select(.id == "101-0001-AE-001") | .alarms')" \
+    "the updated SAE shows no alarm"
+start_faked hub "$HUB" "$WORK/hub.clock"
+wait_until 10 "the update and SAE 004 acknowledged" bash -c "[ \"\$(curl -sf -H 'Authorization: Bearer $(cat "$S1/api.token")' http://127.0.0.1:$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$S1/node.conf" | head -1)/v1/status | jq .sae.in_flight)\" = 0 ]"
+ok "the update is acknowledged by the hub once it is back"
 
 # An SAE whose term is long and not ASCII is listed, its term cut at a
 # character boundary.

@@ -60,20 +60,63 @@ assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0002 | jq -r .fields.s
     "hub1 holds the correction made through hub2"
 # Hubs that list each other settle on one link (the one the lower id
 # started) instead of replacing each other's for ever.
+HUB1_PEER=$HUB_PEER_PORT
 HUB2_PEER=$(sed -n 's/^listen = 0.0.0.0:\([0-9]*\)$/\1/p' "$HUB2/node.conf" | head -1)
 stop_node hub1
 sed -i "s/^\[peer\]$/[peer]\nhub = 127.0.0.1:$HUB2_PEER/" "$HUB/node.conf"
 grep -q "^hub = 127.0.0.1:$HUB2_PEER" "$HUB/node.conf" || fail "hub1 does not list hub2"
+L1=$(log_lines "$WORK/hub1.log")
+L2=$(log_lines "$WORK/hub2.log")
+new1() { since_line "$WORK/hub1.log" "$L1"; }
+new2() { since_line "$WORK/hub2.log" "$L2"; }
 start_node hub1 "$HUB"
-sleep 4
-replaced=$(grep -c "replaces the old one" "$WORK/hub1.log" "$WORK/hub2.log" | awk -F: '{n += $2} END {print n}')
-sleep 4
-replaced_later=$(grep -c "replaces the old one" "$WORK/hub1.log" "$WORK/hub2.log" | awk -F: '{n += $2} END {print n}')
-assert_eq "$replaced" "$replaced_later" "hubs listing each other keep one link (no replacements over 4 s)"
+# The positive marker: hub2's own dial to the returned hub1 has been decided,
+# either refused by hub1 (hub1's link is kept) or, when hub2's came first,
+# replaced by hub1's.  Without the tie-break this very dial replaces a link.
+hub2_dial_decided() {
+    new1 | grep -q "peer hub2 (127.0.0.1:[0-9]*): refused: a link with hub hub2 exists" ||
+        new2 | grep -q "peer hub1: new connection replaces the old one"
+}
+wait_until 30 "hub2's own link to the returned hub1 decided" hub2_dial_decided
+ok "marker: hub2's own dial to hub1 reached hub1 and was decided"
 "$TRIALSYNC" put --node "$HUB2" query Q-hub2-9 target=subject/101-0001/sex text="After the mutual link" \
     state=open source=dm > /dev/null || fail "write through hub2"
 wait_until 10 "the write reaches hub1 over the kept link" "$TRIALSYNC" get --node "$HUB" query Q-hub2-9
-ok "replication goes on over the kept link"
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-9 target=subject/101-0001/brthdtc text="Both ways" \
+    state=open source=dm > /dev/null || fail "write through hub1"
+wait_until 10 "the write reaches hub2 over the kept link" "$TRIALSYNC" get --node "$HUB2" query Q-hub1-9
+ok "replication goes on both ways over the kept link"
+# A second marker that spans more than the longest reconnect backoff (3 s):
+# a keepalive (sent after 5 s without other frames) from hub2 reaches hub1
+# once both are idle.  A link being replaced would have been redialled by then.
+wait_until 20 "hubs idle" bash -c "'$TRIALSYNC' status --node '$HUB' --json | jq -e '[.peers[] | select(.id == \"hub2\") | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety][0] == 0'"
+bytes_from_hub2() { "$TRIALSYNC" status --node "$HUB" --json | jq '[.peers[] | select(.id == "hub2") | .bytes_received][0]'; }
+b0=$(bytes_from_hub2)
+wait_until 20 "a keepalive from hub2 at hub1" bash -c "[ \"\$('$TRIALSYNC' status --node '$HUB' --json | jq '[.peers[] | select(.id == \"hub2\") | .bytes_received][0]')\" -gt $b0 ]"
+ok "marker: a keepalive crossed the kept link after both hubs went idle"
+# Nothing flapped: since hub1 returned each hub replaced the other's link at
+# most once (when hub2's own dial came first), each traced one connection to
+# the other, and the link kept is the one hub1 (the lower id) started.
+r1=$(new1 | grep -c "peer hub2: new connection replaces the old one" || true)
+r2=$(new2 | grep -c "peer hub1: new connection replaces the old one" || true)
+[ "$r1" -le 1 ] && [ "$r2" -le 1 ] || fail "hub links replaced after hub1 returned: $r1 at hub1, $r2 at hub2:
+$(new1 | grep 'hub2' | tail -n 5)"
+ok "hubs listing each other keep one link ($r1 and $r2 replacements since hub1 returned)"
+c1=$(new1 | grep "peer hub2 (hub, " | grep -c ": connected" || true)
+c2=$(new2 | grep "peer hub1 (hub, " | grep -c ": connected" || true)
+[ "$c1" -le 2 ] && [ "$c2" -le 2 ] || fail "hub links reconnected again and again: $c1 at hub1, $c2 at hub2"
+ok "no reconnect loop ($c1 and $c2 connections traced since hub1 returned)"
+kept=$(new2 | grep "peer hub1 (hub, " | grep ": connected" | tail -n 1)
+case "$kept" in
+    *"127.0.0.1:$HUB1_PEER)"*) fail "hub2 kept its own link to hub1, not the one hub1 started: $kept" ;;
+    "") fail "hub2 traced no connection from hub1" ;;
+esac
+ok "the link kept is the one hub1 started: $(echo "$kept" | cut -c1-120)"
+if new1 | grep -q "peer hub2: disconnected"; then
+    fail "hub1's link to hub2 dropped: $(new1 | grep 'peer hub2: disconnected' | head -n 1)"
+fi
+assert_eq true "$("$TRIALSYNC" status --node "$HUB" --json | jq '[.peers[] | select(.id == "hub2") | .connected][0]')" \
+    "hub1's link to hub2 is up and never dropped since hub1 returned"
 wait_until 20 "both hubs agree" hubs_agree
 ok "identical digests with the mutual configuration"
 stop_node s101
