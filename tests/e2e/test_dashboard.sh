@@ -15,7 +15,7 @@ SHOT="$ARTIFACTS/dashboard.png"
 # ---- tools ---------------------------------------------------------------------
 need_cmd chromium chromium
 need_cmd curl curl
-need_cmd perl perl
+need_cmd perl perl-base
 CHROMIUM=$(command -v chromium)
 ok "chromium present: $("$CHROMIUM" --version 2> /dev/null | head -1)"
 
@@ -204,11 +204,6 @@ assert_contains "$metrics" 'trialsync_commit_duration_seconds_bucket{le="+Inf"}'
 assert_contains "$metrics" "trialsync_records $(jq .records "$WORK/status.json")" "/metrics: records as the status reports"
 code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/metrics")
 assert_eq 401 "$code" "/metrics needs the token"
-if command -v promtool > /dev/null 2>&1; then
-    promtool check metrics < "$WORK/metrics.txt" > "$WORK/promtool.out" 2>&1 \
-        || fail "promtool check metrics: $(cat "$WORK/promtool.out")"
-    ok "promtool finds the exposition well formed"
-fi
 
 stop_node s101
 stop_node hub
