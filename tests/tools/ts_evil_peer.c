@@ -618,9 +618,9 @@ static int craft_parse(struct evil *ev, int argc, char **argv)
             struct entry_ref *r = &cr->supersedes[cr->supersedes_count];
             unsigned lane = 0;
             unsigned long long seq = 0;
-            char origin[TS_ID_BYTES_MAX + 1];
+            char origin[65];  /* the %64 below, and its NUL */
             if (sscanf(v, "%64[^/]/%u/%llu", origin, &lane, &seq) != 3 || lane >= LANE_COUNT ||
-                seq == 0)
+                seq == 0 || strlen(origin) > TS_ID_BYTES_MAX)
                 return -1;
             snprintf(r->origin, sizeof(r->origin), "%s", origin);
             r->lane = (uint8_t)lane;
