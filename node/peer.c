@@ -108,6 +108,13 @@ struct origin_key {
     size_t cert_len;
 };
 
+/* recv_block: the chain is refused on this link. */
+#define RECV_REFUSED UINT64_MAX
+/* How long a sender waits before offering a held batch again: the entry it
+ * waits for (a query's creation relayed by another hub) is usually a moment
+ * away; a clock far ahead is held much longer, one retry a second is cheap. */
+#define PEER_HOLD_RETRY_MS 1000
+
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
     "type", "key", "field", "value", "role", "scope", "supersedes", "other",
@@ -166,6 +173,14 @@ struct session {
     uint64_t *advertised;
     bool *queued;
     bool *cert_sent;
+    /* What this end takes of each chain from the peer: 0 everything;
+     * RECV_REFUSED after an entry broke a rule (nothing more of that chain
+     * until the next session); else the seq of a batch held back (not yet
+     * admissible), so later batches wait until it comes again. */
+    uint64_t *recv_block;
+    /* When this end may offer each chain again: 0 now; UINT64_MAX never on
+     * this link (the peer refused it); else a time in ms (the peer held it). */
+    uint64_t *send_paused_until_ms;
     uint32_t *todo[LANE_COUNT];      /* chain indexes, FIFO */
     size_t todo_head[LANE_COUNT], todo_len[LANE_COUNT];
     int inflight;
@@ -426,6 +441,14 @@ static bool session_grow(struct session *s, size_t need)
     if (cs == NULL)
         return false;
     s->cert_sent = cs;
+    uint64_t *rb = realloc(s->recv_block, cap * sizeof(*rb));
+    if (rb == NULL)
+        return false;
+    s->recv_block = rb;
+    uint64_t *sp = realloc(s->send_paused_until_ms, cap * sizeof(*sp));
+    if (sp == NULL)
+        return false;
+    s->send_paused_until_ms = sp;
     for (int lane = 0; lane < LANE_COUNT; lane++) {
         /* The to-do ring is re-laid from its head so it stays contiguous. */
         uint32_t *t = malloc(cap * sizeof(*t));
@@ -443,6 +466,8 @@ static bool session_grow(struct session *s, size_t need)
         s->advertised[i] = 0;
         s->queued[i] = false;
         s->cert_sent[i] = false;
+        s->recv_block[i] = 0;
+        s->send_paused_until_ms[i] = 0;
     }
     s->cap = cap;
     return true;
@@ -495,6 +520,8 @@ static void todo_push(struct session *s, uint32_t idx)
 {
     const struct chain *c = &s->m->chains[idx];
     if (s->queued[idx] || s->state != SESSION_STATE_STREAMING)
+        return;
+    if (s->send_paused_until_ms[idx] != 0 && node_now_ms() < s->send_paused_until_ms[idx])
         return;
     if (c->head <= s->sent[idx] || send_rule(s, c) == SEND_NONE)
         return;
@@ -612,6 +639,8 @@ static bool send_next_batch(struct session *s, uint32_t idx)
     enum send_rule rule = send_rule(s, c);
 
     if (rule == SEND_NONE || c->head <= s->sent[idx])
+        return false;
+    if (s->send_paused_until_ms[idx] != 0 && node_now_ms() < s->send_paused_until_ms[idx])
         return false;
     memset(&b, 0, sizeof(b));
     int rc = store_read_batch(m->node->store, m->node->cfg.trial, c->origin, c->lane,
@@ -736,6 +765,7 @@ static struct session *session_new(struct peer_mgr *m, struct outlink *link)
         for (int lane = 0; lane < LANE_COUNT; lane++)
             free(s->todo[lane]);
         free(s->acked), free(s->sent), free(s->advertised), free(s->queued), free(s->cert_sent);
+        free(s->recv_block), free(s->send_paused_until_ms);
         free(s);
         return NULL;
     }
@@ -770,6 +800,8 @@ static void session_free(struct session *s)
     free(s->advertised);
     free(s->queued);
     free(s->cert_sent);
+    free(s->recv_block);
+    free(s->send_paused_until_ms);
     free(s);
 }
 
@@ -935,6 +967,32 @@ static void notify_applied(struct peer_mgr *m, const struct batch *b)
     }
 }
 
+/*
+ * Answers a batch with a refusal of its chain alone: retry_after_ms 0 refuses
+ * the chain on this link; above 0 holds it, to be offered again from seq.
+ */
+static void send_chain_refusal(struct session *s, const struct batch *b, uint64_t seq,
+                               uint32_t retry_after_ms, const char *reason)
+{
+    struct vv_item item;
+    memset(&item, 0, sizeof(item));
+    snprintf(item.origin, sizeof(item.origin), "%s", b->origin);
+    item.lane = b->lane;
+    item.seq = seq != 0 ? seq : b->first_seq;
+    struct frame rf;
+    memset(&rf, 0, sizeof(rf));
+    rf.type = FRAME_REFUSAL;
+    rf.reason = (char *)reason;
+    rf.vector = &item;
+    rf.vector_count = 1;
+    rf.retry_after_ms = retry_after_ms;
+    if (send_frame(s, &rf) != 0) {
+        /* The sender would wait for an answer for ever: start afresh. */
+        set_state(s, SESSION_STATE_CLOSING);
+        tls_conn_close(s->conn, TS_ERR_IO, "cannot queue a refusal");
+    }
+}
+
 static void handle_batch(struct session *s, const struct frame *f)
 {
     struct peer_mgr *m = s->m;
@@ -993,7 +1051,23 @@ static void handle_batch(struct session *s, const struct frame *f)
         session_refuse(s, -1, "too many chains");
         return;
     }
+    if (!session_grow(s, m->chains_count)) {
+        session_refuse(s, -1, "out of memory");
+        return;
+    }
     uint64_t last = b->first_seq + b->count - 1;
+    /* Sent before the peer read our refusal or hold of this chain: the same
+     * answer again, so every batch sent gets one answer. */
+    if (s->recv_block[idx] == RECV_REFUSED) {
+        send_chain_refusal(s, b, 0, 0, "the chain is refused on this link");
+        return;
+    }
+    if (s->recv_block[idx] != 0 && b->first_seq > s->recv_block[idx]) {
+        send_chain_refusal(s, b, s->recv_block[idx], PEER_HOLD_RETRY_MS,
+                           "waiting for the held batch to come again");
+        return;
+    }
+    s->recv_block[idx] = 0;
     m->applying = s;
     m->refused_rule[0] = '\0';
     int rc = store_apply(m->node->store, m->node->cfg.trial, b, 1,
@@ -1003,17 +1077,38 @@ static void handle_batch(struct session *s, const struct frame *f)
     m->applying = NULL;
     if (rc == TS_ERR_AGAIN) {
         /* Not yet admissible (a query's creation still on its way, or stamped
-         * ahead of this clock): nothing applied, no ack, so the sender offers
-         * it again; the link and the peer are fine. */
+         * ahead of this clock): nothing applied or acknowledged; the sender
+         * offers it again after a pause.  The link and the peer are fine. */
         if (s->info != NULL)
             s->info->batches_held++;
+        s->recv_block[idx] = b->first_seq;
         trace(TRACE_INFO, "peer %s: batch %s/%s %" PRIu64 "-%" PRIu64 " held, not yet: %s",
               s->peer.id, b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq,
               last, err.msg);
+        send_chain_refusal(s, b, b->first_seq, PEER_HOLD_RETRY_MS, err.msg);
         return;
     }
-    if (rc != 0 && m->refused_rule[0] != '\0' && s->info != NULL)
-        s->info->entries_refused[admit_rule_index(m->refused_rule)]++;
+    if (rc != 0 && m->refused_rule[0] != '\0') {
+        /* An entry broke a rule of the rule book: that chain is refused on
+         * this link (nothing of the batch applied or acknowledged), and the
+         * link goes on for every other chain. */
+        if (s->info != NULL) {
+            s->info->entries_refused[admit_rule_index(m->refused_rule)]++;
+            s->info->batches_refused++;
+        }
+        s->recv_block[idx] = RECV_REFUSED;
+        trace(TRACE_WARN, "peer %s (%s): refused: batch %s/%s %" PRIu64 "-%" PRIu64
+              " refused (%s): %s; chain %s/%s refused on this link, the link goes on",
+              s->peer.id, tls_conn_peer_addr(s->conn), b->origin,
+              b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq, last, ts_strerror(rc),
+              err.msg, b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk");
+        char reason[TS_REASON_BYTES_MAX + 1];
+        snprintf(reason, sizeof(reason), "batch %s/%s %" PRIu64 "-%" PRIu64 " refused (%s): %s",
+                 b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq, last,
+                 ts_strerror(rc), err.msg);
+        send_chain_refusal(s, b, b->first_seq, 0, reason);
+        return;
+    }
     if (rc == TS_ERR_FORK) {
         store_meta_put(m->node->store, qkey, err.msg, strlen(err.msg), true, NULL);
         trace(TRACE_ERROR, "FORK: origin %s is quarantined: %s (peer %s)", b->origin, err.msg,
@@ -1093,6 +1188,45 @@ static void handle_ack(struct session *s, const struct frame *f)
     session_pump(s);
 }
 
+/*
+ * The peer answered a batch with a refusal of its chain.  Held
+ * (retry_after_ms > 0): the chain is offered again from the held seq after the
+ * pause.  Refused: an entry broke a rule there, which is serious (this node's
+ * own entries should never be refused; a relayed chain means its origin
+ * misbehaved), so it is an error in the trace, and the chain is not offered
+ * again on this link.  Every other chain goes on either way.
+ */
+static void handle_chain_refusal(struct session *s, const struct vv_item *chain,
+                                 uint32_t retry_after_ms, const char *reason)
+{
+    struct peer_mgr *m = s->m;
+    if (s->inflight > 0)
+        s->inflight--;
+    int idx = chain_find(m, chain->origin, chain->lane);
+    if (idx < 0 || !session_grow(s, m->chains_count)) {
+        session_pump(s);
+        return;
+    }
+    bool first = s->send_paused_until_ms[idx] == 0;
+    if (retry_after_ms == 0) {
+        if (s->send_paused_until_ms[idx] != UINT64_MAX)
+            trace(TRACE_ERROR, "peer %s refused chain %s/%s from seq %" PRIu64 ": %s",
+                  s->peer.id, chain->origin, chain->lane == LANE_SAFETY ? "safety" : "bulk",
+                  chain->seq, reason);
+        s->send_paused_until_ms[idx] = UINT64_MAX;
+    } else if (s->send_paused_until_ms[idx] != UINT64_MAX) {
+        if (first)
+            trace(TRACE_INFO, "peer %s holds chain %s/%s from seq %" PRIu64
+                  " (offered again in %" PRIu32 " ms): %s",
+                  s->peer.id, chain->origin, chain->lane == LANE_SAFETY ? "safety" : "bulk",
+                  chain->seq, retry_after_ms, reason);
+        s->send_paused_until_ms[idx] = node_now_ms() + retry_after_ms;
+        if (chain->seq >= 1 && chain->seq - 1 < s->sent[idx])
+            s->sent[idx] = chain->seq - 1;
+    }
+    session_pump(s);
+}
+
 static void on_frame(struct tls_conn *conn, const uint8_t *body, size_t len)
 {
     struct session *s = tls_conn_data(conn);
@@ -1115,6 +1249,11 @@ static void on_frame(struct tls_conn *conn, const uint8_t *body, size_t len)
     case FRAME_BATCH: handle_batch(s, &f); break;
     case FRAME_ACK: handle_ack(s, &f); break;
     case FRAME_REFUSAL:
+        if (f.vector_count == 1) {
+            handle_chain_refusal(s, &f.vector[0], f.retry_after_ms,
+                                 f.reason != NULL ? f.reason : "");
+            break;
+        }
         trace(TRACE_WARN, "peer %s refused this node: %s", s->peer.id,
               f.reason != NULL ? f.reason : "");
         set_state(s, SESSION_STATE_CLOSING);

@@ -72,7 +72,7 @@ enum {
 enum { VV_ORIGIN = 1, VV_LANE = 2, VV_SEQ = 3 };
 enum { HELLO_TRIAL = 1, HELLO_NODE_ID = 2, HELLO_PROTOCOL_VERSION = 3, HELLO_VECTOR = 4 };
 enum { ACK_VECTOR = 1 };
-enum { REFUSAL_REASON = 1 };
+enum { REFUSAL_REASON = 1, REFUSAL_CHAINS = 2, REFUSAL_RETRY_AFTER_MS = 3 };
 
 /* entry.h's frame types are the field numbers of Frame's body. */
 _Static_assert((int)FRAME_HELLO == (int)TRIALSYNC__FRAME__BODY_HELLO, "frame type = body field");
@@ -121,6 +121,9 @@ static bool schema_matches(void)
            field_is(hello, "vector", HELLO_VECTOR) && hello->n_fields == 4 &&
            field_is(&trialsync__ack__descriptor, "vector", ACK_VECTOR) &&
            field_is(&trialsync__refusal__descriptor, "reason", REFUSAL_REASON) &&
+           field_is(&trialsync__refusal__descriptor, "chains", REFUSAL_CHAINS) &&
+           field_is(&trialsync__refusal__descriptor, "retry_after_ms", REFUSAL_RETRY_AFTER_MS) &&
+           trialsync__refusal__descriptor.n_fields == 3 &&
            field_is(&trialsync__frame__descriptor, "hello", FRAME_HELLO) &&
            field_is(&trialsync__frame__descriptor, "batch", FRAME_BATCH) &&
            field_is(&trialsync__frame__descriptor, "ack", FRAME_ACK) &&
@@ -835,11 +838,29 @@ static int scan_refusal(struct span bytes, struct ts_error *err)
     uint32_t seen = 0;
     int rc;
 
+    size_t chains = 0;
+    uint64_t retry = 0;
+
     while ((rc = scan_next(&r, &trialsync__refusal__descriptor, &seen, "refusal", &f, err)) > 0) {
+        if (f.number == REFUSAL_CHAINS) {
+            chains++;
+            continue;
+        }
+        if (f.number == REFUSAL_RETRY_AFTER_MS) {
+            retry = f.varint;
+            continue;
+        }
         assert(f.number == REFUSAL_REASON);
         reason = span_of_field(&f);
     }
     if (rc < 0)
+        return rc;
+    if (chains > 1)
+        return ts_error_set(err, TS_ERR_CORRUPT, "refusal names %zu chains (at most one)", chains);
+    if (retry != 0 && chains == 0)
+        return ts_error_set(err, TS_ERR_CORRUPT, "refusal: a retry needs the chain it is about");
+    if ((rc = scan_vector("refusal", bytes, &trialsync__refusal__descriptor, REFUSAL_CHAINS,
+                          err)) < 0)
         return rc;
     return check_text("refusal reason", reason, TS_REASON_BYTES_MAX, TS_ERR_CORRUPT, err);
 }
@@ -1482,6 +1503,14 @@ static int frame_from_pb(const Trialsync__Frame *m, struct frame *f, struct ts_e
         return vector_from_pb(m->ack->vector, m->ack->n_vector, f, err);
     case TRIALSYNC__FRAME__BODY_REFUSAL:
         f->type = FRAME_REFUSAL;
+        if (m->refusal->n_chains > 1)
+            return ts_error_set(err, TS_ERR_CORRUPT, "refusal names %zu chains (at most one)",
+                                m->refusal->n_chains);
+        if ((rc = vector_from_pb(m->refusal->chains, m->refusal->n_chains, f, err)) < 0)
+            return rc;
+        if (m->refusal->retry_after_ms != 0 && m->refusal->n_chains == 0)
+            return ts_error_set(err, TS_ERR_CORRUPT, "refusal: a retry needs the chain it is about");
+        f->retry_after_ms = m->refusal->retry_after_ms;
         return copy_text("refusal reason", &f->reason, m->refusal->reason, TS_REASON_BYTES_MAX, err);
     default:
         return ts_error_set(err, TS_ERR_CORRUPT, "frame has no body");
@@ -1550,6 +1579,7 @@ static int frame_encode_vector(const struct frame *f, Trialsync__Frame *m, uint8
 {
     Trialsync__Hello hello = TRIALSYNC__HELLO__INIT;
     Trialsync__Ack ack = TRIALSYNC__ACK__INIT;
+    Trialsync__Refusal refusal = TRIALSYNC__REFUSAL__INIT;
     Trialsync__VersionItem *items = NULL;
     Trialsync__VersionItem **item_ptrs = NULL;
     int rc;
@@ -1578,6 +1608,13 @@ static int frame_encode_vector(const struct frame *f, Trialsync__Frame *m, uint8
         hello.vector = item_ptrs;
         m->body_case = TRIALSYNC__FRAME__BODY_HELLO;
         m->hello = &hello;
+    } else if (f->type == FRAME_REFUSAL) {
+        refusal.reason = pb_str(f->reason);
+        refusal.n_chains = f->vector_count;
+        refusal.chains = item_ptrs;
+        refusal.retry_after_ms = f->retry_after_ms;
+        m->body_case = TRIALSYNC__FRAME__BODY_REFUSAL;
+        m->refusal = &refusal;
     } else {
         assert(f->type == FRAME_ACK);
         ack.n_vector = f->vector_count;
@@ -1644,7 +1681,6 @@ static int frame_encode_batch(const struct batch *b, Trialsync__Frame *m, uint8_
 int codec_frame_encode(const struct frame *f, uint8_t **out, size_t *out_len, struct ts_error *err)
 {
     Trialsync__Frame m = TRIALSYNC__FRAME__INIT;
-    Trialsync__Refusal refusal = TRIALSYNC__REFUSAL__INIT;
     int rc;
 
     assert(f != NULL);
@@ -1675,12 +1711,15 @@ int codec_frame_encode(const struct frame *f, uint8_t **out, size_t *out_len, st
     case FRAME_REFUSAL:
         rc = check_text("refusal reason", span_of_text(f->reason), TS_REASON_BYTES_MAX,
                         TS_ERR_INVALID, err);
+        if (rc == 0)
+            rc = check_count("refusal chains", f->vector_count, 1, err);
+        if (rc == 0)
+            rc = vector_check_struct("refusal", f->vector, f->vector_count, err);
+        if (rc == 0 && f->retry_after_ms != 0 && f->vector_count == 0)
+            rc = ts_error_set(err, TS_ERR_INVALID, "refusal: a retry needs the chain it is about");
         if (rc < 0)
             return rc;
-        refusal.reason = pb_str(f->reason);
-        m.body_case = TRIALSYNC__FRAME__BODY_REFUSAL;
-        m.refusal = &refusal;
-        return frame_pack(&m, out, out_len, err);
+        return frame_encode_vector(f, &m, out, out_len, err);
     }
     return ts_error_set(err, TS_ERR_INVALID, "frame type %d is unknown", (int)f->type);
 }

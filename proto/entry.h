@@ -110,13 +110,17 @@ struct frame {
     char trial[TS_ID_BYTES_MAX + 1];
     char node_id[TS_ID_BYTES_MAX + 1];
     uint32_t protocol_version;
-    /* FRAME_HELLO and FRAME_ACK: owned array */
+    /* FRAME_HELLO and FRAME_ACK: owned array; FRAME_REFUSAL: the one chain
+     * refused (vector_count 1), or none when the whole link is refused */
     struct vv_item *vector;
     size_t vector_count;
     /* FRAME_BATCH */
     struct batch batch;
     /* FRAME_REFUSAL: owned */
     char *reason;
+    /* FRAME_REFUSAL of one chain: 0 refused on this link; above 0 only held,
+     * offered again from vector[0].seq after this many milliseconds */
+    uint32_t retry_after_ms;
 };
 
 #endif

@@ -46,7 +46,8 @@
  *                  --user U (default coordinator), --reason R (default ""),
  *                  --supersedes ORIGIN/LANE/SEQ (on every write; repeatable).
  *                  TS_EVIL_ANSWER_MS sets how long to wait for an answer.
- *                  Exit 0 refused or closed, 1 acked, 3 no answer (held).
+ *                  Exit 0 refused or closed, 1 acked, 3 held back (a
+ *                  refusal of the chain with a retry: not yet admissible).
  *
  * Entries are realistic: record_type subject, record_id <site>-00NN, site
  * scope <site>, writes site=<site> and sex=F, a user, a non-zero HLC, lane
@@ -145,7 +146,7 @@ enum verdict {
     VERDICT_REFUSED = 0,   /* what the hub must do (replay: ack duplicates) */
     VERDICT_ACCEPTED = 1,  /* the hub took what it must not */
     VERDICT_ERROR = 2,     /* the tool could not do its part */
-    VERDICT_SILENT = 3,    /* craft: no ack, no refusal, no close (held back) */
+    VERDICT_HELD = 3,      /* craft: the hub held the batch back (not yet admissible) */
 };
 
 /* craft: the one entry to build, and where the real chain stands. */
@@ -834,6 +835,15 @@ static void on_frame(struct tls_conn *c, const uint8_t *body, size_t len)
         }
         break;
     case FRAME_REFUSAL:
+        if (f.vector_count == 1 && f.retry_after_ms > 0) {
+            say("held: %s/%u from seq %" PRIu64 ", offered again in %" PRIu32 " ms: %s",
+                f.vector[0].origin, f.vector[0].lane, f.vector[0].seq, f.retry_after_ms,
+                f.reason != NULL ? f.reason : "");
+            decide(ev, ev->mode == MODE_CRAFT ? VERDICT_HELD : VERDICT_ERROR,
+                   "held back: %s", f.reason != NULL ? f.reason : "");
+            tls_conn_close(ev->conn, 0, "held back");
+            break;
+        }
         say("refused: %s", f.reason != NULL ? f.reason : "");
         if (ev->mode == MODE_REPLAY)
             decide(ev, VERDICT_ACCEPTED, "the hub refused instead of acking duplicates: %s",
@@ -843,6 +853,10 @@ static void on_frame(struct tls_conn *c, const uint8_t *body, size_t len)
                    f.reason != NULL ? f.reason : "");
         else
             decide(ev, VERDICT_REFUSED, "refused: %s", f.reason != NULL ? f.reason : "");
+        /* A refusal of one chain leaves the link up: the hub goes on with
+         * every other chain, so the tool ends the session itself. */
+        if (ev->mode == MODE_CRAFT && f.vector_count == 1)
+            tls_conn_close(ev->conn, 0, "chain refused; the link stayed up");
         break;
     }
     codec_frame_release(&f);
@@ -874,9 +888,6 @@ static void on_close(struct tls_conn *c, int code, const char *reason)
 static void timer_cb(uv_timer_t *t)
 {
     struct evil *ev = container_of(t, struct evil, timer);
-    if (ev->mode == MODE_CRAFT && ev->hello_seen)
-        decide(ev, VERDICT_SILENT, "silent: no ack, refusal or close within %u ms (held back)",
-               ev->answer_ms);
     decide(ev, VERDICT_ACCEPTED, "the hub neither refused nor closed within %u ms%s",
            ev->answer_ms, ev->hello_seen ? "" : " (and never said hello)");
     if (ev->conn != NULL)
