@@ -218,8 +218,8 @@ static void test_crypto_pubkey_from_cert_verifies_node_signature(void)
     snprintf(node_dir, sizeof(node_dir), "%s/site", dir);
     snprintf(key_path, sizeof(key_path), "%s/node.key", node_dir);
     snprintf(crt_path, sizeof(crt_path), "%s/node.crt", node_dir);
-    CU_ASSERT_FATAL(pki_ca_create(ca_dir, "T1", 365, &err) == 0);
-    CU_ASSERT_FATAL(pki_issue(ca_dir, &who, NULL, 30, node_dir, &err) == 0);
+    CU_ASSERT_FATAL(pki_ca_create(ca_dir, "T1", 365, NULL, &err) == 0);
+    CU_ASSERT_FATAL(pki_issue(ca_dir, &who, NULL, 30, node_dir, NULL, NULL, &err) == 0);
 
     struct crypto_key *k = load_ok(key_path);
     char *pem = NULL;

@@ -74,7 +74,7 @@ static void issue(const char *ca_rel, enum pki_role role, const char *id, const 
     snprintf(who.trial, sizeof(who.trial), "%s", TRIAL);
     who.role = role;
     snprintf(who.id, sizeof(who.id), "%s", id);
-    int rc = pki_issue(fx(ca_rel), &who, NULL, 30, fx(out_rel), &err);
+    int rc = pki_issue(fx(ca_rel), &who, NULL, 30, fx(out_rel), NULL, NULL, &err);
     if (rc != 0) {
         fprintf(stderr, "pki_issue %s: %s\n", id, err.msg);
         abort();
@@ -218,8 +218,8 @@ static void fixture_once(void)
         return;
     path_format(fixture_dir, "%s", unit_tmpdir("tls"));
     struct ts_error err = {0};
-    if (pki_ca_create(fx("ca"), TRIAL, 365, &err) != 0 ||
-        pki_ca_create(fx("other-ca"), TRIAL, 365, &err) != 0) {
+    if (pki_ca_create(fx("ca"), TRIAL, 365, NULL, &err) != 0 ||
+        pki_ca_create(fx("other-ca"), TRIAL, 365, NULL, &err) != 0) {
         fprintf(stderr, "pki_ca_create: %s\n", err.msg);
         abort();
     }
@@ -781,7 +781,7 @@ static void test_tls_revoked_refused_after_crl_reload(void)
 
     /* Revoke s05: the live link is cut off when the CRL is reloaded. */
     struct ts_error err = {0};
-    int rc = pki_revoke(fx("ca"), fx("revoked/node.crt"), &err);
+    int rc = pki_revoke(fx("ca"), fx("revoked/node.crt"), NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_revoke: %s\n", err.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
