@@ -511,6 +511,120 @@ static void test_pki_issue_refuses_unsafe_ca_key(void)
     CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, NULL, &err), TS_ERR_PERM);
 }
 
+/* Writes text to path with mode 0600 (a pass file). */
+static void write_pass_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    CU_ASSERT_FATAL(close(fd) == 0);
+}
+
+/*
+ * An encrypted CA (as init --encrypt-ca makes it): ca.key is AES-256 PKCS#8;
+ * issuing needs its passphrase, and without one nothing is written; an admin
+ * key may be encrypted too, a node key may not.
+ */
+static void test_pki_encrypted_ca_needs_its_passphrase(void)
+{
+    struct trial t;
+    char pass_path[800], wrong_path[800], out[800], path[900];
+    struct ts_error err = {0};
+    struct pki_identity site = {.trial = "T1", .role = PKI_ROLE_SITE, .id = "101"};
+    struct pki_identity admin = {.trial = "T1", .role = PKI_ROLE_ADMIN, .id = "admin"};
+    struct crypto_pass pass, none, wrong;
+    struct stat st;
+
+    snprintf(t.dir, sizeof(t.dir), "%s", unit_tmpdir("pki-enc"));
+    join(t.ca_dir, sizeof(t.ca_dir), t.dir, "ca");
+    join(pass_path, sizeof(pass_path), t.dir, "pass");
+    join(wrong_path, sizeof(wrong_path), t.dir, "wrong");
+    write_pass_file(pass_path, "correct horse\n");
+    write_pass_file(wrong_path, "wrong horse!\n");
+    crypto_pass_init(&pass, pass_path, false);
+    crypto_pass_init(&none, NULL, false);
+    crypto_pass_init(&wrong, wrong_path, false);
+
+    int rc = pki_ca_create(t.ca_dir, "T1", 3650, &pass, &err);
+    if (rc != 0)
+        fprintf(stderr, "\npki_ca_create: %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    size_t len = 0;
+    char *pem = read_in(t.ca_dir, "ca.key", &len);
+    CU_ASSERT(strncmp(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37) == 0);
+    free(pem);
+    join(path, sizeof(path), t.ca_dir, "ca.key");
+    struct crypto_key *k = NULL;
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    crypto_key_free(k);
+
+    /* No passphrase: refused, and the site directory is not even made. */
+    join(out, sizeof(out), t.dir, "site101");
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &none, NULL, &err), TS_ERR_AUTH);
+    CU_ASSERT(strstr(err.msg, "is encrypted: give its passphrase with --pass-file FILE or on "
+                              "the terminal") != NULL);
+    CU_ASSERT(lstat(out, &st) != 0 && errno == ENOENT);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, NULL, NULL, &err),
+                    TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "is encrypted") != NULL);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &wrong, NULL, &err), TS_ERR_AUTH);
+    CU_ASSERT(strstr(err.msg, "does not decrypt it") != NULL);
+    CU_ASSERT(lstat(out, &st) != 0 && errno == ENOENT);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &none, &err), TS_ERR_AUTH);
+    CU_ASSERT(ERR_peek_error() == 0);
+
+    /* With it: issued, and the site's key is not encrypted. */
+    rc = pki_issue(t.ca_dir, &site, NULL, 365, out, &pass, NULL, &err);
+    if (rc != 0)
+        fprintf(stderr, "\npki_issue: %s\n", err.msg);
+    CU_ASSERT_EQUAL(rc, 0);
+    join(path, sizeof(path), out, "node.key");
+    CU_ASSERT_EQUAL(crypto_key_load(path, &k, &err), 0);
+    crypto_key_free(k);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &pass, &err), 0);
+    join(path, sizeof(path), out, "node.crt");
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, path, &pass, &err), 0);
+
+    /* A node key may not be encrypted; an admin key may. */
+    join(out, sizeof(out), t.dir, "site102");
+    site.id[2] = '2';
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &pass, &pass, &err),
+                    TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "only an admin key may be encrypted") != NULL);
+    join(out, sizeof(out), t.dir, "admin");
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &admin, NULL, 365, out, &pass, &pass, &err), 0);
+    pem = read_in(out, "node.key", &len);
+    CU_ASSERT(strncmp(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37) == 0);
+    free(pem);
+    join(path, sizeof(path), out, "node.key");
+    CU_ASSERT_EQUAL(crypto_key_load(path, &k, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    crypto_key_free(k);
+    crypto_pass_release(&wrong);
+    crypto_pass_release(&none);
+    crypto_pass_release(&pass);
+}
+
+/* A passphrase too short for a new key writes no CA at all. */
+static void test_pki_ca_create_refuses_short_passphrase(void)
+{
+    char dir[600], ca_dir[700], pass_path[700];
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", unit_tmpdir("pki-enc-short"));
+    join(ca_dir, sizeof(ca_dir), dir, "ca");
+    join(pass_path, sizeof(pass_path), dir, "pass");
+    write_pass_file(pass_path, "short\n");
+    crypto_pass_init(&pass, pass_path, false);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", 3650, &pass, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "at least 8") != NULL);
+    join(pass_path, sizeof(pass_path), ca_dir, "ca.key");
+    CU_ASSERT(lstat(pass_path, &st) != 0);
+    crypto_pass_release(&pass);
+}
+
 static void test_pki_uri_parse_good_and_bad(void)
 {
     struct pki_identity id;
@@ -869,6 +983,8 @@ static void test_pki_cert_serial_hex_bounds(void)
 int main(void)
 {
     static const struct unit_test tests[] = {
+        {"test_pki_encrypted_ca_needs_its_passphrase", test_pki_encrypted_ca_needs_its_passphrase},
+        {"test_pki_ca_create_refuses_short_passphrase", test_pki_ca_create_refuses_short_passphrase},
         {"test_pki_ca_create_writes_ca_files", test_pki_ca_create_writes_ca_files},
         {"test_pki_ca_create_refuses_second_create", test_pki_ca_create_refuses_second_create},
         {"test_pki_ca_create_refuses_bad_arguments", test_pki_ca_create_refuses_bad_arguments},

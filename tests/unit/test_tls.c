@@ -1062,6 +1062,25 @@ static void test_tls_ctx_refuses_bad_config(void)
     };
     CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_PERM);
 
+    /* An encrypted node key is refused, never prompted for: a daemon restarts unattended. */
+    path_format(key, "%s/site-key-encrypted", fixture_dir);
+    EVP_PKEY *site_key = read_pem(fx("site/node.key"), true);
+    BIO *b = BIO_new(BIO_s_mem());
+    CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PrivateKey(b, site_key, EVP_aes_256_cbc(),
+                                                         (const unsigned char *)"passphrase",
+                                                         10, NULL, NULL) == 1);
+    char *data = NULL;
+    long len = BIO_get_mem_data(b, &data);
+    FILE *f = fopen(key, "w");
+    CU_ASSERT_FATAL(f != NULL && fwrite(data, 1, (size_t)len, f) == (size_t)len);
+    CU_ASSERT_FATAL(fclose(f) == 0 && chmod(key, 0600) == 0);
+    BIO_free(b);
+    EVP_PKEY_free(site_key);
+    CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_CONFIG);
+    CU_ASSERT(contains(err.msg, "is encrypted"));
+    CU_ASSERT(contains(err.msg, "unattended"));
+    CU_ASSERT(ERR_peek_error() == 0);
+
     cfg.key_path = fx("hub/node.key");
     CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_CONFIG);
     CU_ASSERT(contains(err.msg, "does not match"));
