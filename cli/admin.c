@@ -8,6 +8,12 @@
  *   DIR/admin/       the admin identity (node.key 0600, node.crt)
  * Node directories hold node.conf, node.key (0600), node.crt, ca.crt and
  * api.token (0600): everything trialsyncd and the CLI need.
+ *
+ * The CA key and the admin key may be encrypted (init --encrypt-ca).  Every
+ * verb that uses the CA key takes --pass-file FILE and otherwise asks on the
+ * terminal, only when the key turns out to be encrypted; without a terminal
+ * and a pass file it refuses before writing anything.  Node keys are never
+ * encrypted: trialsyncd restarts unattended and asks nobody.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -271,14 +277,21 @@ static void init_usage(FILE *out)
 {
     fprintf(out,
             "usage: trialsync init --trial ID --dir DIR [--hub-id ID] [--host HOST]\n"
-            "                      [--peer-port N] [--api-port N]\n\n"
+            "                      [--peer-port N] [--api-port N]\n"
+            "                      [--encrypt-ca [--pass-file FILE]]\n\n"
             "Creates a trial: its CA (DIR/ca), the first hub's node directory (DIR/hub)\n"
             "and the admin identity (DIR/admin).  Refuses an existing trial directory.\n"
             "  --trial ID      the trial id (A-Z a-z 0-9 . _ -), e.g. ONC-301\n"
             "  --hub-id ID     the first hub's node id (default: hub1)\n"
             "  --host HOST     the address sites reach the hub at (default: 127.0.0.1)\n"
             "  --peer-port N   the hub's replication port (default: 7800)\n"
-            "  --api-port N    the hub's local API port (default: 7801)\n");
+            "  --api-port N    the hub's local API port (default: 7801)\n"
+            "  --encrypt-ca    encrypt DIR/ca/ca.key and DIR/admin/node.key (AES-256) with\n"
+            "                  a passphrase; site add|revoke, hub add and crl renew then\n"
+            "                  need it.  The hub's key stays unencrypted (mode 0600):\n"
+            "                  trialsyncd restarts unattended and asks no passphrase\n"
+            "  --pass-file FILE  the passphrase is FILE's first line (FILE mode 0600);\n"
+            "                  without it, asked twice on the terminal\n");
 }
 
 static bool parse_port(const char *s, unsigned *out)
@@ -292,16 +305,23 @@ static bool parse_port(const char *s, unsigned *out)
     return true;
 }
 
+static int init_trial(const char *trial, const char *dir, const char *hub_id, const char *host,
+                      unsigned peer_port, unsigned api_port, struct crypto_pass *pass,
+                      bool encrypt);
+
 int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"trial", required_argument, NULL, 't'}, {"dir", required_argument, NULL, 'd'},
         {"hub-id", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
         {"peer-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
+        {"encrypt-ca", no_argument, NULL, 'E'}, {"pass-file", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *trial = NULL, *dir = NULL, *hub_id = "hub1", *host = "127.0.0.1";
+    const char *pass_file = NULL;
     unsigned peer_port = 7800, api_port = 7801;
+    bool encrypt = false;
     int c;
 
     optind = 1;
@@ -319,6 +339,8 @@ int cmd_init(int argc, char **argv)
             if (!parse_port(optarg, &api_port))
                 return cli_fail("--api-port: '%s' is not a port (1-65535)", optarg);
             break;
+        case 'E': encrypt = true; break;
+        case 'P': pass_file = optarg; break;
         case 'h': init_usage(stdout); return 0;
         default: init_usage(stderr); return 2;
         }
@@ -327,6 +349,22 @@ int cmd_init(int argc, char **argv)
         init_usage(stderr);
         return 2;
     }
+    /* A pass file alone would leave the user believing the CA key is encrypted. */
+    if (pass_file != NULL && !encrypt)
+        return cli_fail("init: --pass-file goes with --encrypt-ca; without it the CA key is "
+                        "written unencrypted (mode 0600)");
+    struct crypto_pass pass;
+    crypto_pass_init(&pass, pass_file, true);
+    int rc = init_trial(trial, dir, hub_id, host, peer_port, api_port, &pass, encrypt);
+    crypto_pass_release(&pass);
+    return rc;
+}
+
+/* The work of init once its options are parsed. */
+static int init_trial(const char *trial, const char *dir, const char *hub_id, const char *host,
+                      unsigned peer_port, unsigned api_port, struct crypto_pass *pass,
+                      bool encrypt)
+{
     if (!validate_id(trial))
         return cli_fail("--trial: '%s' is not a valid id (1-63 of A-Z a-z 0-9 . _ -)", trial);
     if (!validate_id(hub_id))
@@ -340,24 +378,32 @@ int cmd_init(int argc, char **argv)
         return cli_fail("--dir: path too long");
     if (exists(path) || exists(ca_dir))
         return cli_fail("%s already holds a trial; refusing to overwrite it", dir);
+    struct ts_error err = {0};
+    if (encrypt) {
+        /* Asked before anything is written, so a refusal leaves no half trial. */
+        char keys[2 * PATH_MAX + 16];
+        snprintf(keys, sizeof(keys), "%s/ca.key and %s/node.key", ca_dir, admin_dir);
+        if (crypto_pass_get(pass, keys, true, &err) != 0)
+            return cli_fail("%s", err.msg);
+    }
     int rc = mkdir_p(dir, 0755);
     if (rc != 0)
         return cli_fail("cannot create %s: %s", dir, strerror(-rc));
 
-    struct ts_error err = {0};
-    if (pki_ca_create(ca_dir, trial, CA_DAYS, &err) != 0)
+    struct crypto_pass *key_pass = encrypt ? pass : NULL;
+    if (pki_ca_create(ca_dir, trial, CA_DAYS, key_pass, &err) != 0)
         return cli_fail("%s", err.msg);
-    if (pki_crl_write(ca_dir, &err) != 0)
+    if (pki_crl_write(ca_dir, pass, &err) != 0)
         return cli_fail("%s", err.msg);
     struct pki_identity hub = {.role = PKI_ROLE_HUB};
     snprintf(hub.trial, sizeof(hub.trial), "%s", trial);
     snprintf(hub.id, sizeof(hub.id), "%s", hub_id);
-    if (pki_issue(ca_dir, &hub, NULL, CERT_DAYS, hub_dir, &err) != 0)
+    if (pki_issue(ca_dir, &hub, NULL, CERT_DAYS, hub_dir, pass, NULL, &err) != 0)
         return cli_fail("%s", err.msg);
     struct pki_identity admin = {.role = PKI_ROLE_ADMIN};
     snprintf(admin.trial, sizeof(admin.trial), "%s", trial);
     snprintf(admin.id, sizeof(admin.id), "admin");
-    if (pki_issue(ca_dir, &admin, NULL, CERT_DAYS, admin_dir, &err) != 0)
+    if (pki_issue(ca_dir, &admin, NULL, CERT_DAYS, admin_dir, pass, key_pass, &err) != 0)
         return cli_fail("%s", err.msg);
 
     char listen[300];
@@ -378,11 +424,12 @@ int cmd_init(int argc, char **argv)
         return 1;
 
     printf("trial %s created in %s\n"
-           "  CA          %s/ca (keep ca.key offline)\n"
+           "  CA          %s/ca (keep ca.key offline%s)\n"
            "  hub %-8s %s (start: trialsyncd --config %s/node.conf)\n"
            "  admin       %s\n"
            "next: trialsync site add SITE --dir %s --out SITEDIR\n",
-           trial, dir, dir, hub_id, hub_dir, hub_dir, admin_dir, dir);
+           trial, dir, dir, encrypt ? "; it and the admin key are encrypted" : "", hub_id,
+           hub_dir, hub_dir, admin_dir, dir);
     return 0;
 }
 
@@ -468,19 +515,22 @@ static void site_usage(FILE *out)
 {
     fprintf(out,
             "usage: trialsync site add SITE --dir DIR --out SITEDIR [--name TEXT]\n"
-            "                          [--hub HOST:PORT ...] [--api-port N]\n"
+            "                          [--hub HOST:PORT ...] [--api-port N] [--pass-file FILE]\n"
             "       trialsync site list --dir DIR [--json]\n"
-            "       trialsync site revoke SITE --dir DIR --reason TEXT\n\n"
+            "       trialsync site revoke SITE --dir DIR --reason TEXT [--pass-file FILE]\n\n"
             "add     issues the site's bundle in SITEDIR (node.key 0600, node.crt with role\n"
             "        site, ca.crt, crl.pem, node.conf listing the hubs, api.token) and\n"
             "        records the site in the membership log (the hub must be running)\n"
             "list    every site: name, status, connected, last seen, entries behind\n"
             "revoke  revokes the site's certificate (CRL) and records the revocation; every\n"
-            "        node refuses the site from then on, entries it signed stay valid\n");
+            "        node refuses the site from then on, entries it signed stay valid\n"
+            "--pass-file FILE  the passphrase of an encrypted CA key (init --encrypt-ca) is\n"
+            "        FILE's first line (FILE mode 0600); without it, asked on the terminal\n");
 }
 
 static int site_add(const char *dir, const char *site, const char *out_dir, const char *name,
-                    char hubs[][280], int hubs_count, unsigned api_port)
+                    char hubs[][280], int hubs_count, unsigned api_port,
+                    struct crypto_pass *ca_pass)
 {
     struct trial_conf t;
     if (trial_conf_load(dir, &t) != 0)
@@ -505,7 +555,7 @@ static int site_add(const char *dir, const char *site, const char *out_dir, cons
     struct pki_identity who = {.role = PKI_ROLE_SITE};
     snprintf(who.trial, sizeof(who.trial), "%s", t.id);
     snprintf(who.id, sizeof(who.id), "%s", site);
-    if (pki_issue(ca_dir, &who, name, CERT_DAYS, out_dir, &err) != 0) {
+    if (pki_issue(ca_dir, &who, name, CERT_DAYS, out_dir, ca_pass, NULL, &err) != 0) {
         cli_fail("%s", err.msg);
         goto out;
     }
@@ -561,7 +611,8 @@ out:
     return rc;
 }
 
-static int site_revoke(const char *dir, const char *site, const char *reason)
+static int site_revoke(const char *dir, const char *site, const char *reason,
+                       struct crypto_pass *ca_pass)
 {
     struct trial_conf t;
     if (trial_conf_load(dir, &t) != 0)
@@ -577,7 +628,7 @@ static int site_revoke(const char *dir, const char *site, const char *reason)
     struct ts_error err = {0};
     path_join(ca_dir, sizeof(ca_dir), dir, "ca");
     snprintf(cert, sizeof(cert), "%s/issued/site-%s.crt", ca_dir, site);
-    if (strcmp(s->status, "revoked") != 0 && pki_revoke(ca_dir, cert, &err) != 0) {
+    if (strcmp(s->status, "revoked") != 0 && pki_revoke(ca_dir, cert, ca_pass, &err) != 0) {
         cli_fail("%s", err.msg);
         goto out;
     }
@@ -672,10 +723,11 @@ int cmd_site(int argc, char **argv)
         {"dir", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
         {"name", required_argument, NULL, 'n'}, {"hub", required_argument, NULL, 'H'},
         {"reason", required_argument, NULL, 'r'}, {"api-port", required_argument, NULL, 'a'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'}, {"pass-file", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *out_dir = NULL, *name = NULL, *reason = NULL;
+    const char *pass_file = NULL;
     char hubs[CONFIG_HUBS_MAX][280];
     int hubs_count = 0;
     unsigned api_port = 0;
@@ -695,6 +747,7 @@ int cmd_site(int argc, char **argv)
         case 'n': name = optarg; break;
         case 'r': reason = optarg; break;
         case 'j': as_json = true; break;
+        case 'P': pass_file = optarg; break;
         case 'a':
             if (!parse_port(optarg, &api_port))
                 return cli_fail("--api-port: '%s' is not a port (1-65535)", optarg);
@@ -722,7 +775,11 @@ int cmd_site(int argc, char **argv)
             site_usage(stderr);
             return 2;
         }
-        return site_add(dir, site, out_dir, name, hubs, hubs_count, api_port);
+        struct crypto_pass pass;
+        crypto_pass_init(&pass, pass_file, true);
+        int rc = site_add(dir, site, out_dir, name, hubs, hubs_count, api_port, &pass);
+        crypto_pass_release(&pass);
+        return rc;
     }
     if (strcmp(action, "revoke") == 0) {
         if (site == NULL || optind + 1 != argc) {
@@ -731,7 +788,11 @@ int cmd_site(int argc, char **argv)
         }
         if (reason == NULL || reason[0] == '\0')
             return cli_fail("site revoke: --reason TEXT is required (it goes in the audit trail)");
-        return site_revoke(dir, site, reason);
+        struct crypto_pass pass;
+        crypto_pass_init(&pass, pass_file, true);
+        int rc = site_revoke(dir, site, reason, &pass);
+        crypto_pass_release(&pass);
+        return rc;
     }
     if (strcmp(action, "list") == 0) {
         if (site != NULL) {
@@ -751,11 +812,13 @@ static void hub_usage(FILE *out)
 {
     fprintf(out,
             "usage: trialsync hub add HUB --dir DIR --out HUBDIR [--host HOST]\n"
-            "                         [--peer-port N] [--api-port N]\n\n"
+            "                         [--peer-port N] [--api-port N] [--pass-file FILE]\n\n"
             "Issues another hub: its node directory connects to the trial's existing hubs\n"
             "and they replicate to each other.  Sites added afterwards list every hub;\n"
             "add a 'hub = HOST:PORT' line to the [peer] section of existing sites'\n"
-            "node.conf for them to fail over to it.\n");
+            "node.conf for them to fail over to it.  --pass-file FILE: the passphrase of\n"
+            "an encrypted CA key is FILE's first line (mode 0600); without it, asked on\n"
+            "the terminal.\n");
 }
 
 int cmd_hub(int argc, char **argv)
@@ -763,10 +826,10 @@ int cmd_hub(int argc, char **argv)
     static const struct option opts[] = {
         {"dir", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
         {"host", required_argument, NULL, 'H'}, {"peer-port", required_argument, NULL, 'p'},
-        {"api-port", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"api-port", required_argument, NULL, 'a'}, {"pass-file", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL, *out_dir = NULL, *host = "127.0.0.1";
+    const char *dir = NULL, *out_dir = NULL, *host = "127.0.0.1", *pass_file = NULL;
     unsigned peer_port = 0, api_port = 0;
     int c;
 
@@ -784,6 +847,7 @@ int cmd_hub(int argc, char **argv)
         case 'd': dir = optarg; break;
         case 'o': out_dir = optarg; break;
         case 'H': host = optarg; break;
+        case 'P': pass_file = optarg; break;
         case 'p':
             if (!parse_port(optarg, &peer_port))
                 return cli_fail("--peer-port: '%s' is not a port (1-65535)", optarg);
@@ -821,10 +885,15 @@ int cmd_hub(int argc, char **argv)
     struct pki_identity who = {.role = PKI_ROLE_HUB};
     snprintf(who.trial, sizeof(who.trial), "%s", t.id);
     snprintf(who.id, sizeof(who.id), "%s", hub);
-    if (pki_issue(ca_dir, &who, NULL, CERT_DAYS, out_dir, &err) != 0) {
-        cli_fail("%s", err.msg);
+    struct crypto_pass pass;
+    crypto_pass_init(&pass, pass_file, true);
+    rc = pki_issue(ca_dir, &who, NULL, CERT_DAYS, out_dir, &pass, NULL, &err);
+    crypto_pass_release(&pass);
+    if (rc != 0) {
+        rc = cli_fail("%s", err.msg);
         goto out;
     }
+    rc = 1;
     char listen[64];
     snprintf(listen, sizeof(listen), "0.0.0.0:%u", peer_port);
     if (write_node_conf(out_dir, t.id, hub, PKI_ROLE_HUB, api_port, listen, t.hubs,
@@ -861,29 +930,34 @@ int cmd_crl(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"dir", required_argument, NULL, 'd'},
+        {"pass-file", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL;
+    const char *dir = NULL, *pass_file = NULL;
     int c;
     if (argc < 2 || strcmp(argv[1], "renew") != 0) {
         bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
         fprintf(help ? stdout : stderr,
-                "usage: trialsync crl renew --dir DIR\n\n"
+                "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n\n"
                 "Signs a fresh revocation list (valid 30 days) listing every revoked site and\n"
                 "copies it into every hub directory of the trial; nodes reload it when the\n"
-                "file changes.  Run it monthly (cron) and copy crl.pem to remote nodes.\n");
+                "file changes.  Run it monthly (cron) and copy crl.pem to remote nodes.\n"
+                "--pass-file FILE: the passphrase of an encrypted CA key is FILE's first\n"
+                "line (mode 0600); without it, asked on the terminal (cron needs the file).\n");
         return help ? 0 : 2;
     }
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'd')
             dir = optarg;
+        else if (c == 'P')
+            pass_file = optarg;
         else
             return c == 'h' ? 0 : 2;
     }
     if (dir == NULL || optind != argc) {
-        fprintf(stderr, "usage: trialsync crl renew --dir DIR\n");
+        fprintf(stderr, "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n");
         return 2;
     }
     struct trial_conf t;
@@ -893,10 +967,13 @@ int cmd_crl(int argc, char **argv)
     struct ts_error err = {0};
     path_join(ca_dir, sizeof(ca_dir), dir, "ca");
     int rc = 0;
-    if (pki_crl_write(ca_dir, &err) != 0) {
+    struct crypto_pass pass;
+    crypto_pass_init(&pass, pass_file, true);
+    if (pki_crl_write(ca_dir, &pass, &err) != 0)
         rc = cli_fail("%s", err.msg);
+    crypto_pass_release(&pass);
+    if (rc != 0)
         goto out;
-    }
     copy_crl_to_hubs(dir, &t, ca_dir, true);
     printf("revocation list of trial %s renewed: %s/crl.pem\n", t.id, ca_dir);
 out:

@@ -10,7 +10,11 @@
  *   descriptor, so the check and the read see the same file) is a regular
  *   file owned by the effective user with no group or other permission bits;
  *   otherwise TS_ERR_PERM with the path, the mode and the fix.
- * - Encrypted PEM keys are refused; OpenSSL never prompts on a terminal.
+ * - One loader (ossl_key_load) reads every private key of the project.  An
+ *   encrypted PEM key is decrypted only with a passphrase from the source its
+ *   caller gives (a pass file, or a terminal prompt the caller allows); with
+ *   none it is refused.  OpenSSL's own prompt is never used, so nothing here
+ *   blocks on a terminal unless the caller asked for that.
  * - Every OpenSSL failure is turned into a ts_error code and message here and
  *   OpenSSL's per-thread error queue is left empty, so a later, unrelated
  *   failure never reports a stale error.
@@ -36,6 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/ui.h>
 #include <openssl/x509.h>
 
 /*
@@ -53,6 +58,10 @@
 _Static_assert(CRYPTO_ED25519_SIG_BYTES <= TS_SIG_BYTES_MAX,
                "an Ed25519 signature must fit in TS_SIG_BYTES_MAX");
 _Static_assert(TS_HASH_BYTES == 32, "chain hashes are SHA-256");
+_Static_assert(CRYPTO_PASS_BYTES_NEW_MIN <= CRYPTO_PASS_BYTES_MAX,
+               "a new key's passphrase must fit the passphrase buffer");
+_Static_assert(CRYPTO_PASS_BYTES_MAX < CRYPTO_KEY_FILE_BYTES_MAX,
+               "a pass file is read with the key file bound");
 
 struct crypto_key {
     EVP_PKEY *pkey;   /* an Ed25519 private key */
@@ -195,10 +204,10 @@ int crypto_check_secret_file(const char *path, struct ts_error *err)
 
 /*
  * Reads at most CRYPTO_KEY_FILE_BYTES_MAX bytes of fd into buf (which holds
- * one more byte to detect a longer file).
+ * one more byte to detect a longer file).  what names the file ("key file").
  */
-static int read_key_bytes(int fd, const char *path, char *buf, size_t *len_out,
-                          struct ts_error *err)
+static int read_secret_bytes(int fd, const char *path, const char *what, char *buf,
+                             size_t *len_out, struct ts_error *err)
 {
     size_t used = 0;
 
@@ -207,87 +216,276 @@ static int read_key_bytes(int fd, const char *path, char *buf, size_t *len_out,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return ts_error_set(err, TS_ERR_IO, "key file %s: cannot read: %s", path,
+            return ts_error_set(err, TS_ERR_IO, "%s %s: cannot read: %s", what, path,
                                 strerror(errno));
         if (n == 0)
             break;
         used += (size_t)n;
         if (used > CRYPTO_KEY_FILE_BYTES_MAX)
             return ts_error_set(err, TS_ERR_TOOBIG,
-                                "key file %s is larger than %d bytes; it is not a key",
-                                path, CRYPTO_KEY_FILE_BYTES_MAX);
+                                "%s %s is larger than %d bytes; it is not a %s",
+                                what, path, CRYPTO_KEY_FILE_BYTES_MAX,
+                                strcmp(what, "key file") == 0 ? "key" : "pass file");
     }
     *len_out = used;
     return 0;
 }
 
-int crypto_key_load(const char *path, struct crypto_key **out, struct ts_error *err)
+/*
+ * Opens, checks (as a key file) and reads a whole secret file into a new
+ * buffer of CRYPTO_KEY_FILE_BYTES_MAX + 1 bytes; the caller wipes and frees it.
+ */
+static int secret_read(const char *path, const char *what, char **buf_out, size_t *len_out,
+                       struct ts_error *err)
 {
     int fd = -1;
+    int rc = open_secret(path, what, &fd, err);
+    if (rc != 0)
+        return rc;
+    rc = check_secret_fd(fd, path, what, err);
+    if (rc != 0)
+        goto out_close;
+    char *buf = malloc(CRYPTO_KEY_FILE_BYTES_MAX + 1);
+    if (buf == NULL) {
+        rc = ts_error_set(err, TS_ERR_NOMEM, "%s %s: out of memory", what, path);
+        goto out_close;
+    }
+    rc = read_secret_bytes(fd, path, what, buf, len_out, err);
+    if (rc != 0) {
+        OPENSSL_cleanse(buf, CRYPTO_KEY_FILE_BYTES_MAX + 1);
+        free(buf);
+        goto out_close;
+    }
+    *buf_out = buf;
+out_close:
+    close(fd);
+    return rc;
+}
+
+/* ---- passphrases ---- */
+
+void crypto_pass_init(struct crypto_pass *p, const char *file, bool prompt)
+{
+    assert(p != NULL);
+    memset(p, 0, sizeof(*p));
+    p->file = file;
+    p->prompt = prompt;
+}
+
+void crypto_pass_release(struct crypto_pass *p)
+{
+    if (p == NULL)
+        return;
+    OPENSSL_cleanse(p->text, sizeof(p->text));
+    p->len = 0;
+    p->have = false;
+}
+
+/* The passphrase is the pass file's first line, without its line ending. */
+static int pass_from_file(struct crypto_pass *p, struct ts_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = secret_read(p->file, "pass file", &buf, &len, err);
+    if (rc != 0)
+        return rc;
+    const char *nl = memchr(buf, '\n', len);
+    size_t line = nl != NULL ? (size_t)(nl - buf) : len;
+    if (line > 0 && buf[line - 1] == '\r')
+        line--;
+    if (line == 0) {
+        rc = ts_error_set(err, TS_ERR_INVALID, "pass file %s: its first line is empty; "
+                          "write the passphrase there", p->file);
+    } else if (line > CRYPTO_PASS_BYTES_MAX) {
+        rc = ts_error_set(err, TS_ERR_TOOBIG, "pass file %s: the passphrase is longer than "
+                          "%d bytes", p->file, CRYPTO_PASS_BYTES_MAX);
+    } else if (memchr(buf, '\0', line) != NULL) {
+        rc = ts_error_set(err, TS_ERR_INVALID, "pass file %s: its first line holds a NUL "
+                          "byte; it is not a passphrase", p->file);
+    } else {
+        memcpy(p->text, buf, line);
+        p->text[line] = '\0';
+        p->len = line;
+        p->have = true;
+    }
+    OPENSSL_cleanse(buf, CRYPTO_KEY_FILE_BYTES_MAX + 1);
+    free(buf);
+    return rc;
+}
+
+/* Asks on the terminal (OpenSSL's UI: /dev/tty, no echo). */
+static int pass_from_terminal(struct crypto_pass *p, const char *key_path, bool for_new_key,
+                              struct ts_error *err)
+{
+    char prompt[PATH_MAX + 64];
+    snprintf(prompt, sizeof(prompt), "%s passphrase for %s: ",
+             for_new_key ? "new" : "enter", key_path);
+    int min = for_new_key ? CRYPTO_PASS_BYTES_NEW_MIN : 1;
+    if (EVP_read_pw_string_min(p->text, min, CRYPTO_PASS_BYTES_MAX, prompt,
+                               for_new_key ? 1 : 0) != 0) {
+        OPENSSL_cleanse(p->text, sizeof(p->text));
+        ERR_clear_error();
+        return ts_error_set(err, TS_ERR_AUTH, "no passphrase for %s was read from the "
+                            "terminal (input ended%s)", key_path,
+                            for_new_key ? ", the two entries differ or it is shorter than 8 "
+                                          "characters" : "");
+    }
+    p->len = strlen(p->text);
+    p->have = true;
+    return 0;
+}
+
+int crypto_pass_get(struct crypto_pass *p, const char *key_path, bool for_new_key,
+                    struct ts_error *err)
+{
+    assert(p != NULL);
+    assert(key_path != NULL);
+    if (!p->have) {
+        int rc;
+        if (p->file != NULL)
+            rc = pass_from_file(p, err);
+        else if (p->prompt && isatty(STDIN_FILENO))
+            rc = pass_from_terminal(p, key_path, for_new_key, err);
+        else if (for_new_key)
+            return ts_error_set(err, TS_ERR_AUTH, "a passphrase to encrypt %s is needed: give "
+                                "it with --pass-file FILE or on the terminal", key_path);
+        else
+            return ts_error_set(err, TS_ERR_AUTH, "key file %s is encrypted: give its "
+                                "passphrase with --pass-file FILE or on the terminal",
+                                key_path);
+        if (rc != 0)
+            return rc;
+    }
+    assert(p->have);
+    assert(p->len > 0 && p->len <= CRYPTO_PASS_BYTES_MAX);
+    if (for_new_key && p->len < CRYPTO_PASS_BYTES_NEW_MIN)
+        return ts_error_set(err, TS_ERR_INVALID, "the passphrase for %s has %zu characters; "
+                            "a new key needs at least %d", key_path, p->len,
+                            CRYPTO_PASS_BYTES_NEW_MIN);
+    return 0;
+}
+
+/* What the PEM passphrase callback saw, for the message after a failed read. */
+struct pass_cb_state {
+    struct crypto_pass *pass;   /* NULL: no passphrase may be given */
+    const char *path;
+    bool asked;                 /* OpenSSL asked: the key is encrypted */
+    int rc;                     /* why no passphrase could be had, or 0 */
+    struct ts_error why;
+};
+
+static int pass_cb(char *buf, int size, int rwflag, void *u)
+{
+    struct pass_cb_state *s = u;
+
+    (void)rwflag;
+    s->asked = true;
+    if (s->pass == NULL)
+        return -1;
+    s->rc = crypto_pass_get(s->pass, s->path, false, &s->why);
+    if (s->rc != 0)
+        return -1;
+    if (size < 0 || s->pass->len > (size_t)size) {
+        s->rc = ts_error_set(&s->why, TS_ERR_TOOBIG, "key file %s: the passphrase is longer "
+                             "than OpenSSL takes (%d bytes)", s->path, size);
+        return -1;
+    }
+    memcpy(buf, s->pass->text, s->pass->len);
+    return (int)s->pass->len;
+}
+
+/* The message for a key PEM_read_bio_PrivateKey could not read. */
+static int key_read_error(const struct pass_cb_state *s, struct ts_error *err)
+{
+    if (!s->asked)
+        return ossl_error(err, TS_ERR_INVALID, "key file %.300s does not hold a PEM private key",
+                          s->path);
+    ERR_clear_error();
+    if (s->pass == NULL)
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "key file %s is encrypted, and no passphrase is asked here: "
+                            "trialsyncd restarts unattended, so node keys stay unencrypted "
+                            "(mode 0600)", s->path);
+    if (s->rc != 0) {
+        if (err != NULL)
+            *err = s->why;
+        return s->rc;
+    }
+    if (s->pass->file != NULL)
+        return ts_error_set(err, TS_ERR_AUTH, "key file %s: the passphrase in pass file %s "
+                            "does not decrypt it", s->path, s->pass->file);
+    return ts_error_set(err, TS_ERR_AUTH, "key file %s: the passphrase typed does not "
+                        "decrypt it", s->path);
+}
+
+int ossl_key_load(const char *path, struct crypto_pass *pass, EVP_PKEY **out,
+                  struct ts_error *err)
+{
     char *buf = NULL;
     size_t len = 0;
     EVP_PKEY *pkey = NULL;
-    int rc;
 
     assert(path != NULL);
     assert(out != NULL);
     *out = NULL;
-    rc = open_secret(path, "key file", &fd, err);
+    int rc = secret_read(path, "key file", &buf, &len, err);
     if (rc != 0)
-        return rc;
-    rc = check_secret_fd(fd, path, "key file", err);
-    if (rc != 0)
-        goto out_close;
-
-    buf = malloc(CRYPTO_KEY_FILE_BYTES_MAX + 1);
-    if (buf == NULL) {
-        rc = ts_error_set(err, TS_ERR_NOMEM, "key file %s: out of memory", path);
-        goto out_close;
-    }
-    rc = read_key_bytes(fd, path, buf, &len, err);
-    if (rc != 0)
-        goto out_wipe_buf;
-
+        goto out_clear;
     BIO *bio = BIO_new_mem_buf(buf, (int)len);
     if (bio == NULL) {
         rc = ossl_error(err, TS_ERR_NOMEM, "key file: cannot make a memory BIO");
         goto out_wipe_buf;
     }
-    pkey = PEM_read_bio_PrivateKey(bio, NULL, ossl_no_passphrase_cb, NULL);
+    struct pass_cb_state st = {.pass = pass, .path = path};
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, &st);
     BIO_free(bio);
     if (pkey == NULL) {
-        char what[400];
-        snprintf(what, sizeof(what), "key file %s does not hold an unencrypted PEM private key",
-                 path);
-        rc = ossl_error(err, TS_ERR_INVALID, "%s", what);
+        rc = key_read_error(&st, err);
         goto out_wipe_buf;
     }
     if (!pkey_is_ed25519(pkey)) {
         rc = ts_error_set(err, TS_ERR_INVALID,
                           "key file %s holds a %s key; trialsync keys are Ed25519", path,
                           EVP_PKEY_get0_type_name(pkey));
-        goto out_free_pkey;
+        EVP_PKEY_free(pkey);
+        goto out_wipe_buf;
     }
-
-    struct crypto_key *k = malloc(sizeof(*k));
-    if (k == NULL) {
-        rc = ts_error_set(err, TS_ERR_NOMEM, "key file %s: out of memory", path);
-        goto out_free_pkey;
-    }
-    k->pkey = pkey;
-    *out = k;
-    pkey = NULL;
+    *out = pkey;
     rc = 0;
 
-out_free_pkey:
-    EVP_PKEY_free(pkey);
 out_wipe_buf:
     OPENSSL_cleanse(buf, CRYPTO_KEY_FILE_BYTES_MAX + 1);
     free(buf);
-out_close:
-    close(fd);
+out_clear:
     ERR_clear_error();
     return rc;
+}
+
+int crypto_key_load_pass(const char *path, struct crypto_pass *pass, struct crypto_key **out,
+                         struct ts_error *err)
+{
+    EVP_PKEY *pkey = NULL;
+
+    assert(path != NULL);
+    assert(out != NULL);
+    *out = NULL;
+    int rc = ossl_key_load(path, pass, &pkey, err);
+    if (rc != 0)
+        return rc;
+    assert(pkey != NULL);
+    struct crypto_key *k = malloc(sizeof(*k));
+    if (k == NULL) {
+        EVP_PKEY_free(pkey);
+        return ts_error_set(err, TS_ERR_NOMEM, "key file %s: out of memory", path);
+    }
+    k->pkey = pkey;
+    *out = k;
+    return 0;
+}
+
+int crypto_key_load(const char *path, struct crypto_key **out, struct ts_error *err)
+{
+    return crypto_key_load_pass(path, NULL, out, err);
 }
 
 void crypto_key_free(struct crypto_key *k)

@@ -5,7 +5,11 @@
 #ifndef TS_OPENSSL_UTIL_H
 #define TS_OPENSSL_UTIL_H
 
+#include <openssl/types.h>
+
 #include "../proto/errors.h"
+
+struct crypto_pass;
 
 /*
  * Fills err with the printf-formatted account of what failed and the reasons
@@ -19,5 +23,15 @@ int ossl_error(struct ts_error *err, int code, const char *fmt, ...)
  * file permissions, and a daemon must never block on a terminal prompt.
  */
 int ossl_no_passphrase_cb(char *buf, int size, int rwflag, void *u);
+
+/*
+ * The project's one private-key loader (crypto_key_load_pass is it, wrapped):
+ * checks the opened file (regular, ours, mode 0600 or stricter), reads the
+ * PEM, decrypts it with pass's passphrase when it is encrypted (pass NULL: no
+ * passphrase, never a prompt) and requires Ed25519.  On success *out is a new
+ * key the caller frees.  Codes and messages as crypto_key_load_pass.
+ */
+int ossl_key_load(const char *path, struct crypto_pass *pass, EVP_PKEY **out,
+                  struct ts_error *err);
 
 #endif

@@ -23,6 +23,7 @@
  *   the caller (the CLI is the only writer of a CA directory).
  */
 #include "pki.h"
+#include "crypto.h"
 #include "openssl_util.h"
 
 #include <assert.h>
@@ -50,8 +51,6 @@
 
 /* Paths built here: the Linux PATH_MAX. */
 #define PKI_PATH_BYTES_MAX 4096
-/* An Ed25519 PEM key is ~120 bytes; see crypto.c for why 16 KiB. */
-#define PKI_KEY_FILE_BYTES_MAX (16 * 1024)
 /* 100 years: more than any trial, and far from time arithmetic overflow. */
 #define PKI_DAYS_MAX 36500
 /* Certificates start 5 minutes in the past so a peer whose clock is a
@@ -74,8 +73,6 @@
 
 _Static_assert(PKI_SERIAL_BYTES * 2 <= PKI_SERIAL_HEX_DIGITS_MAX,
                "our own serials must fit the serial hex limit");
-_Static_assert(PKI_KEY_FILE_BYTES_MAX <= PKI_FILE_BYTES_MAX,
-               "a key file is a small file");
 
 /* A loaded CA: its key, its certificate and the trial named in its URI. */
 struct ca {
@@ -564,88 +561,31 @@ static int cert_load(const char *path, X509 **out, struct ts_error *err)
 }
 
 /*
- * Loads an Ed25519 private key from path after checking, on the opened file,
- * that it is regular, ours and mode 0600 or stricter (as crypto_key_load).
+ * Writes key as PKCS#8 PEM into a new memory BIO (a secure-heap one, which
+ * OpenSSL wipes when it is freed).  Unencrypted when pass is NULL (the file's
+ * mode protects it); otherwise encrypted with AES-256-CBC under pass's
+ * passphrase (PBES2, PBKDF2 with HMAC-SHA256), asked for now if need be.
+ * key_path names the key in a prompt.  The caller frees *out.
  */
-static int key_load(const char *path, EVP_PKEY **out, struct ts_error *err)
+static int pem_of_key(EVP_PKEY *key, const char *key_path, struct crypto_pass *pass, BIO **out,
+                      struct ts_error *err)
 {
-    int fd = -1;
-    char *buf = NULL;
-    size_t len = 0;
-    struct stat st;
-    int rc;
-
-    *out = NULL;
-    rc = open_read(path, &fd, err);
-    if (rc != 0)
-        return rc;
-    if (fstat(fd, &st) != 0) {
-        rc = ts_error_set(err, TS_ERR_IO, "key file %s: cannot stat: %s", path,
-                          strerror(errno));
-        goto out_close;
+    if (pass != NULL) {
+        int rc = crypto_pass_get(pass, key_path, true, err);
+        if (rc != 0)
+            return rc;
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = ts_error_set(err, TS_ERR_PERM, "key file %s is not a regular file", path);
-        goto out_close;
-    }
-    if (st.st_uid != geteuid()) {
-        rc = ts_error_set(err, TS_ERR_PERM,
-                          "key file %s is owned by uid %lu but trialsync runs as uid %lu; "
-                          "it must belong to the user that runs trialsync (chown)",
-                          path, (unsigned long)st.st_uid, (unsigned long)geteuid());
-        goto out_close;
-    }
-    if ((st.st_mode & 077) != 0) {
-        rc = ts_error_set(err, TS_ERR_PERM, "key file %s has mode 0%03o; it must be 0600 (chmod 600 %s)",
-                          path, (unsigned)(st.st_mode & 07777), path);
-        goto out_close;
-    }
-    rc = read_fd_bounded(fd, path, PKI_KEY_FILE_BYTES_MAX, &buf, &len, err);
-    if (rc != 0)
-        goto out_close;
-    BIO *bio = BIO_new_mem_buf(buf, (int)len);
-    if (bio == NULL) {
-        rc = ossl_error(err, TS_ERR_NOMEM, "key file %s: cannot make a memory BIO", path);
-        goto out_wipe_buf;
-    }
-    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, ossl_no_passphrase_cb, NULL);
-    BIO_free(bio);
-    if (pkey == NULL) {
-        rc = ossl_error(err, TS_ERR_INVALID,
-                           "key file %s does not hold an unencrypted PEM private key", path);
-        goto out_wipe_buf;
-    }
-    if (EVP_PKEY_is_a(pkey, "ED25519") != 1) {
-        rc = ts_error_set(err, TS_ERR_INVALID, "key file %s holds a %s key; trialsync keys are Ed25519",
-                          path, EVP_PKEY_get0_type_name(pkey));
-        EVP_PKEY_free(pkey);
-        goto out_wipe_buf;
-    }
-    *out = pkey;
-    rc = 0;
-
-out_wipe_buf:
-    OPENSSL_cleanse(buf, len);
-    free(buf);
-out_close:
-    close(fd);
-    ERR_clear_error();
-    return rc;
-}
-
-/*
- * Writes obj as PEM into a new memory BIO (a secure-heap one for keys, which
- * OpenSSL wipes when it is freed).  The caller frees *out.
- */
-static int pem_of_key(EVP_PKEY *key, BIO **out, struct ts_error *err)
-{
     BIO *bio = BIO_new(BIO_s_secmem());
     if (bio == NULL)
         return ossl_error(err, TS_ERR_NOMEM, "cannot make a memory BIO");
-    /* PKCS#8, unencrypted: the file's mode protects it. */
-    if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
+    int ok = pass == NULL
+                 ? PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)
+                 : PEM_write_bio_PrivateKey(bio, key, EVP_aes_256_cbc(),
+                                            (const unsigned char *)pass->text, (int)pass->len,
+                                            NULL, NULL);
+    if (ok != 1) {
         BIO_free(bio);
-        return ossl_error(err, TS_ERR_INVALID, "cannot encode the private key");
+        return ossl_error(err, TS_ERR_INVALID, "cannot encode the private key %s", key_path);
     }
     *out = bio;
     return 0;
@@ -855,10 +795,12 @@ static void ca_release(struct ca *ca)
 }
 
 /*
- * Loads ca_dir's key and certificate and checks that they belong together,
- * that the certificate is a CA and names its trial in trialsync://<trial>/ca/ca.
+ * Loads ca_dir's key (decrypted with pass when it is encrypted) and
+ * certificate and checks that they belong together, that the certificate is
+ * a CA and names its trial in trialsync://<trial>/ca/ca.
  */
-static int ca_load(const char *ca_dir, struct ca *ca, struct ts_error *err)
+static int ca_load(const char *ca_dir, struct crypto_pass *pass, struct ca *ca,
+                   struct ts_error *err)
 {
     char key_path[PKI_PATH_BYTES_MAX];
     char crt_path[PKI_PATH_BYTES_MAX];
@@ -871,7 +813,7 @@ static int ca_load(const char *ca_dir, struct ca *ca, struct ts_error *err)
     if ((rc = path_join(key_path, sizeof(key_path), ca_dir, "ca.key", err)) != 0 ||
         (rc = path_join(crt_path, sizeof(crt_path), ca_dir, "ca.crt", err)) != 0)
         return rc;
-    if ((rc = key_load(key_path, &ca->key, err)) != 0)
+    if ((rc = ossl_key_load(key_path, pass, &ca->key, err)) != 0)
         goto out_release;
     if ((rc = cert_load(crt_path, &ca->cert, err)) != 0)
         goto out_release;
@@ -899,7 +841,8 @@ out_release:
     return rc;
 }
 
-int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_error *err)
+int pki_ca_create(const char *ca_dir, const char *trial, int days, struct crypto_pass *key_pass,
+                  struct ts_error *err)
 {
     char key_path[PKI_PATH_BYTES_MAX];
     char crt_path[PKI_PATH_BYTES_MAX];
@@ -961,7 +904,8 @@ int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_err
         rc = ossl_error(err, TS_ERR_INVALID, "cannot sign the CA certificate");
         goto out_free_x509;
     }
-    if ((rc = pem_of_key(key, &key_pem, err)) != 0 || (rc = pem_of_cert(x, &crt_pem, err)) != 0)
+    if ((rc = pem_of_key(key, key_path, key_pass, &key_pem, err)) != 0 ||
+        (rc = pem_of_cert(x, &crt_pem, err)) != 0)
         goto out_free_bios;
 
     len = bio_bytes(key_pem, &data);
@@ -973,7 +917,7 @@ int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_err
     if ((rc = fsync_dir(ca_dir, err)) != 0)
         goto out_unlink_crt;
     /* Nodes check revocation from the start, so the CA comes with an empty CRL. */
-    if ((rc = pki_crl_write(ca_dir, err)) != 0)
+    if ((rc = pki_crl_write(ca_dir, key_pass, err)) != 0)
         goto out_unlink_crt;
     rc = 0;
     goto out_free_bios;
@@ -1117,7 +1061,8 @@ static int ledger_append(const char *ca_dir, const char *ledger, const char *ser
 }
 
 int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *name,
-              int days, const char *out_dir, struct ts_error *err)
+              int days, const char *out_dir, struct crypto_pass *ca_pass,
+              struct crypto_pass *key_pass, struct ts_error *err)
 {
     char key_path[PKI_PATH_BYTES_MAX];
     char crt_path[PKI_PATH_BYTES_MAX];
@@ -1140,6 +1085,11 @@ int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *na
     assert(out_dir != NULL);
     if ((rc = issue_check_args(who, name, days, err)) != 0)
         return rc;
+    if (key_pass != NULL && who->role != PKI_ROLE_ADMIN)
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "only an admin key may be encrypted: a %s's key is read by "
+                            "trialsyncd, which restarts unattended and asks no passphrase",
+                            pki_role_name(who->role));
     if ((rc = path_join(key_path, sizeof(key_path), out_dir, "node.key", err)) != 0 ||
         (rc = path_join(crt_path, sizeof(crt_path), out_dir, "node.crt", err)) != 0 ||
         (rc = path_join(ca_path, sizeof(ca_path), out_dir, "ca.crt", err)) != 0)
@@ -1152,7 +1102,7 @@ int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *na
     if (existing != NULL)
         return ts_error_set(err, TS_ERR_EXISTS,
                             "%s already exists; refusing to overwrite an identity", existing);
-    if ((rc = ca_load(ca_dir, &ca, err)) != 0)
+    if ((rc = ca_load(ca_dir, ca_pass, &ca, err)) != 0)
         return rc;
     if (strcmp(ca.trial, who->trial) != 0) {
         rc = ts_error_set(err, TS_ERR_INVALID, "the CA in %s is for trial %s, not %s", ca_dir,
@@ -1167,7 +1117,8 @@ int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *na
     if ((rc = issue_build(&ca, who, name != NULL ? name : who->id, days, key, &x, err)) != 0)
         goto out_free_key;
     if ((rc = serial_hex_of(x, serial, sizeof(serial), err)) != 0 ||
-        (rc = pem_of_key(key, &key_pem, err)) != 0 || (rc = pem_of_cert(x, &crt_pem, err)) != 0 ||
+        (rc = pem_of_key(key, key_path, key_pass, &key_pem, err)) != 0 ||
+        (rc = pem_of_cert(x, &crt_pem, err)) != 0 ||
         (rc = pem_of_cert(ca.cert, &ca_pem, err)) != 0)
         goto out_free_bios;
     if ((rc = mkdir_p(out_dir, 0700, err)) != 0)
@@ -1478,12 +1429,12 @@ out_free_text:
     return rc;
 }
 
-int pki_crl_write(const char *ca_dir, struct ts_error *err)
+int pki_crl_write(const char *ca_dir, struct crypto_pass *ca_pass, struct ts_error *err)
 {
     struct ca ca;
 
     assert(ca_dir != NULL);
-    int rc = ca_load(ca_dir, &ca, err);
+    int rc = ca_load(ca_dir, ca_pass, &ca, err);
     if (rc != 0)
         return rc;
     rc = crl_write_with(ca_dir, &ca, err);
@@ -1536,7 +1487,8 @@ static int revoke_with(const char *ca_dir, const struct ca *ca, const BIGNUM *se
     return crl_write_with(ca_dir, ca, err);
 }
 
-int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct ts_error *err)
+int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct crypto_pass *ca_pass,
+               struct ts_error *err)
 {
     char uri[PKI_URI_BYTES_MAX + 1];
     struct ca ca;
@@ -1544,7 +1496,7 @@ int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct ts_error *e
 
     assert(ca_dir != NULL);
     assert(cert_pem_path != NULL);
-    int rc = ca_load(ca_dir, &ca, err);
+    int rc = ca_load(ca_dir, ca_pass, &ca, err);
     if (rc != 0)
         return rc;
     if ((rc = cert_load(cert_pem_path, &x, err)) != 0)
@@ -1580,7 +1532,8 @@ out_release_ca:
     return rc;
 }
 
-int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_error *err)
+int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct crypto_pass *ca_pass,
+                      struct ts_error *err)
 {
     struct ca ca;
     BIGNUM *serial = NULL;
@@ -1595,7 +1548,7 @@ int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_erro
         return ts_error_set(err, TS_ERR_INVALID,
                             "serial \"%.48s\" is not 1 to %d hex digits", serial_hex,
                             PKI_SERIAL_HEX_DIGITS_MAX);
-    rc = ca_load(ca_dir, &ca, err);
+    rc = ca_load(ca_dir, ca_pass, &ca, err);
     if (rc == 0) {
         rc = revoke_with(ca_dir, &ca, serial, NULL, err);
         ca_release(&ca);

@@ -11,6 +11,12 @@
  * ("SERIAL TIME URI") and revoked.txt ("SERIAL TIME [URI]"), TIME in UTC as
  * YYYY-MM-DDTHH:MM:SSZ.  Files are never overwritten in place except crl.pem,
  * which is replaced atomically.  No function keeps state between calls.
+ *
+ * The CA key, and an admin's key, may be encrypted (AES-256, PKCS#8): every
+ * function that uses the CA key takes ca_pass, the source of its passphrase
+ * (crypto.h), or NULL when none may be asked (an encrypted CA key is then
+ * refused).  Node keys (hub, site) are never encrypted: trialsyncd reads
+ * them, and a daemon restarts unattended with nobody to type a passphrase.
  */
 #ifndef TS_PKI_H
 #define TS_PKI_H
@@ -20,6 +26,8 @@
 
 #include "../proto/errors.h"
 #include "../proto/limits.h"
+
+struct crypto_pass;   /* crypto.h */
 
 enum pki_role {
     PKI_ROLE_HUB,
@@ -39,17 +47,23 @@ int pki_role_parse(const char *s, enum pki_role *out);
 
 /*
  * Creates a CA for trial in ca_dir: ca.key (0600) and ca.crt, valid for
- * `days`.  Refuses (TS_ERR_EXISTS) when ca_dir already holds a CA.
+ * `days`.  Refuses (TS_ERR_EXISTS) when ca_dir already holds a CA.  With
+ * key_pass, ca.key is encrypted with its passphrase (asked now, twice on a
+ * terminal; TS_ERR_AUTH when there is none); NULL writes it unencrypted.
  */
-int pki_ca_create(const char *ca_dir, const char *trial, int days, struct ts_error *err);
+int pki_ca_create(const char *ca_dir, const char *trial, int days, struct crypto_pass *key_pass,
+                  struct ts_error *err);
 
 /*
- * Issues an identity signed by the CA in ca_dir: writes out_dir/node.key
- * (0600), out_dir/node.crt and out_dir/ca.crt.  name is the CN (display only;
- * the id when NULL).  Refuses to overwrite an existing node.key.
+ * Issues an identity signed by the CA in ca_dir (its key unlocked with
+ * ca_pass): writes out_dir/node.key (0600), out_dir/node.crt and
+ * out_dir/ca.crt.  name is the CN (display only; the id when NULL).  Refuses
+ * to overwrite an existing node.key.  With key_pass (admins only, else
+ * TS_ERR_INVALID) node.key is encrypted with that passphrase.
  */
 int pki_issue(const char *ca_dir, const struct pki_identity *who, const char *name,
-              int days, const char *out_dir, struct ts_error *err);
+              int days, const char *out_dir, struct crypto_pass *ca_pass,
+              struct crypto_pass *key_pass, struct ts_error *err);
 
 /* Parses trialsync://<trial>/<role>/<id>; TS_ERR_INVALID otherwise. */
 int pki_uri_parse(const char *uri, struct pki_identity *out);
@@ -91,14 +105,16 @@ int pki_cert_serial_hex(const char *pem, size_t len, char *out, size_t cap,
  * ca_dir/revoked.txt, then rewrites ca_dir/crl.pem as pki_crl_write does.
  * Revoking an already revoked certificate only rewrites the CRL.
  */
-int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct ts_error *err);
+int pki_revoke(const char *ca_dir, const char *cert_pem_path, struct crypto_pass *ca_pass,
+               struct ts_error *err);
 
 /*
  * Revokes by serial (hex, as pki_cert_serial_hex writes it; case and leading
  * zeros do not matter), for when only the serial is known.  Otherwise as
  * pki_revoke.
  */
-int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_error *err);
+int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct crypto_pass *ca_pass,
+                      struct ts_error *err);
 
 /*
  * Rewrites ca_dir/crl.pem from ca_dir/revoked.txt: an X.509 v2 CRL signed by
@@ -110,7 +126,7 @@ int pki_revoke_serial(const char *ca_dir, const char *serial_hex, struct ts_erro
  * revoked.txt that does not parse.  pki_ca_create writes the first, empty,
  * CRL.  Nodes must be given a fresh crl.pem before nextUpdate passes.
  */
-int pki_crl_write(const char *ca_dir, struct ts_error *err);
+int pki_crl_write(const char *ca_dir, struct crypto_pass *ca_pass, struct ts_error *err);
 
 /*
  * Checks that a certificate (PEM) was issued by the trial CA (PEM), ignoring

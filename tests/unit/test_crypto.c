@@ -218,8 +218,8 @@ static void test_crypto_pubkey_from_cert_verifies_node_signature(void)
     snprintf(node_dir, sizeof(node_dir), "%s/site", dir);
     snprintf(key_path, sizeof(key_path), "%s/node.key", node_dir);
     snprintf(crt_path, sizeof(crt_path), "%s/node.crt", node_dir);
-    CU_ASSERT_FATAL(pki_ca_create(ca_dir, "T1", 365, &err) == 0);
-    CU_ASSERT_FATAL(pki_issue(ca_dir, &who, NULL, 30, node_dir, &err) == 0);
+    CU_ASSERT_FATAL(pki_ca_create(ca_dir, "T1", 365, NULL, &err) == 0);
+    CU_ASSERT_FATAL(pki_issue(ca_dir, &who, NULL, 30, node_dir, NULL, NULL, &err) == 0);
 
     struct crypto_key *k = load_ok(key_path);
     char *pem = NULL;
@@ -383,6 +383,185 @@ static void test_crypto_key_load_refuses_wrong_contents(void)
     CU_ASSERT(ERR_peek_error() == 0);
 }
 
+/* An encrypted Ed25519 key (passphrase "pw", AES-256-CBC) at dir/name. */
+static const char *make_encrypted_key(const char *dir, const char *name)
+{
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    CU_ASSERT_FATAL(ed != NULL);
+    const char *path = path_in(dir, name);
+    write_pkey(path, ed, 0600, EVP_aes_256_cbc());
+    EVP_PKEY_free(ed);
+    return path;
+}
+
+/* With a source that gives no passphrase, an encrypted key says how to give one. */
+static void test_crypto_key_load_pass_refuses_encrypted_without_passphrase(void)
+{
+    const char *dir = unit_tmpdir("crypto-pass-none");
+    char path[700];
+    char want[800];
+    struct crypto_key *k = NULL;
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+
+    snprintf(path, sizeof(path), "%s", make_encrypted_key(dir, "enc.key"));
+    /* prompt false: the same as a prompt without a terminal (stdin </dev/null). */
+    crypto_pass_init(&pass, NULL, false);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_AUTH);
+    snprintf(want, sizeof(want), "key file %s is encrypted: give its passphrase with "
+             "--pass-file FILE or on the terminal", path);
+    if (strcmp(err.msg, want) != 0)
+        fprintf(stderr, "\nexpected: %s\ngot:      %s\n", want, err.msg);
+    CU_ASSERT_STRING_EQUAL(err.msg, want);
+    CU_ASSERT(k == NULL);
+    CU_ASSERT(!pass.have);
+    CU_ASSERT(ERR_peek_error() == 0);
+    crypto_pass_release(&pass);
+}
+
+/* The right pass file decrypts, and only its first line counts. */
+static void test_crypto_key_load_pass_file_decrypts(void)
+{
+    const char *dir = unit_tmpdir("crypto-pass-ok");
+    char path[700];
+    char pass_path[700];
+    struct crypto_key *k = NULL;
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+
+    snprintf(path, sizeof(path), "%s", make_encrypted_key(dir, "enc.key"));
+    snprintf(pass_path, sizeof(pass_path), "%s", path_in(dir, "pass"));
+    write_text(pass_path, "pw\r\nsecond line is not the passphrase\n", 0600);
+    crypto_pass_init(&pass, pass_path, false);
+    int rc = crypto_key_load_pass(path, &pass, &k, &err);
+    if (rc != 0)
+        fprintf(stderr, "\ncrypto_key_load_pass: %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_FATAL(k != NULL);
+    uint8_t sig[TS_SIG_BYTES_MAX];
+    size_t sig_len = 0;
+    CU_ASSERT_EQUAL(crypto_sign(k, (const uint8_t *)"m", 1, sig, &sig_len, &err), 0);
+    crypto_key_free(k);
+    CU_ASSERT(ERR_peek_error() == 0);
+    crypto_pass_release(&pass);
+    CU_ASSERT(!pass.have);
+    CU_ASSERT_EQUAL(pass.text[0], '\0');
+
+    /* An unencrypted key never reads the source: a missing pass file is no matter. */
+    crypto_pass_init(&pass, path_in(dir, "absent-pass"), false);
+    snprintf(path, sizeof(path), "%s", make_key(dir, "plain.key", 0600));
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    CU_ASSERT(!pass.have);
+    crypto_key_free(k);
+    crypto_pass_release(&pass);
+}
+
+/*
+ * A wrong passphrase is refused with a clear message, and OpenSSL's "bad
+ * decrypt" stays out of every later call's error.
+ */
+static void test_crypto_key_load_pass_refuses_wrong_passphrase(void)
+{
+    const char *dir = unit_tmpdir("crypto-pass-wrong");
+    char path[700];
+    char pass_path[700];
+    struct crypto_key *k = NULL;
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+
+    snprintf(path, sizeof(path), "%s", make_encrypted_key(dir, "enc.key"));
+    snprintf(pass_path, sizeof(pass_path), "%s", path_in(dir, "pass"));
+    write_text(pass_path, "not-pw\n", 0600);
+    crypto_pass_init(&pass, pass_path, false);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_AUTH);
+    CU_ASSERT(k == NULL);
+    CU_ASSERT(strstr(err.msg, path) != NULL);
+    CU_ASSERT(strstr(err.msg, "does not decrypt it") != NULL);
+    CU_ASSERT(strstr(err.msg, pass_path) != NULL);
+    CU_ASSERT(ERR_peek_error() == 0);
+    crypto_pass_release(&pass);
+
+    /* A later, unrelated failure reports only its own reason. */
+    struct crypto_pubkey *p = NULL;
+    CU_ASSERT_EQUAL(crypto_pubkey_from_cert("not a cert", 10, &p, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "decrypt") == NULL);
+    snprintf(path, sizeof(path), "%s/garbage.key", dir);
+    write_text(path, "hello, I am not a key\n", 0600);
+    CU_ASSERT_EQUAL(crypto_key_load(path, &k, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "decrypt") == NULL);
+    CU_ASSERT(ERR_peek_error() == 0);
+}
+
+/* A pass file is a secret file: mode 0600 or stricter, ours, regular, not empty. */
+static void test_crypto_key_load_pass_file_checks(void)
+{
+    const char *dir = unit_tmpdir("crypto-pass-mode");
+    char path[700];
+    char pass_path[700];
+    struct crypto_key *k = NULL;
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+
+    snprintf(path, sizeof(path), "%s", make_encrypted_key(dir, "enc.key"));
+    snprintf(pass_path, sizeof(pass_path), "%s", path_in(dir, "pass"));
+    write_text(pass_path, "pw\n", 0644);
+    crypto_pass_init(&pass, pass_path, false);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_PERM);
+    CU_ASSERT(k == NULL);
+    CU_ASSERT(strstr(err.msg, "pass file") != NULL);
+    CU_ASSERT(strstr(err.msg, pass_path) != NULL);
+    CU_ASSERT(strstr(err.msg, "0644") != NULL);
+    CU_ASSERT(strstr(err.msg, "chmod 600") != NULL);
+    CU_ASSERT(!pass.have);
+    CU_ASSERT(ERR_peek_error() == 0);
+
+    CU_ASSERT_FATAL(chmod(pass_path, 0640) == 0);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_PERM);
+    CU_ASSERT_FATAL(chmod(pass_path, 0400) == 0);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    crypto_key_free(k);
+    k = NULL;
+    crypto_pass_release(&pass);
+
+    write_text(path_in(dir, "empty"), "\n", 0600);
+    crypto_pass_init(&pass, path_in(dir, "empty"), false);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "empty") != NULL);
+    crypto_pass_release(&pass);
+
+    crypto_pass_init(&pass, path_in(dir, "absent"), false);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), TS_ERR_NOTFOUND);
+    crypto_pass_release(&pass);
+    CU_ASSERT(k == NULL);
+    CU_ASSERT(ERR_peek_error() == 0);
+}
+
+/* A new key's passphrase must be long enough; a source without one says so. */
+static void test_crypto_pass_get_for_new_key(void)
+{
+    const char *dir = unit_tmpdir("crypto-pass-new");
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+
+    write_text(path_in(dir, "short"), "seven77\n", 0600);
+    crypto_pass_init(&pass, path_in(dir, "short"), false);
+    CU_ASSERT_EQUAL(crypto_pass_get(&pass, "ca.key", true, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "at least 8") != NULL);
+    crypto_pass_release(&pass);
+
+    write_text(path_in(dir, "long"), "eight888\n", 0600);
+    crypto_pass_init(&pass, path_in(dir, "long"), false);
+    CU_ASSERT_EQUAL(crypto_pass_get(&pass, "ca.key", true, &err), 0);
+    CU_ASSERT_EQUAL(pass.len, 8);
+    CU_ASSERT_STRING_EQUAL(pass.text, "eight888");
+    crypto_pass_release(&pass);
+
+    crypto_pass_init(&pass, NULL, false);
+    CU_ASSERT_EQUAL(crypto_pass_get(&pass, "ca.key", true, &err), TS_ERR_AUTH);
+    CU_ASSERT(strstr(err.msg, "--pass-file FILE") != NULL);
+    crypto_pass_release(&pass);
+}
+
 static void test_crypto_check_secret_file_modes(void)
 {
     const char *dir = unit_tmpdir("crypto-secret");
@@ -430,6 +609,13 @@ int main(void)
          test_crypto_key_load_refuses_non_regular_files},
         {"test_crypto_key_load_refuses_other_owner", test_crypto_key_load_refuses_other_owner},
         {"test_crypto_key_load_refuses_wrong_contents", test_crypto_key_load_refuses_wrong_contents},
+        {"test_crypto_key_load_pass_refuses_encrypted_without_passphrase",
+         test_crypto_key_load_pass_refuses_encrypted_without_passphrase},
+        {"test_crypto_key_load_pass_file_decrypts", test_crypto_key_load_pass_file_decrypts},
+        {"test_crypto_key_load_pass_refuses_wrong_passphrase",
+         test_crypto_key_load_pass_refuses_wrong_passphrase},
+        {"test_crypto_key_load_pass_file_checks", test_crypto_key_load_pass_file_checks},
+        {"test_crypto_pass_get_for_new_key", test_crypto_pass_get_for_new_key},
         {"test_crypto_check_secret_file_modes", test_crypto_check_secret_file_modes},
         {"test_crypto_random_fills_and_differs", test_crypto_random_fills_and_differs},
         {NULL, NULL},

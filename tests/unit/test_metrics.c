@@ -288,7 +288,7 @@ static void live_node_dir(struct live_node *ln, const char *base, const char *ca
     snprintf(who.trial, sizeof(who.trial), "%s", LIVE_TRIAL);
     who.role = ln->role;
     snprintf(who.id, sizeof(who.id), "%s", ln->id);
-    int rc = pki_issue(ca_dir, &who, NULL, 30, ln->dir, &err);
+    int rc = pki_issue(ca_dir, &who, NULL, 30, ln->dir, NULL, NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_issue %s: %s\n", ln->id, err.msg);
     CU_ASSERT_FATAL(rc == 0);
@@ -545,7 +545,7 @@ static void live_once(void)
     char ca_dir[PATH_MAX];
     struct ts_error err = {0};
     snprintf(ca_dir, sizeof(ca_dir), "%s/ca", base);
-    int rc = pki_ca_create(ca_dir, LIVE_TRIAL, 30, &err);
+    int rc = pki_ca_create(ca_dir, LIVE_TRIAL, 30, NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_ca_create: %s\n", err.msg);
     CU_ASSERT_FATAL(rc == 0);

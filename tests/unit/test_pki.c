@@ -45,7 +45,7 @@ static void trial_make(struct trial *t, const char *tag, const char *trial_id)
     struct ts_error err = {0};
     snprintf(t->dir, sizeof(t->dir), "%s", unit_tmpdir(tag));
     join(t->ca_dir, sizeof(t->ca_dir), t->dir, "ca");
-    int rc = pki_ca_create(t->ca_dir, trial_id, 3650, &err);
+    int rc = pki_ca_create(t->ca_dir, trial_id, 3650, NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_ca_create: %s\n", err.msg);
     CU_ASSERT_FATAL(rc == 0);
@@ -63,7 +63,7 @@ static void issue_ok(const struct trial *t, enum pki_role role, const char *id, 
     who.role = role;
     snprintf(who.id, sizeof(who.id), "%s", id);
     join(out, cap, t->dir, sub);
-    int rc = pki_issue(t->ca_dir, &who, name, 365, out, &err);
+    int rc = pki_issue(t->ca_dir, &who, name, 365, out, NULL, NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_issue: %s\n", err.msg);
     CU_ASSERT_FATAL(rc == 0);
@@ -279,7 +279,7 @@ static void test_pki_ca_create_refuses_second_create(void)
 
     trial_make(&t, "pki-ca-twice", "T1");
     char *before = read_in(t.ca_dir, "ca.key", &len_before);
-    CU_ASSERT_EQUAL(pki_ca_create(t.ca_dir, "T1", 3650, &err), TS_ERR_EXISTS);
+    CU_ASSERT_EQUAL(pki_ca_create(t.ca_dir, "T1", 3650, NULL, &err), TS_ERR_EXISTS);
     CU_ASSERT(strstr(err.msg, t.ca_dir) != NULL);
     char *after = read_in(t.ca_dir, "ca.key", &len_after);
     CU_ASSERT(len_before == len_after && memcmp(before, after, len_before) == 0);
@@ -297,19 +297,19 @@ static void test_pki_ca_create_refuses_bad_arguments(void)
     join(ca_dir, sizeof(ca_dir), dir, "ca");
     memset(long_id, 'a', sizeof(long_id) - 1);
     long_id[sizeof(long_id) - 1] = '\0';
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "bad/trial", 365, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "", 365, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "..", 365, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, long_id, 365, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", 0, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", -5, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "bad/trial", 365, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "", 365, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "..", 365, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, long_id, 365, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", 0, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", -5, NULL, &err), TS_ERR_INVALID);
     /* Nothing was created by the refusals. */
     struct stat st;
     CU_ASSERT(stat(ca_dir, &st) != 0);
 
     /* The longest trial id still makes a CA: its CN is cut, its URI is not. */
     long_id[TS_ID_BYTES_MAX] = '\0';
-    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, long_id, 365, &err), 0);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, long_id, 365, NULL, &err), 0);
 }
 
 static void test_pki_issue_hub_site_admin_identities(void)
@@ -430,7 +430,7 @@ static void test_pki_issue_refuses_overwrite(void)
     issue_ok(&t, PKI_ROLE_SITE, "101", NULL, "site", site, sizeof(site));
     size_t len_before = 0, len_after = 0;
     char *before = read_in(site, "node.key", &len_before);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, site, &err), TS_ERR_EXISTS);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, site, NULL, NULL, &err), TS_ERR_EXISTS);
     CU_ASSERT(strstr(err.msg, "node.key") != NULL);
     char *after = read_in(site, "node.key", &len_after);
     CU_ASSERT(len_before == len_after && memcmp(before, after, len_before) == 0);
@@ -445,7 +445,7 @@ static void test_pki_issue_refuses_overwrite(void)
     int fd = open(crt, O_WRONLY | O_CREAT | O_EXCL, 0644);
     CU_ASSERT_FATAL(fd >= 0);
     close(fd);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, other, &err), TS_ERR_EXISTS);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, other, NULL, NULL, &err), TS_ERR_EXISTS);
     struct stat st;
     char key[900];
     join(key, sizeof(key), other, "node.key");
@@ -462,26 +462,26 @@ static void test_pki_issue_refuses_bad_requests(void)
     trial_make(&t, "pki-issue-bad", "T1");
     join(out, sizeof(out), t.dir, "out");
     /* The CA of T1 does not issue for T2. */
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, NULL, NULL, &err), TS_ERR_INVALID);
     CU_ASSERT(strstr(err.msg, "T2") != NULL);
     snprintf(who.trial, sizeof(who.trial), "T1");
     /* Outliving the CA (3650 days) is refused. */
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 4000, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 4000, out, NULL, NULL, &err), TS_ERR_INVALID);
     CU_ASSERT(strstr(err.msg, "expires") != NULL);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 0, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 0, out, NULL, NULL, &err), TS_ERR_INVALID);
     /* Names: not empty, no control characters, at most 64 characters. */
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, "", 365, out, &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, "a\nb", 365, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, "", 365, out, NULL, NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, "a\nb", 365, out, NULL, NULL, &err), TS_ERR_INVALID);
     char long_name[80];
     memset(long_name, 'n', 65);
     long_name[65] = '\0';
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, long_name, 365, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, long_name, 365, out, NULL, NULL, &err), TS_ERR_INVALID);
     /* Bad ids and roles. */
     snprintf(who.id, sizeof(who.id), "a/b");
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, NULL, NULL, &err), TS_ERR_INVALID);
     snprintf(who.id, sizeof(who.id), "101");
     who.role = (enum pki_role)7;
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, NULL, NULL, &err), TS_ERR_INVALID);
     /* None of the refusals left an identity behind. */
     struct stat st;
     char key[900];
@@ -492,7 +492,7 @@ static void test_pki_issue_refuses_bad_requests(void)
     char name64[200] = "";
     for (int i = 0; i < 64; i++)
         strncat(name64, "\xc3\xa9", sizeof(name64) - strlen(name64) - 1);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, name64, 365, out, &err), 0);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, name64, 365, out, NULL, NULL, &err), 0);
 }
 
 static void test_pki_issue_refuses_unsafe_ca_key(void)
@@ -506,9 +506,123 @@ static void test_pki_issue_refuses_unsafe_ca_key(void)
     join(out, sizeof(out), t.dir, "out");
     join(ca_key, sizeof(ca_key), t.ca_dir, "ca.key");
     CU_ASSERT_FATAL(chmod(ca_key, 0644) == 0);
-    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, &err), TS_ERR_PERM);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &who, NULL, 365, out, NULL, NULL, &err), TS_ERR_PERM);
     CU_ASSERT(strstr(err.msg, "0644") != NULL);
-    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &err), TS_ERR_PERM);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, NULL, &err), TS_ERR_PERM);
+}
+
+/* Writes text to path with mode 0600 (a pass file). */
+static void write_pass_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    CU_ASSERT_FATAL(close(fd) == 0);
+}
+
+/*
+ * An encrypted CA (as init --encrypt-ca makes it): ca.key is AES-256 PKCS#8;
+ * issuing needs its passphrase, and without one nothing is written; an admin
+ * key may be encrypted too, a node key may not.
+ */
+static void test_pki_encrypted_ca_needs_its_passphrase(void)
+{
+    struct trial t;
+    char pass_path[800], wrong_path[800], out[800], path[900];
+    struct ts_error err = {0};
+    struct pki_identity site = {.trial = "T1", .role = PKI_ROLE_SITE, .id = "101"};
+    struct pki_identity admin = {.trial = "T1", .role = PKI_ROLE_ADMIN, .id = "admin"};
+    struct crypto_pass pass, none, wrong;
+    struct stat st;
+
+    snprintf(t.dir, sizeof(t.dir), "%s", unit_tmpdir("pki-enc"));
+    join(t.ca_dir, sizeof(t.ca_dir), t.dir, "ca");
+    join(pass_path, sizeof(pass_path), t.dir, "pass");
+    join(wrong_path, sizeof(wrong_path), t.dir, "wrong");
+    write_pass_file(pass_path, "correct horse\n");
+    write_pass_file(wrong_path, "wrong horse!\n");
+    crypto_pass_init(&pass, pass_path, false);
+    crypto_pass_init(&none, NULL, false);
+    crypto_pass_init(&wrong, wrong_path, false);
+
+    int rc = pki_ca_create(t.ca_dir, "T1", 3650, &pass, &err);
+    if (rc != 0)
+        fprintf(stderr, "\npki_ca_create: %s\n", err.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    size_t len = 0;
+    char *pem = read_in(t.ca_dir, "ca.key", &len);
+    CU_ASSERT(strncmp(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37) == 0);
+    free(pem);
+    join(path, sizeof(path), t.ca_dir, "ca.key");
+    struct crypto_key *k = NULL;
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    crypto_key_free(k);
+
+    /* No passphrase: refused, and the site directory is not even made. */
+    join(out, sizeof(out), t.dir, "site101");
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &none, NULL, &err), TS_ERR_AUTH);
+    CU_ASSERT(strstr(err.msg, "is encrypted: give its passphrase with --pass-file FILE or on "
+                              "the terminal") != NULL);
+    CU_ASSERT(lstat(out, &st) != 0 && errno == ENOENT);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, NULL, NULL, &err),
+                    TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "is encrypted") != NULL);
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &wrong, NULL, &err), TS_ERR_AUTH);
+    CU_ASSERT(strstr(err.msg, "does not decrypt it") != NULL);
+    CU_ASSERT(lstat(out, &st) != 0 && errno == ENOENT);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &none, &err), TS_ERR_AUTH);
+    CU_ASSERT(ERR_peek_error() == 0);
+
+    /* With it: issued, and the site's key is not encrypted. */
+    rc = pki_issue(t.ca_dir, &site, NULL, 365, out, &pass, NULL, &err);
+    if (rc != 0)
+        fprintf(stderr, "\npki_issue: %s\n", err.msg);
+    CU_ASSERT_EQUAL(rc, 0);
+    join(path, sizeof(path), out, "node.key");
+    CU_ASSERT_EQUAL(crypto_key_load(path, &k, &err), 0);
+    crypto_key_free(k);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &pass, &err), 0);
+    join(path, sizeof(path), out, "node.crt");
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, path, &pass, &err), 0);
+
+    /* A node key may not be encrypted; an admin key may. */
+    join(out, sizeof(out), t.dir, "site102");
+    site.id[2] = '2';
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &site, NULL, 365, out, &pass, &pass, &err),
+                    TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "only an admin key may be encrypted") != NULL);
+    join(out, sizeof(out), t.dir, "admin");
+    CU_ASSERT_EQUAL(pki_issue(t.ca_dir, &admin, NULL, 365, out, &pass, &pass, &err), 0);
+    pem = read_in(out, "node.key", &len);
+    CU_ASSERT(strncmp(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37) == 0);
+    free(pem);
+    join(path, sizeof(path), out, "node.key");
+    CU_ASSERT_EQUAL(crypto_key_load(path, &k, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(crypto_key_load_pass(path, &pass, &k, &err), 0);
+    crypto_key_free(k);
+    crypto_pass_release(&wrong);
+    crypto_pass_release(&none);
+    crypto_pass_release(&pass);
+}
+
+/* A passphrase too short for a new key writes no CA at all. */
+static void test_pki_ca_create_refuses_short_passphrase(void)
+{
+    char dir[600], ca_dir[700], pass_path[700];
+    struct ts_error err = {0};
+    struct crypto_pass pass;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", unit_tmpdir("pki-enc-short"));
+    join(ca_dir, sizeof(ca_dir), dir, "ca");
+    join(pass_path, sizeof(pass_path), dir, "pass");
+    write_pass_file(pass_path, "short\n");
+    crypto_pass_init(&pass, pass_path, false);
+    CU_ASSERT_EQUAL(pki_ca_create(ca_dir, "T1", 3650, &pass, &err), TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "at least 8") != NULL);
+    join(pass_path, sizeof(pass_path), ca_dir, "ca.key");
+    CU_ASSERT(lstat(pass_path, &st) != 0);
+    crypto_pass_release(&pass);
 }
 
 static void test_pki_uri_parse_good_and_bad(void)
@@ -694,7 +808,7 @@ static void test_pki_revoke_lists_serial_in_signed_crl(void)
     X509_CRL_free(crl);
 
     join(crt, sizeof(crt), site, "node.crt");
-    int rc = pki_revoke(t.ca_dir, crt, &err);
+    int rc = pki_revoke(t.ca_dir, crt, NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_revoke: %s\n", err.msg);
     CU_ASSERT_FATAL(rc == 0);
@@ -728,7 +842,7 @@ static void test_pki_revoke_lists_serial_in_signed_crl(void)
     CU_ASSERT_EQUAL(verify_chain(t.ca_dir, hub, X509_PURPOSE_SSL_CLIENT, true), X509_V_OK);
 
     /* revoked.txt names the serial and the identity, once even when revoked twice. */
-    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, &err), 0);
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, NULL, &err), 0);
     char *text = read_in(t.ca_dir, "revoked.txt", NULL);
     char *hit = strstr(text, serial);
     CU_ASSERT_FATAL(hit != NULL);
@@ -759,9 +873,9 @@ static void test_pki_revoke_serial_and_crl_write(void)
     for (char *p = lower; *p != '\0'; p++)
         if (*p >= 'A' && *p <= 'F')
             *p = (char)(*p - 'A' + 'a');
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, lower, &err), 0);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, serial_a, &err), 0);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, serial_b, &err), 0);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, lower, NULL, &err), 0);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, serial_a, NULL, &err), 0);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, serial_b, NULL, &err), 0);
     X509_CRL *crl = load_crl(t.ca_dir);
     CU_ASSERT_EQUAL(crl_count(crl), 2);
     CU_ASSERT(crl_has_serial(crl, serial_a));
@@ -769,15 +883,15 @@ static void test_pki_revoke_serial_and_crl_write(void)
     X509_CRL_free(crl);
 
     /* Rewriting the CRL keeps the list. */
-    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &err), 0);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, NULL, &err), 0);
     crl = load_crl(t.ca_dir);
     CU_ASSERT_EQUAL(crl_count(crl), 2);
     X509_CRL_free(crl);
 
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "xyz", &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "", &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "-01", &err), TS_ERR_INVALID);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "0123456789012345678901234567890123456789A",
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "xyz", NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "", NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "-01", NULL, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "0123456789012345678901234567890123456789A", NULL,
                                       &err),
                     TS_ERR_INVALID);
 }
@@ -792,13 +906,13 @@ static void test_pki_revoke_refuses_foreign_and_ca_certs(void)
     trial_make(&other, "pki-revoke-foreign2", "T1");
     issue_ok(&other, PKI_ROLE_SITE, "101", NULL, "site", foreign, sizeof(foreign));
     join(crt, sizeof(crt), foreign, "node.crt");
-    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, NULL, &err), TS_ERR_INVALID);
     CU_ASSERT(strstr(err.msg, "not issued") != NULL);
     join(ca_crt, sizeof(ca_crt), t.ca_dir, "ca.crt");
-    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, ca_crt, &err), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, ca_crt, NULL, &err), TS_ERR_INVALID);
     CU_ASSERT(strstr(err.msg, "CA certificate") != NULL);
     join(crt, sizeof(crt), t.dir, "absent.crt");
-    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, &err), TS_ERR_NOTFOUND);
+    CU_ASSERT_EQUAL(pki_revoke(t.ca_dir, crt, NULL, &err), TS_ERR_NOTFOUND);
     /* Nothing was listed. */
     X509_CRL *crl = load_crl(t.ca_dir);
     CU_ASSERT_EQUAL(crl_count(crl), 0);
@@ -818,7 +932,7 @@ static void test_pki_crl_write_reports_corrupt_line(void)
     fputs("# revoked by hand\n\n0A1B 2024-05-01T12:00:00Z\n", f);
     fputs("0A1C 2024-02-30T12:00:00Z trialsync://T1/site/9\n", f);
     fclose(f);
-    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &err), TS_ERR_CORRUPT);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, NULL, &err), TS_ERR_CORRUPT);
     CU_ASSERT(strstr(err.msg, "line 4") != NULL);
 
     /* A good file, last newline missing, then an append keeps lines apart. */
@@ -826,8 +940,8 @@ static void test_pki_crl_write_reports_corrupt_line(void)
     CU_ASSERT_FATAL(f != NULL);
     fputs("0A1B 2024-05-01T12:00:00Z", f);
     fclose(f);
-    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, &err), 0);
-    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "0A1C", &err), 0);
+    CU_ASSERT_EQUAL(pki_crl_write(t.ca_dir, NULL, &err), 0);
+    CU_ASSERT_EQUAL(pki_revoke_serial(t.ca_dir, "0A1C", NULL, &err), 0);
     X509_CRL *crl = load_crl(t.ca_dir);
     CU_ASSERT_EQUAL(crl_count(crl), 2);
     CU_ASSERT(crl_has_serial(crl, "0A1B"));
@@ -869,6 +983,8 @@ static void test_pki_cert_serial_hex_bounds(void)
 int main(void)
 {
     static const struct unit_test tests[] = {
+        {"test_pki_encrypted_ca_needs_its_passphrase", test_pki_encrypted_ca_needs_its_passphrase},
+        {"test_pki_ca_create_refuses_short_passphrase", test_pki_ca_create_refuses_short_passphrase},
         {"test_pki_ca_create_writes_ca_files", test_pki_ca_create_writes_ca_files},
         {"test_pki_ca_create_refuses_second_create", test_pki_ca_create_refuses_second_create},
         {"test_pki_ca_create_refuses_bad_arguments", test_pki_ca_create_refuses_bad_arguments},

@@ -74,7 +74,7 @@ static void issue(const char *ca_rel, enum pki_role role, const char *id, const 
     snprintf(who.trial, sizeof(who.trial), "%s", TRIAL);
     who.role = role;
     snprintf(who.id, sizeof(who.id), "%s", id);
-    int rc = pki_issue(fx(ca_rel), &who, NULL, 30, fx(out_rel), &err);
+    int rc = pki_issue(fx(ca_rel), &who, NULL, 30, fx(out_rel), NULL, NULL, &err);
     if (rc != 0) {
         fprintf(stderr, "pki_issue %s: %s\n", id, err.msg);
         abort();
@@ -218,8 +218,8 @@ static void fixture_once(void)
         return;
     path_format(fixture_dir, "%s", unit_tmpdir("tls"));
     struct ts_error err = {0};
-    if (pki_ca_create(fx("ca"), TRIAL, 365, &err) != 0 ||
-        pki_ca_create(fx("other-ca"), TRIAL, 365, &err) != 0) {
+    if (pki_ca_create(fx("ca"), TRIAL, 365, NULL, &err) != 0 ||
+        pki_ca_create(fx("other-ca"), TRIAL, 365, NULL, &err) != 0) {
         fprintf(stderr, "pki_ca_create: %s\n", err.msg);
         abort();
     }
@@ -781,7 +781,7 @@ static void test_tls_revoked_refused_after_crl_reload(void)
 
     /* Revoke s05: the live link is cut off when the CRL is reloaded. */
     struct ts_error err = {0};
-    int rc = pki_revoke(fx("ca"), fx("revoked/node.crt"), &err);
+    int rc = pki_revoke(fx("ca"), fx("revoked/node.crt"), NULL, &err);
     if (rc != 0)
         fprintf(stderr, "pki_revoke: %s\n", err.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -1061,6 +1061,25 @@ static void test_tls_ctx_refuses_bad_config(void)
         .key_path = key,
     };
     CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_PERM);
+
+    /* An encrypted node key is refused, never prompted for: a daemon restarts unattended. */
+    path_format(key, "%s/site-key-encrypted", fixture_dir);
+    EVP_PKEY *site_key = read_pem(fx("site/node.key"), true);
+    BIO *b = BIO_new(BIO_s_mem());
+    CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PrivateKey(b, site_key, EVP_aes_256_cbc(),
+                                                         (const unsigned char *)"passphrase",
+                                                         10, NULL, NULL) == 1);
+    char *data = NULL;
+    long len = BIO_get_mem_data(b, &data);
+    FILE *f = fopen(key, "w");
+    CU_ASSERT_FATAL(f != NULL && fwrite(data, 1, (size_t)len, f) == (size_t)len);
+    CU_ASSERT_FATAL(fclose(f) == 0 && chmod(key, 0600) == 0);
+    BIO_free(b);
+    EVP_PKEY_free(site_key);
+    CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_CONFIG);
+    CU_ASSERT(contains(err.msg, "is encrypted"));
+    CU_ASSERT(contains(err.msg, "unattended"));
+    CU_ASSERT(ERR_peek_error() == 0);
 
     cfg.key_path = fx("hub/node.key");
     CU_ASSERT_EQUAL(tls_ctx_new(&cfg, &ctx, &err), TS_ERR_CONFIG);
