@@ -3015,3 +3015,52 @@ out_release:
     entry_release(&e);
     return rc;
 }
+
+int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
+                       store_debug_sign_fn sign, void *ctx)
+{
+    struct key p = {.len = 0};
+    if (!key_str0(&p, origin, TS_ID_BYTES_MAX) || !key_u8(&p, lane))
+        return TS_ERR_INVALID;
+    uint8_t hash[TS_HASH_BYTES] = {0};
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_OPLOG, p.b, p.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, p.b, p.len); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        if (klen == p.len + 8) {
+            if (vlen < TS_HASH_BYTES) {
+                rc = TS_ERR_CORRUPT;
+                break;
+            }
+            memcpy(hash, v, TS_HASH_BYTES);  /* the chain hash after this seq */
+            continue;
+        }
+        if (klen != p.len + 9 || (uint8_t)k[klen - 1] != KEY_OPLOG_SIGNATURE)
+            continue;
+        uint8_t msg[STORE_SIGN_BYTES_MAX], sig[TS_SIG_BYTES_MAX];
+        size_t sig_len = 0;
+        int len = codec_batch_sign_bytes(trial, origin, lane, be64_get((const uint8_t *)k + p.len),
+                                         hash, msg, sizeof(msg));
+        rc = len < 0 ? len : sign(ctx, msg, (size_t)len, sig, &sig_len);
+        if (rc == 0)
+            rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], k, klen, (const char *)sig,
+                                      sig_len);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0) {
+        char *errptr = NULL;
+        rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+        if (errptr != NULL) {
+            rocksdb_free(errptr);
+            rc = TS_ERR_IO;
+        }
+    }
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}

@@ -40,4 +40,17 @@ int store_debug_state_put(struct store *s, const char *type, const char *id, con
 int store_debug_entry_replace(struct store *s, const uint8_t *bytes, size_t len,
                               const uint8_t *sig, size_t sig_len);
 
+/* Signs msg into sig (at most TS_SIG_BYTES_MAX bytes); 0 or a negative code. */
+typedef int (*store_debug_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t *sig,
+                                   size_t *sig_len);
+
+/*
+ * Replaces every stored signature of (origin, lane) with one sign makes over
+ * codec_batch_sign_bytes() of that signed point, in one synced write: the
+ * chain now verifies with another key.  Returns 0, TS_ERR_INVALID,
+ * TS_ERR_CORRUPT, TS_ERR_IO, or what sign returns.
+ */
+int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
+                       store_debug_sign_fn sign, void *ctx);
+
 #endif
