@@ -1594,3 +1594,33 @@ out_free_ca:
     X509_free(ca);
     return rc;
 }
+
+/* Seconds since the epoch of an ASN1 time; false when it does not parse. */
+static bool asn1_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days = 0, secs = 0;
+    bool ok = epoch != NULL && t != NULL && ASN1_TIME_diff(&days, &secs, epoch, t) == 1;
+    ASN1_TIME_free(epoch);
+    if (ok)
+        *out = (int64_t)days * 86400 + secs;
+    return ok;
+}
+
+int pki_cert_validity(const char *pem, size_t len, int64_t *not_before_s, int64_t *not_after_s,
+                      struct ts_error *err)
+{
+    X509 *x = NULL;
+    assert(pem != NULL);
+    assert(not_before_s != NULL);
+    assert(not_after_s != NULL);
+    int rc = cert_parse(pem, len, "certificate", &x, err);
+    if (rc != 0)
+        return rc;
+    if (!asn1_time_unix(X509_get0_notBefore(x), not_before_s) ||
+        !asn1_time_unix(X509_get0_notAfter(x), not_after_s))
+        rc = ossl_error(err, TS_ERR_INVALID, "certificate: cannot read its validity dates");
+    X509_free(x);
+    ERR_clear_error();
+    return rc;
+}

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../proto/errors.h"
 #include "../proto/limits.h"
@@ -136,5 +137,13 @@ int pki_crl_write(const char *ca_dir, struct crypto_pass *ca_pass, struct ts_err
  */
 int pki_verify_cert(const char *ca_pem, size_t ca_len, const char *pem, size_t len,
                     struct pki_identity *who, struct ts_error *err);
+
+/*
+ * The validity period of a PEM certificate, notBefore and notAfter in seconds
+ * since the epoch (UTC), for checking when an origin signed.  TS_ERR_INVALID
+ * when pem holds no certificate or its dates do not parse.
+ */
+int pki_cert_validity(const char *pem, size_t len, int64_t *not_before_s, int64_t *not_after_s,
+                      struct ts_error *err);
 
 #endif

@@ -1164,6 +1164,25 @@ static uint32_t entry_round(const struct entry *e)
 }
 
 /*
+ * The merge write of one of e's writes (round from entry_round).  Borrows
+ * from e: valid while e is.  store_apply and store_verify_state both build
+ * state through it, so a rebuilt state is the state store_apply writes.
+ */
+static void entry_merge_write(const struct entry *e, const struct field_write *w, uint32_t round,
+                              struct merge_write *mw)
+{
+    memset(mw, 0, sizeof(*mw));
+    mw->hlc = e->hlc;
+    mw->round = round;
+    mw->value = w->value != NULL ? w->value : "";
+    mw->supersedes = w->supersedes;
+    mw->supersedes_count = w->supersedes_count;
+    memcpy(mw->ref.origin, e->origin, sizeof(mw->ref.origin));
+    mw->ref.lane = e->lane;
+    mw->ref.seq = e->seq;
+}
+
+/*
  * Loads the state of key into the overlay (once per call); a field of a
  * record new to the store starts empty without a read.
  */
@@ -1251,16 +1270,8 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
         int rc = apply_state_load(a, &k, e, w->field, record_new, &it);
         if (rc != 0)
             return rc;
-        struct merge_write mw = {
-            .hlc = e->hlc,
-            .round = round,
-            .value = w->value != NULL ? w->value : "",
-            .supersedes = w->supersedes,
-            .supersedes_count = w->supersedes_count,
-        };
-        memcpy(mw.ref.origin, e->origin, sizeof(mw.ref.origin));
-        mw.ref.lane = e->lane;
-        mw.ref.seq = e->seq;
+        struct merge_write mw;
+        entry_merge_write(e, w, round, &mw);
         rc = merge_field_apply(&it->st, &mw);
         if (rc < 0)
             return ts_error_set(a->err, rc, ENTRY_FMT ": cannot merge field %s: %s",
@@ -2275,6 +2286,12 @@ static int verify_chain_end(struct store *s, const struct verify_chain *vc, stru
 int store_verify(struct store *s, const char *trial, store_verify_fn verify, void *ctx,
                  struct ts_error *err)
 {
+    return store_verify_entries(s, trial, verify, NULL, ctx, err);
+}
+
+int store_verify_entries(struct store *s, const char *trial, store_verify_fn verify,
+                         store_verify_entry_fn entry_cb, void *ctx, struct ts_error *err)
+{
     struct verify_chain vc;
     memset(&vc, 0, sizeof(vc));
     size_t chains = 0;
@@ -2364,6 +2381,13 @@ int store_verify(struct store *s, const char *trial, store_verify_fn verify, voi
                                   s->dir, vc.origin, lane_name(lane), seq);
             memcpy(vc.hash, h, TS_HASH_BYTES);
             vc.seq = seq;
+            /* The entry is what its chain says it is: now the caller's
+             * checks on what it says (who wrote it, when). */
+            if (rc == 0 && entry_cb != NULL) {
+                int crc = entry_cb(ctx, &e, err);
+                if (crc != 0)
+                    rc = crc < 0 ? crc : TS_ERR_CORRUPT;
+            }
         }
         entry_release(&e);
         memset(&e, 0, sizeof(e));
@@ -2392,6 +2416,386 @@ int store_verify(struct store *s, const char *trial, store_verify_fn verify, voi
                                 s->heads[i].seq);
         }
     }
+    return rc;
+}
+
+/* ---- state verification ---- */
+
+/* One field of the record being rebuilt from its entries. */
+struct rebuild_field {
+    char name[TS_FIELD_BYTES_MAX + 1];
+    bool produced;  /* some write changed it: store_apply would have stored it */
+    struct field_state st;
+};
+
+/*
+ * The record being rebuilt.  Fields are few per record (a schema's fields, or
+ * a query's), so they are kept in an array searched linearly and sorted by
+ * name once the record is complete.
+ */
+struct rebuild {
+    char type[TS_TYPE_BYTES_MAX + 1];
+    char id[TS_ID_BYTES_MAX + 1];
+    struct rebuild_field *fields;
+    size_t count;
+    size_t cap;
+    uint64_t entries;  /* history keys met, over all records */
+};
+
+static void rebuild_reset(struct rebuild *rb)
+{
+    for (size_t i = 0; i < rb->count; i++)
+        field_state_release(&rb->fields[i].st);
+    rb->count = 0;
+}
+
+static void rebuild_free(struct rebuild *rb)
+{
+    rebuild_reset(rb);
+    free(rb->fields);
+    rb->fields = NULL;
+    rb->cap = 0;
+}
+
+static struct rebuild_field *rebuild_field_get(struct rebuild *rb, const char *name)
+{
+    for (size_t i = 0; i < rb->count; i++)
+        if (strcmp(rb->fields[i].name, name) == 0)
+            return &rb->fields[i];
+    if (rb->count == rb->cap) {
+        size_t cap = rb->cap == 0 ? 16 : rb->cap * 2;
+        struct rebuild_field *f = realloc(rb->fields, cap * sizeof(*f));
+        if (f == NULL)
+            return NULL;
+        rb->fields = f;
+        rb->cap = cap;
+    }
+    struct rebuild_field *f = &rb->fields[rb->count++];
+    memset(f, 0, sizeof(*f));
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    return f;
+}
+
+static int rebuild_field_cmp(const void *pa, const void *pb)
+{
+    const struct rebuild_field *a = pa, *b = pb;
+    return strcmp(a->name, b->name);
+}
+
+/* Splits a history key: 'h' type NUL id NUL hlc(8) origin NUL lane(1) seq(8). */
+static bool history_key_parse(const uint8_t *k, size_t klen, char type[TS_TYPE_BYTES_MAX + 1],
+                              char id[TS_ID_BYTES_MAX + 1], uint64_t *hlc,
+                              struct entry_ref *ref)
+{
+    if (klen < 1 || k[0] != KEY_INDEX_HISTORY)
+        return false;
+    const uint8_t *p = k + 1, *end = k + klen;
+    const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+    if (nul == NULL || nul == p || (size_t)(nul - p) > TS_TYPE_BYTES_MAX)
+        return false;
+    memcpy(type, p, (size_t)(nul - p));
+    type[nul - p] = '\0';
+    p = nul + 1;
+    nul = memchr(p, 0, (size_t)(end - p));
+    if (nul == NULL || nul == p || (size_t)(nul - p) > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(id, p, (size_t)(nul - p));
+    id[nul - p] = '\0';
+    p = nul + 1;
+    if (end - p < 8)
+        return false;
+    *hlc = be64_get(p);
+    p += 8;
+    nul = memchr(p, 0, (size_t)(end - p));
+    if (nul == NULL || nul == p || (size_t)(nul - p) > TS_ID_BYTES_MAX)
+        return false;
+    memset(ref, 0, sizeof(*ref));
+    memcpy(ref->origin, p, (size_t)(nul - p));
+    p = nul + 1;
+    if (end - p != 1 + 8)
+        return false;
+    ref->lane = p[0];
+    ref->seq = be64_get(p + 1);
+    return true;
+}
+
+/*
+ * Merges the entry a history key names into rb (whose type and id must be
+ * the key's).  The entry must be held in full and be of that record and HLC.
+ */
+static int rebuild_entry(struct store *s, struct rebuild *rb, const uint8_t *hk, size_t hlen,
+                         struct ts_error *err)
+{
+    char type[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1];
+    uint64_t hlc = 0;
+    struct entry_ref ref;
+    if (!history_key_parse(hk, hlen, type, id, &hlc, &ref))
+        return ts_error_set(err, TS_ERR_CORRUPT, "store %s: a history key is malformed", s->dir);
+    assert(strcmp(type, rb->type) == 0);
+    assert(strcmp(id, rb->id) == 0);
+    struct key k;
+    if (!key_oplog(&k, ref.origin, ref.lane, ref.seq))
+        return ts_error_set(err, TS_ERR_CORRUPT, "store %s: a history key is malformed", s->dir);
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_OPLOG, &k, &ps, err);
+    if (rc < 0)
+        return rc;
+    size_t vlen = 0;
+    const uint8_t *v = rc == 1 ? (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen) : NULL;
+    if (v == NULL || vlen <= TS_HASH_BYTES) {
+        if (rc == 1)
+            rocksdb_pinnableslice_destroy(ps);
+        return ts_error_set(err, TS_ERR_CORRUPT,
+                            "record %s %s: its history names entry %s/%s/%" PRIu64
+                            ", which is not held in full",
+                            type, id, ref.origin, lane_name(ref.lane), ref.seq);
+    }
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    rc = entry_from_value(s, &ref, v, vlen, &e, err);
+    rocksdb_pinnableslice_destroy(ps);
+    if (rc != 0)
+        return rc;
+    if (strcmp(e.record_type, type) != 0 || strcmp(e.record_id, id) != 0 || e.hlc != hlc ||
+        strcmp(e.origin, ref.origin) != 0 || e.lane != ref.lane || e.seq != ref.seq) {
+        rc = ts_error_set(err, TS_ERR_CORRUPT,
+                          "record %s %s: its history names entry %s/%s/%" PRIu64
+                          ", which writes record %s %s",
+                          type, id, ref.origin, lane_name(ref.lane), ref.seq, e.record_type,
+                          e.record_id);
+        goto out_release;
+    }
+    uint32_t round = entry_round(&e);
+    for (size_t i = 0; i < e.writes_count; i++) {
+        const struct field_write *w = &e.writes[i];
+        struct rebuild_field *f = rebuild_field_get(rb, w->field);
+        if (f == NULL) {
+            rc = ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", s->dir);
+            goto out_release;
+        }
+        struct merge_write mw;
+        entry_merge_write(&e, w, round, &mw);
+        rc = merge_field_apply(&f->st, &mw);
+        if (rc < 0) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT,
+                              "record %s %s field %s: entry %s/%s/%" PRIu64
+                              " does not merge: %s",
+                              type, id, w->field, e.origin, lane_name(e.lane), e.seq,
+                              ts_strerror(rc));
+            goto out_release;
+        }
+        if (rc == 1)
+            f->produced = true;
+        rc = 0;
+    }
+    rb->entries++;
+out_release:
+    entry_release(&e);
+    return rc;
+}
+
+/* The value a state shows (merge_display), for messages; "(none)" when none. */
+static const char *state_shown(const char *type, const char *field, const struct field_state *st)
+{
+    int i = merge_display(type, field, st);
+    return i < 0 ? "(none)" : st->live[i].value;
+}
+
+/* Compares one produced field with its stored bytes. */
+static int state_compare_field(struct store *s, const struct rebuild *rb,
+                               const struct rebuild_field *f, const uint8_t *v, size_t vlen,
+                               struct ts_error *err)
+{
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    int rc = merge_field_encode(&f->st, &enc, &enc_len);
+    if (rc != 0)
+        return ts_error_set(err, rc, "store %s: cannot encode state: %s", s->dir, ts_strerror(rc));
+    bool same = enc_len == vlen && memcmp(enc, v, vlen) == 0;
+    free(enc);
+    if (same)
+        return 0;
+    struct field_state stored;
+    if (merge_field_decode(v, vlen, &stored) != 0)
+        return ts_error_set(err, TS_ERR_CORRUPT,
+                            "record %s %s field %s: the stored state does not decode (the "
+                            "oplog gives \"%.80s\")",
+                            rb->type, rb->id, f->name, state_shown(rb->type, f->name, &f->st));
+    ts_error_set(err, TS_ERR_CORRUPT,
+                 "record %s %s field %s: the stored state differs from the one the oplog "
+                 "gives (stored shows \"%.80s\" with %zu live and %zu superseded writes; the "
+                 "oplog gives \"%.80s\" with %zu live and %zu superseded)",
+                 rb->type, rb->id, f->name, state_shown(rb->type, f->name, &stored),
+                 stored.live_count, stored.dead_count, state_shown(rb->type, f->name, &f->st),
+                 f->st.live_count, f->st.dead_count);
+    field_state_release(&stored);
+    return TS_ERR_CORRUPT;
+}
+
+/* A stored state key no entry produces: named by record and field. */
+static int state_unproduced(struct store *s, const char *k, size_t klen, struct ts_error *err)
+{
+    char type[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1], field[TS_FIELD_BYTES_MAX + 1];
+    if (!split_key(k, klen, type, id, field))
+        return ts_error_set(err, TS_ERR_CORRUPT, "store %s: a state key is malformed", s->dir);
+    return ts_error_set(err, TS_ERR_CORRUPT,
+                        "record %s %s field %s: a state is stored but no entry of the oplog "
+                        "writes it",
+                        type, id, field);
+}
+
+/*
+ * Compares the rebuilt record rb with the stored state, advancing ss (a scan
+ * of the whole state column family, in key order) past the record's keys.
+ * Records are met in key order, so a stored key that sorts before this
+ * record's belongs to no record the oplog writes.
+ */
+static int state_compare_record(struct store *s, struct rebuild *rb, struct scan *ss,
+                                uint64_t *compared, struct ts_error *err)
+{
+    struct key p = {.len = 0};
+    bool ok = key_str0(&p, rb->type, TS_TYPE_BYTES_MAX) && key_str0(&p, rb->id, TS_ID_BYTES_MAX);
+    assert(ok);
+    qsort(rb->fields, rb->count, sizeof(*rb->fields), rebuild_field_cmp);
+    size_t i = 0;
+    for (; scan_valid(ss, NULL, 0); rocksdb_iter_next(ss->it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(ss->it, &klen);
+        size_t n = klen < p.len ? klen : p.len;
+        int c = memcmp(k, p.b, n);
+        if (c > 0)
+            break;  /* a later record's */
+        if (c < 0 || klen <= p.len)
+            return state_unproduced(s, k, klen, err);
+        /* A field of this record. */
+        const char *field = k + p.len;
+        size_t flen = klen - p.len;
+        while (i < rb->count && !rb->fields[i].produced)
+            i++;
+        /* < 0: the stored field sorts before the next produced one. */
+        int fc = -1;
+        if (i < rb->count) {
+            const char *name = rb->fields[i].name;
+            size_t nlen = strlen(name);
+            fc = memcmp(field, name, flen < nlen ? flen : nlen);
+            if (fc == 0)
+                fc = flen < nlen ? -1 : flen > nlen ? 1 : 0;
+        }
+        if (fc < 0)
+            return state_unproduced(s, k, klen, err);
+        if (fc > 0)
+            return ts_error_set(err, TS_ERR_CORRUPT,
+                                "record %s %s field %s: the oplog writes it but no state is "
+                                "stored",
+                                rb->type, rb->id, rb->fields[i].name);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(ss->it, &vlen);
+        int rc = state_compare_field(s, rb, &rb->fields[i], v, vlen, err);
+        if (rc != 0)
+            return rc;
+        (*compared)++;
+        i++;
+    }
+    for (; i < rb->count; i++)
+        if (rb->fields[i].produced)
+            return ts_error_set(err, TS_ERR_CORRUPT,
+                                "record %s %s field %s: the oplog writes it but no state is "
+                                "stored",
+                                rb->type, rb->id, rb->fields[i].name);
+    return 0;
+}
+
+/*
+ * Counts the entries held in full that name a record (those store_apply
+ * indexes in the record's history).
+ */
+static int count_record_entries(struct store *s, uint64_t *out, struct ts_error *err)
+{
+    *out = 0;
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_OPLOG, NULL, 0, NULL);
+    for (; rc == 0 && scan_valid(&sc, NULL, 0); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        if (klen > 0 && key[klen - 1] == KEY_OPLOG_SIGNATURE && strnlen(key, klen) + 11 == klen)
+            continue;
+        if (vlen <= TS_HASH_BYTES)
+            continue;  /* a hole */
+        struct ts_error derr = {0};
+        if (codec_entry_decode(v + TS_HASH_BYTES, vlen - TS_HASH_BYTES, &e, &derr) != 0)
+            rc = ts_error_set(err, TS_ERR_CORRUPT, "store %s: an oplog entry does not decode: %s",
+                              s->dir, derr.msg);
+        else if (e.record_type[0] != '\0' && e.record_id[0] != '\0')
+            (*out)++;
+        entry_release(&e);
+        memset(&e, 0, sizeof(e));
+    }
+    int rc2 = scan_close(&sc, s, err);
+    return rc != 0 ? rc : rc2;
+}
+
+int store_verify_state(struct store *s, uint64_t *fields, struct ts_error *err)
+{
+    uint64_t compared = 0, with_record = 0;
+    if (fields != NULL)
+        *fields = 0;
+    int rc = count_record_entries(s, &with_record, err);
+    if (rc != 0)
+        return rc;
+
+    struct rebuild rb;
+    memset(&rb, 0, sizeof(rb));
+    struct scan hs, ss;
+    const uint8_t hprefix[1] = {KEY_INDEX_HISTORY};
+    scan_open(&hs, s, STORE_CF_INDEX, hprefix, 1, NULL);
+    scan_open(&ss, s, STORE_CF_STATE, NULL, 0, NULL);
+    bool active = false;
+    for (; rc == 0 && scan_valid(&hs, hprefix, 1); rocksdb_iter_next(hs.it)) {
+        size_t klen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(hs.it, &klen);
+        char type[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1];
+        uint64_t hlc;
+        struct entry_ref ref;
+        if (!history_key_parse(k, klen, type, id, &hlc, &ref)) {
+            rc = ts_error_set(err, TS_ERR_CORRUPT, "store %s: a history key is malformed",
+                              s->dir);
+            break;
+        }
+        if (!active || strcmp(type, rb.type) != 0 || strcmp(id, rb.id) != 0) {
+            if (active)
+                rc = state_compare_record(s, &rb, &ss, &compared, err);
+            if (rc != 0)
+                break;
+            rebuild_reset(&rb);
+            memcpy(rb.type, type, sizeof(rb.type));
+            memcpy(rb.id, id, sizeof(rb.id));
+            active = true;
+        }
+        rc = rebuild_entry(s, &rb, k, klen, err);
+    }
+    if (rc == 0 && active)
+        rc = state_compare_record(s, &rb, &ss, &compared, err);
+    if (rc == 0 && scan_valid(&ss, NULL, 0)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(ss.it, &klen);
+        rc = state_unproduced(s, k, klen, err);
+    }
+    int rc2 = scan_close(&ss, s, err);
+    int rc3 = scan_close(&hs, s, err);
+    rebuild_free(&rb);
+    if (rc == 0)
+        rc = rc2 != 0 ? rc2 : rc3;
+    if (rc == 0 && rb.entries != with_record)
+        rc = ts_error_set(err, TS_ERR_CORRUPT,
+                          "store %s: %" PRIu64 " entries write records but the record "
+                          "history index names %" PRIu64 ": the state cannot be rebuilt from "
+                          "all of them",
+                          s->dir, with_record, rb.entries);
+    if (rc == 0 && fields != NULL)
+        *fields = compared;
     return rc;
 }
 
@@ -2487,4 +2891,176 @@ int store_debug_corrupt(struct store *s, const struct entry_ref *ref, size_t byt
         return TS_ERR_IO;
     }
     return 0;
+}
+
+int store_debug_state_put(struct store *s, const char *type, const char *id, const char *field,
+                          const uint8_t *bytes, size_t len)
+{
+    struct key k;
+    if (!key_state(&k, type, id, field))
+        return TS_ERR_INVALID;
+    char *errptr = NULL;
+    if (bytes == NULL)
+        rocksdb_delete_cf(s->db, s->wo_sync, s->cf[STORE_CF_STATE], (const char *)k.b, k.len,
+                          &errptr);
+    else
+        rocksdb_put_cf(s->db, s->wo_sync, s->cf[STORE_CF_STATE], (const char *)k.b, k.len,
+                       (const char *)bytes, len, &errptr);
+    if (errptr != NULL) {
+        rocksdb_free(errptr);
+        return TS_ERR_IO;
+    }
+    return 0;
+}
+
+/* Rebuilds one record's fields from its history, into rb. */
+static int rebuild_one_record(struct store *s, struct rebuild *rb, const char *type,
+                              const char *id, struct ts_error *err)
+{
+    struct key p = {.len = 0};
+    if (!key_u8(&p, KEY_INDEX_HISTORY) || !key_str0(&p, type, TS_TYPE_BYTES_MAX) ||
+        !key_str0(&p, id, TS_ID_BYTES_MAX))
+        return TS_ERR_INVALID;
+    snprintf(rb->type, sizeof(rb->type), "%s", type);
+    snprintf(rb->id, sizeof(rb->id), "%s", id);
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_INDEX, p.b, p.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, p.b, p.len); rocksdb_iter_next(sc.it)) {
+        size_t klen;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
+        rc = rebuild_entry(s, rb, k, klen, err);
+    }
+    int rc2 = scan_close(&sc, s, err);
+    return rc != 0 ? rc : rc2;
+}
+
+int store_debug_entry_replace(struct store *s, const uint8_t *bytes, size_t len,
+                              const uint8_t *sig, size_t sig_len)
+{
+    struct entry e, old;
+    memset(&e, 0, sizeof(e));
+    memset(&old, 0, sizeof(old));
+    struct ts_error err = {0};
+    if (codec_entry_decode(bytes, len, &e, &err) != 0)
+        return TS_ERR_INVALID;
+    struct entry_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    memcpy(ref.origin, e.origin, sizeof(ref.origin));
+    ref.lane = e.lane;
+    ref.seq = e.seq;
+    ptrdiff_t hi = heads_find(s, e.origin, e.lane);
+    int rc = TS_ERR_INVALID;
+    if (hi < 0 || s->heads[hi].seq != e.seq)
+        goto out_release;  /* only a chain's head can be replaced */
+    rc = store_entry_get(s, &ref, &old, &err);
+    if (rc != 0)
+        goto out_release;
+    rc = TS_ERR_INVALID;
+    if (strcmp(old.record_type, e.record_type) != 0 || strcmp(old.record_id, e.record_id) != 0 ||
+        old.hlc != e.hlc || memcmp(old.prev_hash, e.prev_hash, TS_HASH_BYTES) != 0)
+        goto out_release;
+
+    uint8_t hash[TS_HASH_BYTES];
+    crypto_chain_hash(e.prev_hash, bytes, len, hash);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    struct key k;
+    key_oplog(&k, e.origin, e.lane, e.seq);
+    const char *vals[2] = {(const char *)hash, (const char *)bytes};
+    size_t vlens[2] = {TS_HASH_BYTES, len};
+    const char *keys[1] = {(const char *)k.b};
+    size_t klens[1] = {k.len};
+    rocksdb_writebatch_putv_cf(wb, s->cf[STORE_CF_OPLOG], 1, keys, klens, 2, vals, vlens);
+    key_u8(&k, KEY_OPLOG_SIGNATURE);
+    rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len,
+                              (const char *)sig, sig_len);
+    key_head(&k, e.origin, e.lane);
+    uint8_t hv[8 + TS_HASH_BYTES];
+    be64_put(hv, e.seq);
+    memcpy(hv + 8, hash, TS_HASH_BYTES);
+    rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)k.b, k.len,
+                              (const char *)hv, sizeof(hv));
+    char *errptr = NULL;
+    rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+    rocksdb_writebatch_destroy(wb);
+    if (errptr != NULL) {
+        rocksdb_free(errptr);
+        rc = TS_ERR_IO;
+        goto out_release;
+    }
+    heads_set(s, e.origin, e.lane, e.seq, hash);
+
+    /* The record's state as the rewritten oplog gives it, so only the
+     * entry's signer and certificate can give the forgery away. */
+    rc = 0;
+    if (e.record_type[0] != '\0' && e.record_id[0] != '\0') {
+        struct rebuild rb;
+        memset(&rb, 0, sizeof(rb));
+        rc = rebuild_one_record(s, &rb, e.record_type, e.record_id, &err);
+        for (size_t i = 0; rc == 0 && i < rb.count; i++) {
+            if (!rb.fields[i].produced)
+                continue;
+            uint8_t *enc = NULL;
+            size_t enc_len = 0;
+            rc = merge_field_encode(&rb.fields[i].st, &enc, &enc_len);
+            if (rc == 0)
+                rc = store_debug_state_put(s, e.record_type, e.record_id, rb.fields[i].name,
+                                           enc, enc_len);
+            free(enc);
+        }
+        rebuild_free(&rb);
+    }
+out_release:
+    entry_release(&old);
+    entry_release(&e);
+    return rc;
+}
+
+int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
+                       store_debug_sign_fn sign, void *ctx)
+{
+    struct key p = {.len = 0};
+    if (!key_str0(&p, origin, TS_ID_BYTES_MAX) || !key_u8(&p, lane))
+        return TS_ERR_INVALID;
+    uint8_t hash[TS_HASH_BYTES] = {0};
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_OPLOG, p.b, p.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, p.b, p.len); rocksdb_iter_next(sc.it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(sc.it, &klen);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
+        if (klen == p.len + 8) {
+            if (vlen < TS_HASH_BYTES) {
+                rc = TS_ERR_CORRUPT;
+                break;
+            }
+            memcpy(hash, v, TS_HASH_BYTES);  /* the chain hash after this seq */
+            continue;
+        }
+        if (klen != p.len + 9 || (uint8_t)k[klen - 1] != KEY_OPLOG_SIGNATURE)
+            continue;
+        uint8_t msg[STORE_SIGN_BYTES_MAX], sig[TS_SIG_BYTES_MAX];
+        size_t sig_len = 0;
+        int len = codec_batch_sign_bytes(trial, origin, lane, be64_get((const uint8_t *)k + p.len),
+                                         hash, msg, sizeof(msg));
+        rc = len < 0 ? len : sign(ctx, msg, (size_t)len, sig, &sig_len);
+        if (rc == 0)
+            rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], k, klen, (const char *)sig,
+                                      sig_len);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0) {
+        char *errptr = NULL;
+        rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+        if (errptr != NULL) {
+            rocksdb_free(errptr);
+            rc = TS_ERR_IO;
+        }
+    }
+    rocksdb_writebatch_destroy(wb);
+    return rc;
 }

@@ -152,6 +152,38 @@ int store_stats(struct store *s, struct store_stats *out);
 int store_verify(struct store *s, const char *trial, store_verify_fn verify,
                  void *ctx, struct ts_error *err);
 
+/*
+ * A check on what a stored entry says (its origin's certificate, its time),
+ * called by store_verify_entries for every entry held in full (not holes),
+ * in chain order, once its chain hash has been checked.  Non-zero stops the
+ * walk: err says why (TS_ERR_CORRUPT when the callback returns a positive
+ * value).
+ */
+typedef int (*store_verify_entry_fn)(void *ctx, const struct entry *e, struct ts_error *err);
+
+/* store_verify, and entry_cb (when not NULL) on every entry; ctx is passed to both. */
+int store_verify_entries(struct store *s, const char *trial, store_verify_fn verify,
+                         store_verify_entry_fn entry_cb, void *ctx, struct ts_error *err);
+
+/*
+ * Rebuilds the state from the oplog and compares it with the stored state
+ * column family, record by record, so memory is bounded by the largest
+ * record, not by the store:
+ * - every entry held in full that names a record must have its history key
+ *   (the history index is what the rebuild walks), and every history key
+ *   must name an entry held in full, of that record and HLC;
+ * - each record's field states are rebuilt by merging the writes of its
+ *   entries (exactly as store_apply merges them) and encoded; every field
+ *   the oplog produces must be stored with byte-identical encoding, and
+ *   every stored field must be produced by the oplog.
+ * Holes (entries this node may not see) reach no state and are skipped.
+ * The first difference returns TS_ERR_CORRUPT naming record and field
+ * ("record subject 101-0001 field sex: ...").  *fields (may be NULL) gets
+ * the number of field states compared.  Reads only; run it on a stopped
+ * node (after store_verify, which proves the entries themselves).
+ */
+int store_verify_state(struct store *s, uint64_t *fields, struct ts_error *err);
+
 /* Small named metadata values (membership, settings); TS_ERR_NOTFOUND. */
 int store_meta_get(struct store *s, const char *key, char **val, size_t *len);
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len,

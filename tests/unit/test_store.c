@@ -532,8 +532,12 @@ static void test_store_holes(void)
     CU_ASSERT(apply(s, &t->b, 1, &res, &err) == 0);
     CU_ASSERT(res.duplicates == 3);
 
-    /* The store verifies, and refuses to relay a hole. */
+    /* The store verifies (its state too: holes reach no state), and refuses
+     * to relay a hole. */
     CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);
+    uint64_t fields = 0;
+    CU_ASSERT(store_verify_state(s, &fields, &err) == 0);
+    CU_ASSERT(fields == 2);
     struct batch out;
     CU_ASSERT(store_read_batch(s, TRIAL, "hub-1", LANE_BULK, 2, 10, 1 << 20, &out, &err) ==
               TS_ERR_NOTFOUND);
@@ -821,6 +825,120 @@ static void test_store_tamper_detected(void)
     store_close(s);
 }
 
+/* Writes st, with its first live value replaced by value, as the stored state. */
+static void state_edit(struct store *s, const char *type, const char *id, const char *field,
+                       const char *value)
+{
+    struct field_state st;
+    CU_ASSERT_FATAL(store_field_get(s, type, id, field, &st) == 0);
+    CU_ASSERT_FATAL(st.live_count == 1);
+    free(st.live[0].value);
+    st.live[0].value = strdup(value);
+    CU_ASSERT_FATAL(st.live[0].value != NULL);
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    CU_ASSERT_FATAL(merge_field_encode(&st, &enc, &len) == 0);
+    CU_ASSERT_FATAL(store_debug_state_put(s, type, id, field, enc, len) == 0);
+    free(enc);
+    field_state_release(&st);
+}
+
+static void test_store_state_edit_detected(void)
+{
+    struct store *s = open_store("state-edit");
+    struct tchain c, c2;
+    tchain_init(&c, "site-101", LANE_BULK);
+    tchain_init(&c2, "site-102", LANE_BULK);
+    fill_basic(s, &c);
+    struct tb *t = tb_new();
+    tb_begin(t, &c2);
+    tb_add(t, &c2, "subject", "102-0001", 1000 << 16, "sex", "F", NULL, 0);
+    tb_sign(t, &c2);
+    apply_ok(s, &t->b, 1);
+    tb_free(t);
+    free(t);
+
+    struct ts_error err = {0};
+    uint64_t fields = 0;
+    CU_ASSERT(store_verify_state(s, &fields, &err) == 0);
+    CU_ASSERT(fields == 6);
+
+    struct field_state armcd;
+    CU_ASSERT_FATAL(store_field_get(s, "subject", "101-0001", "armcd", &armcd) == 0);
+    uint8_t *armcd_enc = NULL;
+    size_t armcd_len = 0;
+    CU_ASSERT_FATAL(merge_field_encode(&armcd, &armcd_enc, &armcd_len) == 0);
+    field_state_release(&armcd);
+
+    /* One value edited in place: named by record and field, both values shown. */
+    state_edit(s, "subject", "101-0001", "sex", "M");
+    CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);  /* the oplog is intact */
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "record subject 101-0001 field sex:") != NULL);
+    CU_ASSERT(strstr(err.msg, "stored shows \"M\"") != NULL);
+    CU_ASSERT(strstr(err.msg, "the oplog gives \"F\"") != NULL);
+    state_edit(s, "subject", "101-0001", "sex", "F");
+    CU_ASSERT(store_verify_state(s, NULL, &err) == 0);
+
+    /* The last record of the store, edited. */
+    state_edit(s, "visit", "101-0001/V2", "svstdtc", "2024-02-03");
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "record visit 101-0001/V2 field svstdtc:") != NULL);
+    state_edit(s, "visit", "101-0001/V2", "svstdtc", "2024-02-02");
+
+    /* Bytes that are no state at all. */
+    struct field_state st;
+    CU_ASSERT_FATAL(store_field_get(s, "ae", "101-0001-AE-001", "aeterm", &st) == 0);
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    CU_ASSERT_FATAL(merge_field_encode(&st, &enc, &len) == 0);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "ae", "101-0001-AE-001", "aeterm",
+                                          (const uint8_t *)"xx", 2) == 0);
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "record ae 101-0001-AE-001 field aeterm:") != NULL);
+
+    /* A stored field no entry writes, then a deleted one. */
+    CU_ASSERT_FATAL(store_debug_state_put(s, "ae", "101-0001-AE-001", "aeterm", enc, len) == 0);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "race", enc, len) == 0);
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "record subject 101-0001 field race: a state is stored but no "
+                              "entry") != NULL);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "race", NULL, 0) == 0);
+    CU_ASSERT(store_verify_state(s, NULL, &err) == 0);
+    state_edit(s, "subject", "101-0001", "armcd", "A");  /* (re)written, unchanged */
+    CU_ASSERT(store_verify_state(s, NULL, &err) == 0);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "armcd", NULL, 0) == 0);
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT(strstr(err.msg, "record subject 101-0001 field armcd: the oplog writes it but no "
+                              "state is stored") != NULL);
+
+    /* Records no entry writes: before the first, between two, after the last. */
+    const char *ghosts[][2] = {{"aa", "1"}, {"subject", "101-0002"}, {"zz", "9"}};
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "armcd", NULL, 0) == 0);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "armcd", enc, len) == 0);
+    /* ...the same bytes as another field's: not this field's state. */
+    CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+    CU_ASSERT_FATAL(store_debug_state_put(s, "subject", "101-0001", "armcd", armcd_enc,
+                                          armcd_len) == 0);
+    CU_ASSERT(store_verify_state(s, NULL, &err) == 0);
+    for (size_t i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(store_debug_state_put(s, ghosts[i][0], ghosts[i][1], "sex", enc, len) ==
+                        0);
+        CU_ASSERT(store_verify_state(s, NULL, &err) == TS_ERR_CORRUPT);
+        char want[128];
+        snprintf(want, sizeof(want), "record %s %s field sex: a state is stored but no entry",
+                 ghosts[i][0], ghosts[i][1]);
+        CU_ASSERT(strstr(err.msg, want) != NULL);
+        CU_ASSERT_FATAL(store_debug_state_put(s, ghosts[i][0], ghosts[i][1], "sex", NULL, 0) ==
+                        0);
+    }
+    CU_ASSERT(store_verify_state(s, NULL, &err) == 0);
+    free(enc);
+    free(armcd_enc);
+    field_state_release(&st);
+    store_close(s);
+}
+
 struct history {
     char lines[16][512];
     int n;
@@ -1074,6 +1192,11 @@ static void test_store_merge_order_independent(void)
         struct store_stats st;
         store_stats(s, &st);
         CU_ASSERT(st.entries == ORDER_BATCHES * 20);
+        /* Rebuilt from scratch, the state is the one applied piecemeal. */
+        struct ts_error verr = {0};
+        CU_ASSERT(store_verify_state(s, NULL, &verr) == 0);
+        if (verr.code != 0)
+            printf("\n%s\n", verr.msg);
         if (run == 0)
             memcpy(first, d, TS_HASH_BYTES);
         else
@@ -1348,6 +1471,7 @@ int main(void)
         {"test_store_entry_must_match_batch", test_store_entry_must_match_batch},
         {"test_store_reopen_keeps_everything", test_store_reopen_keeps_everything},
         {"test_store_tamper_detected", test_store_tamper_detected},
+        {"test_store_state_edit_detected", test_store_state_edit_detected},
         {"test_store_history_order", test_store_history_order},
         {"test_store_conflicts_listed", test_store_conflicts_listed},
         {"test_store_same_field_twice_in_one_call", test_store_same_field_twice_in_one_call},
