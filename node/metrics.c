@@ -369,6 +369,37 @@ static void render_peers(struct mbuf *b, const json_t *status)
                       "counter", "Batches from the peer refused (bad signature, chain, origin).");
     render_peer_field(b, peers, "saes_in_flight", "trialsync_peer_saes_in_flight", "gauge",
                       "Serious adverse events of the peer not yet acknowledged.");
+    render_peer_field(b, peers, "batches_held", "trialsync_peer_batches_held_total", "counter",
+                      "Batches from the peer held back, not yet admissible (retried).");
+
+    struct family refused = {"trialsync_peer_entries_refused_total", "counter",
+                             "Entries from the peer refused by a rule of the rule book, by rule.",
+                             false};
+    json_array_foreach(peers, i, p) {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        const json_t *rules = json_object_get(p, "entries_refused");
+        if (id == NULL || !json_is_object(rules))
+            continue;
+        const char *rule;
+        const json_t *n;
+        json_object_foreach((json_t *)rules, rule, n) {
+            struct label l[] = {{"peer", id}, {"rule", rule}};
+            sample_json(b, &refused, l, ARRAY_LEN(l), n);
+        }
+    }
+
+    struct family offset = {"trialsync_peer_clock_offset_seconds", "gauge",
+                            "The peer's clock minus this node's, learned at its hello.", false};
+    json_array_foreach(peers, i, p) {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        const json_t *ms = json_object_get(p, "clock_offset_ms");
+        if (id == NULL || !json_is_integer(ms))
+            continue;
+        json_t *secs = json_real((double)json_integer_value(ms) / 1000.0);
+        struct label l[] = {{"peer", id}};
+        sample_json(b, &offset, l, ARRAY_LEN(l), secs);
+        json_decref(secs);
+    }
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -403,6 +434,15 @@ static void render_handshake_failures(struct mbuf *b, const json_t *status)
         sample_json(b, &f, l, ARRAY_LEN(l), json_object_get(fails, keys[i]));
     }
     free(keys);
+}
+
+static void render_clock(struct mbuf *b, const json_t *status)
+{
+    const json_t *clock = json_object_get(status, "clock");
+    if (!json_is_object(clock))
+        return;
+    sample_field(b, clock, "alarm", "trialsync_clock_alarm", "gauge",
+                 "1 while this site's clock is off a hub's by more than the skew bound.");
 }
 
 static void render_sae_totals(struct mbuf *b, const json_t *status)
@@ -542,6 +582,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     render_peers(&b, status);
     render_handshake_failures(&b, status);
     render_sae_totals(&b, status);
+    render_clock(&b, status);
     if (json_is_object(saes))
         render_sae_deadlines(&b, saes);
     render_node_totals(&b, status);

@@ -142,6 +142,8 @@ struct peer_info {
     uint64_t batches_refused;
     uint64_t batches_held;                      /* not yet admissible: retried */
     uint64_t entries_refused[ADMIT_RULES_COUNT]; /* by rule, see admit_rule_names */
+    bool clock_known;                           /* the peer's hello said its clock */
+    int64_t clock_offset_ms;                    /* its clock minus this node's, at hello */
     struct session *session;
 };
 
@@ -234,6 +236,12 @@ struct peer_mgr {
     struct session *applying;
     /* The last refusal by validate_entry: its rule and the entry. */
     char refused_rule[24];
+    /* A site whose clock is off from a hub's by more than the skew bound:
+     * its entries stamped ahead would be held there.  The hub it was seen
+     * against, and the offset (the hub's clock minus this node's). */
+    bool clock_alarm;
+    char clock_alarm_hub[TS_ID_BYTES_MAX + 1];
+    int64_t clock_alarm_offset_ms;
 };
 
 static const char *failure_reason_names[] = {
@@ -745,6 +753,7 @@ static int send_hello(struct session *s)
     snprintf(f.trial, sizeof(f.trial), "%s", m->node->cfg.trial);
     snprintf(f.node_id, sizeof(f.node_id), "%s", m->node->cfg.id);
     f.protocol_version = PEER_PROTOCOL_VERSION;
+    f.wall_ms = node_now_ms();
     f.vector = vv;
     f.vector_count = count;
     rc = send_frame(s, &f);
@@ -900,6 +909,46 @@ static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
     return 0;
 }
 
+/*
+ * Learns the peer's clock offset from its hello.  A site compares its clock
+ * with its hubs': past the skew bound, a hub would hold the site's new entries
+ * (validate_entry's clock rule), so that is an alarm an operator must act on
+ * (fix the site's time), raised in the trace, the status and the metrics.
+ * The offset includes the hello's transit time, a few ms: far below the bound.
+ */
+static void clock_check(struct session *s, uint64_t peer_wall_ms)
+{
+    struct peer_mgr *m = s->m;
+    if (peer_wall_ms == 0 || s->info == NULL)
+        return;
+    uint64_t now = node_now_ms();
+    /* Clocks of the same era: a difference past 2^62 ms is clamped there. */
+    uint64_t gap = peer_wall_ms >= now ? peer_wall_ms - now : now - peer_wall_ms;
+    if (gap > (UINT64_C(1) << 62))
+        gap = UINT64_C(1) << 62;
+    int64_t offset = peer_wall_ms >= now ? (int64_t)gap : -(int64_t)gap;
+    s->info->clock_known = true;
+    s->info->clock_offset_ms = offset;
+    if (m->node->cfg.role != PKI_ROLE_SITE || s->peer.role != PKI_ROLE_HUB)
+        return;
+    uint64_t magnitude = offset < 0 ? (uint64_t)(-offset) : (uint64_t)offset;
+    if (magnitude > m->node->cfg.clock_skew_max_ms) {
+        m->clock_alarm = true;
+        snprintf(m->clock_alarm_hub, sizeof(m->clock_alarm_hub), "%s", s->peer.id);
+        m->clock_alarm_offset_ms = offset;
+        trace(TRACE_ERROR,
+              "ALARM clock: this node's clock is %" PRIu64 " s %s hub %s's (bound %" PRIu64
+              " s): entries stamped ahead of the hub's clock by more than the bound are held "
+              "there; set this machine's time (NTP)",
+              magnitude / 1000, offset < 0 ? "ahead of" : "behind", s->peer.id,
+              m->node->cfg.clock_skew_max_ms / 1000);
+    } else if (m->clock_alarm && strcmp(m->clock_alarm_hub, s->peer.id) == 0) {
+        m->clock_alarm = false;
+        trace(TRACE_INFO, "clock: within %" PRIu64 " s of hub %s again",
+              m->node->cfg.clock_skew_max_ms / 1000, s->peer.id);
+    }
+}
+
 static void handle_hello(struct session *s, const struct frame *f)
 {
     struct peer_mgr *m = s->m;
@@ -937,6 +986,7 @@ static void handle_hello(struct session *s, const struct frame *f)
             strcmp(f->vector[i].origin, m->node->cfg.id) == 0)
             safety_acked(m->safety, f->vector[i].seq, m->node->wall_ms());
     }
+    clock_check(s, f->wall_ms);
     set_state(s, SESSION_STATE_STREAMING);
     s->streamed = true;
     if (s->link != NULL)
@@ -1625,6 +1675,9 @@ static void status_extend(void *ctx, json_t *status)
         }
         json_object_set_new(row, "entries_refused", refused);
         json_object_set_new(row, "batches_held", json_integer((json_int_t)p->batches_held));
+        json_object_set_new(row, "clock_offset_ms",
+                            p->clock_known ? json_integer((json_int_t)p->clock_offset_ms)
+                                           : json_null());
         /* Conflicts on the site's records (at a site, on its own: the hub row). */
         const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
         json_object_set_new(row, "conflicts",
@@ -1641,6 +1694,13 @@ static void status_extend(void *ctx, json_t *status)
         json_object_set_new(fails, failure_reason_names[i],
                             json_integer((json_int_t)m->handshake_failures[i]));
     json_object_set_new(status, "handshake_failures", fails);
+    json_t *clock = json_pack("{s:b,s:I}", "alarm", m->clock_alarm, "skew_max_ms",
+                              (json_int_t)m->node->cfg.clock_skew_max_ms);
+    if (m->clock_alarm) {
+        json_object_set_new(clock, "hub", json_string(m->clock_alarm_hub));
+        json_object_set_new(clock, "offset_ms", json_integer((json_int_t)m->clock_alarm_offset_ms));
+    }
+    json_object_set_new(status, "clock", clock);
 }
 
 /* ---- start / stop ---------------------------------------------------------------- */

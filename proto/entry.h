@@ -110,6 +110,7 @@ struct frame {
     char trial[TS_ID_BYTES_MAX + 1];
     char node_id[TS_ID_BYTES_MAX + 1];
     uint32_t protocol_version;
+    uint64_t wall_ms;            /* the sender's wall clock; 0 when it did not say */
     /* FRAME_HELLO and FRAME_ACK: owned array; FRAME_REFUSAL: the one chain
      * refused (vector_count 1), or none when the whole link is refused */
     struct vv_item *vector;

@@ -719,14 +719,26 @@ static void test_metrics_hub_status_lines(void)
     CU_ASSERT(json_array_size(json_object_get(s, "version_vector")) > 0);
     CU_ASSERT_PTR_NULL(strstr(out, "version_vector"));
 
-    /* 1 info + per peer (connected, revoked, 4 behind, 6 counters) + 101's age
-     * + every failure reason + 4 sae + 8 node + 11 buckets + sum + count +
-     * the hub's unacknowledged SAE deadlines. */
+    /* The clock: the hub is no site, so it raises no clock alarm; peer 101
+     * said its clock at hello, 102 was never seen. */
+    assert_line(out, "trialsync_clock_alarm 0");
+    CU_ASSERT(json_is_false(json_object_get(json_object_get(s, "clock"), "alarm")));
+    CU_ASSERT(json_is_integer(json_object_get(p101, "clock_offset_ms")));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\ntrialsync_peer_clock_offset_seconds{peer=\"101\"} "));
+    CU_ASSERT_PTR_NULL(strstr(out, "trialsync_peer_clock_offset_seconds{peer=\"102\"}"));
+    /* Nothing refused: no per-rule sample, but the held counter is there. */
+    CU_ASSERT_EQUAL(json_object_size(json_object_get(p101, "entries_refused")), 0);
+    CU_ASSERT_PTR_NULL(strstr(out, "\ntrialsync_peer_entries_refused_total{"));
+    assert_line(out, "trialsync_peer_batches_held_total{peer=\"101\"} 0");
+
+    /* 1 info + per peer (connected, revoked, 4 behind, 7 counters) + 101's age
+     * and clock offset + every failure reason + 4 sae + clock alarm + 8 node
+     * + 11 buckets + sum + count + the hub's unacknowledged SAE deadlines. */
     size_t peers = json_array_size(json_object_get(s, "peers"));
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
-    CU_ASSERT_EQUAL(check_well_formed(out),
-                    1 + peers * 12 + 1 + json_object_size(fails) + 4 + 8 + 11 + 2 + deadlines);
+    CU_ASSERT_EQUAL(check_well_formed(out), 1 + peers * 13 + 2 + json_object_size(fails) + 4 + 1 +
+                                                8 + 11 + 2 + deadlines);
     free(out);
 }
 
