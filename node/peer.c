@@ -1564,9 +1564,10 @@ static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err
     if (rc == 0)
         return 0;
     snprintf(m->refused_rule, sizeof(m->refused_rule), "%s", verr.rule);
-    return ts_error_set(err, rc, "%s/%s/%" PRIu64 " (%s %s) refused by rule '%s': %s", e->origin,
+    return ts_error_set(err, rc, "%s/%s/%" PRIu64 " (%s %s) %s by rule '%s': %s", e->origin,
                         e->lane == LANE_SAFETY ? "safety" : "bulk", e->seq, e->record_type,
-                        e->record_id, verr.rule, verr.msg);
+                        e->record_id, rc == TS_ERR_AGAIN ? "held back" : "refused", verr.rule,
+                        verr.msg);
 }
 
 static void on_safety_entry(void *ctx, const struct entry *e)

@@ -212,6 +212,35 @@ case_supersede() {
         --reason correction --supersedes 102/1/1
 }
 
+# A refused chain is refused on its link alone: over the very link that
+# carried the refused batch, a legit entry of the site's other lane is acked.
+case_link_goes_on() {
+    local n0 d0
+    n0=$(refused_n value)
+    d0=$(grep -c "disconnected" "$WORK/hub.log" || true)
+    mark
+    craft 101 subject 101-0001 status=pwned --then-legit
+    grep -q '^crafted: 101/1 ' "$WORK/evil.out" || fail "link: the tool did not craft the entry"
+    [ "$EVIL_RC" = 0 ] || fail "link: expected a refusal then an ack, ts_evil_peer exited $EVIL_RC: $(grep verdict "$WORK/evil.out")"
+    assert_contains "$(grep '^verdict:' "$WORK/evil.out")" "the link carried on" \
+        "link: the legit batch on the other lane was acked over the link that carried the refused one"
+    assert_trace "link: the hub says the link goes on" "peer 101" "refused by rule 'value'" \
+        "the link goes on"
+    wait_until 10 "link: entries_refused.value moving past $n0" \
+        bash -c "[ \"\$('$TRIALSYNC' status --node '$HUB' --json | jq -r '.peers[] | select(.id == \"101\") | .entries_refused.value // 0')\" -gt $n0 ]"
+    ok "link: the refusal is counted"
+    wait_until 10 "link: the legit entry at the hub" hub_has subject 101-9001
+    ok "link: the legit entry sent after the refusal was applied"
+    # The refusal closed nothing: the one disconnection since the mark is the
+    # tool's own close after its verdict, after the legit ack.
+    local closes
+    closes=$(since_mark | grep -c "disconnected" || true)
+    [ "$closes" -le 1 ] || fail "link: the hub closed the link on the refusal ($closes disconnections)"
+    since_mark | grep "refused by rule 'value'" | grep -q "disconnected" \
+        && fail "link: the hub dropped the link when it refused the chain"
+    ok "link: the refusal did not drop the link"
+}
+
 # clock_held MESSAGE OPTION...: a legit write stamped ahead is held, not applied.
 clock_held() {
     local msg=$1 before h0 r0
@@ -316,7 +345,7 @@ case_answer() {
 }
 
 ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede clock
-restart answer"
+link_goes_on restart answer"
 for c in ${HOSTILE_SITE_CASES:-$ALL_CASES}; do
     declare -F "case_$c" > /dev/null || fail "no such case: $c (cases: $(echo $ALL_CASES))"
     echo "# case $c"

@@ -164,6 +164,12 @@ struct craft {
     uint64_t head_seq;
     uint8_t head_hash[TS_HASH_BYTES];
     uint64_t hlc_max;
+    /* --then-legit: after the hub refuses the crafted chain, a legit entry on
+     * the other lane, over the same link, must be acked (the link goes on). */
+    bool then_legit;
+    bool legit_sent;
+    uint64_t other_head_seq;
+    uint8_t other_head_hash[TS_HASH_BYTES];
 };
 
 /* A batch the tool built: encoded entries, the chain hash after the last, signed. */
@@ -493,6 +499,9 @@ static int craft_read_store(struct evil *ev, const char *dir)
         return -1;
     }
     int rc = store_head(s, ev->me.id, cr->lane, &cr->head_seq, cr->head_hash);
+    if (rc == 0)
+        rc = store_head(s, ev->me.id, cr->lane == LANE_BULK ? LANE_SAFETY : LANE_BULK,
+                        &cr->other_head_seq, cr->other_head_hash);
     cr->hlc_max = store_hlc_max(s);
     store_close(s);
     if (rc != 0) {
@@ -570,6 +579,49 @@ static int craft_batch(struct evil *ev, struct evil_batch *b)
     return 0;
 }
 
+/*
+ * --then-legit: a legit entry on the other lane of the node's real chain (a
+ * subject of its own site, well formed), sent over the link on which the
+ * crafted chain was just refused.
+ */
+static void craft_send_legit(struct evil *ev)
+{
+    const struct craft *cr = &ev->craft;
+    struct craft legit = *cr;
+    static char id[TS_ID_BYTES_MAX + 1];
+    static char site_value[TS_ID_BYTES_MAX + 8];
+    struct evil_batch b;
+
+    snprintf(id, sizeof(id), "%s-9001", ev->me.id);
+    snprintf(site_value, sizeof(site_value), "%s", ev->me.id);
+    legit.type = "subject";
+    legit.id = id;
+    legit.site = ev->me.id;
+    legit.reason = "";
+    legit.lane = cr->lane == LANE_BULK ? LANE_SAFETY : LANE_BULK;
+    legit.hlc_set = false;
+    legit.wall_set = false;
+    legit.fields[0] = "site";
+    legit.values[0] = site_value;
+    legit.fields[1] = "sex";
+    legit.values[1] = "U";
+    legit.writes_count = 2;
+    legit.supersedes_count = 0;
+    legit.head_seq = cr->other_head_seq;
+    memcpy(legit.head_hash, cr->other_head_hash, TS_HASH_BYTES);
+    /* From here on the tool speaks of the legit entry (its ack names it). */
+    ev->craft = legit;
+    int rc = craft_batch(ev, &b);
+    ev->craft.legit_sent = true;
+    if (rc != 0) {
+        decide(ev, VERDICT_ERROR, "cannot build the legit batch");
+        tls_conn_close(ev->conn, 0, "tool error");
+        return;
+    }
+    send_batch(ev, &b, "legit (other lane, same link)", false);
+    batch_release(&b);
+}
+
 /* Parses the craft arguments: TYPE ID [OPTION...] FIELD=VALUE... */
 static int craft_parse(struct evil *ev, int argc, char **argv)
 {
@@ -586,6 +638,10 @@ static int craft_parse(struct evil *ev, int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
+        if (strcmp(a, "--then-legit") == 0) {
+            cr->then_legit = true;
+            continue;  /* takes no value */
+        }
         if (strncmp(a, "--", 2) == 0 && v == NULL)
             return -1;
         if (strcmp(a, "--site") == 0) {
@@ -765,8 +821,12 @@ static void on_our_ack(struct evil *ev, uint64_t seq)
         decide(ev, VERDICT_ACCEPTED, "the forking batch was acked (head %" PRIu64 ")", seq);
         break;
     case MODE_CRAFT:
-        decide(ev, VERDICT_ACCEPTED, "acked: the hub took the crafted entry (head %" PRIu64 ")",
-               seq);
+        if (ev->craft.legit_sent)
+            decide(ev, VERDICT_REFUSED, "refused, and the link carried on: the legit batch on "
+                   "the other lane was acked over it (head %" PRIu64 ")", seq);
+        else
+            decide(ev, VERDICT_ACCEPTED, "acked: the hub took the crafted entry (head %" PRIu64
+                   ")", seq);
         break;
     default:
         decide(ev, VERDICT_ACCEPTED, "the hub acked the batch (head %" PRIu64 ")", seq);
@@ -851,10 +911,18 @@ static void on_frame(struct tls_conn *c, const uint8_t *body, size_t len)
         else if (ev->mode == MODE_FORK && ev->acks == 0)
             decide(ev, VERDICT_ERROR, "the valid batch before the fork was refused: %s",
                    f.reason != NULL ? f.reason : "");
-        else
+        else if (ev->mode == MODE_CRAFT && ev->craft.legit_sent)
+            decide(ev, VERDICT_ERROR, "the legit batch was refused too: %s",
+                   f.reason != NULL ? f.reason : "");
+        else if (!(ev->mode == MODE_CRAFT && ev->craft.then_legit && f.vector_count == 1))
             decide(ev, VERDICT_REFUSED, "refused: %s", f.reason != NULL ? f.reason : "");
         /* A refusal of one chain leaves the link up: the hub goes on with
-         * every other chain, so the tool ends the session itself. */
+         * every other chain.  The tool shows it (--then-legit) or ends the
+         * session itself. */
+        if (ev->mode == MODE_CRAFT && f.vector_count == 1 && ev->verdict == VERDICT_NONE) {
+            craft_send_legit(ev);
+            break;
+        }
         if (ev->mode == MODE_CRAFT && f.vector_count == 1)
             tls_conn_close(ev->conn, 0, "chain refused; the link stayed up");
         break;
