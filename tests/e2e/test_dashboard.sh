@@ -103,6 +103,16 @@ wait_until 20 "the hub has sent site 101 everything" bash -c \
     "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"101\") | .connected and .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety == 0'"
 ok "site 102 stopped, site 101 connected and caught up"
 
+# Site 102, stopped, speaks the protocol itself with its real key and chain and
+# writes what the rule book refuses: the hub refuses it, and the page must
+# flag that origin.
+"$TS_BIN/tests/ts_evil_peer" craft "$S2" 127.0.0.1 "$HUB_PEER_PORT" subject 102-0001 \
+    status=pwned > "$WORK/evil.out" 2>&1 || true
+grep -q "refused by rule 'value'" "$WORK/evil.out" || fail "the hub did not refuse site 102's crafted entry: $(tail -3 "$WORK/evil.out")"
+wait_until 10 "the refusal counted at the hub" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"102\") | .entries_refused.value == 1'"
+ok "site 102's crafted entry refused by rule 'value' and counted"
+
 # ---- sign-in ------------------------------------------------------------------
 code=$(curl -sS -o "$WORK/login.html" -w '%{http_code}' "$BASE/dashboard")
 assert_eq 401 "$code" "GET /dashboard without credentials answers 401"
@@ -146,6 +156,11 @@ assert_eq "$(jq -r .trial "$WORK/status.json")" "$(dom_id "$WORK/dom.html" trial
 
 assert_eq connected "$(dom_cell "$WORK/dom.html" data-peer 101 state)" "site 101 shows connected"
 assert_eq disconnected "$(dom_cell "$WORK/dom.html" data-peer 102 state)" "site 102 shows disconnected"
+assert_contains "$(dom_cell "$WORK/dom.html" data-peer 102 role)" "1 refused" "site 102 is flagged: 1 entry refused"
+case "$(dom_cell "$WORK/dom.html" data-peer 101 role)" in
+    *refused*) fail "site 101 is flagged though nothing of it was refused" ;;
+    *) ok "site 101 carries no refused mark" ;;
+esac
 for f in behind_send_safety behind_send_bulk behind_recv_safety behind_recv_bulk; do
     want=$(jq -r ".peers[] | select(.id == \"101\") | .$f" "$WORK/status.json")
     got=$(dom_cell "$WORK/dom.html" data-peer 101 "${f//_/-}" | tr -d ,) || fail "no $f cell for 101"
