@@ -108,8 +108,27 @@ static int send_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+static int request_once(const struct config *cfg, const char *method, const char *path,
+                        const char *body, struct client_response *out, struct ts_error *err);
+
+/* A busy node (503: a commit in progress) is asked again, a few times. */
+#define CLIENT_BUSY_RETRIES 10
+#define CLIENT_BUSY_WAIT_US 100000
+
 int client_request(const struct config *cfg, const char *method, const char *path,
                    const char *body, struct client_response *out, struct ts_error *err)
+{
+    int rc = request_once(cfg, method, path, body, out, err);
+    for (int i = 0; rc == 0 && out->status == 503 && i < CLIENT_BUSY_RETRIES; i++) {
+        client_response_release(out);
+        usleep(CLIENT_BUSY_WAIT_US);
+        rc = request_once(cfg, method, path, body, out, err);
+    }
+    return rc;
+}
+
+static int request_once(const struct config *cfg, const char *method, const char *path,
+                        const char *body, struct client_response *out, struct ts_error *err)
 {
     char token[300];
     char head[4096];

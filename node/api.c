@@ -199,7 +199,9 @@ static void conn_send_json(struct api_conn *c, int status, json_t *j)
         s[len++] = '\n';
         s[len] = '\0';
     }
-    conn_send(c, status, "application/json", s, len);
+    /* Busy (503) is temporary: say when to come back. */
+    conn_send_extra(c, status, "application/json", status == 503 ? "Retry-After: 1\r\n" : "", s,
+                    len);
     free(s);
 }
 
@@ -216,6 +218,7 @@ static int http_status_of(int code)
     case TS_ERR_AUTH: return 403;
     case TS_ERR_NOTFOUND: return 404;
     case TS_ERR_DISKFULL: return 507;
+    case TS_ERR_AGAIN: return 503;
     }
     return 500;
 }

@@ -416,7 +416,7 @@ recheck:
             /* A writer called back from a commit (a pipelining client) must
              * not commit inside that commit: the group waits for the loop. */
             if (p->in_delivery)
-                return result_error(now, TS_ERR_TOOBIG,
+                return result_error(now, TS_ERR_AGAIN,
                                     "node busy committing; retry the write%s", "");
             rc = node_flush(n);
             if (rc != 0)
@@ -477,9 +477,9 @@ recheck:
     if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX) {
         /* Only while a commit calls its writers back can a lane be full here:
          * a group must stay within one replication batch. */
-        now->code = TS_ERR_TOOBIG;
-        ts_error_set(&now->err, TS_ERR_TOOBIG, "node busy committing; retry the write");
-        rc = TS_ERR_TOOBIG;
+        now->code = TS_ERR_AGAIN;
+        ts_error_set(&now->err, TS_ERR_AGAIN, "node busy committing; retry the write");
+        rc = TS_ERR_AGAIN;
         goto out_free_writes;
     }
     memcpy(e.origin, n->cfg.id, strlen(n->cfg.id) + 1);

@@ -1160,7 +1160,12 @@ static void handle_batch(struct session *s, const struct frame *f)
         return;
     }
     if (rc == TS_ERR_FORK) {
-        store_meta_put(m->node->store, qkey, err.msg, strlen(err.msg), true, NULL);
+        struct ts_error qerr = {0};
+        if (store_meta_put(m->node->store, qkey, err.msg, strlen(err.msg), true, &qerr) != 0)
+            /* Not persisted: the origin is still refused on this link, and the
+             * fork will be found again at its next batch. */
+            trace(TRACE_ERROR, "FORK: quarantine of origin %s not recorded: %s", b->origin,
+                  qerr.msg);
         trace(TRACE_ERROR, "FORK: origin %s is quarantined: %s (peer %s)", b->origin, err.msg,
               s->peer.id);
         session_refuse(s, -1, "fork: %s", err.msg);

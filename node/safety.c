@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "merge.h"
+#include "schema.h"
 #include "trace.h"
 
 struct sae {
@@ -164,15 +165,15 @@ static const char *ae_field(struct safety *s, const char *id, const char *field,
 static bool sae_refresh(struct safety *s, struct sae *a)
 {
     char buf[TS_VALUE_BYTES_MAX + 1];
-    if (strcmp(ae_field(s, a->id, "aeser", buf, sizeof(buf)), "Y") != 0)
+    if (!schema_ae_serious(ae_field(s, a->id, "aeser", buf, sizeof(buf))))
         return false;
     ae_field(s, a->id, "aeterm", a->aeterm, sizeof(a->aeterm));
     utf8_trim(a->aeterm);  /* cut to fit, never inside a character */
     a->aware_ms = safety_parse_time(ae_field(s, a->id, "sae_aware_dtc", buf, sizeof(buf)));
-    const char *dash = strchr(a->id, '-');
-    size_t n = dash != NULL ? (size_t)(dash - a->id) : 0;
-    memcpy(a->site, a->id, n);
-    a->site[n] = '\0';
+    char site[TS_ID_BYTES_MAX + 1];
+    if (!schema_site_of_key(a->id, site))
+        site[0] = '\0';
+    snprintf(a->site, sizeof(a->site), "%s", site);
     return true;
 }
 
@@ -181,7 +182,7 @@ static bool is_serious_ae(struct safety *s, const struct entry *e)
     if (strcmp(e->record_type, "ae") != 0)
         return false;
     char buf[8];
-    return strcmp(ae_field(s, e->record_id, "aeser", buf, sizeof(buf)), "Y") == 0;
+    return schema_ae_serious(ae_field(s, e->record_id, "aeser", buf, sizeof(buf)));
 }
 
 void safety_local_commit(struct safety *s, const struct entry *e, uint64_t now_ms)
@@ -374,7 +375,7 @@ static int record_cb(void *ctx, const char *type, const char *id)
     struct safety *s = ctx;
     (void)type;
     char buf[8];
-    if (strcmp(ae_field(s, id, "aeser", buf, sizeof(buf)), "Y") != 0)
+    if (!schema_ae_serious(ae_field(s, id, "aeser", buf, sizeof(buf))))
         return 0;
     struct sae *a = sae_get(s, id);
     if (a == NULL)

@@ -849,12 +849,12 @@ enum lane validate_lane(const char *type, const struct validate_field *fields,
     if (type == NULL || strcmp(type, "ae") != 0)
         return LANE_BULK;
     const char *now = write_value(fields, n, "aeser");
-    if (now != NULL && strcmp(now, "Y") == 0)
+    if (schema_ae_serious(now))
         return LANE_SAFETY;
     /* An AE that is serious stays urgent, including the write that
      * downgrades it: safety reviewers must see that one first too. */
     const char *cur = current_value(current, ctx, "aeser");
-    if (cur != NULL && strcmp(cur, "Y") == 0)
+    if (schema_ae_serious(cur))
         return LANE_SAFETY;
     return LANE_BULK;
 }
