@@ -14,6 +14,8 @@
 #include <assert.h>
 #include <string.h>
 
+#include "lex.h"
+
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 #define SITE SCHEMA_ROLE_SITE
@@ -275,40 +277,12 @@ bool schema_ae_serious(const char *aeser)
 
 /* ---- keys -------------------------------------------------------------------- */
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_alnum(char c)
-{
-    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static bool is_id_char(char c)
-{
-    return is_alnum(c) || c == '.' || c == '_' || c == '-';
-}
-
-static size_t span(const char *s, size_t len, bool (*pred)(char))
-{
-    size_t i = 0;
-    while (i < len && pred(s[i]))
-        i++;
-    return i;
-}
-
-static bool all_of(const char *s, size_t len, bool (*pred)(char))
-{
-    return len > 0 && span(s, len, pred) == len;
-}
-
 bool schema_id_ok(const char *s)
 {
     if (s == NULL)
         return false;
     size_t len = strnlen(s, TS_ID_BYTES_MAX + 1);
-    if (len > TS_ID_BYTES_MAX || !all_of(s, len, is_id_char))
+    if (len > TS_ID_BYTES_MAX || !lex_all(s, len, lex_id_char))
         return false;
     /* Ids name files and directories too (bundles, certificates). */
     return strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
@@ -317,10 +291,10 @@ bool schema_id_ok(const char *s)
 /* `<site>-<digits>`, exactly the len characters of s. */
 static bool subject_key_ok(const char *s, size_t len)
 {
-    size_t site = span(s, len, is_alnum);
+    size_t site = lex_span(s, len, lex_alnum);
     if (site == 0 || site >= len || s[site] != '-')
         return false;
-    return all_of(s + site + 1, len - site - 1, is_digit);
+    return lex_all(s + site + 1, len - site - 1, lex_digit);
 }
 
 static bool visit_key_ok(const char *s, size_t len)
@@ -332,10 +306,10 @@ static bool visit_key_ok(const char *s, size_t len)
     size_t rest = len - (size_t)(code - s);
     const char *slash2 = memchr(code, '/', rest);
     if (slash2 == NULL)
-        return all_of(code, rest, is_id_char);
+        return lex_all(code, rest, lex_id_char);
     size_t code_len = (size_t)(slash2 - code);
-    return all_of(code, code_len, is_id_char)
-           && all_of(slash2 + 1, rest - code_len - 1, is_digit);
+    return lex_all(code, code_len, lex_id_char)
+           && lex_all(slash2 + 1, rest - code_len - 1, lex_digit);
 }
 
 static bool ae_key_ok(const char *s, size_t len)
@@ -345,7 +319,7 @@ static bool ae_key_ok(const char *s, size_t len)
     if (at == NULL || !subject_key_ok(s, (size_t)(at - s)))
         return false;
     const char *num = at + strlen(infix);
-    return all_of(num, len - (size_t)(num - s), is_digit);
+    return lex_all(num, len - (size_t)(num - s), lex_digit);
 }
 
 static bool query_key_ok(const char *s, size_t len)
@@ -356,8 +330,8 @@ static bool query_key_ok(const char *s, size_t len)
     if (dash == s + 1)
         return false;
     size_t origin_len = (size_t)(dash - (s + 2));
-    return all_of(s + 2, origin_len, is_id_char)
-           && all_of(dash + 1, len - (size_t)(dash + 1 - s), is_digit);
+    return lex_all(s + 2, origin_len, lex_id_char)
+           && lex_all(dash + 1, len - (size_t)(dash + 1 - s), lex_digit);
 }
 
 bool schema_key_ok(const char *type, const char *id)
@@ -383,7 +357,7 @@ bool schema_key_ok(const char *type, const char *id)
 bool schema_site_of_key(const char *id, char site[TS_ID_BYTES_MAX + 1])
 {
     size_t len = strnlen(id, TS_ID_BYTES_MAX + 1);
-    size_t n = span(id, len, is_alnum);
+    size_t n = lex_span(id, len, lex_alnum);
     if (n == 0 || n >= len || id[n] != '-')
         return false;
     memcpy(site, id, n);

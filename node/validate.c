@@ -35,6 +35,7 @@
 
 #include "merge.h"
 #include "hlc.h"
+#include "lex.h"
 #include "schema.h"
 
 #define VALIDATE_CODE_BYTES_MAX SCHEMA_CODE_BYTES_MAX
@@ -190,25 +191,6 @@ static int refuse(struct validate_error *err, int code, const char *fmt, ...)
 
 /* ---- lexical helpers --------------------------------------------------- */
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Number of characters from s (at most len) satisfying pred. */
-static size_t span(const char *s, size_t len, bool (*pred)(char))
-{
-    size_t i = 0;
-    while (i < len && pred(s[i]))
-        i++;
-    return i;
-}
-
-static bool all_of(const char *s, size_t len, bool (*pred)(char))
-{
-    return len > 0 && span(s, len, pred) == len;
-}
-
 static bool is_blank(const char *s)
 {
     for (; *s != '\0'; s++) {
@@ -240,7 +222,7 @@ static bool text_ok(const char *s, bool multiline)
 static bool round_parse(const char *s, uint32_t *out)
 {
     size_t len = strlen(s);
-    if (len == 0 || len > 10 || !all_of(s, len, is_digit) || s[0] == '0')
+    if (len == 0 || len > 10 || !lex_all(s, len, lex_digit) || s[0] == '0')
         return false;
     uint64_t v = 0;
     for (size_t i = 0; i < len; i++)
@@ -263,7 +245,7 @@ static bool digits_at(const char *s, size_t n, unsigned *out)
 {
     unsigned v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i]))
+        if (!lex_digit(s[i]))
             return false;
         v = v * 10 + (unsigned)(s[i] - '0');
     }
@@ -329,7 +311,7 @@ static const char *iso8601_problem(const char *s, struct iso_parts *parts)
             return "seconds must be 00 to 59";
         p += 3;
         if (*p == '.') {
-            size_t n = span(p + 1, 10, is_digit);
+            size_t n = lex_span(p + 1, 10, lex_digit);
             if (n < 1 || n > 9)
                 return "a fraction of a second must have 1 to 9 digits";
             p += 1 + n;
@@ -501,16 +483,16 @@ static int check_value(const char *type, const char *id, const struct schema_fie
     }
 
     case KIND_DIGITS:
-        if (len <= 20 && all_of(value, len, is_digit))
+        if (len <= 20 && lex_all(value, len, lex_digit))
             return 0;
         break;
 
     case KIND_VERSION: {
         const char *dot = strchr(value, '.');
         size_t major = dot != NULL ? (size_t)(dot - value) : len;
-        bool ok = major <= 4 && all_of(value, major, is_digit);
+        bool ok = major <= 4 && lex_all(value, major, lex_digit);
         if (ok && dot != NULL)
-            ok = strlen(dot + 1) <= 4 && all_of(dot + 1, strlen(dot + 1), is_digit);
+            ok = strlen(dot + 1) <= 4 && lex_all(dot + 1, strlen(dot + 1), lex_digit);
         if (ok)
             return 0;
         break;
