@@ -925,7 +925,32 @@ static unsigned held_role(void *ctx, const char *origin)
 }
 
 static struct held HELD = {"Q-hub1-9", "subject/102-0001/sex", 1};
-static const struct validate_lookup LK = {held_target, held_round, held_role, &HELD, 0, 0};
+/*
+ * A stand-in for the node's CA check (pki_crl_check, tested in test_pki): a
+ * list "signed by the CA" is a PEM CRL whose body names "CA-SIGNED", and its
+ * number follows "number=".
+ */
+static int held_crl_check(void *ctx, const char *pem, int64_t *number, char *why, size_t cap)
+{
+    (void)ctx;
+    const char *n = strstr(pem, "number=");
+    if (strstr(pem, "CA-SIGNED") == NULL || n == NULL) {
+        snprintf(why, cap, "the revocation list is not signed by the trial CA");
+        return TS_ERR_AUTH;
+    }
+    *number = strtoll(n + 7, NULL, 10);
+    return 0;
+}
+
+static const struct validate_lookup LK = {
+    .query_target = held_target,
+    .query_round = held_round,
+    .origin_role = held_role,
+    .crl_check = held_crl_check,
+    .ctx = &HELD,
+    .now_ms = 0,
+    .skew_ms = 0,
+};
 
 #define ADMIT_WRITES_MAX 4
 static struct field_write AW[ADMIT_WRITES_MAX];
