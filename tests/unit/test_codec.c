@@ -1497,6 +1497,52 @@ static void test_codec_frame_batch_round_trip(void)
     free_batch(&f);
 }
 
+/* cert_serial: round trip, and only uppercase hex within its limit. */
+static void test_codec_frame_batch_cert_serial(void)
+{
+    struct frame f;
+    struct frame d;
+    struct ts_error err = { 0, "" };
+    uint8_t *buf;
+    size_t len;
+
+    make_batch(&f, 1, 2);
+    /* The longest serial RFC 5280 allows, as hex. */
+    memset(f.batch.cert_serial, 'F', TS_SERIAL_BYTES_MAX);
+    f.batch.cert_serial[TS_SERIAL_BYTES_MAX] = '\0';
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_EQUAL(strlen(d.batch.cert_serial), TS_SERIAL_BYTES_MAX);
+    CU_ASSERT_EQUAL(memcmp(d.batch.cert_serial, f.batch.cert_serial, TS_SERIAL_BYTES_MAX), 0);
+    codec_frame_release(&d);
+    /* The same bytes decode whatever the receiver had before: a serial that
+     * is not uppercase hex is refused on the wire, as when encoding. */
+    uint8_t *p = NULL;
+    for (size_t i = 0; i + TS_SERIAL_BYTES_MAX <= len; i++) {
+        if (memcmp(buf + i, f.batch.cert_serial, TS_SERIAL_BYTES_MAX) == 0) {
+            p = buf + i;
+            break;
+        }
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    p[3] = 'f';
+    CU_ASSERT_EQUAL(codec_frame_decode(buf, len, &d, &err), TS_ERR_CORRUPT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cert_serial"));
+    free(buf);
+    snprintf(f.batch.cert_serial, sizeof(f.batch.cert_serial), "12-3");
+    err.msg[0] = '\0';
+    CU_ASSERT_EQUAL(codec_frame_encode(&f, &buf, &len, &err), TS_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cert_serial"));
+    /* None at all (a hand-built batch) still round trips as "". */
+    f.batch.cert_serial[0] = '\0';
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_STRING_EQUAL(d.batch.cert_serial, "");
+    codec_frame_release(&d);
+    free(buf);
+    free_batch(&f);
+}
+
 static void test_codec_frame_batch_holes_and_cert(void)
 {
     struct frame f;
@@ -1517,9 +1563,11 @@ static void test_codec_frame_batch_holes_and_cert(void)
     f.batch.entry_lens[1] = BATCH_HOLE_LEN;
     f.batch.origin_cert = cert;
     f.batch.origin_cert_len = sizeof(cert) - 1;
+    snprintf(f.batch.cert_serial, sizeof(f.batch.cert_serial), "%s", "0A1B2C3D");
     frame_encode_ok(&f, &buf, &len);
     CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
     free(buf);
+    CU_ASSERT_STRING_EQUAL(d.batch.cert_serial, "0A1B2C3D");
     CU_ASSERT_EQUAL_FATAL(d.batch.count, 3);
     CU_ASSERT_EQUAL(d.batch.entry_lens[1], BATCH_HOLE_LEN);
     CU_ASSERT_EQUAL(memcmp(d.batch.entries[1], hole_hash, TS_HASH_BYTES), 0);
@@ -2467,6 +2515,7 @@ int main(void)
         { "test_codec_frame_decode_byte_flips", test_codec_frame_decode_byte_flips },
         { "test_codec_frame_decode_garbage", test_codec_frame_decode_garbage },
         { "test_codec_sign_bytes_layout", test_codec_sign_bytes_layout },
+        { "test_codec_frame_batch_cert_serial", test_codec_frame_batch_cert_serial },
         { "test_codec_sign_bytes_limits", test_codec_sign_bytes_limits },
         { "test_codec_frame_len_prefix", test_codec_frame_len_prefix },
         { "test_codec_entry_ref_cmp_order", test_codec_entry_ref_cmp_order },

@@ -1062,6 +1062,70 @@ static void test_validate_entry_values_and_fields(void)
     CU_ASSERT(rule_is("value"));
 }
 
+/* The revocation list by replication: a hub's or an admin's, CA-signed, whole. */
+static void test_validate_entry_crl(void)
+{
+#define GOOD_CRL "-----BEGIN X509 CRL-----\nCA-SIGNED number=1700000123\n-----END X509 CRL-----\n"
+    /* A hub records the CA's list, number as signed, trial-wide. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    0);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_ADMIN, admit_entry("admin", "crl", "ca", "",
+                                                         "pem=" GOOD_CRL, "number=1700000123",
+                                                         NULL)),
+                    0);
+    /* A site may not (even the CA's own list). */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "crl", "ca", "",
+                                                        "pem=" GOOD_CRL, "number=1700000123",
+                                                        NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    /* Not signed by the CA. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "crl", "ca", "",
+                                      "pem=-----BEGIN X509 CRL-----\nnumber=9\n"
+                                      "-----END X509 CRL-----\n",
+                                      "number=9", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("value"));
+    /* A number other than the one the CA signed. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, "number=1800000000",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    /* The list without its number, or not a PEM CRL at all. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=CA-SIGNED number=5", "number=5",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    /* One record, trial-wide: another key or a site scope is refused. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "other", "",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("key"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "101",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    /* Without a CA at hand the entry is held, never admitted unchecked. */
+    struct validate_lookup lk = LK;
+    lk.crl_check = NULL;
+    CU_ASSERT_EQUAL(validate_entry(admit_entry("hub1", "crl", "ca", "", "pem=" GOOD_CRL,
+                                               "number=1700000123", NULL),
+                                   SCHEMA_ROLE_HUB, &lk, &E),
+                    TS_ERR_AGAIN);
+#undef GOOD_CRL
+}
+
 static void test_validate_entry_cro_fields(void)
 {
     /* AE coding, query wording, targets, closing: the CRO's alone. */
@@ -1233,6 +1297,7 @@ int main(void)
         {"test_validate_entry_site_own_records", test_validate_entry_site_own_records},
         {"test_validate_entry_values_and_fields", test_validate_entry_values_and_fields},
         {"test_validate_entry_cro_fields", test_validate_entry_cro_fields},
+        {"test_validate_entry_crl", test_validate_entry_crl},
         {"test_validate_entry_query_answers", test_validate_entry_query_answers},
         {"test_validate_entry_supersedes", test_validate_entry_supersedes},
         {"test_validate_entry_clock_bound", test_validate_entry_clock_bound},
