@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <ini.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -433,23 +434,6 @@ static int init_trial(const char *trial, const char *dir, const char *hub_id, co
     return 0;
 }
 
-/* Copies the CA's CRL into every hub directory of the trial on this machine. */
-static void copy_crl_to_hubs(const char *dir, const struct trial_conf *t, const char *ca_dir,
-                             bool verbose)
-{
-    for (int i = 0; i < t->hubs_count; i++) {
-        char hub_dir[PATH_MAX];
-        if (t->hub_dirs[i][0] == '\0')
-            continue;
-        if (t->hub_dirs[i][0] == '/')
-            snprintf(hub_dir, sizeof(hub_dir), "%s", t->hub_dirs[i]);
-        else
-            path_join(hub_dir, sizeof(hub_dir), dir, t->hub_dirs[i]);
-        if (exists(hub_dir) && copy_crl(ca_dir, hub_dir) == 0 && verbose)
-            printf("  %s/crl.pem renewed\n", hub_dir);
-    }
-}
-
 /* ---- membership through the hub's API ------------------------------------ */
 
 /* Loads the config of the trial's first hub (DIR/<hub_dir>). */
@@ -509,6 +493,180 @@ static struct trial_site *find_site(struct trial_conf *t, const char *id)
     return NULL;
 }
 
+/* ---- the revocation list, by replication ---------------------------------- */
+
+/* Loads the config of the trial's hub i. */
+static int hub_config(const char *dir, const struct trial_conf *t, int i, char *hub_dir,
+                      size_t cap, struct config *cfg, struct ts_error *err)
+{
+    if (t->hub_dirs[i][0] == '/')
+        snprintf(hub_dir, cap, "%s", t->hub_dirs[i]);
+    else if (path_join(hub_dir, cap, dir, t->hub_dirs[i]) != 0)
+        return ts_error_set(err, TS_ERR_CONFIG, "path too long");
+    return config_load_dir(hub_dir, cfg, err);
+}
+
+/*
+ * Records the CA's current revocation list (ca/crl.pem) as the trial's `crl`
+ * entry through a hub's API (the first hub other than skip_hub, when there
+ * is one): a trial-wide entry on the safety lane that replicates to every
+ * node, sites included; each puts it in force when its CRL number is higher
+ * than the one it holds, and cuts off any connected peer it revokes.
+ */
+static int record_crl(const char *dir, const struct trial_conf *t, const char *skip_hub,
+                      const char *reason)
+{
+    static struct config cfg;
+    struct ts_error err = {0};
+    struct client_response res;
+    char ca_dir[PATH_MAX], path[PATH_MAX], hub_dir[PATH_MAX];
+    char *ca = NULL, *crl = NULL;
+    size_t ca_len = 0, crl_len = 0;
+    int64_t number = -1;
+    int rc = 1;
+
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    path_join(path, sizeof(path), ca_dir, "ca.crt");
+    if (pki_read_file(path, &ca, &ca_len, &err) != 0)
+        return cli_fail("%s", err.msg);
+    path_join(path, sizeof(path), ca_dir, "crl.pem");
+    if (pki_read_file(path, &crl, &crl_len, &err) != 0 ||
+        pki_crl_check(ca, ca_len, crl, crl_len, &number, &err) != 0) {
+        cli_fail("%s: %s", path, err.msg);
+        goto out_free;
+    }
+    if (crl_len > TS_VALUE_BYTES_MAX) {
+        cli_fail("%s is %zu bytes: a replicated revocation list holds at most %d (about 60 "
+                 "revoked certificates)", path, crl_len, TS_VALUE_BYTES_MAX);
+        goto out_free;
+    }
+    int hub = -1;
+    for (int i = 0; i < t->hubs_count && hub < 0; i++) {
+        if (hub_config(dir, t, i, hub_dir, sizeof(hub_dir), &cfg, &err) != 0)
+            continue;
+        if (skip_hub == NULL || strcmp(cfg.id, skip_hub) != 0 || i == t->hubs_count - 1)
+            hub = i;
+    }
+    if (hub < 0) {
+        cli_fail("no hub of the trial to record the revocation list through: %s", err.msg);
+        goto out_free;
+    }
+    char num[24];
+    snprintf(num, sizeof(num), "%" PRId64, number);
+    json_t *body = json_pack("{s:{s:s,s:s},s:s,s:s}", "fields", "pem", crl, "number", num,
+                             "reason", reason, "user", "admin");
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        cli_fail("out of memory");
+        goto out_free;
+    }
+    int crc = client_request(&cfg, "POST", "/v1/crl", text, &res, &err);
+    free(text);
+    if (crc != 0) {
+        cli_fail("%s\nthe revocation list is not yet replicated: start hub %s and run "
+                 "'trialsync crl renew --dir %s'", err.msg, cfg.id, dir);
+        goto out_free;
+    }
+    if (res.status != 200) {
+        cli_fail("hub %s refused the revocation list (HTTP %d): %s", cfg.id, res.status,
+                 res.body);
+        client_response_release(&res);
+        goto out_free;
+    }
+    client_response_release(&res);
+    printf("  revocation list number %" PRId64 " recorded at hub %s; it replicates to every "
+           "node\n", number, cfg.id);
+    rc = 0;
+out_free:
+    free(crl);
+    free(ca);
+    return rc;
+}
+
+/*
+ * Issues a new key and certificate (a new serial) for the identity who into
+ * node_dir, replacing node.key and node.crt and keeping everything else
+ * (node.conf, api.token, the data).  The previous certificate is kept in
+ * ca/issued/ under its serial: the entries it signed stay verifiable (every
+ * node keeps it by (origin, serial)).  The node must be restarted.
+ */
+static int renew_identity(const char *dir, const struct pki_identity *who, const char *kind,
+                          const char *node_dir, struct crypto_pass *ca_pass)
+{
+    char ca_dir[PATH_MAX], tmp_dir[PATH_MAX + 16], src[PATH_MAX + 32], dst[PATH_MAX + 32];
+    char issued[PATH_MAX + 100], old_serial[PKI_SERIAL_HEX_BYTES_MAX] = "?";
+    char new_serial[PKI_SERIAL_HEX_BYTES_MAX] = "?";
+    struct ts_error err = {0};
+    char *pem = NULL;
+    size_t len = 0;
+
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    snprintf(src, sizeof(src), "%s/node.crt", node_dir);
+    if (pki_read_file(src, &pem, &len, &err) == 0 &&
+        pki_cert_serial_hex(pem, len, old_serial, sizeof(old_serial), &err) == 0) {
+        snprintf(issued, sizeof(issued), "%s/issued/%s-%s-%s.crt", ca_dir, kind, who->id,
+                 old_serial);
+        char issued_dir[PATH_MAX + 8];
+        path_join(issued_dir, sizeof(issued_dir), ca_dir, "issued");
+        mkdir_p(issued_dir, 0755);
+        cli_write_file(issued, pem, 0644, false);
+    }
+    free(pem);
+    pem = NULL;
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/.renew", node_dir);
+    snprintf(dst, sizeof(dst), "%s/node.key", tmp_dir);
+    unlink(dst);
+    snprintf(dst, sizeof(dst), "%s/node.crt", tmp_dir);
+    unlink(dst);
+    snprintf(dst, sizeof(dst), "%s/ca.crt", tmp_dir);
+    unlink(dst);
+    rmdir(tmp_dir);
+    if (mkdir(tmp_dir, 0700) != 0)
+        return cli_fail("cannot create %s: %s", tmp_dir, strerror(errno));
+    int rc = pki_issue(ca_dir, who, NULL, CERT_DAYS, tmp_dir, ca_pass, NULL, &err);
+    if (rc != 0) {
+        cli_fail("%s", err.msg);
+        goto out_rmdir;
+    }
+    /* The certificate first: a node started in between fails on a key that
+     * does not match it, and says so, rather than running on a stale pair. */
+    const char *files[] = {"node.crt", "node.key"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(src, sizeof(src), "%s/%s", tmp_dir, files[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", node_dir, files[i]);
+        if (rename(src, dst) != 0) {
+            rc = cli_fail("cannot move %s to %s: %s", src, dst, strerror(errno));
+            goto out_rmdir;
+        }
+    }
+    snprintf(src, sizeof(src), "%s/node.crt", node_dir);
+    if (pki_read_file(src, &pem, &len, &err) == 0) {
+        pki_cert_serial_hex(pem, len, new_serial, sizeof(new_serial), &err);
+        if (strcmp(kind, "site") == 0) {
+            /* site revoke revokes the current certificate. */
+            snprintf(issued, sizeof(issued), "%s/issued/site-%s.crt", ca_dir, who->id);
+            cli_write_file(issued, pem, 0644, false);
+        }
+        free(pem);
+    }
+    printf("%s %s renewed: new key and certificate (serial %s, was %s) in %s; restart it "
+           "(trialsyncd --config %s/node.conf).  Entries signed with the old key stay "
+           "verifiable; revoke the old certificate with 'trialsync %s revoke' only if its "
+           "key is compromised\n",
+           kind, who->id, new_serial, old_serial, node_dir, node_dir, kind);
+    rc = 0;
+out_rmdir:
+    snprintf(dst, sizeof(dst), "%s/ca.crt", tmp_dir);
+    unlink(dst);
+    snprintf(dst, sizeof(dst), "%s/node.key", tmp_dir);
+    unlink(dst);
+    snprintf(dst, sizeof(dst), "%s/node.crt", tmp_dir);
+    unlink(dst);
+    rmdir(tmp_dir);
+    return rc;
+}
+
 /* ---- site add | list | revoke -------------------------------------------- */
 
 static void site_usage(FILE *out)
@@ -517,13 +675,18 @@ static void site_usage(FILE *out)
             "usage: trialsync site add SITE --dir DIR --out SITEDIR [--name TEXT]\n"
             "                          [--hub HOST:PORT ...] [--api-port N] [--pass-file FILE]\n"
             "       trialsync site list --dir DIR [--json]\n"
-            "       trialsync site revoke SITE --dir DIR --reason TEXT [--pass-file FILE]\n\n"
+            "       trialsync site revoke SITE --dir DIR --reason TEXT [--pass-file FILE]\n"
+            "       trialsync site renew SITE --dir DIR [--out SITEDIR] [--pass-file FILE]\n\n"
             "add     issues the site's bundle in SITEDIR (node.key 0600, node.crt with role\n"
             "        site, ca.crt, crl.pem, node.conf listing the hubs, api.token) and\n"
             "        records the site in the membership log (the hub must be running)\n"
             "list    every site: name, status, connected, last seen, entries behind\n"
-            "revoke  revokes the site's certificate (CRL) and records the revocation; every\n"
-            "        node refuses the site from then on, entries it signed stay valid\n"
+            "revoke  revokes the site's certificate (CRL) and records the revocation; the\n"
+            "        CA-signed CRL replicates to every node (sites too); every node refuses\n"
+            "        the site from then on, entries it signed before stay valid\n"
+            "renew   issues a new key and certificate (new serial) into the site's bundle\n"
+            "        (SITEDIR, default the one site add wrote), keeping node.conf and data;\n"
+            "        restart the site; entries signed with the old key stay verifiable\n"
             "--pass-file FILE  the passphrase of an encrypted CA key (init --encrypt-ca) is\n"
             "        FILE's first line (FILE mode 0600); without it, asked on the terminal\n");
 }
@@ -634,13 +797,14 @@ static int site_revoke(const char *dir, const char *site, const char *reason,
     }
     snprintf(s->status, sizeof(s->status), "revoked");
     snprintf(s->reason, sizeof(s->reason), "%s", reason);
-    copy_crl_to_hubs(dir, &t, ca_dir, false);
     if (trial_conf_save(dir, &t) != 0)
         goto out;
     printf("site %s revoked: certificate on the CRL (%s/crl.pem)\n", site, ca_dir);
     rc = record_member(dir, &t, site, "revoked", s->name, reason);
     if (rc == 0)
         printf("  revocation recorded in the membership log; nodes refuse the site now\n");
+    if (rc == 0)
+        rc = record_crl(dir, &t, NULL, reason);
 out:
     free(t.sites);
     return rc;
@@ -801,6 +965,32 @@ int cmd_site(int argc, char **argv)
         }
         return site_list(dir, as_json);
     }
+    if (strcmp(action, "renew") == 0) {
+        if (site == NULL || optind + 1 != argc) {
+            site_usage(stderr);
+            return 2;
+        }
+        struct trial_conf t;
+        if (trial_conf_load(dir, &t) != 0)
+            return 1;
+        struct trial_site *s = find_site(&t, site);
+        int rc;
+        if (s == NULL) {
+            rc = cli_fail("trial %s has no site %s", t.id, site);
+        } else if (strcmp(s->status, "revoked") == 0) {
+            rc = cli_fail("site %s is revoked; a revoked site is not renewed", site);
+        } else {
+            struct pki_identity who = {.role = PKI_ROLE_SITE};
+            snprintf(who.trial, sizeof(who.trial), "%s", t.id);
+            snprintf(who.id, sizeof(who.id), "%s", site);
+            struct crypto_pass pass;
+            crypto_pass_init(&pass, pass_file, true);
+            rc = renew_identity(dir, &who, "site", out_dir != NULL ? out_dir : s->dir, &pass);
+            crypto_pass_release(&pass);
+        }
+        free(t.sites);
+        return rc;
+    }
     fprintf(stderr, "trialsync site: unknown action '%s'\n", action);
     site_usage(stderr);
     return 2;
@@ -812,7 +1002,13 @@ static void hub_usage(FILE *out)
 {
     fprintf(out,
             "usage: trialsync hub add HUB --dir DIR --out HUBDIR [--host HOST]\n"
-            "                         [--peer-port N] [--api-port N] [--pass-file FILE]\n\n"
+            "                         [--peer-port N] [--api-port N] [--pass-file FILE]\n"
+            "       trialsync hub renew HUB --dir DIR [--out HUBDIR] [--pass-file FILE]\n"
+            "       trialsync hub revoke HUB --dir DIR --reason TEXT [--pass-file FILE]\n\n"
+            "renew: a new key and certificate (new serial) in the hub's directory; restart\n"
+            "it.  revoke: puts the hub's certificate on the CRL and records the CA-signed\n"
+            "CRL through another hub, so it replicates to every node; every node refuses\n"
+            "the hub, and its entries signed after the revocation.\n\n"
             "Issues another hub: its node directory connects to the trial's existing hubs\n"
             "and they replicate to each other.  Sites added afterwards list every hub;\n"
             "add a 'hub = HOST:PORT' line to the [peer] section of existing sites'\n"
@@ -821,12 +1017,60 @@ static void hub_usage(FILE *out)
             "the terminal.\n");
 }
 
+/* hub renew | revoke: the hub is found by id among the trial's hub directories. */
+static int hub_renew_or_revoke(const char *dir, const char *action, const char *hub,
+                               const char *out_dir, const char *reason, const char *pass_file)
+{
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    static struct config cfg;
+    struct ts_error err = {0};
+    char hub_dir[PATH_MAX] = "";
+    int rc = 1;
+    bool found = false;
+    for (int i = 0; i < t.hubs_count && !found; i++)
+        found = hub_config(dir, &t, i, hub_dir, sizeof(hub_dir), &cfg, &err) == 0 &&
+                strcmp(cfg.id, hub) == 0;
+    if (!found && out_dir == NULL) {
+        cli_fail("trial %s has no hub %s in its hub directories (give --out HUBDIR)", t.id, hub);
+        goto out;
+    }
+    if (out_dir != NULL)
+        snprintf(hub_dir, sizeof(hub_dir), "%s", out_dir);
+    struct crypto_pass pass;
+    crypto_pass_init(&pass, pass_file, true);
+    if (strcmp(action, "renew") == 0) {
+        struct pki_identity who = {.role = PKI_ROLE_HUB};
+        snprintf(who.trial, sizeof(who.trial), "%s", t.id);
+        snprintf(who.id, sizeof(who.id), "%s", hub);
+        rc = renew_identity(dir, &who, "hub", hub_dir, &pass);
+    } else if (reason == NULL || reason[0] == '\0') {
+        rc = cli_fail("hub revoke: --reason TEXT is required (it goes in the audit trail)");
+    } else {
+        char ca_dir[PATH_MAX], cert[PATH_MAX + 16];
+        path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+        snprintf(cert, sizeof(cert), "%s/node.crt", hub_dir);
+        if (pki_revoke(ca_dir, cert, &pass, &err) != 0) {
+            rc = cli_fail("%s", err.msg);
+        } else {
+            printf("hub %s revoked: certificate on the CRL (%s/crl.pem)\n", hub, ca_dir);
+            rc = record_crl(dir, &t, hub, reason);
+        }
+    }
+    crypto_pass_release(&pass);
+out:
+    free(t.sites);
+    return rc;
+}
+
 int cmd_hub(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"dir", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
         {"host", required_argument, NULL, 'H'}, {"peer-port", required_argument, NULL, 'p'},
         {"api-port", required_argument, NULL, 'a'}, {"pass-file", required_argument, NULL, 'P'},
+        {"reason", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *out_dir = NULL, *host = "127.0.0.1", *pass_file = NULL;
@@ -837,7 +1081,9 @@ int cmd_hub(int argc, char **argv)
         hub_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "add") != 0) {
+    const char *action = argv[1], *reason = NULL;
+    if (strcmp(action, "add") != 0 && strcmp(action, "renew") != 0 &&
+        strcmp(action, "revoke") != 0) {
         hub_usage(stderr);
         return 2;
     }
@@ -847,6 +1093,7 @@ int cmd_hub(int argc, char **argv)
         case 'd': dir = optarg; break;
         case 'o': out_dir = optarg; break;
         case 'H': host = optarg; break;
+        case 'r': reason = optarg; break;
         case 'P': pass_file = optarg; break;
         case 'p':
             if (!parse_port(optarg, &peer_port))
@@ -859,6 +1106,13 @@ int cmd_hub(int argc, char **argv)
         case 'h': hub_usage(stdout); return 0;
         default: hub_usage(stderr); return 2;
         }
+    }
+    if (strcmp(action, "add") != 0) {
+        if (dir == NULL || optind + 1 != argc) {
+            hub_usage(stderr);
+            return 2;
+        }
+        return hub_renew_or_revoke(dir, action, argv[optind], out_dir, reason, pass_file);
     }
     if (dir == NULL || out_dir == NULL || optind + 1 != argc) {
         hub_usage(stderr);
@@ -940,9 +1194,10 @@ int cmd_crl(int argc, char **argv)
         bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
         fprintf(help ? stdout : stderr,
                 "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n\n"
-                "Signs a fresh revocation list (valid 30 days) listing every revoked site and\n"
-                "copies it into every hub directory of the trial; nodes reload it when the\n"
-                "file changes.  Run it monthly (cron) and copy crl.pem to remote nodes.\n"
+                "Signs a fresh revocation list (valid 30 days) listing every revoked\n"
+                "certificate and records it through a hub (which must be running): it\n"
+                "replicates to every node, sites included, each of which puts it in force\n"
+                "when its CRL number is higher.  Run it monthly (cron).\n"
                 "--pass-file FILE: the passphrase of an encrypted CA key is FILE's first\n"
                 "line (mode 0600); without it, asked on the terminal (cron needs the file).\n");
         return help ? 0 : 2;
@@ -974,8 +1229,8 @@ int cmd_crl(int argc, char **argv)
     crypto_pass_release(&pass);
     if (rc != 0)
         goto out;
-    copy_crl_to_hubs(dir, &t, ca_dir, true);
     printf("revocation list of trial %s renewed: %s/crl.pem\n", t.id, ca_dir);
+    rc = record_crl(dir, &t, NULL, "revocation list renewed");
 out:
     free(t.sites);
     return rc;

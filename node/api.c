@@ -801,6 +801,11 @@ static void dispatch(struct api_conn *c)
         } else {
             conn_send_error(c, 405, "use GET to read a record, POST to write one");
         }
+    } else if (strcmp(path, "/v1/crl") == 0 && method == HTTP_POST) {
+        /* The trial's revocation list, to replicate to every node: body
+         * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */
+        handle_write(c, SCHEMA_CRL_TYPE, SCHEMA_CRL_ID, true);
+        return;
     } else if (strncmp(path, "/v1/members/", 12) == 0 && method == HTTP_POST) {
         if (strlen(path + 12) > TS_ID_BYTES_MAX) {
             conn_send_error(c, 400, "site id too long");

@@ -27,6 +27,7 @@
 #include "../proto/codec.h"
 #include "merge.h"
 #include "pki.h"
+#include "schema.h"
 #include "util.h"
 
 /* Writers waiting on one group: every entry of both lanes. */
@@ -98,11 +99,11 @@ static uint64_t record_hash(const char *type, const char *id)
     return h;
 }
 
-int node_verify_own(void *ctx, const char *origin, const uint8_t *msg, size_t len,
-                    const uint8_t *sig, size_t sig_len)
+int node_verify_own(void *ctx, const char *origin, const char *cert_serial, const uint8_t *msg,
+                    size_t len, const uint8_t *sig, size_t sig_len)
 {
     struct node *n = ctx;
-    if (strcmp(origin, n->cfg.id) != 0)
+    if (strcmp(origin, n->cfg.id) != 0 || strcmp(cert_serial, n->cert_serial) != 0)
         return TS_ERR_AUTH;
     return crypto_verify(n->pubkey, msg, len, sig, sig_len) ? 0 : TS_ERR_SIGNATURE;
 }
@@ -182,9 +183,22 @@ int node_open(struct node **out, uv_loop_t *loop, const struct config *cfg,
                           cfg->trial, pki_role_name(cfg->role), cfg->id);
         goto out_free_cert;
     }
+    rc = pki_cert_serial_hex(n->cert_pem, cert_len, n->cert_serial, sizeof(n->cert_serial), err);
+    if (rc != 0)
+        goto out_free_cert;
     rc = store_open(cfg->data_dir, &n->store, err);
     if (rc != 0)
         goto out_free_cert;
+    /* The store keeps every certificate this node has signed with, by serial,
+     * so its entries signed before a key rotation stay verifiable (peers and
+     * trialsync verify look the key up by (origin, serial)). */
+    char cert_key[TS_ID_BYTES_MAX + TS_SERIAL_BYTES_MAX + 8];
+    snprintf(cert_key, sizeof(cert_key), "cert/%s/%s", cfg->id, n->cert_serial);
+    rc = store_meta_put(n->store, cert_key, n->cert_pem, cert_len, true, err);
+    if (rc != 0) {
+        store_close(n->store);
+        goto out_free_cert;
+    }
     hlc_init(&n->clock, store_hlc_max(n->store));
     reload_heads(n);
     uv_check_init(loop, &n->flush_check);
@@ -268,6 +282,31 @@ static void lookup_release(struct lookup *l)
     for (size_t i = 0; i < l->count; i++)
         field_state_release(&l->states[i]);
     l->count = 0;
+}
+
+/*
+ * Checks a revocation-list write (POST /v1/crl): hubs only, the one record,
+ * a reason.  That the list is the CA's is validate_entry's check, as for an
+ * entry from any peer.
+ */
+static int validate_crl_write(const struct node_write *w, enum pki_role role,
+                              struct validate_error *verr)
+{
+    if (role != PKI_ROLE_HUB) {
+        snprintf(verr->msg, sizeof(verr->msg),
+                 "the revocation list is recorded at a hub, not at a site");
+        return TS_ERR_AUTH;
+    }
+    if (strcmp(w->id, SCHEMA_CRL_ID) != 0) {
+        snprintf(verr->msg, sizeof(verr->msg), "the revocation list's record is crl/%s",
+                 SCHEMA_CRL_ID);
+        return TS_ERR_INVALID;
+    }
+    if (w->reason == NULL || w->reason[0] == '\0') {
+        snprintf(verr->msg, sizeof(verr->msg), "a new revocation list needs a reason");
+        return TS_ERR_INVALID;
+    }
+    return 0;
 }
 
 /*
@@ -439,9 +478,17 @@ recheck:
     const char *user = (w->user != NULL && *w->user) ? w->user : "unknown";
     const char *reason = w->reason != NULL ? w->reason : "";
     enum lane lane;
-    if (w->membership) {
+    if (w->membership && strcmp(w->type, SCHEMA_CRL_TYPE) == 0) {
+        rc = validate_crl_write(w, n->cfg.role, &now->verr);
+        lane = LANE_SAFETY;  /* a revocation must overtake any backlog */
+    } else if (w->membership) {
         rc = validate_member(w, n->cfg.role, &now->verr);
         lane = LANE_SAFETY;  /* a revocation must overtake any backlog */
+    } else if (strcmp(w->type, SCHEMA_CRL_TYPE) == 0) {
+        rc = TS_ERR_AUTH;
+        snprintf(now->verr.msg, sizeof(now->verr.msg),
+                 "the revocation list is recorded by an admin with 'trialsync site revoke' or "
+                 "'crl renew', not as data");
     } else if (strcmp(w->type, MEMBER_TYPE) == 0) {
         rc = TS_ERR_AUTH;
         snprintf(now->verr.msg, sizeof(now->verr.msg),
@@ -560,8 +607,9 @@ int node_flush(struct node *n)
         b->entry_lens = pl->lens;
         b->count = pl->count;
         memcpy(b->chain_hash, n->heads_hash[lane], TS_HASH_BYTES);
-        int mlen = codec_batch_sign_bytes(n->cfg.trial, n->cfg.id, lane, n->heads_seq[lane],
-                                          b->chain_hash, msg, sizeof(msg));
+        memcpy(b->cert_serial, n->cert_serial, strlen(n->cert_serial) + 1);
+        int mlen = codec_batch_sign_bytes(n->cfg.trial, n->cfg.id, n->cert_serial, lane,
+                                          n->heads_seq[lane], b->chain_hash, msg, sizeof(msg));
         if (mlen < 0) {
             rc = ts_error_set(&err, mlen, "cannot build the batch header to sign");
             break;

@@ -70,6 +70,8 @@ struct node {
     struct crypto_key *key;
     struct crypto_pubkey *pubkey;
     char *cert_pem;
+    /* Serial of cert_pem (uppercase hex): named in every batch this node signs. */
+    char cert_serial[TS_SERIAL_BYTES_MAX + 1];
     struct hlc clock;
     uint64_t (*wall_ms)(void);     /* the wall clock; replaceable in tests */
     uv_check_t flush_check;
@@ -121,8 +123,9 @@ bool node_disk_low(struct node *n, uint64_t *free_bytes);
 /* Wall clock in ms since the epoch. */
 uint64_t node_now_ms(void);
 
-/* Verifies signatures of batches whose origin is this node (its own key). */
-int node_verify_own(void *ctx, const char *origin, const uint8_t *msg, size_t len,
-                    const uint8_t *sig, size_t sig_len);
+/* Verifies signatures of batches whose origin is this node, made with its
+ * current key (cert_serial is its current certificate's). */
+int node_verify_own(void *ctx, const char *origin, const char *cert_serial, const uint8_t *msg,
+                    size_t len, const uint8_t *sig, size_t sig_len);
 
 #endif

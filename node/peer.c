@@ -36,7 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../proto/codec.h"
 #include "hlc.h"
@@ -68,8 +72,9 @@
 #define PEER_RECONNECT_MIN_MS 200
 /* Capped so that every site is back within 5 s of a hub restart (TARGETS). */
 #define PEER_RECONNECT_MAX_MS 3000
-/* Origins whose keys are cached. */
-#define PEER_ORIGINS_MAX TS_CHAINS_MAX
+/* Origin certificates whose keys are cached: every origin, and a few
+ * rotations of each. */
+#define PEER_ORIGINS_MAX (2 * TS_CHAINS_MAX)
 
 _Static_assert(PEER_BATCH_BYTES_MAX <= TS_BATCH_BYTES_MAX, "a sent batch must decode");
 _Static_assert(PEER_KEEPALIVE_MS * 3 < PEER_IDLE_TIMEOUT_MS,
@@ -100,8 +105,10 @@ struct chain {
     uint64_t head;   /* highest seq held here */
 };
 
+/* One certificate of an origin: the key history is kept by (origin, serial). */
 struct origin_key {
     char origin[TS_ID_BYTES_MAX + 1];
+    char serial[TS_SERIAL_BYTES_MAX + 1];
     enum pki_role role;
     struct crypto_pubkey *pubkey;
     char *cert;      /* PEM, owned */
@@ -117,7 +124,7 @@ struct origin_key {
 
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
-    "type", "key", "field", "value", "role", "scope", "supersedes", "other",
+    "type", "key", "field", "value", "role", "scope", "supersedes", "revoked", "other",
 };
 #define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
 
@@ -174,7 +181,10 @@ struct session {
     uint64_t *sent;
     uint64_t *advertised;
     bool *queued;
-    bool *cert_sent;
+    /* Per chain: a tag of the certificate serial last sent with a batch of
+     * it on this link (0 none): a batch signed by another key carries its
+     * certificate again. */
+    uint32_t *cert_sent;
     /* What this end takes of each chain from the peer: 0 everything;
      * RECV_REFUSED after an entry broke a rule (nothing more of that chain
      * until the next session); else the seq of a batch held back (not yet
@@ -242,6 +252,15 @@ struct peer_mgr {
     bool clock_alarm;
     char clock_alarm_hub[TS_ID_BYTES_MAX + 1];
     int64_t clock_alarm_offset_ms;
+    /* The batch being applied was signed by a revoked certificate: entries
+     * stamped after this time (ms) are refused; 0 when not revoked. */
+    uint64_t applying_revoked_ms;
+    char applying_serial[TS_SERIAL_BYTES_MAX + 1];
+    /* The revocation list in force (PEM, NUL-terminated; NULL when none)
+     * and its CRL number (-1 none). */
+    char *crl_pem;
+    size_t crl_len;
+    int64_t crl_number;
 };
 
 static const char *failure_reason_names[] = {
@@ -290,33 +309,51 @@ static int chain_get(struct peer_mgr *m, const char *origin, uint8_t lane)
 
 /* ---- origins' keys ------------------------------------------------------------ */
 
-static struct origin_key *origin_find(struct peer_mgr *m, const char *origin)
+static struct origin_key *origin_find(struct peer_mgr *m, const char *origin, const char *serial)
 {
     for (size_t i = 0; i < m->origins_count; i++)
-        if (strcmp(m->origins[i].origin, origin) == 0)
+        if (strcmp(m->origins[i].origin, origin) == 0 &&
+            (serial == NULL || strcmp(m->origins[i].serial, serial) == 0))
             return &m->origins[i];
     return NULL;
 }
 
+/* The store's metadata key of an origin's certificate of serial. */
+static void origin_cert_meta_key(char *out, size_t cap, const char *origin, const char *serial)
+{
+    if (serial != NULL)
+        snprintf(out, cap, "cert/%s/%s", origin, serial);
+    else
+        snprintf(out, cap, "cert/%s", origin);
+}
+
 /*
- * Learns an origin's certificate: it must chain to the trial CA (time and
+ * Learns a certificate of an origin: it must chain to the trial CA (time and
  * revocation aside: entries signed before a revocation stay valid) and name
- * that origin.  Kept in the store's metadata so relays can pass it on.
+ * that origin.  Kept in the store's metadata by (origin, serial), and as the
+ * origin's latest known one, so relays can pass it on and entries signed
+ * with an earlier key stay verifiable.
  */
 static struct origin_key *origin_learn(struct peer_mgr *m, const char *origin, const char *pem,
                                        size_t len, bool persist, struct ts_error *err)
 {
     struct pki_identity who;
     struct crypto_pubkey *pk = NULL;
-    if (m->origins_count == PEER_ORIGINS_MAX) {
-        ts_error_set(err, TS_ERR_TOOBIG, "too many origins");
-        return NULL;
-    }
+    char serial[TS_SERIAL_BYTES_MAX + 1];
     if (pki_verify_cert(m->ca_pem, m->ca_len, pem, len, &who, err) != 0)
         return NULL;
     if (strcmp(who.id, origin) != 0 || strcmp(who.trial, m->node->cfg.trial) != 0) {
         ts_error_set(err, TS_ERR_AUTH, "the certificate sent for origin %s names %s/%s", origin,
                      who.trial, who.id);
+        return NULL;
+    }
+    if (pki_cert_serial_hex(pem, len, serial, sizeof(serial), err) != 0)
+        return NULL;
+    struct origin_key *o = origin_find(m, origin, serial);
+    if (o != NULL)
+        return o;
+    if (m->origins_count == PEER_ORIGINS_MAX) {
+        ts_error_set(err, TS_ERR_TOOBIG, "too many origin certificates");
         return NULL;
     }
     if (crypto_pubkey_from_cert(pem, len, &pk, err) != 0)
@@ -330,13 +367,16 @@ static struct origin_key *origin_learn(struct peer_mgr *m, const char *origin, c
     memcpy(copy, pem, len);
     copy[len] = '\0';
     if (persist) {
-        char key[TS_ID_BYTES_MAX + 8];
-        snprintf(key, sizeof(key), "cert/%s", origin);
+        char key[TS_ID_BYTES_MAX + TS_SERIAL_BYTES_MAX + 8];
+        origin_cert_meta_key(key, sizeof(key), origin, serial);
+        store_meta_put(m->node->store, key, pem, len, false, NULL);
+        origin_cert_meta_key(key, sizeof(key), origin, NULL);
         store_meta_put(m->node->store, key, pem, len, false, NULL);
     }
-    struct origin_key *o = &m->origins[m->origins_count++];
+    o = &m->origins[m->origins_count++];
     memset(o, 0, sizeof(*o));
     memcpy(o->origin, origin, strlen(origin) + 1);
+    memcpy(o->serial, serial, strlen(serial) + 1);
     o->role = who.role;
     o->pubkey = pk;
     o->cert = copy;
@@ -344,31 +384,158 @@ static struct origin_key *origin_learn(struct peer_mgr *m, const char *origin, c
     return o;
 }
 
-/* The key of an origin: cached, or from the store's metadata. */
-static struct origin_key *origin_key(struct peer_mgr *m, const char *origin)
+/*
+ * A certificate of an origin: the one of serial, or (serial NULL) any one,
+ * for what does not depend on the key (its role).  Cached, or from the
+ * store's metadata.
+ */
+static struct origin_key *origin_key(struct peer_mgr *m, const char *origin, const char *serial)
 {
-    struct origin_key *o = origin_find(m, origin);
+    struct origin_key *o = origin_find(m, origin, serial);
     if (o != NULL)
         return o;
-    char key[TS_ID_BYTES_MAX + 8];
+    char key[TS_ID_BYTES_MAX + TS_SERIAL_BYTES_MAX + 8];
     char *pem = NULL;
     size_t len = 0;
-    snprintf(key, sizeof(key), "cert/%s", origin);
-    if (store_meta_get(m->node->store, key, &pem, &len) != 0)
-        return NULL;
+    origin_cert_meta_key(key, sizeof(key), origin, serial);
+    if (store_meta_get(m->node->store, key, &pem, &len) != 0) {
+        /* A store written before key history kept one certificate per origin. */
+        origin_cert_meta_key(key, sizeof(key), origin, NULL);
+        if (serial == NULL || store_meta_get(m->node->store, key, &pem, &len) != 0)
+            return NULL;
+    }
     o = origin_learn(m, origin, pem, len, false, NULL);
     free(pem);
+    if (o != NULL && serial != NULL && strcmp(o->serial, serial) != 0)
+        return NULL;
     return o;
 }
 
-static int verify_cb(void *ctx, const char *origin, const uint8_t *msg, size_t len,
-                     const uint8_t *sig, size_t sig_len)
+static int verify_cb(void *ctx, const char *origin, const char *cert_serial, const uint8_t *msg,
+                     size_t len, const uint8_t *sig, size_t sig_len)
 {
     struct peer_mgr *m = ctx;
-    struct origin_key *o = origin_key(m, origin);
+    struct origin_key *o = origin_key(m, origin, cert_serial);
     if (o == NULL)
         return TS_ERR_AUTH;
     return crypto_verify(o->pubkey, msg, len, sig, sig_len) ? 0 : TS_ERR_SIGNATURE;
+}
+
+/* A small tag of a serial for cert_sent: FNV-1a, never 0. */
+static uint32_t serial_tag(const char *serial)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = serial; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h == 0 ? 1 : h;
+}
+
+/* ---- the revocation list, carried by replication ------------------------------ */
+
+/*
+ * Makes crl_pem (already checked: signed by the trial CA, number `number`)
+ * the revocation list in force when its number is higher than the one in
+ * force: written to the node's CRL file atomically, then TLS reloads it and
+ * cuts off any connected peer it revokes.  Returns true when it took over.
+ */
+static void reload_crl_if_changed(struct peer_mgr *m);
+
+/* Writes a whole file and syncs it (the caller renames it into place). */
+static int crl_file_write(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = errno;
+            close(fd);
+            return e != 0 ? -e : -EIO;
+        }
+        off += (size_t)n;
+    }
+    int rc = fsync(fd) != 0 ? -errno : 0;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+static bool crl_take(struct peer_mgr *m, const char *pem, size_t len, int64_t number)
+{
+    if (number <= m->crl_number)
+        return false;
+    const char *path = m->node->cfg.crl;
+    if (path[0] != '\0') {
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        int rc = crl_file_write(tmp, pem, len);
+        if (rc == 0 && rename(tmp, path) != 0)
+            rc = -errno;
+        if (rc != 0) {
+            trace(TRACE_ERROR, "revocation list %" PRId64 " not written to %s: %s", number, path,
+                  strerror(-rc));
+            unlink(tmp);
+            return false;
+        }
+    }
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, pem, len);
+    copy[len] = '\0';
+    free(m->crl_pem);
+    m->crl_pem = copy;
+    m->crl_len = len;
+    trace(TRACE_INFO, "revocation list number %" PRId64 " in force (was %" PRId64 "), received "
+          "by replication", number, m->crl_number);
+    m->crl_number = number;
+    if (path[0] != '\0')
+        reload_crl_if_changed(m);
+    return true;
+}
+
+/* An applied entry that carries a revocation list (the `crl` record). */
+static void crl_entry_applied(struct peer_mgr *m, const struct entry *e)
+{
+    if (strcmp(e->record_type, SCHEMA_CRL_TYPE) != 0)
+        return;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        if (strcmp(w->field, "pem") != 0)
+            continue;
+        int64_t number = -1;
+        struct ts_error err = {0};
+        /* Admitted already (validate_entry checks the CA's signature);
+         * checked again here, where it is about to be trusted. */
+        if (pki_crl_check(m->ca_pem, m->ca_len, w->value, strlen(w->value), &number, &err) != 0) {
+            trace(TRACE_ERROR, "crl entry %s/%" PRIu64 ": %s", e->origin, e->seq, err.msg);
+            return;
+        }
+        crl_take(m, w->value, strlen(w->value), number);
+    }
+}
+
+/* Loads the revocation list in force from the node's CRL file, if any. */
+static void crl_load_in_force(struct peer_mgr *m)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    int64_t number = -1;
+    m->crl_number = -1;
+    if (m->node->cfg.crl[0] == '\0' || pki_read_file(m->node->cfg.crl, &pem, &len, NULL) != 0)
+        return;
+    if (pki_crl_check(m->ca_pem, m->ca_len, pem, len, &number, NULL) != 0) {
+        free(pem);
+        return;
+    }
+    free(m->crl_pem);
+    m->crl_pem = pem;
+    m->crl_len = len;
+    m->crl_number = number;
 }
 
 /* ---- peers ----------------------------------------------------------------- */
@@ -445,7 +612,7 @@ static bool session_grow(struct session *s, size_t need)
     if (q == NULL)
         return false;
     s->queued = q;
-    bool *cs = realloc(s->cert_sent, cap * sizeof(*cs));
+    uint32_t *cs = realloc(s->cert_sent, cap * sizeof(*cs));
     if (cs == NULL)
         return false;
     s->cert_sent = cs;
@@ -473,7 +640,7 @@ static bool session_grow(struct session *s, size_t need)
         s->sent[i] = 0;
         s->advertised[i] = 0;
         s->queued[i] = false;
-        s->cert_sent[i] = false;
+        s->cert_sent[i] = 0;
         s->recv_block[i] = 0;
         s->send_paused_until_ms[i] = 0;
     }
@@ -499,7 +666,7 @@ static enum send_rule send_rule(struct session *s, const struct chain *c)
     if (strcmp(c->origin, m->node->cfg.id) == 0) {
         role = m->node->cfg.role;
     } else {
-        struct origin_key *o = origin_key(m, c->origin);
+        struct origin_key *o = origin_key(m, c->origin, NULL);
         if (o == NULL)
             return SEND_NONE;
         role = o->role;
@@ -520,7 +687,7 @@ static bool recv_allowed(struct session *s, const struct chain *c)
         return true;                                /* hub to hub: everything */
     if (strcmp(c->origin, m->node->cfg.id) == 0 || strcmp(c->origin, s->peer.id) == 0)
         return true;
-    struct origin_key *o = origin_key(m, c->origin);
+    struct origin_key *o = origin_key(m, c->origin, NULL);
     return o != NULL && o->role != PKI_ROLE_SITE;   /* other sites' chains never come */
 }
 
@@ -677,16 +844,14 @@ static bool send_next_batch(struct session *s, uint32_t idx)
             return false;
         }
     }
-    if (!s->cert_sent[idx]) {
-        if (strcmp(c->origin, m->node->cfg.id) == 0) {
-            b.origin_cert = m->node->cert_pem;
-            b.origin_cert_len = strlen(m->node->cert_pem);
-        } else {
-            struct origin_key *o = origin_key(m, c->origin);
-            if (o != NULL) {
-                b.origin_cert = o->cert;
-                b.origin_cert_len = o->cert_len;
-            }
+    /* The certificate that signed the batch goes with the first batch of a
+     * chain on a link, and again whenever the signing key changes. */
+    uint32_t tag = serial_tag(b.cert_serial);
+    if (s->cert_sent[idx] != tag) {
+        struct origin_key *o = origin_key(m, c->origin, b.cert_serial);
+        if (o != NULL) {
+            b.origin_cert = o->cert;
+            b.origin_cert_len = o->cert_len;
         }
     }
     struct frame f;
@@ -700,7 +865,7 @@ static bool send_next_batch(struct session *s, uint32_t idx)
     free(holes);
     if (rc != 0)
         return false;
-    s->cert_sent[idx] = true;
+    s->cert_sent[idx] = tag;
     s->sent[idx] = last;
     s->inflight++;
     if (s->info != NULL)
@@ -999,7 +1164,7 @@ static void handle_hello(struct session *s, const struct frame *f)
 /* After a batch applied: the entries' effects above the store (SAE clock). */
 static void notify_applied(struct peer_mgr *m, const struct batch *b)
 {
-    if (m->on_applied == NULL && (b->lane != LANE_SAFETY || m->safety == NULL))
+    if (m->on_applied == NULL && b->lane != LANE_SAFETY)
         return;
     uint64_t now = m->node->wall_ms();
     for (size_t i = 0; i < b->count; i++) {
@@ -1010,6 +1175,8 @@ static void notify_applied(struct peer_mgr *m, const struct batch *b)
         if (codec_entry_decode(b->entries[i], b->entry_lens[i], &e, NULL) == 0) {
             if (m->safety != NULL && e.lane == LANE_SAFETY)
                 safety_applied(m->safety, &e, now);
+            if (e.lane == LANE_SAFETY)
+                crl_entry_applied(m, &e);
             if (m->on_applied != NULL)
                 m->on_applied(m->on_applied_ctx, &e, now);
         }
@@ -1081,8 +1248,7 @@ static void handle_batch(struct session *s, const struct frame *f)
                        b->origin);
         return;
     }
-    if (b->origin_cert != NULL && origin_find(m, b->origin) == NULL &&
-        strcmp(b->origin, m->node->cfg.id) != 0) {
+    if (b->origin_cert != NULL && origin_find(m, b->origin, b->cert_serial) == NULL) {
         if (origin_learn(m, b->origin, b->origin_cert, b->origin_cert_len, true, &err) == NULL) {
             session_refuse(s, -1, "batch %s/%u: its origin's certificate: %s", b->origin, b->lane,
                            err.msg);
@@ -1090,10 +1256,11 @@ static void handle_batch(struct session *s, const struct frame *f)
         }
     }
     /* What each entry says is checked by entry_check_cb as the store decodes
-     * it; the origin must at least be known (its certificate sent or held). */
-    if (strcmp(b->origin, m->node->cfg.id) != 0 && origin_key(m, b->origin) == NULL) {
-        session_refuse(s, -1, "batch %s/%u: origin %s is unknown (no certificate sent)", b->origin,
-                       b->lane, b->origin);
+     * it; the certificate that signed it must at least be known (sent or
+     * held), by (origin, serial): a key rotation keeps the earlier ones. */
+    if (origin_key(m, b->origin, b->cert_serial) == NULL) {
+        session_refuse(s, -1, "batch %s/%u: origin %s has no known certificate of serial '%s' "
+                       "(none sent)", b->origin, b->lane, b->origin, b->cert_serial);
         return;
     }
     int idx = chain_get(m, b->origin, b->lane);
@@ -1120,11 +1287,19 @@ static void handle_batch(struct session *s, const struct frame *f)
     s->recv_block[idx] = 0;
     m->applying = s;
     m->refused_rule[0] = '\0';
-    int rc = store_apply(m->node->store, m->node->cfg.trial, b, 1,
-                         strcmp(b->origin, m->node->cfg.id) == 0 ? node_verify_own : verify_cb,
-                         strcmp(b->origin, m->node->cfg.id) == 0 ? (void *)m->node : (void *)m,
-                         true, node_now_ms(), &res, &err);
+    /* A batch signed with a revoked key: its entries stamped after the
+     * revocation are refused by entry_check_cb (DESIGN.md §6: those signed
+     * before it stay valid). */
+    m->applying_revoked_ms = 0;
+    snprintf(m->applying_serial, sizeof(m->applying_serial), "%s", b->cert_serial);
+    int64_t revoked_at_s = 0;
+    if (m->crl_pem != NULL &&
+        pki_crl_revoked(m->crl_pem, m->crl_len, b->cert_serial, &revoked_at_s, NULL) == 1)
+        m->applying_revoked_ms = revoked_at_s <= 0 ? 1 : (uint64_t)revoked_at_s * 1000;
+    int rc = store_apply(m->node->store, m->node->cfg.trial, b, 1, verify_cb, m, true,
+                         node_now_ms(), &res, &err);
     m->applying = NULL;
+    m->applying_revoked_ms = 0;
     if (rc == TS_ERR_AGAIN) {
         /* Not yet admissible (a query's creation still on its way, or stamped
          * ahead of this clock): nothing applied or acknowledged; the sender
@@ -1494,7 +1669,7 @@ static unsigned lookup_origin_role(void *ctx, const char *origin)
     struct peer_mgr *m = ctx;
     if (strcmp(origin, m->node->cfg.id) == 0)
         return schema_role_of(m->node->cfg.role);
-    struct origin_key *ok = origin_key(m, origin);
+    struct origin_key *ok = origin_key(m, origin, NULL);
     return ok != NULL ? schema_role_of(ok->role) : 0;
 }
 
@@ -1542,16 +1717,39 @@ static int lookup_query_round(void *ctx, const char *id, uint32_t *round)
  * received from any peer on any hop: validate_entry with the origin's role
  * from its certificate (DESIGN.md §1).
  */
+/* validate_lookup.crl_check: the revocation list is signed by the trial CA. */
+static int lookup_crl_check(void *ctx, const char *pem, int64_t *number, char *why,
+                            size_t why_cap)
+{
+    struct peer_mgr *m = ctx;
+    struct ts_error err = {0};
+    int rc = pki_crl_check(m->ca_pem, m->ca_len, pem, strlen(pem), number, &err);
+    if (rc != 0)
+        snprintf(why, why_cap, "%s", err.msg);
+    return rc;
+}
+
 static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err)
 {
     struct peer_mgr *m = ctx;
     unsigned role = lookup_origin_role(m, e->origin);
     if (role == 0)
         return ts_error_set(err, TS_ERR_AUTH, "origin %s is unknown", e->origin);
+    if (m->applying_revoked_ms != 0 && e->wall_ms > m->applying_revoked_ms) {
+        snprintf(m->refused_rule, sizeof(m->refused_rule), "revoked");
+        return ts_error_set(err, TS_ERR_AUTH,
+                            "%s/%s/%" PRIu64 " (%s %s) refused by rule 'revoked': signed with "
+                            "certificate %s of %s, revoked at %" PRIu64 " s, but stamped %" PRIu64
+                            " ms",
+                            e->origin, e->lane == LANE_SAFETY ? "safety" : "bulk", e->seq,
+                            e->record_type, e->record_id, m->applying_serial, e->origin,
+                            m->applying_revoked_ms / 1000, e->wall_ms);
+    }
     struct validate_lookup lk = {
         .query_target = lookup_query_target,
         .query_round = lookup_query_round,
         .origin_role = lookup_origin_role,
+        .crl_check = lookup_crl_check,
         .ctx = m,
         .now_ms = 0,
         .skew_ms = m->node->cfg.clock_skew_max_ms,
@@ -1579,6 +1777,7 @@ static void on_safety_entry(void *ctx, const struct entry *e)
 {
     struct peer_mgr *m = ctx;
     safety_local_commit(m->safety, e, m->node->wall_ms());
+    crl_entry_applied(m, e);
 }
 
 /* The node committed local writes: its own chains advanced. */
@@ -1762,6 +1961,13 @@ int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
     rc = tls_ctx_new(&tc, &m->tls, err);
     if (rc != 0)
         goto out_free;
+    crl_load_in_force(m);
+    /* This node's own certificate: its batches are verified like any
+     * origin's (a chain restored from a hub), by (origin, serial). */
+    if (origin_learn(m, cfg->id, n->cert_pem, strlen(n->cert_pem), false, err) == NULL) {
+        rc = TS_ERR_CONFIG;
+        goto out_free_tls;
+    }
     rc = load_chains(m);
     if (rc != 0) {
         ts_error_set(err, rc, "reading the version vector failed");
@@ -1815,6 +2021,11 @@ int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
 out_free_tls:
     tls_ctx_free(m->tls);
 out_free:
+    for (size_t i = 0; i < m->origins_count; i++) {
+        crypto_pubkey_free(m->origins[i].pubkey);
+        free(m->origins[i].cert);
+    }
+    free(m->crl_pem);
     free(m->ca_pem);
     free(m->origins);
     free(m->infos);
@@ -1862,6 +2073,7 @@ void peer_mgr_free(struct peer_mgr *m)
     free(m->origins);
     free(m->infos);
     free(m->chains);
+    free(m->crl_pem);
     free(m->ca_pem);
     safety_free(m->safety);
     free(m);

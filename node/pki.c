@@ -1624,3 +1624,105 @@ int pki_cert_validity(const char *pem, size_t len, int64_t *not_before_s, int64_
     ERR_clear_error();
     return rc;
 }
+
+/* ---- A revocation list received by replication ---- */
+
+/* Parses a PEM CRL of at most PKI_FILE_BYTES_MAX bytes. */
+static int crl_parse(const char *pem, size_t len, X509_CRL **out, struct ts_error *err)
+{
+    *out = NULL;
+    if (len > PKI_FILE_BYTES_MAX)
+        return ts_error_set(err, TS_ERR_TOOBIG, "revocation list of %zu bytes", len);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL)
+        return ossl_error(err, TS_ERR_NOMEM, "revocation list: cannot make a memory BIO");
+    X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, ossl_no_passphrase_cb, NULL);
+    BIO_free(bio);
+    if (crl == NULL)
+        return ossl_error(err, TS_ERR_INVALID, "not a PEM revocation list (X509 CRL)");
+    ERR_clear_error();
+    *out = crl;
+    return 0;
+}
+
+int pki_crl_check(const char *ca_pem, size_t ca_len, const char *crl_pem, size_t crl_len,
+                  int64_t *number, struct ts_error *err)
+{
+    X509 *ca = NULL;
+    X509_CRL *crl = NULL;
+    assert(ca_pem != NULL);
+    assert(crl_pem != NULL);
+    assert(number != NULL);
+    *number = -1;
+    int rc = cert_parse(ca_pem, ca_len, "the trial CA certificate", &ca, err);
+    if (rc != 0)
+        return rc;
+    rc = crl_parse(crl_pem, crl_len, &crl, err);
+    if (rc != 0)
+        goto out_free_ca;
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0) {
+        rc = ts_error_set(err, TS_ERR_AUTH, "the revocation list is not issued by the trial CA");
+        goto out_free_crl;
+    }
+    EVP_PKEY *ca_key = X509_get0_pubkey(ca);
+    if (ca_key == NULL || X509_CRL_verify(crl, ca_key) != 1) {
+        rc = ossl_error(err, TS_ERR_AUTH, "the revocation list is not signed by the trial CA");
+        goto out_free_crl;
+    }
+    ASN1_INTEGER *n = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    int64_t v = -1;
+    if (n == NULL || ASN1_INTEGER_get_int64(&v, n) != 1 || v < 0)
+        rc = ts_error_set(err, TS_ERR_INVALID, "the revocation list has no CRL number");
+    else
+        *number = v;
+    ASN1_INTEGER_free(n);
+out_free_crl:
+    X509_CRL_free(crl);
+out_free_ca:
+    X509_free(ca);
+    ERR_clear_error();
+    return rc;
+}
+
+int pki_crl_revoked(const char *crl_pem, size_t crl_len, const char *serial_hex,
+                    int64_t *revoked_at_s, struct ts_error *err)
+{
+    X509_CRL *crl = NULL;
+    BIGNUM *want = NULL;
+    assert(crl_pem != NULL);
+    assert(serial_hex != NULL);
+    assert(revoked_at_s != NULL);
+    *revoked_at_s = 0;
+    int rc = serial_parse(serial_hex, strlen(serial_hex), &want);
+    if (rc != 0)
+        return ts_error_set(err, rc, "'%.48s' is not a certificate serial", serial_hex);
+    rc = crl_parse(crl_pem, crl_len, &crl, err);
+    if (rc != 0)
+        goto out_free_bn;
+    STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
+    int found = 0;
+    for (int i = 0; i < sk_X509_REVOKED_num(revoked) && found == 0; i++) {
+        const X509_REVOKED *r = sk_X509_REVOKED_value(revoked, i);
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(r), NULL);
+        if (bn == NULL) {
+            rc = ossl_error(err, TS_ERR_NOMEM, "cannot read a revoked serial");
+            goto out_free_crl;
+        }
+        if (BN_cmp(bn, want) == 0) {
+            if (!asn1_time_unix(X509_REVOKED_get0_revocationDate(r), revoked_at_s)) {
+                BN_free(bn);
+                rc = ts_error_set(err, TS_ERR_INVALID, "a revocation date does not parse");
+                goto out_free_crl;
+            }
+            found = 1;
+        }
+        BN_free(bn);
+    }
+    rc = found;
+out_free_crl:
+    X509_CRL_free(crl);
+out_free_bn:
+    BN_free(want);
+    ERR_clear_error();
+    return rc;
+}

@@ -87,6 +87,7 @@ int pki_read_file(const char *path, char **out, size_t *out_len, struct ts_error
  * octets, so 40 hex digits and a NUL.
  */
 #define PKI_SERIAL_HEX_BYTES_MAX 41
+_Static_assert(PKI_SERIAL_HEX_BYTES_MAX == TS_SERIAL_BYTES_MAX + 1, "a serial fits a batch");
 /* A CRL is valid for this long after it is written (its nextUpdate). */
 #define PKI_CRL_DAYS 30
 
@@ -145,5 +146,24 @@ int pki_verify_cert(const char *ca_pem, size_t ca_len, const char *pem, size_t l
  */
 int pki_cert_validity(const char *pem, size_t len, int64_t *not_before_s, int64_t *not_after_s,
                       struct ts_error *err);
+
+/*
+ * Checks a revocation list received by replication (a `crl` entry): crl_pem
+ * must be one PEM X.509 CRL issued by and signed with the key of the trial CA
+ * (ca_pem), carrying a CRL number, which is written to *number.  Its dates are
+ * not checked (a stale CRL still revokes).  TS_ERR_INVALID when it does not
+ * parse or has no number, TS_ERR_AUTH when the CA did not sign it.
+ */
+int pki_crl_check(const char *ca_pem, size_t ca_len, const char *crl_pem, size_t crl_len,
+                  int64_t *number, struct ts_error *err);
+
+/*
+ * Whether the certificate with serial serial_hex (as pki_cert_serial_hex
+ * writes it) is on the CRL crl_pem (already checked with pki_crl_check):
+ * 1 with *revoked_at_s its revocation date (seconds since the epoch), 0 when
+ * it is not, or a negative error (the CRL or the serial does not parse).
+ */
+int pki_crl_revoked(const char *crl_pem, size_t crl_len, const char *serial_hex,
+                    int64_t *revoked_at_s, struct ts_error *err);
 
 #endif

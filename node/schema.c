@@ -184,6 +184,16 @@ static const struct schema_field member_fields[] = {
       "", "Site name" },
 };
 
+/* The trial's revocation list, signed by the CA, recorded at a hub on an
+ * admin's word and replicated to every node (sites included), which puts it
+ * in force when its number is higher than the one it holds. */
+static const struct schema_field crl_fields[] = {
+    { "pem", KIND_CRL, NULL, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false, false,
+      "", "Revocation list (PEM, signed by the trial CA)" },
+    { "number", KIND_DIGITS, NULL, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false, false,
+      "", "CRL number" },
+};
+
 static const struct schema_type types[] = {
     { "subject", "DM", "<site>-<number>, e.g. 101-0003", true, SITE | HUB, subject_fields,
       COUNT_OF(subject_fields) },
@@ -195,6 +205,8 @@ static const struct schema_type types[] = {
       COUNT_OF(query_fields) },
     { SCHEMA_MEMBER_TYPE, "", "a site id, e.g. 101", false, HUB | ADMIN, member_fields,
       COUNT_OF(member_fields) },
+    { SCHEMA_CRL_TYPE, "", SCHEMA_CRL_ID, false, HUB | ADMIN, crl_fields,
+      COUNT_OF(crl_fields) },
 };
 
 #undef SITE
@@ -351,6 +363,8 @@ bool schema_key_ok(const char *type, const char *id)
         return query_key_ok(id, len);
     if (strcmp(type, SCHEMA_MEMBER_TYPE) == 0)
         return schema_id_ok(id);
+    if (strcmp(type, SCHEMA_CRL_TYPE) == 0)
+        return strcmp(id, SCHEMA_CRL_ID) == 0;
     return false;
 }
 

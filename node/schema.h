@@ -45,6 +45,7 @@ enum schema_kind {
     KIND_ROUND,     /* an integer from 1 to UINT32_MAX */
     KIND_SITE,      /* subject.site: the key's site prefix */
     KIND_TARGET,    /* query.target: type/id/field of a site record */
+    KIND_CRL,       /* a PEM X.509 CRL; validate_entry has the CA check its signature */
 };
 
 /* SDTM character variables hold at most 200 bytes; codes are no longer. */
@@ -136,5 +137,8 @@ bool schema_id_ok(const char *s);
 
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
+/* The trial CA's revocation list, carried by replication: one record. */
+#define SCHEMA_CRL_TYPE "crl"
+#define SCHEMA_CRL_ID "ca"
 
 #endif

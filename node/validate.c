@@ -408,6 +408,9 @@ static void kind_allowed(const char *id, const struct schema_field *f, char *buf
     case KIND_TARGET:
         append(buf, cap, target_allowed);
         return;
+    case KIND_CRL:
+        append(buf, cap, "a PEM X.509 CRL signed by the trial CA");
+        return;
     }
     assert(!"unknown value kind");
 }
@@ -512,6 +515,17 @@ static int check_value(const char *type, const char *id, const struct schema_fie
         return refuse(err, TS_ERR_INVALID,
                       "field '%s': '%s' is not the site of %s '%s'; allowed: %s", err->field,
                       err->value, type, id, err->allowed);
+
+    case KIND_CRL: {
+        /* Its form only: who signed it is validate_entry's lk->crl_check. */
+        static const char begin[] = "-----BEGIN X509 CRL-----";
+        if (strncmp(value, begin, sizeof(begin) - 1) == 0 && text_ok(value, true) &&
+            strstr(value, "-----END X509 CRL-----") != NULL)
+            return 0;
+        error_about(err, f->name, value, allowed);
+        return refuse(err, TS_ERR_INVALID, "field '%s': the value is not a PEM X.509 CRL",
+                      err->field);
+    }
 
     case KIND_TARGET:
         if (len <= TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 2 && schema_target_ok(value))
@@ -971,6 +985,41 @@ static int admit_site_round(const struct entry *e, const struct validate_lookup 
     return 0;
 }
 
+/*
+ * A revocation list: the list (pem) and its number, both, in one entry; the
+ * list signed by the trial CA (lk->crl_check, which holds OpenSSL) and its
+ * CRL number the one the entry states, so every node puts the same list in
+ * force in the same order.
+ */
+static int admit_crl(const struct entry *e, const struct validate_lookup *lk,
+                     struct validate_error *err)
+{
+    const char *pem = NULL, *number = NULL;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        if (strcmp(e->writes[i].field, "pem") == 0)
+            pem = e->writes[i].value;
+        else if (strcmp(e->writes[i].field, "number") == 0)
+            number = e->writes[i].value;
+    }
+    if (pem == NULL || number == NULL)
+        return admit_refuse(err, "value", TS_ERR_INVALID,
+                            "a crl entry writes both the list (pem) and its number");
+    if (lk == NULL || lk->crl_check == NULL)
+        return admit_refuse(err, "value", TS_ERR_AGAIN,
+                            "no trial CA at hand to check the revocation list against");
+    int64_t signed_number = -1;
+    char why[160] = "";
+    if (lk->crl_check(lk->ctx, pem, &signed_number, why, sizeof(why)) != 0)
+        return admit_refuse(err, "value", TS_ERR_AUTH, "field 'pem': %s", why);
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRId64, signed_number);
+    if (strcmp(text, number) != 0)
+        return admit_refuse(err, "value", TS_ERR_INVALID,
+                            "field 'number': '%.24s', but the list signed by the CA is number %s",
+                            number, text);
+    return 0;
+}
+
 int validate_entry(const struct entry *e, unsigned origin_role, const struct validate_lookup *lk,
                    struct validate_error *err)
 {
@@ -1055,6 +1104,12 @@ int validate_entry(const struct entry *e, unsigned origin_role, const struct val
                                     "member %s: field '%s' has no allowed value", e->record_id,
                                     specs[i]->name);
         }
+    }
+
+    if (strcmp(t->name, SCHEMA_CRL_TYPE) == 0) {
+        rc = admit_crl(e, lk, err);
+        if (rc != 0)
+            return rc;
     }
 
     rc = admit_scope(e, t, lk, scope, err);

@@ -91,6 +91,9 @@ struct validate_lookup {
     int (*query_round)(void *ctx, const char *id, uint32_t *round);
     /* The role (enum schema_role bit) of an origin's certificate, 0 unknown. */
     unsigned (*origin_role)(void *ctx, const char *origin);
+    /* Checks a revocation list (PEM) is signed by the trial CA: 0 with
+     * *number its CRL number, or non-zero with why (why_cap bytes) said. */
+    int (*crl_check)(void *ctx, const char *pem, int64_t *number, char *why, size_t why_cap);
     void *ctx;
     uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
     uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
@@ -113,7 +116,9 @@ struct validate_lookup {
  *     and a site writes only records of its own site;
  *   - a site answers only rounds the CRO opened; a write supersedes no
  *     message, and a site's supersedes only its own or the CRO's writes;
- *   - nothing stamped more than skew_ms past now_ms (HLC or wall time).
+ *   - nothing stamped more than skew_ms past now_ms (HLC or wall time);
+ *   - a `crl` entry writes a PEM CRL signed by the trial CA (lk->crl_check)
+ *     and its CRL number, as signed.
  * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
  * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
  * entry is ahead of the clock; retry later, nothing is wrong with the peer).

@@ -48,8 +48,8 @@ _Static_assert(LANE_COUNT <= 256, "lanes fit the uint8_t of entry.h");
 _Static_assert(TS_FRAME_BYTES_MAX < UINT32_MAX, "a frame length fits the 4-byte prefix");
 _Static_assert((uint64_t)TS_WRITES_PER_ENTRY_MAX * TS_SUPERSEDES_MAX < SIZE_MAX / 64,
                "the refs of one entry can be counted and allocated");
-_Static_assert(CODEC_SIGN_BYTES_MAX == sizeof("trialsync-batch-v1") + 2 * (TS_ID_BYTES_MAX + 1)
-                                       + 1 + 8 + TS_HASH_BYTES,
+_Static_assert(CODEC_SIGN_BYTES_MAX == sizeof("trialsync-batch-v2") + 2 * (TS_ID_BYTES_MAX + 1)
+                                       + TS_SERIAL_BYTES_MAX + 1 + 1 + 8 + TS_HASH_BYTES,
                "CODEC_SIGN_BYTES_MAX matches the layout of codec_batch_sign_bytes");
 
 /* ---- field numbers of trialsync.proto ------------------------------------ */
@@ -67,7 +67,7 @@ enum {
 };
 enum {
     BATCH_TRIAL = 1, BATCH_ORIGIN = 2, BATCH_LANE = 3, BATCH_FIRST_SEQ = 4, BATCH_ENTRIES = 5,
-    BATCH_CHAIN_HASH = 6, BATCH_SIGNATURE = 7, BATCH_ORIGIN_CERT = 8,
+    BATCH_CHAIN_HASH = 6, BATCH_SIGNATURE = 7, BATCH_ORIGIN_CERT = 8, BATCH_CERT_SERIAL = 9,
 };
 enum { VV_ORIGIN = 1, VV_LANE = 2, VV_SEQ = 3 };
 enum {
@@ -116,7 +116,8 @@ static bool schema_matches(void)
            field_is(batch, "entries", BATCH_ENTRIES) &&
            field_is(batch, "chain_hash", BATCH_CHAIN_HASH) &&
            field_is(batch, "signature", BATCH_SIGNATURE) &&
-           field_is(batch, "origin_cert", BATCH_ORIGIN_CERT) && batch->n_fields == 8 &&
+           field_is(batch, "origin_cert", BATCH_ORIGIN_CERT) &&
+           field_is(batch, "cert_serial", BATCH_CERT_SERIAL) && batch->n_fields == 9 &&
            field_is(vv, "origin", VV_ORIGIN) && field_is(vv, "lane", VV_LANE) &&
            field_is(vv, "seq", VV_SEQ) && vv->n_fields == 3 &&
            field_is(hello, "trial", HELLO_TRIAL) && field_is(hello, "node_id", HELLO_NODE_ID) &&
@@ -470,6 +471,7 @@ struct batch_view {
     size_t entry_bytes;
     struct span chain_hash;
     size_t signature_len;
+    struct span cert_serial;
 };
 
 static int check_ref(const char *owner, const struct ref_view *v, int bad, struct ts_error *err)
@@ -610,6 +612,15 @@ static int check_batch(const struct batch_view *v, int bad, struct ts_error *err
     if (v->signature_len > TS_SIG_BYTES_MAX)
         return ts_error_set(err, TS_ERR_TOOBIG, "batch signature is %zu bytes, at most %d",
                             v->signature_len, TS_SIG_BYTES_MAX);
+    /* A serial as pki_cert_serial_hex writes it: uppercase hex digits. */
+    if (v->cert_serial.len > TS_SERIAL_BYTES_MAX)
+        return ts_error_set(err, bad, "batch cert_serial is %zu bytes, at most %d",
+                            v->cert_serial.len, TS_SERIAL_BYTES_MAX);
+    for (size_t i = 0; i < v->cert_serial.len; i++) {
+        uint8_t c = v->cert_serial.p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
+            return ts_error_set(err, bad, "batch cert_serial is not uppercase hex");
+    }
     return 0;
 }
 
@@ -879,7 +890,7 @@ static int scan_batch(struct span bytes, struct ts_error *err)
     int rc;
 
     memset(&v, 0, sizeof(v));
-    v.trial = v.origin = v.chain_hash = (struct span){ (const uint8_t *)"", 0 };
+    v.trial = v.origin = v.chain_hash = v.cert_serial = (struct span){ (const uint8_t *)"", 0 };
     while ((rc = scan_next(&r, &trialsync__batch__descriptor, &seen, "batch", &f, err)) > 0) {
         switch (f.number) {
         case BATCH_TRIAL: v.trial = span_of_field(&f); break;
@@ -908,6 +919,7 @@ static int scan_batch(struct span bytes, struct ts_error *err)
                 return ts_error_set(err, TS_ERR_TOOBIG, "batch origin_cert is %zu bytes, at most %d",
                                     f.len, TS_CERT_BYTES_MAX);
             break;
+        case BATCH_CERT_SERIAL: v.cert_serial = span_of_field(&f); break;
         default: assert(!"scan_next lets through only fields of Batch"); break;
         }
     }
@@ -1358,6 +1370,7 @@ static int batch_check_struct(const struct batch *b, struct ts_error *err)
     v.entry_bytes = 0;
     v.chain_hash = (struct span){ b->chain_hash, sizeof(b->chain_hash) };
     v.signature_len = b->signature_len;
+    v.cert_serial = SPAN_OF_ARRAY(b->cert_serial);
     if (b->count > 0 && (b->entries == NULL || b->entry_lens == NULL))
         return ts_error_set(err, TS_ERR_INVALID, "batch has %zu entries but no arrays", b->count);
     /* Sizes first, so the total below cannot overflow. */
@@ -1394,6 +1407,9 @@ static int batch_from_pb(const Trialsync__Batch *m, struct batch *b, struct ts_e
     if ((rc = copy_id("batch origin", b->origin, sizeof(b->origin), m->origin, err)) < 0)
         return rc;
     if ((rc = lane_from_pb("batch", m->lane, &b->lane, err)) < 0)
+        return rc;
+    if ((rc = copy_id("batch cert_serial", b->cert_serial, sizeof(b->cert_serial),
+                      m->cert_serial, err)) < 0)
         return rc;
     b->first_seq = m->first_seq;
     if (m->chain_hash.len != TS_HASH_BYTES)
@@ -1677,6 +1693,7 @@ static int frame_encode_batch(const struct batch *b, Trialsync__Frame *m, uint8_
     batch.signature.len = b->signature_len;
     batch.origin_cert.data = (uint8_t *)b->origin_cert;
     batch.origin_cert.len = b->origin_cert != NULL ? b->origin_cert_len : 0;
+    batch.cert_serial = pb_str(b->cert_serial);
     m->body_case = TRIALSYNC__FRAME__BODY_BATCH;
     m->batch = &batch;
     rc = frame_pack(m, out, out_len, err);
@@ -1733,10 +1750,11 @@ int codec_frame_encode(const struct frame *f, uint8_t **out, size_t *out_len, st
 
 /* ---- batch signatures and length prefixes ------------------------------- */
 
-int codec_batch_sign_bytes(const char *trial, const char *origin, uint8_t lane, uint64_t seq,
-                           const uint8_t hash[TS_HASH_BYTES], uint8_t *out, size_t cap)
+int codec_batch_sign_bytes(const char *trial, const char *origin, const char *cert_serial,
+                           uint8_t lane, uint64_t seq, const uint8_t hash[TS_HASH_BYTES],
+                           uint8_t *out, size_t cap)
 {
-    static const char domain[] = "trialsync-batch-v1";
+    static const char domain[] = "trialsync-batch-v2";
 
     assert(trial != NULL);
     assert(origin != NULL);
@@ -1745,10 +1763,14 @@ int codec_batch_sign_bytes(const char *trial, const char *origin, uint8_t lane, 
     assert(lane < LANE_COUNT);
     size_t trial_len = strnlen(trial, TS_ID_BYTES_MAX + 1);
     size_t origin_len = strnlen(origin, TS_ID_BYTES_MAX + 1);
-    if (trial_len > TS_ID_BYTES_MAX || origin_len > TS_ID_BYTES_MAX)
+    assert(cert_serial != NULL);
+    size_t serial_len = strnlen(cert_serial, TS_SERIAL_BYTES_MAX + 1);
+    if (trial_len > TS_ID_BYTES_MAX || origin_len > TS_ID_BYTES_MAX ||
+        serial_len > TS_SERIAL_BYTES_MAX)
         return TS_ERR_TOOBIG;
     /* The NULs end each text, so no two headers give the same bytes. */
-    size_t need = sizeof(domain) + trial_len + 1 + origin_len + 1 + 1 + 8 + TS_HASH_BYTES;
+    size_t need = sizeof(domain) + trial_len + 1 + origin_len + 1 + serial_len + 1 + 1 + 8 +
+                  TS_HASH_BYTES;
     assert(need <= CODEC_SIGN_BYTES_MAX);
     if (need > cap)
         return TS_ERR_TOOBIG;
@@ -1760,6 +1782,8 @@ int codec_batch_sign_bytes(const char *trial, const char *origin, uint8_t lane, 
     at += trial_len + 1;
     memcpy(at, origin, origin_len + 1);
     at += origin_len + 1;
+    memcpy(at, cert_serial, serial_len + 1);
+    at += serial_len + 1;
     *at++ = lane;
     for (int shift = 56; shift >= 0; shift -= 8)
         *at++ = (uint8_t)(seq >> shift);

@@ -42,15 +42,20 @@ int codec_entry_decode(const uint8_t *buf, size_t len, struct entry *e,
                        struct ts_error *err);
 
 /*
- * The bytes an origin signs for a batch ending at seq with chain hash h:
- * "trialsync-batch-v1" NUL trial NUL origin NUL lane(1 byte) seq(8 bytes
- * big-endian) h(32 bytes).  Writes at most cap bytes into out and returns the
- * length, or TS_ERR_TOOBIG (cap too small, or an id above TS_ID_BYTES_MAX).
- * A buffer of CODEC_SIGN_BYTES_MAX always suffices.
+ * The bytes an origin signs for a batch ending at seq with chain hash h, with
+ * the key of its certificate of serial cert_serial (uppercase hex):
+ * "trialsync-batch-v2" NUL trial NUL origin NUL cert_serial NUL lane(1 byte)
+ * seq(8 bytes big-endian) h(32 bytes).  Naming the certificate in the signed
+ * bytes keeps a relay from passing a batch off as signed by another key of
+ * the same origin.  Writes at most cap bytes into out and returns the
+ * length, or TS_ERR_TOOBIG (cap too small, an id above TS_ID_BYTES_MAX, a
+ * serial above TS_SERIAL_BYTES_MAX).  A buffer of CODEC_SIGN_BYTES_MAX
+ * always suffices.
  */
-#define CODEC_SIGN_BYTES_MAX (19 + 2 * (TS_ID_BYTES_MAX + 1) + 1 + 8 + TS_HASH_BYTES)
-int codec_batch_sign_bytes(const char *trial, const char *origin, uint8_t lane,
-                           uint64_t seq, const uint8_t hash[TS_HASH_BYTES],
+#define CODEC_SIGN_BYTES_MAX (19 + 2 * (TS_ID_BYTES_MAX + 1) + TS_SERIAL_BYTES_MAX + 1 + 1 + 8 + \
+                              TS_HASH_BYTES)
+int codec_batch_sign_bytes(const char *trial, const char *origin, const char *cert_serial,
+                           uint8_t lane, uint64_t seq, const uint8_t hash[TS_HASH_BYTES],
                            uint8_t *out, size_t cap);
 
 /*

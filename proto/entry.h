@@ -85,6 +85,11 @@ struct batch {
      */
     const char *origin_cert;
     size_t origin_cert_len;
+    /*
+     * The serial (uppercase hex, no leading zero bytes) of the origin's
+     * certificate whose key made signature; part of the signed bytes.
+     */
+    char cert_serial[TS_SERIAL_BYTES_MAX + 1];
     void *owned;               /* codec-private storage; NULL when built by hand */
 };
 

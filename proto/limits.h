@@ -38,6 +38,8 @@
 #define TS_CERT_BYTES_MAX (16 * 1024)
 /* A hole on the wire: a 0 byte, then the chain hash after the hidden entry. */
 #define TS_HOLE_WIRE_BYTES (1 + 32)
+/* A certificate serial as uppercase hex (RFC 5280: at most 20 octets). */
+#define TS_SERIAL_BYTES_MAX 40
 /* Ed25519 signature. */
 #define TS_SIG_BYTES_MAX 64
 /* Distinct (origin, lane) chains a node tracks: 2 lanes x sites + hubs + admins. */

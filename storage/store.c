@@ -5,7 +5,9 @@
  * so that the reads the node makes are range scans:
  *
  *   oplog  origin NUL lane(1) seq(8 BE)       -> chain hash after it (32) | entry bytes
- *          origin NUL lane(1) seq(8 BE) 's'   -> signature of the batch ending at seq
+ *          origin NUL lane(1) seq(8 BE) 's'   -> signature of the batch ending at seq:
+ *                                                serial length(1) | certificate serial
+ *                                                (hex) | signature
  *          (a signature record sorts right after its entry, so a chain scan
  *          sees each signed point where it falls)
  *   state  type NUL id NUL field              -> merge_field_encode() bytes
@@ -86,8 +88,11 @@
 #define STORE_META_VALUE_BYTES_MAX (1u << 20)
 /* store_digest hashes the state stream in chunks of this size. */
 #define STORE_DIGEST_CHUNK_BYTES (64u * 1024)
-/* codec_batch_sign_bytes: a tag, trial, origin, lane, seq, hash. */
+/* codec_batch_sign_bytes: a tag, trial, origin, serial, lane, seq, hash. */
 #define STORE_SIGN_BYTES_MAX 256
+_Static_assert(CODEC_SIGN_BYTES_MAX <= STORE_SIGN_BYTES_MAX, "signed bytes fit the buffer");
+/* A stored signature value: the serial's length, the serial, the signature. */
+#define STORE_SIG_VALUE_BYTES_MAX (1 + TS_SERIAL_BYTES_MAX + TS_SIG_BYTES_MAX)
 
 _Static_assert(1 + TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + 8 + TS_ID_BYTES_MAX + 1 + 1 + 8
                    <= STORE_KEY_BYTES_MAX,
@@ -1292,6 +1297,36 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
     return 0;
 }
 
+/*
+ * A stored signature value (see the file comment) from a certificate serial
+ * and a signature; returns its length.
+ */
+static size_t sig_value_make(uint8_t out[STORE_SIG_VALUE_BYTES_MAX], const char *serial,
+                             const uint8_t *sig, size_t sig_len)
+{
+    size_t n = strnlen(serial, TS_SERIAL_BYTES_MAX + 1);
+    assert(n <= TS_SERIAL_BYTES_MAX);
+    assert(sig_len <= TS_SIG_BYTES_MAX);
+    out[0] = (uint8_t)n;
+    memcpy(out + 1, serial, n);
+    memcpy(out + 1 + n, sig, sig_len);
+    return 1 + n + sig_len;
+}
+
+/* Splits a stored signature value; false when it is malformed. */
+static bool sig_value_split(const uint8_t *v, size_t vlen, char serial[TS_SERIAL_BYTES_MAX + 1],
+                            const uint8_t **sig, size_t *sig_len)
+{
+    if (vlen < 1 || v[0] > TS_SERIAL_BYTES_MAX || vlen < 1 + (size_t)v[0] ||
+        vlen - 1 - v[0] > TS_SIG_BYTES_MAX)
+        return false;
+    memcpy(serial, v + 1, v[0]);
+    serial[v[0]] = '\0';
+    *sig = v + 1 + v[0];
+    *sig_len = vlen - 1 - v[0];
+    return true;
+}
+
 static int apply_check_batch(struct apply_ctx *a, const char *trial)
 {
     const struct batch *b = a->b;
@@ -1321,17 +1356,19 @@ static int apply_verify_signature(struct apply_ctx *a, const char *trial, store_
     const struct batch *b = a->b;
     uint64_t last = b->first_seq + b->count - 1;
     uint8_t msg[STORE_SIGN_BYTES_MAX];
-    int len = codec_batch_sign_bytes(trial, b->origin, b->lane, last, b->chain_hash, msg,
-                                     sizeof(msg));
+    int len = codec_batch_sign_bytes(trial, b->origin, b->cert_serial, b->lane, last,
+                                     b->chain_hash, msg, sizeof(msg));
     if (len < 0)
         return ts_error_set(a->err, len, "batch %s/%s/%" PRIu64 ": cannot build signed bytes",
                             b->origin, lane_name(b->lane), last);
-    int rc = verify(ctx, b->origin, msg, (size_t)len, b->signature, b->signature_len);
+    int rc = verify(ctx, b->origin, b->cert_serial, msg, (size_t)len, b->signature,
+                    b->signature_len);
     if (rc == TS_ERR_AUTH)
         return ts_error_set(a->err, rc,
-                            "batch %s/%s/%" PRIu64 "..%" PRIu64 ": origin %s is not a known "
-                            "signer of this trial",
-                            b->origin, lane_name(b->lane), b->first_seq, last, b->origin);
+                            "batch %s/%s/%" PRIu64 "..%" PRIu64 ": origin %s has no known "
+                            "certificate of serial '%s' in this trial",
+                            b->origin, lane_name(b->lane), b->first_seq, last, b->origin,
+                            b->cert_serial);
     if (rc != 0)
         return ts_error_set(a->err, rc < 0 ? rc : TS_ERR_SIGNATURE,
                             "batch %s/%s/%" PRIu64 "..%" PRIu64 ": signature does not verify",
@@ -1357,8 +1394,10 @@ static int apply_signature_store(struct apply_ctx *a, struct apply_chain *c, uin
             return 0;
         }
     }
+    uint8_t val[STORE_SIG_VALUE_BYTES_MAX];
+    size_t vlen = sig_value_make(val, b->cert_serial, b->signature, b->signature_len);
     rocksdb_writebatch_put_cf(a->s->wb, a->s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len,
-                              (const char *)b->signature, b->signature_len);
+                              (const char *)val, vlen);
     return 0;
 }
 
@@ -1845,7 +1884,9 @@ int store_read_batch(struct store *s, const char *trial, const char *origin, uin
             uint64_t seq = be64_get(key + prefix.len);
             if (rb.count == 0 || seq != expect - 1)
                 continue;
-            if (vlen > TS_SIG_BYTES_MAX) {
+            const uint8_t *sig;
+            size_t sig_len;
+            if (!sig_value_split(v, vlen, out->cert_serial, &sig, &sig_len)) {
                 rc = ts_error_set(err, TS_ERR_CORRUPT,
                                   "store %s: signature at %s/%s/%" PRIu64 " is corrupt", s->dir,
                                   origin, lane_name(lane), seq);
@@ -1853,8 +1894,8 @@ int store_read_batch(struct store *s, const char *trial, const char *origin, uin
             }
             signed_count = rb.count;
             memcpy(signed_hash, last_hash, TS_HASH_BYTES);
-            memcpy(out->signature, v, vlen);
-            out->signature_len = vlen;
+            memcpy(out->signature, sig, sig_len);
+            out->signature_len = sig_len;
             continue;
         }
         uint64_t seq = klen == prefix.len + 8 ? be64_get(key + prefix.len) : 0;
@@ -2333,9 +2374,14 @@ int store_verify_entries(struct store *s, const char *trial, store_verify_fn ver
             if (verify == NULL)
                 continue;
             uint8_t msg[STORE_SIGN_BYTES_MAX];
-            int len = codec_batch_sign_bytes(trial, vc.origin, lane, seq, vc.hash, msg,
+            char serial[TS_SERIAL_BYTES_MAX + 1];
+            const uint8_t *sig = NULL;
+            size_t sig_len = 0;
+            int len = -1;
+            if (sig_value_split(v, vlen, serial, &sig, &sig_len))
+                len = codec_batch_sign_bytes(trial, vc.origin, serial, lane, seq, vc.hash, msg,
                                              sizeof(msg));
-            if (len < 0 || verify(ctx, vc.origin, msg, (size_t)len, v, vlen) != 0)
+            if (len < 0 || verify(ctx, vc.origin, serial, msg, (size_t)len, sig, sig_len) != 0)
                 rc = ts_error_set(err, TS_ERR_CORRUPT,
                                   "store %s: %s/%s/%" PRIu64 ": the stored signature does not "
                                   "verify",
@@ -2936,7 +2982,7 @@ static int rebuild_one_record(struct store *s, struct rebuild *rb, const char *t
 }
 
 int store_debug_entry_replace(struct store *s, const uint8_t *bytes, size_t len,
-                              const uint8_t *sig, size_t sig_len)
+                              const char *cert_serial, const uint8_t *sig, size_t sig_len)
 {
     struct entry e, old;
     memset(&e, 0, sizeof(e));
@@ -2972,8 +3018,10 @@ int store_debug_entry_replace(struct store *s, const uint8_t *bytes, size_t len,
     size_t klens[1] = {k.len};
     rocksdb_writebatch_putv_cf(wb, s->cf[STORE_CF_OPLOG], 1, keys, klens, 2, vals, vlens);
     key_u8(&k, KEY_OPLOG_SIGNATURE);
+    uint8_t sval[STORE_SIG_VALUE_BYTES_MAX];
+    size_t sval_len = sig_value_make(sval, cert_serial, sig, sig_len);
     rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], (const char *)k.b, k.len,
-                              (const char *)sig, sig_len);
+                              (const char *)sval, sval_len);
     key_head(&k, e.origin, e.lane);
     uint8_t hv[8 + TS_HASH_BYTES];
     be64_put(hv, e.seq);
@@ -3017,7 +3065,7 @@ out_release:
 }
 
 int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
-                       store_debug_sign_fn sign, void *ctx)
+                       const char *cert_serial, store_debug_sign_fn sign, void *ctx)
 {
     struct key p = {.len = 0};
     if (!key_str0(&p, origin, TS_ID_BYTES_MAX) || !key_u8(&p, lane))
@@ -3043,12 +3091,16 @@ int store_debug_resign(struct store *s, const char *trial, const char *origin, u
             continue;
         uint8_t msg[STORE_SIGN_BYTES_MAX], sig[TS_SIG_BYTES_MAX];
         size_t sig_len = 0;
-        int len = codec_batch_sign_bytes(trial, origin, lane, be64_get((const uint8_t *)k + p.len),
-                                         hash, msg, sizeof(msg));
+        int len = codec_batch_sign_bytes(trial, origin, cert_serial, lane,
+                                         be64_get((const uint8_t *)k + p.len), hash, msg,
+                                         sizeof(msg));
         rc = len < 0 ? len : sign(ctx, msg, (size_t)len, sig, &sig_len);
-        if (rc == 0)
-            rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], k, klen, (const char *)sig,
-                                      sig_len);
+        if (rc == 0) {
+            uint8_t sval[STORE_SIG_VALUE_BYTES_MAX];
+            size_t sval_len = sig_value_make(sval, cert_serial, sig, sig_len);
+            rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_OPLOG], k, klen, (const char *)sval,
+                                      sval_len);
+        }
     }
     int rc2 = scan_close(&sc, s, NULL);
     if (rc == 0)

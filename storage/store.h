@@ -36,11 +36,14 @@ int store_open(const char *dir, struct store **out, struct ts_error *err);
 void store_close(struct store *s);
 
 /*
- * Checks a batch's signature.  msg is codec_batch_sign_bytes() of the batch
- * header.  Returns 0, TS_ERR_SIGNATURE, or TS_ERR_AUTH (origin not known).
+ * Checks a batch's signature, made with the key of origin's certificate of
+ * serial cert_serial (uppercase hex).  msg is codec_batch_sign_bytes() of the
+ * batch header.  Returns 0, TS_ERR_SIGNATURE, or TS_ERR_AUTH (no certificate
+ * of that origin and serial is known).
  */
-typedef int (*store_verify_fn)(void *ctx, const char *origin, const uint8_t *msg,
-                               size_t len, const uint8_t *sig, size_t sig_len);
+typedef int (*store_verify_fn)(void *ctx, const char *origin, const char *cert_serial,
+                               const uint8_t *msg, size_t len, const uint8_t *sig,
+                               size_t sig_len);
 
 struct store_apply_result {
     size_t applied;      /* entries new to this store */

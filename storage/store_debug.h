@@ -38,7 +38,7 @@ int store_debug_state_put(struct store *s, const char *type, const char *id, con
  * (not the head, or not the same record), TS_ERR_NOTFOUND, TS_ERR_IO.
  */
 int store_debug_entry_replace(struct store *s, const uint8_t *bytes, size_t len,
-                              const uint8_t *sig, size_t sig_len);
+                              const char *cert_serial, const uint8_t *sig, size_t sig_len);
 
 /* Signs msg into sig (at most TS_SIG_BYTES_MAX bytes); 0 or a negative code. */
 typedef int (*store_debug_sign_fn)(void *ctx, const uint8_t *msg, size_t len, uint8_t *sig,
@@ -46,11 +46,12 @@ typedef int (*store_debug_sign_fn)(void *ctx, const uint8_t *msg, size_t len, ui
 
 /*
  * Replaces every stored signature of (origin, lane) with one sign makes over
- * codec_batch_sign_bytes() of that signed point, in one synced write: the
- * chain now verifies with another key.  Returns 0, TS_ERR_INVALID,
+ * codec_batch_sign_bytes() of that signed point, naming the certificate of
+ * serial cert_serial, in one synced write: the chain now verifies with
+ * another key.  Returns 0, TS_ERR_INVALID,
  * TS_ERR_CORRUPT, TS_ERR_IO, or what sign returns.
  */
 int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
-                       store_debug_sign_fn sign, void *ctx);
+                       const char *cert_serial, store_debug_sign_fn sign, void *ctx);
 
 #endif

@@ -194,6 +194,7 @@ struct evil {
     char crt_path[4096], key_path[4096], ca_path[4096];
     char *cert_pem;
     size_t cert_len;
+    char cert_serial[TS_SERIAL_BYTES_MAX + 1];  /* named in every batch signed */
     struct crypto_key *key;
 
     uv_loop_t loop;
@@ -358,8 +359,8 @@ static int batch_build(struct evil *ev, struct evil_batch *b, const struct entry
         crypto_chain_hash(h, b->entries[i], b->lens[i], b->hash_after[i]);
         h = b->hash_after[i];
     }
-    int n = codec_batch_sign_bytes(ev->me.trial, b->origin, b->lane, first_seq + count - 1, h,
-                                   msg, sizeof(msg));
+    int n = codec_batch_sign_bytes(ev->me.trial, b->origin, ev->cert_serial, b->lane,
+                                   first_seq + count - 1, h, msg, sizeof(msg));
     if (n < 0) {
         say("error: cannot build the signed bytes");
         return -1;
@@ -403,6 +404,7 @@ static int batch_frame(struct evil *ev, const struct evil_batch *b, uint8_t **ou
     memcpy(f.batch.chain_hash, b->hash_after[b->count - 1], TS_HASH_BYTES);
     memcpy(f.batch.signature, b->signature, b->signature_len);
     f.batch.signature_len = b->signature_len;
+    snprintf(f.batch.cert_serial, sizeof(f.batch.cert_serial), "%s", ev->cert_serial);
     if (b->with_cert) {
         f.batch.origin_cert = ev->cert_pem;
         f.batch.origin_cert_len = ev->cert_len;
@@ -562,8 +564,8 @@ static int craft_batch(struct evil *ev, struct evil_batch *b)
         return -1;
     }
     crypto_chain_hash(cr->head_hash, b->entries[0], b->lens[0], b->hash_after[0]);
-    int n = codec_batch_sign_bytes(ev->me.trial, b->origin, b->lane, e.seq, b->hash_after[0],
-                                   msg, sizeof(msg));
+    int n = codec_batch_sign_bytes(ev->me.trial, b->origin, ev->cert_serial, b->lane, e.seq,
+                                   b->hash_after[0], msg, sizeof(msg));
     if (n < 0) {
         say("error: cannot build the signed bytes");
         return -1;
@@ -1387,6 +1389,8 @@ int main(int argc, char **argv)
 
     if (pki_read_file(ev.crt_path, &ev.cert_pem, &ev.cert_len, &err) != 0 ||
         pki_cert_identity(ev.cert_pem, ev.cert_len, &ev.me, &err) != 0 ||
+        pki_cert_serial_hex(ev.cert_pem, ev.cert_len, ev.cert_serial, sizeof(ev.cert_serial),
+                            &err) != 0 ||
         crypto_key_load(ev.key_path, &ev.key, &err) != 0) {
         say("error: %s", err.msg);
         free(ev.cert_pem);

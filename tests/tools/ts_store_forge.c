@@ -71,20 +71,27 @@ static int forge_entry(struct store *s, const struct config *cfg, char **argv)
         rc = crypto_key_load(key_path, &key, &err);
     if (rc == 0)
         rc = pki_read_file(cert_path, &pem, &pem_len, &err);
+    /* The batches name the forged certificate by its serial. */
+    char serial[TS_SERIAL_BYTES_MAX + 1] = "";
+    if (rc == 0)
+        rc = pki_cert_serial_hex(pem, pem_len, serial, sizeof(serial), &err);
     uint8_t hash[TS_HASH_BYTES], msg[CODEC_SIGN_BYTES_MAX], sig[TS_SIG_BYTES_MAX];
     size_t sig_len = 0;
     if (rc == 0) {
         crypto_chain_hash(e.prev_hash, bytes, len, hash);
-        int n = codec_batch_sign_bytes(cfg->trial, origin, LANE_BULK, ref.seq, hash, msg,
+        int n = codec_batch_sign_bytes(cfg->trial, origin, serial, LANE_BULK, ref.seq, hash, msg,
                                        sizeof(msg));
         rc = n < 0 ? n : crypto_sign(key, msg, (size_t)n, sig, &sig_len, &err);
     }
     if (rc == 0)
-        rc = store_debug_entry_replace(s, bytes, len, sig, sig_len);
+        rc = store_debug_entry_replace(s, bytes, len, serial, sig, sig_len);
     /* Every earlier batch of the chain too, or their signatures give the new key away. */
     if (rc == 0)
-        rc = store_debug_resign(s, cfg->trial, origin, LANE_BULK, sign_cb, key);
-    char cert_key[TS_ID_BYTES_MAX + 8];
+        rc = store_debug_resign(s, cfg->trial, origin, LANE_BULK, serial, sign_cb, key);
+    char cert_key[TS_ID_BYTES_MAX + TS_SERIAL_BYTES_MAX + 8];
+    snprintf(cert_key, sizeof(cert_key), "cert/%s/%s", origin, serial);
+    if (rc == 0)
+        rc = store_meta_put(s, cert_key, pem, pem_len, true, &err);
     snprintf(cert_key, sizeof(cert_key), "cert/%s", origin);
     if (rc == 0)
         rc = store_meta_put(s, cert_key, pem, pem_len, true, &err);

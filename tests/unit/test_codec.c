@@ -1497,6 +1497,52 @@ static void test_codec_frame_batch_round_trip(void)
     free_batch(&f);
 }
 
+/* cert_serial: round trip, and only uppercase hex within its limit. */
+static void test_codec_frame_batch_cert_serial(void)
+{
+    struct frame f;
+    struct frame d;
+    struct ts_error err = { 0, "" };
+    uint8_t *buf;
+    size_t len;
+
+    make_batch(&f, 1, 2);
+    /* The longest serial RFC 5280 allows, as hex. */
+    memset(f.batch.cert_serial, 'F', TS_SERIAL_BYTES_MAX);
+    f.batch.cert_serial[TS_SERIAL_BYTES_MAX] = '\0';
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_EQUAL(strlen(d.batch.cert_serial), TS_SERIAL_BYTES_MAX);
+    CU_ASSERT_EQUAL(memcmp(d.batch.cert_serial, f.batch.cert_serial, TS_SERIAL_BYTES_MAX), 0);
+    codec_frame_release(&d);
+    /* The same bytes decode whatever the receiver had before: a serial that
+     * is not uppercase hex is refused on the wire, as when encoding. */
+    uint8_t *p = NULL;
+    for (size_t i = 0; i + TS_SERIAL_BYTES_MAX <= len; i++) {
+        if (memcmp(buf + i, f.batch.cert_serial, TS_SERIAL_BYTES_MAX) == 0) {
+            p = buf + i;
+            break;
+        }
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    p[3] = 'f';
+    CU_ASSERT_EQUAL(codec_frame_decode(buf, len, &d, &err), TS_ERR_CORRUPT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cert_serial"));
+    free(buf);
+    snprintf(f.batch.cert_serial, sizeof(f.batch.cert_serial), "12-3");
+    err.msg[0] = '\0';
+    CU_ASSERT_EQUAL(codec_frame_encode(&f, &buf, &len, &err), TS_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "cert_serial"));
+    /* None at all (a hand-built batch) still round trips as "". */
+    f.batch.cert_serial[0] = '\0';
+    frame_encode_ok(&f, &buf, &len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_STRING_EQUAL(d.batch.cert_serial, "");
+    codec_frame_release(&d);
+    free(buf);
+    free_batch(&f);
+}
+
 static void test_codec_frame_batch_holes_and_cert(void)
 {
     struct frame f;
@@ -1517,9 +1563,11 @@ static void test_codec_frame_batch_holes_and_cert(void)
     f.batch.entry_lens[1] = BATCH_HOLE_LEN;
     f.batch.origin_cert = cert;
     f.batch.origin_cert_len = sizeof(cert) - 1;
+    snprintf(f.batch.cert_serial, sizeof(f.batch.cert_serial), "%s", "0A1B2C3D");
     frame_encode_ok(&f, &buf, &len);
     CU_ASSERT_EQUAL_FATAL(codec_frame_decode(buf, len, &d, &err), 0);
     free(buf);
+    CU_ASSERT_STRING_EQUAL(d.batch.cert_serial, "0A1B2C3D");
     CU_ASSERT_EQUAL_FATAL(d.batch.count, 3);
     CU_ASSERT_EQUAL(d.batch.entry_lens[1], BATCH_HOLE_LEN);
     CU_ASSERT_EQUAL(memcmp(d.batch.entries[1], hole_hash, TS_HASH_BYTES), 0);
@@ -2251,15 +2299,15 @@ static void test_codec_sign_bytes_layout(void)
 {
     uint8_t hash[TS_HASH_BYTES];
     uint8_t out[CODEC_SIGN_BYTES_MAX];
-    static const char domain[] = "trialsync-batch-v1";
+    static const char domain[] = "trialsync-batch-v2";
 
     for (int i = 0; i < TS_HASH_BYTES; i++)
         hash[i] = (uint8_t)(0xa0 + i);
     memset(out, 0xcc, sizeof(out));
-    int n = codec_batch_sign_bytes("T-1", "site-101", LANE_BULK, UINT64_C(0x0102030405060708), hash,
-                                   out, sizeof(out));
-    /* 18 + NUL, 3 + NUL, 8 + NUL, lane, seq, hash. */
-    CU_ASSERT_EQUAL_FATAL(n, 19 + 4 + 9 + 1 + 8 + 32);
+    int n = codec_batch_sign_bytes("T-1", "site-101", "0A1B", LANE_BULK,
+                                   UINT64_C(0x0102030405060708), hash, out, sizeof(out));
+    /* 18 + NUL, 3 + NUL, 8 + NUL, 4 + NUL, lane, seq, hash. */
+    CU_ASSERT_EQUAL_FATAL(n, 19 + 4 + 9 + 5 + 1 + 8 + 32);
     size_t at = 0;
     for (size_t i = 0; i < strlen(domain); i++)
         CU_ASSERT_EQUAL(out[at++], (uint8_t)domain[i]);
@@ -2271,6 +2319,9 @@ static void test_codec_sign_bytes_layout(void)
     for (size_t i = 0; i < 8; i++)
         CU_ASSERT_EQUAL(out[at++], (uint8_t)"site-101"[i]);
     CU_ASSERT_EQUAL(out[at++], 0);
+    for (size_t i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(out[at++], (uint8_t)"0A1B"[i]);
+    CU_ASSERT_EQUAL(out[at++], 0);
     CU_ASSERT_EQUAL(out[at++], 1);
     for (uint8_t i = 1; i <= 8; i++)
         CU_ASSERT_EQUAL(out[at++], i);
@@ -2280,17 +2331,23 @@ static void test_codec_sign_bytes_layout(void)
     /* Nothing written past the length. */
     CU_ASSERT_EQUAL(out[n], 0xcc);
 
-    /* Moving a byte between trial and origin changes the bytes. */
+    /* Moving a byte between trial and origin, or origin and serial, changes the bytes. */
     uint8_t a[CODEC_SIGN_BYTES_MAX];
     uint8_t b[CODEC_SIGN_BYTES_MAX];
-    int na = codec_batch_sign_bytes("ab", "c", 0, 1, hash, a, sizeof(a));
-    int nb = codec_batch_sign_bytes("a", "bc", 0, 1, hash, b, sizeof(b));
+    int na = codec_batch_sign_bytes("ab", "c", "1", 0, 1, hash, a, sizeof(a));
+    int nb = codec_batch_sign_bytes("a", "bc", "1", 0, 1, hash, b, sizeof(b));
     CU_ASSERT_EQUAL(na, nb);
     CU_ASSERT_NOT_EQUAL(memcmp(a, b, (size_t)na), 0);
-    /* Lane and seq are in the bytes. */
-    nb = codec_batch_sign_bytes("ab", "c", 1, 1, hash, b, sizeof(b));
+    nb = codec_batch_sign_bytes("ab", "c1", "", 0, 1, hash, b, sizeof(b));
+    CU_ASSERT_EQUAL(na, nb);
     CU_ASSERT_NOT_EQUAL(memcmp(a, b, (size_t)na), 0);
-    nb = codec_batch_sign_bytes("ab", "c", 0, 256, hash, b, sizeof(b));
+    /* The certificate, lane and seq are in the bytes. */
+    nb = codec_batch_sign_bytes("ab", "c", "2", 0, 1, hash, b, sizeof(b));
+    CU_ASSERT_EQUAL(na, nb);
+    CU_ASSERT_NOT_EQUAL(memcmp(a, b, (size_t)na), 0);
+    nb = codec_batch_sign_bytes("ab", "c", "1", 1, 1, hash, b, sizeof(b));
+    CU_ASSERT_NOT_EQUAL(memcmp(a, b, (size_t)na), 0);
+    nb = codec_batch_sign_bytes("ab", "c", "1", 0, 256, hash, b, sizeof(b));
     CU_ASSERT_NOT_EQUAL(memcmp(a, b, (size_t)na), 0);
 }
 
@@ -2299,24 +2356,35 @@ static void test_codec_sign_bytes_limits(void)
     uint8_t hash[TS_HASH_BYTES] = { 0 };
     uint8_t out[CODEC_SIGN_BYTES_MAX + 1];
     char id[TS_ID_BYTES_MAX + 2];
+    char serial[TS_SERIAL_BYTES_MAX + 2];
 
-    int need = codec_batch_sign_bytes("T", "O", 0, 1, hash, out, sizeof(out));
-    CU_ASSERT_EQUAL_FATAL(need, 19 + 2 + 2 + 1 + 8 + 32);
+    int need = codec_batch_sign_bytes("T", "O", "01", 0, 1, hash, out, sizeof(out));
+    CU_ASSERT_EQUAL_FATAL(need, 19 + 2 + 2 + 3 + 1 + 8 + 32);
     /* One byte short: refused, and nothing written. */
     memset(out, 0xcc, sizeof(out));
-    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", "O", 0, 1, hash, out, (size_t)need - 1), TS_ERR_TOOBIG);
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", "O", "01", 0, 1, hash, out, (size_t)need - 1),
+                    TS_ERR_TOOBIG);
     CU_ASSERT_EQUAL(out[0], 0xcc);
-    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", "O", 0, 1, hash, out, (size_t)need), need);
-    /* Ids at their limit fit CODEC_SIGN_BYTES_MAX exactly. */
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", "O", "01", 0, 1, hash, out, (size_t)need), need);
+    /* Ids and serial at their limits fit CODEC_SIGN_BYTES_MAX exactly. */
     memset(id, 'i', TS_ID_BYTES_MAX);
     id[TS_ID_BYTES_MAX] = '\0';
-    CU_ASSERT_EQUAL(codec_batch_sign_bytes(id, id, 1, UINT64_MAX, hash, out, CODEC_SIGN_BYTES_MAX),
+    memset(serial, 'F', TS_SERIAL_BYTES_MAX);
+    serial[TS_SERIAL_BYTES_MAX] = '\0';
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes(id, id, serial, 1, UINT64_MAX, hash, out,
+                                           CODEC_SIGN_BYTES_MAX),
                     CODEC_SIGN_BYTES_MAX);
-    /* An id above its limit is refused. */
+    /* An id or a serial above its limit is refused. */
     id[TS_ID_BYTES_MAX] = 'i';
     id[TS_ID_BYTES_MAX + 1] = '\0';
-    CU_ASSERT_EQUAL(codec_batch_sign_bytes(id, "O", 0, 1, hash, out, sizeof(out)), TS_ERR_TOOBIG);
-    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", id, 0, 1, hash, out, sizeof(out)), TS_ERR_TOOBIG);
+    serial[TS_SERIAL_BYTES_MAX] = 'F';
+    serial[TS_SERIAL_BYTES_MAX + 1] = '\0';
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes(id, "O", "01", 0, 1, hash, out, sizeof(out)),
+                    TS_ERR_TOOBIG);
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", id, "01", 0, 1, hash, out, sizeof(out)),
+                    TS_ERR_TOOBIG);
+    CU_ASSERT_EQUAL(codec_batch_sign_bytes("T", "O", serial, 0, 1, hash, out, sizeof(out)),
+                    TS_ERR_TOOBIG);
 }
 
 static void test_codec_frame_len_prefix(void)
@@ -2447,6 +2515,7 @@ int main(void)
         { "test_codec_frame_decode_byte_flips", test_codec_frame_decode_byte_flips },
         { "test_codec_frame_decode_garbage", test_codec_frame_decode_garbage },
         { "test_codec_sign_bytes_layout", test_codec_sign_bytes_layout },
+        { "test_codec_frame_batch_cert_serial", test_codec_frame_batch_cert_serial },
         { "test_codec_sign_bytes_limits", test_codec_sign_bytes_limits },
         { "test_codec_frame_len_prefix", test_codec_frame_len_prefix },
         { "test_codec_entry_ref_cmp_order", test_codec_entry_ref_cmp_order },

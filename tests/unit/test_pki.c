@@ -854,6 +854,58 @@ static void test_pki_revoke_lists_serial_in_signed_crl(void)
     X509_CRL_free(crl);
 }
 
+/* pki_crl_check and pki_crl_revoked: what a node trusts of a replicated CRL. */
+static void test_pki_crl_check_and_revoked(void)
+{
+    struct trial t, other;
+    char site[800], hub[800], crt[900], path[900];
+    char serial[PKI_SERIAL_HEX_BYTES_MAX], hub_serial[PKI_SERIAL_HEX_BYTES_MAX];
+    struct ts_error err = {0};
+    char *ca = NULL, *crl = NULL, *foreign = NULL;
+    size_t ca_len = 0, crl_len = 0, foreign_len = 0;
+    int64_t number = -1, before = -1, at = 0;
+
+    trial_make(&t, "pki-crlcheck", "T1");
+    trial_make(&other, "pki-crlcheck-other", "T1");
+    issue_ok(&t, PKI_ROLE_SITE, "101", NULL, "site", site, sizeof(site));
+    issue_ok(&t, PKI_ROLE_HUB, "hub-1", NULL, "hub", hub, sizeof(hub));
+    serial_of(site, serial);
+    serial_of(hub, hub_serial);
+    join(path, sizeof(path), t.ca_dir, "ca.crt");
+    CU_ASSERT_FATAL(pki_read_file(path, &ca, &ca_len, &err) == 0);
+    join(path, sizeof(path), t.ca_dir, "crl.pem");
+    CU_ASSERT_FATAL(pki_read_file(path, &crl, &crl_len, &err) == 0);
+    CU_ASSERT_EQUAL(pki_crl_check(ca, ca_len, crl, crl_len, &before, &err), 0);
+    CU_ASSERT(before > 0);
+    CU_ASSERT_EQUAL(pki_crl_revoked(crl, crl_len, serial, &at, &err), 0);
+    free(crl);
+
+    join(crt, sizeof(crt), site, "node.crt");
+    CU_ASSERT_FATAL(pki_revoke(t.ca_dir, crt, NULL, &err) == 0);
+    CU_ASSERT_FATAL(pki_read_file(path, &crl, &crl_len, &err) == 0);
+    CU_ASSERT_EQUAL(pki_crl_check(ca, ca_len, crl, crl_len, &number, &err), 0);
+    CU_ASSERT(number > before);
+    int64_t now = (int64_t)time(NULL);
+    CU_ASSERT_EQUAL(pki_crl_revoked(crl, crl_len, serial, &at, &err), 1);
+    CU_ASSERT(at > now - 600 && at <= now + 5);
+    CU_ASSERT_EQUAL(pki_crl_revoked(crl, crl_len, hub_serial, &at, &err), 0);
+    CU_ASSERT(pki_crl_revoked(crl, crl_len, "not-hex", &at, &err) < 0);
+
+    /* Another CA's CRL, and a CRL altered by one byte, are not the trial's. */
+    join(path, sizeof(path), other.ca_dir, "crl.pem");
+    CU_ASSERT_FATAL(pki_read_file(path, &foreign, &foreign_len, &err) == 0);
+    CU_ASSERT_EQUAL(pki_crl_check(ca, ca_len, foreign, foreign_len, &number, &err), TS_ERR_AUTH);
+    char *nl = strchr(crl, '\n');
+    CU_ASSERT_FATAL(nl != NULL && nl[1] != '\0' && nl[5] != '\0');
+    nl[5] = nl[5] == 'A' ? 'B' : 'A';
+    CU_ASSERT(pki_crl_check(ca, ca_len, crl, crl_len, &number, &err) != 0);
+    CU_ASSERT(pki_crl_check(ca, ca_len, "-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n",
+                            48, &number, &err) == TS_ERR_INVALID);
+    free(foreign);
+    free(crl);
+    free(ca);
+}
+
 static void test_pki_revoke_serial_and_crl_write(void)
 {
     struct trial t;
@@ -1003,6 +1055,7 @@ int main(void)
         {"test_pki_read_file_bounds", test_pki_read_file_bounds},
         {"test_pki_revoke_lists_serial_in_signed_crl", test_pki_revoke_lists_serial_in_signed_crl},
         {"test_pki_revoke_serial_and_crl_write", test_pki_revoke_serial_and_crl_write},
+        {"test_pki_crl_check_and_revoked", test_pki_crl_check_and_revoked},
         {"test_pki_revoke_refuses_foreign_and_ca_certs",
          test_pki_revoke_refuses_foreign_and_ca_certs},
         {"test_pki_crl_write_reports_corrupt_line", test_pki_crl_write_reports_corrupt_line},

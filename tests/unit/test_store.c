@@ -46,13 +46,18 @@ static void key_setup(void)
     CU_ASSERT_FATAL(crypto_pubkey_from_key(test_key, &test_pub, &err) == 0);
 }
 
-/* Every origin of these tests signs with the test key; others are unknown. */
-static int verify_cb(void *ctx, const char *origin, const uint8_t *msg, size_t len,
-                     const uint8_t *sig, size_t sig_len)
+/* The serial of the test key's certificate: every origin of these tests
+ * signs with it; other origins and serials are unknown. */
+#define TEST_SERIAL "5E"
+
+static int verify_cb(void *ctx, const char *origin, const char *cert_serial, const uint8_t *msg,
+                     size_t len, const uint8_t *sig, size_t sig_len)
 {
     (void)ctx;
     if (strcmp(origin, "site-101") != 0 && strcmp(origin, "site-102") != 0 &&
         strcmp(origin, "hub-1") != 0)
+        return TS_ERR_AUTH;
+    if (strcmp(cert_serial, TEST_SERIAL) != 0)
         return TS_ERR_AUTH;
     return crypto_verify(test_pub, msg, len, sig, sig_len) ? 0 : TS_ERR_SIGNATURE;
 }
@@ -144,8 +149,10 @@ static void tb_add(struct tb *t, struct tchain *c, const char *type, const char 
 static void tb_sign(struct tb *t, const struct tchain *c)
 {
     memcpy(t->b.chain_hash, c->hash, TS_HASH_BYTES);
+    if (t->b.cert_serial[0] == '\0')
+        snprintf(t->b.cert_serial, sizeof(t->b.cert_serial), "%s", TEST_SERIAL);
     uint8_t msg[256];
-    int len = codec_batch_sign_bytes(TRIAL, t->b.origin, t->b.lane,
+    int len = codec_batch_sign_bytes(TRIAL, t->b.origin, t->b.cert_serial, t->b.lane,
                                      t->b.first_seq + t->b.count - 1, t->b.chain_hash, msg,
                                      sizeof(msg));
     CU_ASSERT_FATAL(len > 0);

@@ -925,7 +925,32 @@ static unsigned held_role(void *ctx, const char *origin)
 }
 
 static struct held HELD = {"Q-hub1-9", "subject/102-0001/sex", 1};
-static const struct validate_lookup LK = {held_target, held_round, held_role, &HELD, 0, 0};
+/*
+ * A stand-in for the node's CA check (pki_crl_check, tested in test_pki): a
+ * list "signed by the CA" is a PEM CRL whose body names "CA-SIGNED", and its
+ * number follows "number=".
+ */
+static int held_crl_check(void *ctx, const char *pem, int64_t *number, char *why, size_t cap)
+{
+    (void)ctx;
+    const char *n = strstr(pem, "number=");
+    if (strstr(pem, "CA-SIGNED") == NULL || n == NULL) {
+        snprintf(why, cap, "the revocation list is not signed by the trial CA");
+        return TS_ERR_AUTH;
+    }
+    *number = strtoll(n + 7, NULL, 10);
+    return 0;
+}
+
+static const struct validate_lookup LK = {
+    .query_target = held_target,
+    .query_round = held_round,
+    .origin_role = held_role,
+    .crl_check = held_crl_check,
+    .ctx = &HELD,
+    .now_ms = 0,
+    .skew_ms = 0,
+};
 
 #define ADMIT_WRITES_MAX 4
 static struct field_write AW[ADMIT_WRITES_MAX];
@@ -1035,6 +1060,70 @@ static void test_validate_entry_values_and_fields(void)
                           admit_entry("101", "subject", "101-0001", "101", "site=102", NULL)),
                     TS_ERR_INVALID);
     CU_ASSERT(rule_is("value"));
+}
+
+/* The revocation list by replication: a hub's or an admin's, CA-signed, whole. */
+static void test_validate_entry_crl(void)
+{
+#define GOOD_CRL "-----BEGIN X509 CRL-----\nCA-SIGNED number=1700000123\n-----END X509 CRL-----\n"
+    /* A hub records the CA's list, number as signed, trial-wide. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    0);
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_ADMIN, admit_entry("admin", "crl", "ca", "",
+                                                         "pem=" GOOD_CRL, "number=1700000123",
+                                                         NULL)),
+                    0);
+    /* A site may not (even the CA's own list). */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, admit_entry("101", "crl", "ca", "",
+                                                        "pem=" GOOD_CRL, "number=1700000123",
+                                                        NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    /* Not signed by the CA. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB,
+                          admit_entry("hub1", "crl", "ca", "",
+                                      "pem=-----BEGIN X509 CRL-----\nnumber=9\n"
+                                      "-----END X509 CRL-----\n",
+                                      "number=9", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("value"));
+    /* A number other than the one the CA signed. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, "number=1800000000",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    /* The list without its number, or not a PEM CRL at all. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=" GOOD_CRL, NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "",
+                                                       "pem=CA-SIGNED number=5", "number=5",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    /* One record, trial-wide: another key or a site scope is refused. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "other", "",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("key"));
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_HUB, admit_entry("hub1", "crl", "ca", "101",
+                                                       "pem=" GOOD_CRL, "number=1700000123",
+                                                       NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
+    /* Without a CA at hand the entry is held, never admitted unchecked. */
+    struct validate_lookup lk = LK;
+    lk.crl_check = NULL;
+    CU_ASSERT_EQUAL(validate_entry(admit_entry("hub1", "crl", "ca", "", "pem=" GOOD_CRL,
+                                               "number=1700000123", NULL),
+                                   SCHEMA_ROLE_HUB, &lk, &E),
+                    TS_ERR_AGAIN);
+#undef GOOD_CRL
 }
 
 static void test_validate_entry_cro_fields(void)
@@ -1208,6 +1297,7 @@ int main(void)
         {"test_validate_entry_site_own_records", test_validate_entry_site_own_records},
         {"test_validate_entry_values_and_fields", test_validate_entry_values_and_fields},
         {"test_validate_entry_cro_fields", test_validate_entry_cro_fields},
+        {"test_validate_entry_crl", test_validate_entry_crl},
         {"test_validate_entry_query_answers", test_validate_entry_query_answers},
         {"test_validate_entry_supersedes", test_validate_entry_supersedes},
         {"test_validate_entry_clock_bound", test_validate_entry_clock_bound},
