@@ -23,7 +23,25 @@
 #   PARTITION_WRITES    writes at site 101 while cut off (default 200)
 #   PARTITION_ATTEMPTS  failed reconnects of site 101 to see before healing (default 2)
 #   PARTITION_BLIP_WRITES  writes at site 101 during the blip (default 5)
+#
+# The suite runs in its own mount and PID namespaces, with a private tmpfs on
+# /run/netns: if it is killed, even by SIGKILL at a CTest timeout, the kernel
+# kills its nodes and drops its network namespaces (names and all) with it.
+if [ "${TS_PARTITION_NS:-0}" != 1 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "FAIL: network namespaces need root (running as uid $(id -u))" >&2
+        exit 1
+    fi
+    command -v unshare > /dev/null 2>&1 || {
+        echo "FAIL: 'unshare' is not installed: it comes from Debian's 'util-linux' package, which 'make deps' installs" >&2
+        exit 1
+    }
+    TS_PARTITION_NS=1 exec unshare --mount --propagation private --pid --fork --kill-child \
+        --mount-proc bash "$0" "$@"
+fi
 . "$(dirname "$0")/../integration/lib.sh"
+mkdir -p /run/netns && mount -t tmpfs -o size=1m,mode=755 tmpfs /run/netns 2> "$WORK/runnetns.err" \
+    || fail "cannot mount a private /run/netns: $(cat "$WORK/runnetns.err")"
 
 # An environment that cannot run the suite fails it, saying why: never a skip.
 cannot() { fail "$*"; }
