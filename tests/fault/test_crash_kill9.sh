@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # kill -9 of a node right after acknowledged writes, many rounds: every write
 # the API acknowledged is there after the restart, and the store verifies.
+# Driven by counts, not time: each round writes until a seeded number of
+# writes has been acknowledged, then kills the node while the writers are
+# still writing, so a busy machine only makes a round slower.
+#   CRASH_ROUNDS    kill -9 rounds (default 20)
+#   CRASH_ACKS_MIN  acknowledged writes before a kill, at least (default 5)
+#   CRASH_ACKS_MAX  and at most (default 25); the seed picks each round's number
 . "$(dirname "$0")/../integration/lib.sh"
 
 ROUNDS=${CRASH_ROUNDS:-20}
+ACKS_MIN=${CRASH_ACKS_MIN:-5}
+ACKS_MAX=${CRASH_ACKS_MAX:-25}
 WRITERS=4
 SEED=${TS_SEED:-$(( $(date +%s) % 100000 ))}
 echo "seed: $SEED (replay with TS_SEED=$SEED)"
@@ -28,18 +36,25 @@ writer() {
     done
 }
 
+acked_this_round() { cat "$WORK"/acked.* 2>/dev/null | wc -l; }
+at_least_acked() { [ "$(acked_this_round)" -ge "$1" ]; }
+
+target_sum=0
 for round in $(seq 1 "$ROUNDS"); do
     start_node hub "$HUB"
+    target=$((ACKS_MIN + RANDOM % (ACKS_MAX - ACKS_MIN + 1)))
+    target_sum=$((target_sum + target))
     pids=()
     for w in $(seq 1 $WRITERS); do
         writer "$w" "$round" &
         pids+=($!)
     done
-    # Kill at a random moment 100-900 ms into the writes.
-    sleep "0.$((1 + RANDOM % 9))"
+    # Kill once the round's number of writes is acknowledged (writers still going).
+    wait_until 60 "round $round: $target writes acknowledged" at_least_acked "$target"
     kill_node hub
     for p in "${pids[@]}"; do wait "$p"; done
     cat "$WORK"/acked.* >> "$WORK/acked" 2>/dev/null || true
+    echo "round $round: killed after $target acknowledged ($(acked_this_round) by the time the writers stopped)"
     rm -f "$WORK"/acked.*
 done
 
@@ -47,8 +62,8 @@ start_node hub "$HUB"
 "$TRIALSYNC" records --node "$HUB" subject | jq -r '.records[].id' | sort > "$WORK/held"
 sort -u "$WORK/acked" > "$WORK/acked.sorted"
 acked=$(wc -l < "$WORK/acked.sorted")
-[ "$acked" -gt $((ROUNDS * 5)) ] || fail "too few writes acknowledged ($acked) to test anything"
-ok "$acked writes acknowledged over $ROUNDS kill -9 rounds"
+[ "$acked" -ge "$target_sum" ] || fail "only $acked writes acknowledged, the rounds waited for $target_sum"
+ok "$acked writes acknowledged over $ROUNDS kill -9 rounds (each round killed after $ACKS_MIN-$ACKS_MAX)"
 missing=$(comm -23 "$WORK/acked.sorted" "$WORK/held" | wc -l)
 assert_eq 0 "$missing" "no acknowledged write lost"
 held=$(wc -l < "$WORK/held")
