@@ -31,7 +31,7 @@ static void usage(FILE *out)
             "  saes --node NODEDIR                  serious adverse events, 24-hour clock (JSON)\n"
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
-            "  verify --node NODEDIR                check a stopped node's chains and signatures\n"
+            "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
 }

@@ -19,11 +19,18 @@
  *    stored state, field by field (store_verify_state); a difference is
  *    named by record and field.
  *
- * Comparing chain heads and the digest with a running peer (--peer) is not
- * done yet: see docs/security.md.
+ * With --peer PEERDIR, once those pass, the stopped node is compared with a
+ * running peer through the peer's API (GET /v1/status, GET /v1/digest):
+ * every (origin, lane) chain head is reported equal, or which side is ahead
+ * and by how many entries.  A node merely ahead or behind is not a failure
+ * (replication is asynchronous); equal version vectors with different state
+ * digests are, because the same entries must merge to the same state.  The
+ * digests are compared only when both nodes hold every entry in full: a site
+ * holds entries scoped to other sites as holes, which reach no state.
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +41,16 @@
 #include "../node/pki.h"
 #include "../storage/store.h"
 #include "cli.h"
+#include "client.h"
 
 /* Far above the certificates of one trial (a few hubs, a few hundred sites,
  * each renewed a few times). */
 #define VERIFY_ORIGINS_MAX 4096
+/* Two lanes per origin: the most chains a peer's version vector may name
+ * before it is taken as malformed (checked before allocating). */
+#define VERIFY_PEER_CHAINS_MAX (2 * VERIFY_ORIGINS_MAX)
+_Static_assert(VERIFY_PEER_CHAINS_MAX >= VERIFY_ORIGINS_MAX,
+               "a peer's vector holds at least one chain per origin");
 
 /* A certificate of an origin (origin, serial) that has been checked. */
 struct verify_origin {
@@ -75,10 +88,11 @@ struct verify_ctx {
     struct verify_origin *last;  /* entries come chain by chain: a one-slot cache */
     struct verify_pending pending;
     char failure[768];      /* why a signed point failed, beyond "does not verify" */
+    uint64_t entries_full;  /* entries held in full (entry_cb), holes excluded */
 };
 
 static const char VERIFY_USAGE[] =
-    "usage: trialsync verify --node NODEDIR\n"
+    "usage: trialsync verify --node NODEDIR [--peer PEERDIR]\n"
     "\n"
     "Checks a stopped node's store (stop the node first) and exits 1 naming the\n"
     "first thing that fails:\n"
@@ -93,7 +107,19 @@ static const char VERIFY_USAGE[] =
     "  - the state rebuilt from the oplog equals the stored state, field by field\n"
     "    (a difference is named by record and field); entries held only as holes\n"
     "    reach no state and are skipped.\n"
-    "Comparing with a running peer (--peer) is not implemented yet.\n";
+    "\n"
+    "  --peer PEERDIR   then compare with a RUNNING peer through its API (PEERDIR\n"
+    "                   holds the peer's node.conf and api.token): each chain\n"
+    "                   (origin, lane) is reported as equal, or with the side that\n"
+    "                   is ahead and by how many entries.  A peer merely ahead or\n"
+    "                   behind is reported, not a failure (replication is\n"
+    "                   asynchronous).  When the version vectors are equal the\n"
+    "                   state digests must be equal, else exit 1 naming both; they\n"
+    "                   are compared only when both nodes hold every entry in full\n"
+    "                   (a site holds other sites' entries as holes).\n"
+    "\n"
+    "Exit status: 0 nothing disagrees, 1 a check failed (or the digests differ\n"
+    "with equal vectors), 2 usage.\n";
 
 static struct verify_origin *origin_find(struct verify_ctx *v, const char *origin,
                                          const char *serial)
@@ -282,6 +308,7 @@ static int entry_cb(void *ctx, const struct entry *e, struct ts_error *err)
         p->max_seq = e->seq;
     }
     p->count++;
+    v->entries_full++;
     return 0;
 }
 
@@ -307,19 +334,244 @@ static void crl_load(struct verify_ctx *v)
     }
 }
 
+/* ---- --peer: comparing with a running peer ------------------------------- */
+
+/* What the stopped node holds, read from its store before it is closed. */
+struct verify_local {
+    struct vv_item *vv;   /* sorted by (origin, lane); malloc'ed */
+    size_t vv_count;
+    uint8_t digest[TS_HASH_BYTES];
+    bool holes;           /* some entry is held only as a hole */
+};
+
+static int vv_item_cmp(const void *a, const void *b)
+{
+    const struct vv_item *x = a, *y = b;
+    int c = strcmp(x->origin, y->origin);
+    if (c != 0)
+        return c;
+    return (int)x->lane - (int)y->lane;
+}
+
+static const char *lane_word(uint8_t lane)
+{
+    return lane == LANE_SAFETY ? "safety" : "bulk";
+}
+
+static void hex_text(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/*
+ * GETs path from the peer's API.  Returns the answer's JSON object (the
+ * caller json_decref()s it), or NULL with the reason printed.
+ */
+static json_t *peer_get(const struct config *pcfg, const char *path)
+{
+    struct client_response res;
+    struct ts_error err = {0};
+    if (client_request(pcfg, "GET", path, NULL, &res, &err) != 0) {
+        cli_fail("peer %s: its API cannot be reached (--peer needs it running): %s", pcfg->id,
+                 err.msg);
+        return NULL;
+    }
+    json_t *j = NULL;
+    if (res.status != 200) {
+        cli_fail("peer %s: GET %s answered %d: %.200s", pcfg->id, path, res.status, res.body);
+    } else {
+        j = json_loads(res.body, 0, NULL);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            j = NULL;
+            cli_fail("peer %s: GET %s did not answer a JSON object", pcfg->id, path);
+        }
+    }
+    client_response_release(&res);
+    return j;
+}
+
+/*
+ * Reads the peer's version_vector from its status into *out (malloc'ed,
+ * sorted by (origin, lane)).  Returns 0, or -1 with the reason printed when
+ * it is malformed: every item checked, at most VERIFY_PEER_CHAINS_MAX.
+ */
+static int peer_vv_parse(const struct config *pcfg, json_t *status, struct vv_item **out,
+                         size_t *count)
+{
+    json_t *arr = json_object_get(status, "version_vector");
+    *out = NULL;
+    *count = 0;
+    if (!json_is_array(arr)) {
+        cli_fail("peer %s: its status has no version_vector", pcfg->id);
+        return -1;
+    }
+    size_t n = json_array_size(arr);
+    if (n > VERIFY_PEER_CHAINS_MAX) {
+        cli_fail("peer %s: its version vector names %zu chains, more than %d", pcfg->id, n,
+                 VERIFY_PEER_CHAINS_MAX);
+        return -1;
+    }
+    struct vv_item *vv = calloc(n > 0 ? n : 1, sizeof(*vv));
+    if (vv == NULL) {
+        cli_fail("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(arr, i);
+        const char *origin = json_string_value(json_object_get(it, "origin"));
+        const char *lane = json_string_value(json_object_get(it, "lane"));
+        json_t *seq = json_object_get(it, "seq");
+        if (origin == NULL || origin[0] == '\0' || strlen(origin) > TS_ID_BYTES_MAX ||
+            lane == NULL || (strcmp(lane, "bulk") != 0 && strcmp(lane, "safety") != 0) ||
+            !json_is_integer(seq) || json_integer_value(seq) < 0) {
+            free(vv);
+            cli_fail("peer %s: item %zu of its version vector is malformed", pcfg->id, i);
+            return -1;
+        }
+        snprintf(vv[i].origin, sizeof(vv[i].origin), "%s", origin);
+        vv[i].lane = strcmp(lane, "safety") == 0 ? LANE_SAFETY : LANE_BULK;
+        vv[i].seq = (uint64_t)json_integer_value(seq);
+    }
+    if (n > 1)
+        qsort(vv, n, sizeof(*vv), vv_item_cmp);
+    for (size_t i = 1; i < n; i++) {
+        if (vv_item_cmp(&vv[i - 1], &vv[i]) == 0) {
+            cli_fail("peer %s: its version vector names %s/%s twice", pcfg->id, vv[i].origin,
+                     lane_word(vv[i].lane));
+            free(vv);
+            return -1;
+        }
+    }
+    *out = vv;
+    *count = n;
+    return 0;
+}
+
+/*
+ * Prints each chain's heads here and at the peer (a chain one side lacks
+ * counts as seq 0 there).  Returns how many chains differ; *ahead_here and
+ * *ahead_peer count which side is ahead.
+ */
+static size_t vv_report(const char *peer_id, const struct vv_item *a, size_t na,
+                        const struct vv_item *b, size_t nb, size_t *ahead_here,
+                        size_t *ahead_peer)
+{
+    size_t i = 0, j = 0;
+    *ahead_here = 0;
+    *ahead_peer = 0;
+    while (i < na || j < nb) {
+        int c = i == na ? 1 : j == nb ? -1 : vv_item_cmp(&a[i], &b[j]);
+        const struct vv_item *it = c <= 0 ? &a[i] : &b[j];
+        uint64_t here = c <= 0 ? a[i].seq : 0;
+        uint64_t there = c >= 0 ? b[j].seq : 0;
+        if (here == there)
+            printf("  %s/%s: equal at seq %" PRIu64 "\n", it->origin, lane_word(it->lane), here);
+        else if (here > there)
+            printf("  %s/%s: this node ahead by %" PRIu64 " (seq %" PRIu64 "; peer %s at %" PRIu64
+                   ")\n", it->origin, lane_word(it->lane), here - there, here, peer_id, there);
+        else
+            printf("  %s/%s: peer %s ahead by %" PRIu64 " (seq %" PRIu64 "; this node at %" PRIu64
+                   ")\n", it->origin, lane_word(it->lane), peer_id, there - here, there, here);
+        if (here > there)
+            (*ahead_here)++;
+        if (there > here)
+            (*ahead_peer)++;
+        if (c <= 0)
+            i++;
+        if (c >= 0)
+            j++;
+    }
+    return *ahead_here + *ahead_peer;
+}
+
+/*
+ * Compares the stopped node (what lo holds) with the running peer whose
+ * directory is peer_dir.  Returns 0 when nothing disagrees (a side merely
+ * ahead is reported, not a failure), 1 with the reason printed otherwise.
+ */
+static int peer_compare(const struct config *cfg, const struct verify_local *lo,
+                        const char *peer_dir)
+{
+    static struct config pcfg;
+    struct ts_error err = {0};
+    int rc = 1;
+    if (config_load_dir(peer_dir, &pcfg, &err) != 0)
+        return cli_fail("--peer %s: %s", peer_dir, err.msg);
+    if (strcmp(pcfg.id, cfg->id) == 0)
+        return cli_fail("--peer %s is node %s itself: name another node", peer_dir, pcfg.id);
+    if (strcmp(pcfg.trial, cfg->trial) != 0)
+        return cli_fail("--peer %s is a node of trial %s, not %s", peer_dir, pcfg.trial,
+                        cfg->trial);
+    json_t *status = peer_get(&pcfg, "/v1/status");
+    if (status == NULL)
+        return 1;
+    json_t *dj = peer_get(&pcfg, "/v1/digest");
+    struct vv_item *pvv = NULL;
+    size_t pvv_count = 0;
+    if (dj == NULL || peer_vv_parse(&pcfg, status, &pvv, &pvv_count) != 0)
+        goto out_free_json;
+    const char *pdigest = json_string_value(json_object_get(dj, "digest"));
+    if (pdigest == NULL || strlen(pdigest) != 2 * TS_HASH_BYTES ||
+        strspn(pdigest, "0123456789abcdef") != 2 * TS_HASH_BYTES) {
+        cli_fail("peer %s: its digest answer is malformed", pcfg.id);
+        goto out_free_vv;
+    }
+    const char *prole = json_string_value(json_object_get(status, "role"));
+    bool peer_site = prole == NULL || strcmp(prole, "hub") != 0;
+    char here_digest[2 * TS_HASH_BYTES + 1];
+    hex_text(lo->digest, TS_HASH_BYTES, here_digest);
+
+    printf("compared with running peer %s (%s):\n", pcfg.id, prole != NULL ? prole : "?");
+    size_t ahead_here = 0, ahead_peer = 0;
+    if (vv_report(pcfg.id, lo->vv, lo->vv_count, pvv, pvv_count, &ahead_here, &ahead_peer) != 0) {
+        printf("version vectors differ: this node ahead in %zu chain(s), peer %s ahead in %zu; "
+               "state digests not compared (being ahead or behind is not a failure)\n",
+               ahead_here, pcfg.id, ahead_peer);
+        rc = 0;
+    } else if (lo->holes || peer_site) {
+        /* A site holds entries scoped to other sites as holes, which reach
+         * no state: equal vectors need not mean equal states then. */
+        printf("version vectors equal (%zu chains); state digests not compared: %s\n",
+               lo->vv_count, lo->holes ? "this node holds entries as holes"
+                                       : "the peer is a site and may hold entries as holes");
+        rc = 0;
+    } else if (strcmp(here_digest, pdigest) != 0) {
+        cli_fail("state digests differ with equal version vectors (%zu chains): node %s has %s, "
+                 "peer %s has %s", lo->vv_count, cfg->id, here_digest, pcfg.id, pdigest);
+    } else {
+        printf("version vectors equal (%zu chains) and state digests equal: %s\n", lo->vv_count,
+               here_digest);
+        rc = 0;
+    }
+out_free_vv:
+    free(pvv);
+out_free_json:
+    json_decref(dj);
+    json_decref(status);
+    return rc;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"node", required_argument, NULL, 'n'},
+        {"peer", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *node_dir = NULL;
+    const char *node_dir = NULL, *peer_dir = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
+        case 'p': peer_dir = optarg; break;
         case 'h': fputs(VERIFY_USAGE, stdout); return 0;
         default: return 2;
         }
@@ -363,14 +615,39 @@ int cmd_verify(int argc, char **argv)
     struct store_stats st;
     memset(&st, 0, sizeof(st));
     store_stats(v->store, &st);
+    struct verify_local lo;
+    memset(&lo, 0, sizeof(lo));
+    if (rc == 0 && peer_dir != NULL) {
+        rc = store_vv(v->store, &lo.vv, &lo.vv_count);
+        if (rc == 0)
+            rc = store_digest(v->store, lo.digest);
+        if (rc != 0)
+            ts_error_set(&err, rc, "cannot read its version vector and digest: %s",
+                         ts_strerror(rc));
+        /* Chains are whole from seq 1 (just checked): each head is its count. */
+        uint64_t held = 0;
+        for (size_t i = 0; i < lo.vv_count; i++)
+            held += lo.vv[i].seq;
+        lo.holes = held > v->entries_full;
+    }
     store_close(v->store);
     size_t origins = v->count;
     verify_ctx_free(v);
-    if (rc != 0)
+    if (rc != 0) {
+        free(lo.vv);
         return cli_fail("store of node %s does NOT verify: %s", cfg.id, err.msg);
+    }
     printf("store of node %s verifies: %llu entries, every chain and signature checked; "
            "%zu origin certificates chain to the trial CA and were valid when they signed; "
            "state rebuilt from the oplog equals the stored state (%llu fields)\n",
            cfg.id, (unsigned long long)st.entries, origins, (unsigned long long)fields);
-    return 0;
+    if (peer_dir == NULL)
+        return 0;
+    /* The vector is sorted already; sorting again costs nothing and makes the
+     * merge in vv_report independent of the store's key order. */
+    if (lo.vv_count > 1)
+        qsort(lo.vv, lo.vv_count, sizeof(*lo.vv), vv_item_cmp);
+    rc = peer_compare(&cfg, &lo, peer_dir);
+    free(lo.vv);
+    return rc;
 }
