@@ -150,8 +150,8 @@ static int csv_record(struct reader *r, size_t *ncells, size_t *start, char *why
     size_t cell = 0, bytes = 0;
     const char *p = r->text;
     r->cells[0].len = 0;
-    if (r->cells[0].p != NULL)
-        r->cells[0].p[0] = '\0';
+    if (buf_put(&r->cells[0], "", 0) != 0)
+        goto out_nomem;
     for (;;) {
         if (*p == '"') {
             /* A quoted cell: runs to the lone closing quote, over lines. */
@@ -670,6 +670,10 @@ static int import_pass(struct import *im, const char *path, enum import_format f
             break;
         if (got < 0) {
             import_error(im, line, "%s", why);
+            if (!dry_run) {
+                rc = 1;  /* the file changed since it was checked */
+                goto out_release;
+            }
             continue;
         }
         char key[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + 2];
@@ -688,6 +692,10 @@ static int import_pass(struct import *im, const char *path, enum import_format f
                          "%s %s is already in line %lld; an import writes each record once "
                          "(put all its fields in one row)", type, id, earlier);
             json_decref(row);
+            if (!dry_run) {
+                rc = 1;
+                goto out_release;
+            }
             continue;
         }
         rows++;
