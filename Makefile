@@ -69,6 +69,7 @@ bench: deps build
 	bash bench/run.sh $(BUILD)
 	bash bench/fanin.sh $(BUILD)
 	bash bench/restart.sh $(BUILD)
+	bash bench/import.sh $(BUILD)
 
 soak: deps build
 	bash tests/fault/soak.sh $(BUILD)

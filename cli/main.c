@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
+            "  import --node NODEDIR FILE [--user NAME] [--reason TEXT]  load a CSV/NDJSON file\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
 }
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
+    if (strcmp(verb, "import") == 0)
+        return cmd_import(argc - 1, argv + 1);
     if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||
         strcmp(verb, "records") == 0 || strcmp(verb, "conflicts") == 0 ||
         strcmp(verb, "status") == 0 || strcmp(verb, "digest") == 0 ||

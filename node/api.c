@@ -676,6 +676,207 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
     /* Otherwise write_done answers after the group commit. */
 }
 
+/* ---- import ------------------------------------------------------------- */
+
+/*
+ * POST /v1/import: {"rows": [{"type": T, "id": ID, "fields": {name: value},
+ * "reason": R}, ...], "user": U, "reason": R, "dry_run": bool}.  At most
+ * TS_IMPORT_ROWS_MAX rows, each to a different record.  Every row is checked
+ * (the rules of a single write, against the records as they stand); only when
+ * all pass are they written, as one group commit (node_write_many).  A row's
+ * own reason wins over the request's.  200 {"ok", "rows", "dry_run"}; 400
+ * {"error", "refused", "errors": [{"row", "type", "id", "field", "value",
+ * "allowed", "message"}]} with row counted from 0, nothing written.
+ */
+struct import_wait {
+    struct api_conn *conn;
+    size_t rows;
+    json_t *errors;               /* the refused rows, while validating */
+    const struct node_write *ws;  /* while validating */
+};
+
+static void import_refused_cb(void *ctx, size_t row, const struct node_write_result *r)
+{
+    struct import_wait *iw = ctx;
+    const char *msg = r->verr.msg[0] != '\0' ? r->verr.msg : r->err.msg;
+    json_t *e = json_pack("{s:I,s:s,s:s,s:s}", "row", (json_int_t)row, "type", iw->ws[row].type,
+                          "id", iw->ws[row].id, "message", msg);
+    if (e == NULL)
+        return;
+    if (r->verr.field[0] != '\0')
+        json_object_set_new(e, "field", json_string(r->verr.field));
+    if (r->verr.value[0] != '\0')
+        json_object_set_new(e, "value", json_string(r->verr.value));
+    if (r->verr.allowed[0] != '\0')
+        json_object_set_new(e, "allowed", json_string(r->verr.allowed));
+    json_array_append_new(iw->errors, e);
+}
+
+static void import_done_cb(void *ctx, const struct node_write_result *r)
+{
+    struct import_wait *iw = ctx;
+    struct api_conn *c = iw->conn;
+    if (!c->closing) {
+        if (r->code != 0)
+            conn_send_error(c, http_status_of(r->code), r->err.msg);
+        else
+            conn_send_json(c, 200, json_pack("{s:b,s:I,s:b}", "ok", 1, "rows",
+                                              (json_int_t)iw->rows, "dry_run", 0));
+        conn_request_done(c);
+    }
+    free(iw);
+    conn_unref(c);
+}
+
+/* Refuses row `row` of an import before it reaches the node: a malformed row. */
+static void import_row_error(json_t *errors, size_t row, const char *msg)
+{
+    json_array_append_new(errors, json_pack("{s:I,s:s}", "row", (json_int_t)row, "message", msg));
+}
+
+static void handle_import(struct api_conn *c)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    struct node_write *ws = NULL;
+    struct validate_field *fields = NULL;
+    struct import_wait *iw = NULL;
+    json_t *errors = NULL;
+    char msg[300];
+
+    json_t *jrows = root != NULL ? json_object_get(root, "rows") : NULL;
+    json_t *juser = root != NULL ? json_object_get(root, "user") : NULL;
+    json_t *jreason = root != NULL ? json_object_get(root, "reason") : NULL;
+    json_t *jdry = root != NULL ? json_object_get(root, "dry_run") : NULL;
+    if (!json_is_array(jrows) || (juser != NULL && !json_is_string(juser)) ||
+        (jreason != NULL && !json_is_string(jreason)) || (jdry != NULL && !json_is_boolean(jdry))) {
+        snprintf(msg, sizeof(msg),
+                 "body must be {\"rows\": [{\"type\", \"id\", \"fields\", \"reason\"}, ...], "
+                 "\"user\": string, \"reason\": string, \"dry_run\": bool}%s%s",
+                 root == NULL ? ": " : "", root == NULL ? jerr.text : "");
+        conn_send_error(c, 400, msg);
+        goto out_done;
+    }
+    size_t count = json_array_size(jrows);
+    if (count == 0 || count > TS_IMPORT_ROWS_MAX) {
+        snprintf(msg, sizeof(msg), "an import request holds 1 to %d rows, not %zu",
+                 TS_IMPORT_ROWS_MAX, count);
+        conn_send_error(c, 400, msg);
+        goto out_done;
+    }
+
+    /* One flat array of fields for every row: count them first. */
+    size_t total_fields = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(jrows, i, row) {
+        json_t *jf = json_object_get(row, "fields");
+        if (json_is_object(jf))
+            total_fields += json_object_size(jf);
+    }
+    ws = calloc(count, sizeof(*ws));
+    fields = calloc(total_fields > 0 ? total_fields : 1, sizeof(*fields));
+    errors = json_array();
+    if (ws == NULL || fields == NULL || errors == NULL) {
+        conn_send_error(c, 500, "out of memory");
+        goto out_done;
+    }
+    const char *user = juser != NULL ? json_string_value(juser) : NULL;
+    const char *reason = jreason != NULL ? json_string_value(jreason) : NULL;
+    size_t used = 0;
+    json_array_foreach(jrows, i, row) {
+        json_t *jtype = json_object_get(row, "type"), *jid = json_object_get(row, "id");
+        json_t *jf = json_object_get(row, "fields"), *jr = json_object_get(row, "reason");
+        if (!json_is_object(row) || !json_is_string(jtype) || !json_is_string(jid) ||
+            !json_is_object(jf) || (jr != NULL && !json_is_string(jr))) {
+            import_row_error(errors, i,
+                             "a row is {\"type\": string, \"id\": string, \"fields\": {name: "
+                             "string, ...}, \"reason\": string}");
+            continue;
+        }
+        if (json_object_size(jf) > TS_WRITES_PER_ENTRY_MAX) {
+            snprintf(msg, sizeof(msg), "too many fields in one row (at most %d)",
+                     TS_WRITES_PER_ENTRY_MAX);
+            import_row_error(errors, i, msg);
+            continue;
+        }
+        struct node_write *w = &ws[i];
+        w->type = json_string_value(jtype);
+        w->id = json_string_value(jid);
+        w->fields = &fields[used];
+        w->reason = jr != NULL ? json_string_value(jr) : reason;
+        w->user = user;
+        const char *key;
+        json_t *value;
+        bool ok = true;
+        json_object_foreach(jf, key, value) {
+            if (!json_is_string(value)) {
+                snprintf(msg, sizeof(msg), "field '%.40s': the value must be a JSON string", key);
+                import_row_error(errors, i, msg);
+                ok = false;
+                break;
+            }
+            fields[used].field = key;
+            fields[used].value = json_string_value(value);
+            used++;
+            w->n++;
+        }
+        if (!ok)
+            continue;
+    }
+    assert(used <= total_fields);
+    if (json_array_size(errors) > 0) {
+        size_t refused = json_array_size(errors);
+        snprintf(msg, sizeof(msg), "%zu of %zu rows are malformed; nothing written", refused,
+                 count);
+        conn_send_json(c, 400, json_pack("{s:s,s:I,s:O}", "error", msg, "refused",
+                                         (json_int_t)refused, "errors", errors));
+        goto out_done;
+    }
+
+    iw = calloc(1, sizeof(*iw));
+    if (iw == NULL) {
+        conn_send_error(c, 500, "out of memory");
+        goto out_done;
+    }
+    iw->conn = c;
+    iw->rows = count;
+    iw->errors = errors;
+    iw->ws = ws;
+    bool dry_run = json_is_true(jdry);
+    struct node_write_result now;
+    c->busy = true;
+    c->refs++;
+    int rc = node_write_many(c->api->node, ws, count, dry_run, import_refused_cb, import_done_cb,
+                             iw, &now);
+    if (rc == 0 && !dry_run) {
+        /* import_done_cb answers after the group commit (it may have already). */
+        iw = NULL;
+        goto out_free;
+    }
+    c->refs--;
+    if (rc == 0) {
+        conn_send_json(c, 200, json_pack("{s:b,s:I,s:b}", "ok", 1, "rows", (json_int_t)count,
+                                          "dry_run", 1));
+    } else if (json_array_size(errors) > 0) {
+        size_t refused = json_array_size(errors);
+        snprintf(msg, sizeof(msg), "%zu of %zu rows refused; nothing written", refused, count);
+        conn_send_json(c, 400, json_pack("{s:s,s:I,s:O}", "error", msg, "refused",
+                                         (json_int_t)refused, "errors", errors));
+    } else {
+        conn_send_error(c, http_status_of(rc), now.err.msg);
+    }
+
+out_done:
+    conn_request_done(c);
+out_free:
+    free(iw);
+    json_decref(errors);
+    free(fields);
+    free(ws);
+    json_decref(root);
+}
+
 /* Splits "/v1/records/TYPE/ID[/history]"; false when the path is not that. */
 static bool parse_record_path(char *path, char **type, char **id, bool *history)
 {
@@ -801,6 +1002,9 @@ static void dispatch(struct api_conn *c)
         } else {
             conn_send_error(c, 405, "use GET to read a record, POST to write one");
         }
+    } else if (strcmp(path, "/v1/import") == 0 && method == HTTP_POST) {
+        handle_import(c);
+        return;  /* handle_import ends the request */
     } else if (strcmp(path, "/v1/crl") == 0 && method == HTTP_POST) {
         /* The trial's revocation list, to replicate to every node: body
          * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */

@@ -415,22 +415,19 @@ static int build_writes(struct lookup *l, const struct node_write *w, struct ent
     return 0;
 }
 
-int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
-               struct node_write_result *now)
-{
-    struct node_pending *p = n->pending;
-    struct field_write writes[TS_WRITES_PER_ENTRY_MAX];
-    struct lookup *l = NULL;
-    struct entry e;
-    char round_buf[24];
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    uint64_t free_bytes = 0;
-    int rc;
+/* Where the next entry of each lane goes: seq and chain hash of its lane's head. */
+struct chain_heads {
+    uint64_t seq[LANE_COUNT];
+    uint8_t hash[LANE_COUNT][TS_HASH_BYTES];
+};
 
-    memset(now, 0, sizeof(*now));
-    memset(&e, 0, sizeof(e));
-    memset(writes, 0, sizeof(writes));
+/*
+ * Refuses writes while the node stops or its disk is low: 0, or the code
+ * with *now filled.
+ */
+static int node_accepting(struct node *n, struct node_write_result *now)
+{
+    uint64_t free_bytes = 0;
     if (n->closing)
         return result_error(now, TS_ERR_IO, "node is %s", "stopping");
     if (node_disk_low(n, &free_bytes)) {
@@ -444,26 +441,32 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
                      (unsigned long long)(n->cfg.disk_free_min_bytes >> 20));
         return TS_ERR_DISKFULL;
     }
+    return 0;
+}
+
+/*
+ * Validates write w against the record as the store holds it and builds its
+ * entry, chained on heads (advanced on success).  On success *buf (malloc'ed,
+ * the caller's) holds the encoded entry, *lane and *hlc say where and when.
+ * On refusal returns the code with *now filled; heads are left untouched.
+ * Reads only committed state: the caller makes sure no pending entry of the
+ * same record exists.
+ */
+static int entry_prepare(struct node *n, const struct node_write *w, struct chain_heads *heads,
+                         uint8_t **buf, size_t *len, enum lane *lane_out, uint64_t *hlc,
+                         struct node_write_result *now)
+{
+    struct field_write writes[TS_WRITES_PER_ENTRY_MAX];
+    struct lookup *l = NULL;
+    struct entry e;
+    char round_buf[24];
+    int rc;
+
+    memset(now, 0, sizeof(*now));
+    memset(&e, 0, sizeof(e));
+    memset(writes, 0, sizeof(writes));
     if (strlen(w->type) > TS_TYPE_BYTES_MAX || strlen(w->id) > TS_ID_BYTES_MAX)
         return result_error(now, TS_ERR_INVALID, "record type or id too long%s", "");
-
-    uint64_t rh = record_hash(w->type, w->id);
-    /* Restarts after a flush: its callbacks may have queued this record again. */
-recheck:
-    for (size_t i = 0; i < p->touched_count; i++) {
-        if (p->touched[i] == rh) {
-            /* A writer called back from a commit (a pipelining client) must
-             * not commit inside that commit: the group waits for the loop. */
-            if (p->in_delivery)
-                return result_error(now, TS_ERR_AGAIN,
-                                    "node busy committing; retry the write%s", "");
-            rc = node_flush(n);
-            if (rc != 0)
-                return result_error(now, rc, "committing the pending group failed: %s",
-                                    ts_strerror(rc));
-            goto recheck;
-        }
-    }
 
     l = calloc(1, sizeof(*l));
     if (l == NULL)
@@ -477,7 +480,7 @@ recheck:
     enum validate_role role = n->cfg.role == PKI_ROLE_HUB ? VALIDATE_ROLE_HUB : VALIDATE_ROLE_SITE;
     const char *user = (w->user != NULL && *w->user) ? w->user : "unknown";
     const char *reason = w->reason != NULL ? w->reason : "";
-    enum lane lane;
+    enum lane lane = LANE_BULK;
     if (w->membership && strcmp(w->type, SCHEMA_CRL_TYPE) == 0) {
         rc = validate_crl_write(w, n->cfg.role, &now->verr);
         lane = LANE_SAFETY;  /* a revocation must overtake any backlog */
@@ -520,55 +523,26 @@ recheck:
         goto out_free_writes;
     }
 
-    struct pending_lane *pl = &p->lanes[lane];
-    if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX) {
-        /* Only while a commit calls its writers back can a lane be full here:
-         * a group must stay within one replication batch. */
-        now->code = TS_ERR_AGAIN;
-        ts_error_set(&now->err, TS_ERR_AGAIN, "node busy committing; retry the write");
-        rc = TS_ERR_AGAIN;
-        goto out_free_writes;
-    }
     memcpy(e.origin, n->cfg.id, strlen(n->cfg.id) + 1);
     e.lane = (uint8_t)lane;
-    e.seq = n->heads_seq[lane] + 1;
+    e.seq = heads->seq[lane] + 1;
     e.wall_ms = n->wall_ms();
     e.hlc = hlc_now(&n->clock, e.wall_ms);
     e.user = (char *)user;
     e.reason = (char *)reason;
     memcpy(e.record_type, w->type, strlen(w->type) + 1);
     memcpy(e.record_id, w->id, strlen(w->id) + 1);
-    memcpy(e.prev_hash, n->heads_hash[lane], TS_HASH_BYTES);
+    memcpy(e.prev_hash, heads->hash[lane], TS_HASH_BYTES);
 
-    rc = codec_entry_encode(&e, &buf, &len, &now->err);
+    rc = codec_entry_encode(&e, buf, len, &now->err);
     if (rc != 0) {
         now->code = rc;
         goto out_free_writes;
     }
-    if (pl->count == 0)
-        pl->first_seq = e.seq;
-    pl->bufs[pl->count] = buf;
-    pl->lens[pl->count] = len;
-    pl->count++;
-    pl->bytes += len;
-    crypto_chain_hash(n->heads_hash[lane], buf, len, n->heads_hash[lane]);
-    n->heads_seq[lane] = e.seq;
-
-    struct waiter *wt = &p->waiters[p->waiters_count++];
-    wt->cb = cb;
-    wt->ctx = ctx;
-    memcpy(wt->ref.origin, e.origin, sizeof(e.origin));
-    wt->ref.lane = e.lane;
-    wt->ref.seq = e.seq;
-    wt->hlc = e.hlc;
-    p->touched[p->touched_count++] = rh;
-    rc = 0;
-
-    if (!p->in_delivery &&
-        (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX))
-        node_flush(n);  /* the writers learn the outcome through their callbacks */
-    else if (!uv_is_active((uv_handle_t *)&n->flush_check))
-        uv_check_start(&n->flush_check, flush_check_cb);
+    crypto_chain_hash(heads->hash[lane], *buf, *len, heads->hash[lane]);
+    heads->seq[lane] = e.seq;
+    *lane_out = lane;
+    *hlc = e.hlc;
 
 out_free_writes:
     for (size_t i = 0; i < TS_WRITES_PER_ENTRY_MAX; i++)
@@ -576,6 +550,243 @@ out_free_writes:
 out_release:
     lookup_release(l);
     free(l);
+    return rc;
+}
+
+static void heads_load(const struct node *n, struct chain_heads *h)
+{
+    memcpy(h->seq, n->heads_seq, sizeof(h->seq));
+    memcpy(h->hash, n->heads_hash, sizeof(h->hash));
+}
+
+static void heads_store(struct node *n, const struct chain_heads *h)
+{
+    memcpy(n->heads_seq, h->seq, sizeof(h->seq));
+    memcpy(n->heads_hash, h->hash, sizeof(h->hash));
+}
+
+/* Queues one prepared entry in the pending group (the lane has room). */
+static void pending_add(struct node *n, enum lane lane, uint8_t *buf, size_t len,
+                        uint64_t seq, uint64_t hlc, uint64_t record, node_write_cb cb, void *ctx)
+{
+    struct node_pending *p = n->pending;
+    struct pending_lane *pl = &p->lanes[lane];
+    assert(pl->count < TS_BATCH_ENTRIES_MAX);
+    assert(p->waiters_count < NODE_WAITERS_MAX);
+    if (pl->count == 0)
+        pl->first_seq = seq;
+    pl->bufs[pl->count] = buf;
+    pl->lens[pl->count] = len;
+    pl->count++;
+    pl->bytes += len;
+
+    struct waiter *wt = &p->waiters[p->waiters_count++];
+    wt->cb = cb;
+    wt->ctx = ctx;
+    memset(&wt->ref, 0, sizeof(wt->ref));
+    memcpy(wt->ref.origin, n->cfg.id, strlen(n->cfg.id) + 1);
+    wt->ref.lane = (uint8_t)lane;
+    wt->ref.seq = seq;
+    wt->hlc = hlc;
+    p->touched[p->touched_count++] = record;
+}
+
+int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
+               struct node_write_result *now)
+{
+    struct node_pending *p = n->pending;
+    struct chain_heads heads;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    enum lane lane;
+    uint64_t hlc = 0;
+    int rc;
+
+    memset(now, 0, sizeof(*now));
+    rc = node_accepting(n, now);
+    if (rc != 0)
+        return rc;
+    if (strlen(w->type) > TS_TYPE_BYTES_MAX || strlen(w->id) > TS_ID_BYTES_MAX)
+        return result_error(now, TS_ERR_INVALID, "record type or id too long%s", "");
+
+    uint64_t rh = record_hash(w->type, w->id);
+    /* Restarts after a flush: its callbacks may have queued this record again. */
+recheck:
+    for (size_t i = 0; i < p->touched_count; i++) {
+        if (p->touched[i] == rh) {
+            /* A writer called back from a commit (a pipelining client) must
+             * not commit inside that commit: the group waits for the loop. */
+            if (p->in_delivery)
+                return result_error(now, TS_ERR_AGAIN,
+                                    "node busy committing; retry the write%s", "");
+            rc = node_flush(n);
+            if (rc != 0)
+                return result_error(now, rc, "committing the pending group failed: %s",
+                                    ts_strerror(rc));
+            goto recheck;
+        }
+    }
+
+    heads_load(n, &heads);
+    rc = entry_prepare(n, w, &heads, &buf, &len, &lane, &hlc, now);
+    if (rc != 0)
+        return rc;
+    struct pending_lane *pl = &p->lanes[lane];
+    if (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX) {
+        /* Only while a commit calls its writers back can a lane be full here:
+         * a group must stay within one replication batch. */
+        free(buf);
+        return result_error(now, TS_ERR_AGAIN, "node busy committing; retry the write%s", "");
+    }
+    heads_store(n, &heads);
+    pending_add(n, lane, buf, len, heads.seq[lane], hlc, rh, cb, ctx);
+
+    if (!p->in_delivery &&
+        (pl->count == TS_BATCH_ENTRIES_MAX || pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX))
+        node_flush(n);  /* the writers learn the outcome through their callbacks */
+    else if (!uv_is_active((uv_handle_t *)&n->flush_check))
+        uv_check_start(&n->flush_check, flush_check_cb);
+    return 0;
+}
+
+int node_write_many(struct node *n, const struct node_write *ws, size_t count, bool dry_run,
+                    node_refused_cb refused, node_write_cb cb, void *ctx,
+                    struct node_write_result *now)
+{
+    struct node_pending *p = n->pending;
+    struct chain_heads heads;
+    uint8_t **bufs = NULL;
+    size_t *lens = NULL;
+    uint8_t *lanes = NULL;
+    uint64_t *hlcs = NULL, *seqs = NULL, *hashes = NULL;
+    size_t lane_count[LANE_COUNT] = {0}, lane_bytes[LANE_COUNT] = {0};
+    size_t bad = 0;
+    int rc;
+
+    assert(count > 0);
+    assert(count <= TS_IMPORT_ROWS_MAX);
+    memset(now, 0, sizeof(*now));
+    rc = node_accepting(n, now);
+    if (rc != 0)
+        return rc;
+    /* The import is validated against committed state and committed as a
+     * group of its own, so whatever is pending goes first. */
+    if (p->waiters_count > 0) {
+        if (p->in_delivery)
+            return result_error(now, TS_ERR_AGAIN, "node busy committing; retry the import%s",
+                                "");
+        rc = node_flush(n);
+        if (rc != 0)
+            return result_error(now, rc, "committing the pending group failed: %s",
+                                ts_strerror(rc));
+    }
+
+    bufs = calloc(count, sizeof(*bufs));
+    lens = calloc(count, sizeof(*lens));
+    lanes = calloc(count, sizeof(*lanes));
+    hlcs = calloc(count, sizeof(*hlcs));
+    seqs = calloc(count, sizeof(*seqs));
+    hashes = calloc(count, sizeof(*hashes));
+    if (bufs == NULL || lens == NULL || lanes == NULL || hlcs == NULL || seqs == NULL ||
+        hashes == NULL) {
+        rc = result_error(now, TS_ERR_NOMEM, "out of memory%s", "");
+        goto out_free;
+    }
+
+    /* Every row is checked, so the writer learns of every bad row at once. */
+    heads_load(n, &heads);
+    for (size_t i = 0; i < count; i++) {
+        struct node_write_result r;
+        const struct node_write *w = &ws[i];
+        if (strlen(w->type) > TS_TYPE_BYTES_MAX || strlen(w->id) > TS_ID_BYTES_MAX) {
+            result_error(&r, TS_ERR_INVALID, "record type or id too long%s", "");
+            refused(ctx, i, &r);
+            bad++;
+            continue;
+        }
+        hashes[i] = record_hash(w->type, w->id);
+        /* Each entry is built against committed state: a second write to a
+         * record in the same group would not see the first. */
+        size_t dup = i;
+        for (size_t j = 0; j < i && dup == i; j++)
+            if (hashes[j] == hashes[i] && strcmp(ws[j].type, w->type) == 0 &&
+                strcmp(ws[j].id, w->id) == 0)
+                dup = j;
+        if (dup != i) {
+            memset(&r, 0, sizeof(r));
+            r.code = TS_ERR_INVALID;
+            snprintf(r.verr.msg, sizeof(r.verr.msg),
+                     "%.15s %.63s is already written by row %zu of this import; an import "
+                     "writes each record once (put all its fields in one row)",
+                     w->type, w->id, dup + 1);
+            ts_error_set(&r.err, TS_ERR_INVALID, "%s", r.verr.msg);
+            refused(ctx, i, &r);
+            bad++;
+            continue;
+        }
+        enum lane lane;
+        rc = entry_prepare(n, w, &heads, &bufs[i], &lens[i], &lane, &hlcs[i], &r);
+        if (rc != 0) {
+            refused(ctx, i, &r);
+            bad++;
+            continue;
+        }
+        lanes[i] = (uint8_t)lane;
+        seqs[i] = heads.seq[lane];
+        lane_count[lane]++;
+        lane_bytes[lane] += lens[i];
+    }
+    if (bad > 0) {
+        rc = result_error(now, TS_ERR_INVALID, "rows refused; nothing written%s", "");
+        goto out_free;
+    }
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++) {
+        if (lane_count[lane] > TS_BATCH_ENTRIES_MAX || lane_bytes[lane] > TS_BATCH_BYTES_MAX) {
+            rc = result_error(now, TS_ERR_TOOBIG,
+                              "the rows do not fit in one group commit (at most 1 MiB of "
+                              "entries); send fewer rows per request%s", "");
+            goto out_free;
+        }
+    }
+    if (dry_run) {
+        rc = 0;
+        goto out_free;
+    }
+
+    /* All valid: the entries join the (empty) group as one commit.  Only the
+     * last waiter is called back: the group commits all or nothing. */
+    assert(p->waiters_count == 0);
+    heads_store(n, &heads);
+    for (size_t i = 0; i < count; i++) {
+        pending_add(n, (enum lane)lanes[i], bufs[i], lens[i], seqs[i], hlcs[i], hashes[i],
+                    i + 1 == count ? cb : NULL, i + 1 == count ? ctx : NULL);
+        bufs[i] = NULL;
+    }
+    /* As node_write does: a full lane is committed now, so the next writer
+     * finds room. */
+    bool full = false;
+    for (uint8_t lane = 0; lane < LANE_COUNT; lane++) {
+        const struct pending_lane *pl = &p->lanes[lane];
+        if (pl->count == TS_BATCH_ENTRIES_MAX ||
+            pl->bytes + TS_ENTRY_BYTES_MAX > TS_BATCH_BYTES_MAX)
+            full = true;
+    }
+    if (full && !p->in_delivery)
+        node_flush(n);  /* cb learns the outcome */
+    else if (!uv_is_active((uv_handle_t *)&n->flush_check))
+        uv_check_start(&n->flush_check, flush_check_cb);
+    rc = 0;
+
+out_free:
+    if (bufs != NULL)
+        for (size_t i = 0; i < count; i++)
+            free(bufs[i]);
+    free(bufs);
+    free(lens);
+    free(lanes);
+    free(hlcs);
+    free(seqs);
+    free(hashes);
     return rc;
 }
 

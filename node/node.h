@@ -110,6 +110,24 @@ void node_close(struct node *n);
 int node_write(struct node *n, const struct node_write *w, node_write_cb cb, void *ctx,
                struct node_write_result *now);
 
+/* Called by node_write_many for each row it refuses (row counts from 0). */
+typedef void (*node_refused_cb)(void *ctx, size_t row, const struct node_write_result *r);
+
+/*
+ * Validates count writes (an import, at most TS_IMPORT_ROWS_MAX, each to a
+ * different record) against committed state, every one of them, and queues
+ * them as one group commit only when all are valid: all or nothing.  What was
+ * pending is committed first.  Returns 0 when queued (cb(ctx) is called once,
+ * after the commit; possibly before this returns) or, with dry_run, when all
+ * are valid (nothing queued, cb never called).  Returns a negative code when
+ * refused: refused(ctx, row, r) was called for each bad row (TS_ERR_INVALID),
+ * or *now says why the whole request was (disk low, busy, too big); cb is
+ * never called then.
+ */
+int node_write_many(struct node *n, const struct node_write *ws, size_t count, bool dry_run,
+                    node_refused_cb refused, node_write_cb cb, void *ctx,
+                    struct node_write_result *now);
+
 /* Re-reads this node's chain heads from the store (after its own entries were
  * restored from a hub).  Commits what is pending first. */
 void node_reload_heads(struct node *n);

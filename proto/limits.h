@@ -48,6 +48,14 @@
 #define TS_HTTP_REQUEST_BYTES_MAX (256 * 1024)
 /* Concurrent local API connections. */
 #define TS_API_CONNECTIONS_MAX 1024
+/* Rows of one import request (POST /v1/import): they become one group
+ * commit, so they must fit in one batch per lane.  1000 rows of a few hundred
+ * bytes are about 250 KiB of JSON, under the request limit, and amortise a
+ * round trip and an fsync over enough rows that neither dominates. */
+#define TS_IMPORT_ROWS_MAX 1000
+/* The body a client puts into one import request: below the request limit,
+ * with room for the request line and headers. */
+#define TS_IMPORT_REQUEST_BYTES_MAX (TS_HTTP_REQUEST_BYTES_MAX - 16 * 1024)
 
 _Static_assert(TS_ENTRY_BYTES_MAX <= TS_BATCH_BYTES_MAX,
                "one entry must fit in a batch");
@@ -55,6 +63,10 @@ _Static_assert(TS_BATCH_BYTES_MAX < TS_FRAME_BYTES_MAX,
                "a full batch must fit in a frame");
 _Static_assert(TS_CERT_BYTES_MAX * 2 < TS_FRAME_BYTES_MAX - TS_BATCH_BYTES_MAX,
                "a batch's certificate fits in a frame beside a full batch");
+_Static_assert(TS_IMPORT_ROWS_MAX <= TS_BATCH_ENTRIES_MAX,
+               "an import request's rows fit in one group commit");
+_Static_assert(TS_IMPORT_REQUEST_BYTES_MAX < TS_HTTP_REQUEST_BYTES_MAX,
+               "an import request's body leaves room for its headers");
 _Static_assert(TS_VALUE_BYTES_MAX * 2 < TS_ENTRY_BYTES_MAX,
                "an entry must hold more than one maximal value");
 
