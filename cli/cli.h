@@ -22,5 +22,6 @@ int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
 int cmd_record(const char *verb, int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR                check a stopped node's chains and signatures\n"
+            "  export --node NODEDIR --format odm|sdtm-csv|dataset-json|audit [--out PATH]\n"
+            "         [--site S] [--subject ID] [--as-of TIME]   CDISC files (see export --help)\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
 }
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(verb, "export") == 0)
+        return cmd_export(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
     if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||
