@@ -14,7 +14,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
        libjansson-dev libinih-dev libfaketime faketime procps iproute2 iptables \
-       coreutils util-linux perl-base systemd curl jq chromium stress-ng
+       coreutils util-linux perl-base systemd curl jq chromium stress-ng \
+       libxml2-utils python3-jsonschema python3
 
 .PHONY: all deps print-deps build build-asan test test-fast test-loaded demo bench soak clean
 

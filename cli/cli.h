@@ -23,5 +23,6 @@ int cmd_crl(int argc, char **argv);
 int cmd_record(const char *verb, int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

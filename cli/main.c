@@ -33,6 +33,8 @@ static void usage(FILE *out)
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
             "  import --node NODEDIR FILE [--user NAME] [--reason TEXT]  load a CSV/NDJSON file\n"
+            "  export --node NODEDIR --format odm|sdtm-csv|dataset-json|audit [--out PATH]\n"
+            "         [--site S] [--subject ID] [--as-of TIME]   CDISC files (see export --help)\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
 }
@@ -71,6 +73,8 @@ int main(int argc, char **argv)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(verb, "export") == 0)
+        return cmd_export(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
     if (strcmp(verb, "import") == 0)

@@ -996,6 +996,59 @@ static void apply_chains_free(struct store *s)
     s->chains_count = 0;
 }
 
+int store_open_readonly(const char *dir, struct store **out, struct ts_error *err)
+{
+    *out = NULL;
+    if (dir == NULL || dir[0] == '\0')
+        return ts_error_set(err, TS_ERR_INVALID, "store: no directory given");
+    enum dir_kind kind;
+    int rc = dir_inspect(dir, &kind, err);
+    if (rc != 0)
+        return rc;
+    if (kind == DIR_NEW)
+        return ts_error_set(err, TS_ERR_NOTFOUND, "store %s: no trialsync store there", dir);
+
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", dir);
+    s->dir = strdup(dir);
+    if (s->dir == NULL) {
+        free(s);
+        return ts_error_set(err, TS_ERR_NOMEM, "store %s: out of memory", dir);
+    }
+    options_build(s);
+    /*
+     * A running node may compact and delete table files while we read:
+     * opening every table file now keeps the ones this view needs readable
+     * (an unlinked file stays readable while open).
+     */
+    rocksdb_options_set_max_open_files(s->opts, -1);
+    for (int i = 0; i < STORE_CF_COUNT; i++)
+        rocksdb_options_set_max_open_files(s->cf_opts[i], -1);
+    rc = check_column_families(s, err);
+    if (rc != 0)
+        goto out_close;
+
+    char *errptr = NULL;
+    s->db = rocksdb_open_for_read_only_column_families(
+        s->opts, dir, STORE_CF_COUNT, store_cf_names,
+        (const rocksdb_options_t *const *)s->cf_opts, s->cf, 0, &errptr);
+    if (errptr != NULL) {
+        s->db = NULL;
+        rc = open_error(s, errptr, err);
+        goto out_close;
+    }
+    rc = load_meta(s, false, err);
+    if (rc != 0)
+        goto out_close;
+    *out = s;
+    return 0;
+
+out_close:
+    store_close(s);
+    return rc;
+}
+
 void store_close(struct store *s)
 {
     if (s == NULL)
@@ -2012,6 +2065,25 @@ int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *
     return rc;
 }
 
+int store_entry_hash(struct store *s, const struct entry_ref *ref, uint8_t out[TS_HASH_BYTES])
+{
+    struct key k;
+    if (!key_oplog(&k, ref->origin, ref->lane, ref->seq))
+        return TS_ERR_NOTFOUND;
+    rocksdb_pinnableslice_t *ps;
+    int rc = rdb_get(s, STORE_CF_OPLOG, &k, &ps, NULL);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return TS_ERR_NOTFOUND;
+    size_t vlen;
+    const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(ps, &vlen);
+    if (vlen >= TS_HASH_BYTES)
+        memcpy(out, v, TS_HASH_BYTES);
+    rocksdb_pinnableslice_destroy(ps);
+    return vlen >= TS_HASH_BYTES ? 0 : TS_ERR_CORRUPT;
+}
+
 bool store_record_exists(struct store *s, const char *type, const char *id)
 {
     struct key k = {.len = 0};
@@ -2173,6 +2245,33 @@ int store_records(struct store *s, const char *type, store_record_cb cb, void *c
     struct key prefix = {.len = 0};
     key_u8(&prefix, KEY_INDEX_RECORD);
     if (type != NULL && type[0] != '\0' && !key_str0(&prefix, type, TS_TYPE_BYTES_MAX))
+        return 0;
+    int rc = 0;
+    struct scan sc;
+    scan_open(&sc, s, STORE_CF_INDEX, prefix.b, prefix.len, NULL);
+    for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(sc.it, &klen);
+        char t[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1];
+        if (!split_key(key + 1, klen - 1, t, id, NULL)) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        rc = cb(ctx, t, id);
+    }
+    int rc2 = scan_close(&sc, s, NULL);
+    return rc != 0 ? rc : rc2;
+}
+
+int store_records_prefix(struct store *s, const char *type, const char *id_prefix,
+                         store_record_cb cb, void *ctx)
+{
+    assert(type != NULL && type[0] != '\0');
+    assert(id_prefix != NULL);
+    struct key prefix = {.len = 0};
+    size_t plen = strlen(id_prefix);
+    if (!key_u8(&prefix, KEY_INDEX_RECORD) || !key_str0(&prefix, type, TS_TYPE_BYTES_MAX) ||
+        plen > TS_ID_BYTES_MAX || !key_bytes(&prefix, id_prefix, plen))
         return 0;
     int rc = 0;
     struct scan sc;

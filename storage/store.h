@@ -36,6 +36,14 @@ int store_open(const char *dir, struct store **out, struct ts_error *err);
 void store_close(struct store *s);
 
 /*
+ * Opens an existing store for reading only, also while its node runs
+ * (RocksDB's read-only mode takes no lock): the view is the store as it was
+ * at open (memtables recovered from the write-ahead log), and stays fixed.
+ * Every write call fails on it.  TS_ERR_NOTFOUND when dir holds no store.
+ */
+int store_open_readonly(const char *dir, struct store **out, struct ts_error *err);
+
+/*
  * Checks a batch's signature, made with the key of origin's certificate of
  * serial cert_serial (uppercase hex).  msg is codec_batch_sign_bytes() of the
  * batch header.  Returns 0, TS_ERR_SIGNATURE, or TS_ERR_AUTH (no certificate
@@ -104,6 +112,9 @@ void store_batch_release(struct batch *b);
 int store_entry_get(struct store *s, const struct entry_ref *ref, struct entry *out,
                     struct ts_error *err);
 
+/* The chain hash after one stored entry (h(n) of DESIGN.md 2); TS_ERR_NOTFOUND. */
+int store_entry_hash(struct store *s, const struct entry_ref *ref, uint8_t out[TS_HASH_BYTES]);
+
 /* True when the store holds the record (any entry has written it). */
 bool store_record_exists(struct store *s, const char *type, const char *id);
 
@@ -131,6 +142,10 @@ int store_record_history(struct store *s, const char *type, const char *id,
 
 /* Every record of a type ("" for all types), by (type, id). */
 int store_records(struct store *s, const char *type, store_record_cb cb, void *ctx);
+
+/* The records of type whose id begins with id_prefix, by id. */
+int store_records_prefix(struct store *s, const char *type, const char *id_prefix,
+                         store_record_cb cb, void *ctx);
 
 /* Every field with a conflict (merge_conflict), by (type, id, field). */
 int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx);

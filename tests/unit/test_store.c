@@ -961,6 +961,59 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     return 0;
 }
 
+/* A read-only open works while the store is open for writing (a running
+ * node), sees what was written before it opened, and nothing after. */
+static void test_store_readonly_beside_writer(void)
+{
+    const char *dir = unit_tmpdir("readonly");
+    char path[512];
+    snprintf(path, sizeof(path), "%s", dir);
+    struct store *w = NULL, *r = NULL;
+    struct ts_error err = {0};
+    CU_ASSERT(store_open_readonly(path, &r, &err) == TS_ERR_NOTFOUND);
+    CU_ASSERT_FATAL(store_open(path, &w, &err) == 0);
+    struct tchain c;
+    tchain_init(&c, "site-101", LANE_BULK);
+    fill_basic(w, &c);
+    int rc = store_open_readonly(path, &r, &err);
+    if (rc != 0)
+        fprintf(stderr, "store_open_readonly: %s\n", err.msg);
+    CU_ASSERT_FATAL(rc == 0);
+    char buf[64];
+    CU_ASSERT_STRING_EQUAL(field_value(r, "subject", "101-0001", "sex", buf, sizeof(buf)), "F");
+    CU_ASSERT(store_hlc_max(r) == store_hlc_max(w));
+    int n = 0;
+    CU_ASSERT(store_records_prefix(r, "visit", "101-0001/", count_cb, &n) == 0);
+    CU_ASSERT(n == 2);
+    n = 0;
+    CU_ASSERT(store_records_prefix(r, "ae", "101-0001-AE-", count_cb, &n) == 0);
+    CU_ASSERT(n == 1);
+    n = 0;
+    CU_ASSERT(store_records_prefix(r, "visit", "101-00011/", count_cb, &n) == 0);
+    CU_ASSERT(n == 0);
+    struct entry_ref ref = {.origin = "site-101", .lane = LANE_BULK, .seq = 5};
+    uint8_t hw[TS_HASH_BYTES], hr[TS_HASH_BYTES], head[TS_HASH_BYTES];
+    uint64_t seq = 0;
+    CU_ASSERT(store_entry_hash(w, &ref, hw) == 0);
+    CU_ASSERT(store_entry_hash(r, &ref, hr) == 0);
+    CU_ASSERT(memcmp(hw, hr, TS_HASH_BYTES) == 0);
+    CU_ASSERT(store_head(w, "site-101", LANE_BULK, &seq, head) == 0);
+    CU_ASSERT(seq == 5 && memcmp(head, hw, TS_HASH_BYTES) == 0);
+    /* A write after the read-only open is not in its view. */
+    struct tb *t = tb_new();
+    tb_begin(t, &c);
+    tb_add(t, &c, "visit", "101-0001/V3", 2000 << 16, "svstdtc", "2024-03-02", NULL, 0);
+    tb_sign(t, &c);
+    apply_ok(w, &t->b, 1);
+    tb_free(t);
+    free(t);
+    n = 0;
+    CU_ASSERT(store_records_prefix(r, "visit", "101-0001/", count_cb, &n) == 0);
+    CU_ASSERT(n == 2);
+    store_close(r);
+    store_close(w);
+}
+
 static void test_store_history_order(void)
 {
     struct store *s = open_store("history");
@@ -1480,6 +1533,7 @@ int main(void)
         {"test_store_tamper_detected", test_store_tamper_detected},
         {"test_store_state_edit_detected", test_store_state_edit_detected},
         {"test_store_history_order", test_store_history_order},
+        {"test_store_readonly_beside_writer", test_store_readonly_beside_writer},
         {"test_store_conflicts_listed", test_store_conflicts_listed},
         {"test_store_same_field_twice_in_one_call", test_store_same_field_twice_in_one_call},
         {"test_store_merge_order_independent", test_store_merge_order_independent},

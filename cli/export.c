@@ -1,0 +1,1380 @@
+/*
+ * export.c: `trialsync export`: the trial in the files the industry reads.
+ *
+ *   odm           CDISC ODM 1.3.2 snapshot of the displayed values
+ *   sdtm-csv      one CSV per SDTM domain (DM, DS, SV, AE) and queries.csv
+ *   dataset-json  CDISC Dataset-JSON 1.1, the same datasets
+ *   audit         the audit trail, one row per field write (CSV or NDJSON)
+ *
+ * What it guarantees (docs/export.md):
+ * - It reads the node's store directly, read-only (store_open_readonly), so
+ *   it works on a stopped node and beside a running one; the view is the
+ *   store as it was when the export opened it.
+ * - Streaming: records are read one at a time (subjects by id, each with its
+ *   visits and AEs by id) and written as they are read; memory holds one
+ *   record and the output buffers, whatever the size of the trial.
+ * - Every OID, variable name, label and code list comes from the schema
+ *   table (node/schema.h); this file keeps no field list of its own, only
+ *   the SDTM identifier variables (STUDYID, USUBJID, ...) a domain adds.
+ * - Deterministic: everything is in a defined order and the only time in a
+ *   file is --as-of or, without it, the highest HLC time of the store, so
+ *   two converged nodes write byte-identical files.
+ * - A site node exports only its own site; --site on a hub selects one.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../node/config.h"
+#include "../node/hlc.h"
+#include "../node/merge.h"
+#include "../node/pki.h"
+#include "../node/schema.h"
+#include "../storage/store.h"
+#include "cli.h"
+
+static const char EXPORT_USAGE[] =
+    "usage: trialsync export --node NODEDIR --format FORMAT [--out PATH] [--site S]\n"
+    "                        [--subject ID] [--as-of TIME]\n"
+    "       trialsync export --node NODEDIR --format audit [--audit-format csv|ndjson]\n"
+    "                        [--out FILE] [--site S] [--subject ID] [--user NAME]\n"
+    "                        [--since TIME] [--until TIME]\n"
+    "\n"
+    "Exports the trial from the node's store (read-only; the node may be running).\n"
+    "FORMAT:\n"
+    "  odm           CDISC ODM 1.3.2 snapshot (XML) to --out FILE or stdout\n"
+    "  sdtm-csv      dm.csv ds.csv sv.csv ae.csv queries.csv into the directory --out\n"
+    "  dataset-json  dm.json ds.json sv.json ae.json queries.json (Dataset-JSON 1.1) into --out\n"
+    "  audit         every field write: record, field, old, new, user, node, times,\n"
+    "                reason, entry hash (CSV, or NDJSON) to --out FILE or stdout\n"
+    "TIME is ISO 8601 UTC: 2024-05-01, 2024-05-01T10:00, 2024-05-01T10:00:00Z.\n"
+    "--as-of names the file's creation time (default: the newest write held), so\n"
+    "two nodes holding the same entries write byte-identical files.\n"
+    "Entered-in-error records are left out of sdtm-csv and dataset-json; fields\n"
+    "with concurrent values are listed in the TSCONFL variable (ODM: an Annotation).\n";
+
+/* The most fields a record type has (schema.c); checked at start. */
+#define EXPORT_FIELDS_MAX 32
+/* Fixed SDTM identifier columns a dataset adds to the schema's fields. */
+#define EXPORT_COLUMNS_MAX (EXPORT_FIELDS_MAX + 8)
+/* Output buffer of each open file. */
+#define EXPORT_BUFFER_BYTES (64u << 10)
+/* Values of one record's earlier writes kept to show "old" in the audit. */
+#define EXPORT_AUDIT_WRITES_MAX 65536
+
+#define ODM_NS "http://www.cdisc.org/ns/odm/v1.3"
+#define ODM_MDV_OID "MDV.trialsync.1"
+#define EXPORT_SOURCE_VERSION "0.1.0"
+
+enum export_format {
+    EXPORT_ODM,
+    EXPORT_SDTM_CSV,
+    EXPORT_DATASET_JSON,
+    EXPORT_AUDIT,
+};
+
+/* One field of the record being exported: its displayed value, and conflict. */
+struct rec_field {
+    char *value;     /* owned; NULL when the field has no value */
+    bool conflict;
+    char *live;      /* owned; the concurrent values, for the conflict note */
+};
+
+struct rec {
+    const struct schema_type *type;
+    struct rec_field f[EXPORT_FIELDS_MAX];
+};
+
+/* What a dataset column shows. */
+enum col_kind {
+    COL_FIELD,     /* a schema field of the record */
+    COL_STUDYID,
+    COL_DOMAIN,
+    COL_USUBJID,
+    COL_SUBJID,
+    COL_SEQ,       /* AESEQ from the AE number; DSSEQ 1 */
+    COL_SPID,      /* the record's own number (AESPID) */
+    COL_VISIT,     /* visit code [/repeat] */
+    COL_DSTERM,    /* the disposition, as reported (= DSDECOD) */
+    COL_QUERYID,
+    COL_RECTYPE,   /* query target: type, id, variable */
+    COL_RECID,
+    COL_VARNAME,
+    COL_CONFLICT,  /* TSCONFL: the variables with concurrent values */
+};
+
+struct column {
+    enum col_kind kind;
+    const struct schema_field *field;  /* COL_FIELD */
+    char name[TS_FIELD_BYTES_MAX + 1];
+    const char *label;
+    bool integer;
+};
+
+/* One output dataset (CSV or Dataset-JSON), written row by row. */
+struct table {
+    FILE *f;
+    char path[PATH_MAX];
+    const char *domain;     /* "DM", "DS", ... */
+    const char *label;
+    const struct schema_type *type;
+    struct column cols[EXPORT_COLUMNS_MAX];
+    size_t ncols;
+    uint64_t rows;
+};
+
+enum export_table { T_DM, T_DS, T_SV, T_AE, T_QUERIES, T_COUNT };
+
+struct exporter {
+    struct store *store;
+    const struct config *cfg;
+    enum export_format format;
+    bool ndjson;
+    const char *site;       /* NULL: every site */
+    const char *subject;    /* NULL: every subject */
+    const char *user;       /* audit filter */
+    int64_t since_ms;       /* audit filter, -1 when none */
+    int64_t until_ms;
+    char created[32];       /* the file's time, ISO 8601 UTC */
+    FILE *out;              /* odm and audit */
+    struct table t[T_COUNT];
+    struct rec rec;
+    uint64_t records;
+    int rc;                 /* first write error */
+    /* audit: the current record's earlier writes, for "old" */
+    struct audit_write {
+        struct entry_ref ref;
+        char field[TS_FIELD_BYTES_MAX + 1];
+        char *value;
+    } *writes;
+    size_t writes_count;
+    size_t writes_cap;
+    char last_origin[TS_ID_BYTES_MAX + 1];
+    bool last_origin_site;
+};
+
+static const struct schema_type *type_of(const char *name)
+{
+    const struct schema_type *t = schema_type_find(name);
+    if (t == NULL) {
+        fprintf(stderr, "trialsync: export: schema has no type '%s'\n", name);
+        abort();
+    }
+    return t;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+static void time_iso(uint64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+/* Parses YYYY-MM-DD[THH:MM[:SS]][Z] (UTC) into milliseconds; false on anything else. */
+static bool time_parse(const char *s, int64_t *ms)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    size_t len = strlen(s);
+    if (len > 0 && s[len - 1] == 'Z')
+        len--;
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+        return false;
+    if ((size_t)n < len) {
+        int n2 = 0;
+        if (sscanf(s + n, "T%2d:%2d%n", &h, &mi, &n2) != 2 || n2 != 6)
+            return false;
+        n += n2;
+        if ((size_t)n < len) {
+            if (sscanf(s + n, ":%2d%n", &sec, &n2) != 1 || n2 != 3)
+                return false;
+            n += n2;
+        }
+    }
+    if ((size_t)n != len || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+        sec > 60)
+        return false;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *ms = (int64_t)t * 1000;
+    return true;
+}
+
+/* ---- escaping ------------------------------------------------------------- */
+
+/* XML text or attribute value; control characters XML 1.0 forbids become '?'. */
+static void xml_put(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\t': fputs("&#9;", f); break;
+        case '\n': fputs("&#10;", f); break;
+        case '\r': fputs("&#13;", f); break;
+        default:
+            fputc(*p < 0x20 ? '?' : *p, f);
+        }
+    }
+}
+
+static void json_put(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
+static void csv_put(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+/* The variable name of a field: its CDISC name, else its own name in capitals. */
+static void field_name(const struct schema_field *f, char out[TS_FIELD_BYTES_MAX + 1])
+{
+    const char *src = f->cdisc[0] != '\0' ? f->cdisc : f->name;
+    size_t i = 0;
+    for (; src[i] != '\0' && i < TS_FIELD_BYTES_MAX; i++)
+        out[i] = (src[i] >= 'a' && src[i] <= 'z') ? (char)(src[i] - 'a' + 'A') : src[i];
+    out[i] = '\0';
+}
+
+static void rec_clear(struct rec *r)
+{
+    for (size_t i = 0; i < EXPORT_FIELDS_MAX; i++) {
+        free(r->f[i].value);
+        free(r->f[i].live);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+static char *live_text(const struct field_state *st)
+{
+    size_t cap = 64;
+    for (size_t i = 0; i < st->live_count; i++)
+        cap += strlen(st->live[i].value) + strlen(st->live[i].ref.origin) + 48;
+    char *s = malloc(cap);
+    if (s == NULL)
+        return NULL;
+    size_t n = (size_t)snprintf(s, cap, "conflict: %zu concurrent values:", st->live_count);
+    for (size_t i = 0; i < st->live_count && n < cap; i++)
+        n += (size_t)snprintf(s + n, cap - n, "%s '%s' (written at %s)", i ? ";" : "",
+                              st->live[i].value, st->live[i].ref.origin);
+    return s;
+}
+
+static int rec_field_cb(void *ctx, const char *field, const struct field_state *st)
+{
+    struct exporter *x = ctx;
+    struct rec *r = &x->rec;
+    const struct schema_field *f = schema_field_find(r->type, field);
+    if (f == NULL)
+        return 0;  /* a field this version's schema does not know: not exported */
+    size_t i = (size_t)(f - r->type->fields);
+    int shown = merge_display(r->type->name, field, st);
+    if (shown < 0)
+        return 0;
+    if (f->policy == MERGE_POLICY_APPEND) {
+        /* Every live write is shown, oldest first, one per line. */
+        size_t len = 1;
+        for (size_t k = 0; k < st->live_count; k++)
+            len += strlen(st->live[k].value) + 1;
+        char *v = malloc(len);
+        if (v == NULL)
+            return TS_ERR_NOMEM;
+        v[0] = '\0';
+        size_t n = 0;
+        for (size_t k = 0; k < st->live_count; k++)
+            n += (size_t)snprintf(v + n, len - n, "%s%s", k ? "\n" : "", st->live[k].value);
+        r->f[i].value = v;
+    } else {
+        r->f[i].value = strdup(st->live[shown].value);
+        if (r->f[i].value == NULL)
+            return TS_ERR_NOMEM;
+    }
+    if (merge_conflict(r->type->name, field, st)) {
+        r->f[i].conflict = true;
+        r->f[i].live = live_text(st);
+        if (r->f[i].live == NULL)
+            return TS_ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* Reads one record's fields into x->rec. */
+static int rec_load(struct exporter *x, const char *type, const char *id)
+{
+    rec_clear(&x->rec);
+    x->rec.type = type_of(type);
+    int rc = store_record_fields(x->store, type, id, rec_field_cb, x);
+    return rc == TS_ERR_NOTFOUND ? 0 : rc;
+}
+
+static const char *rec_value(const struct rec *r, const char *field)
+{
+    const struct schema_field *f = schema_field_find(r->type, field);
+    if (f == NULL)
+        return NULL;
+    return r->f[f - r->type->fields].value;
+}
+
+static bool rec_eie(const struct rec *r)
+{
+    const char *v = rec_value(r, "eie");
+    return v != NULL && strcmp(v, "Y") == 0;
+}
+
+/* The subject id of a subject, visit or AE key; false for other keys. */
+static bool subject_of(const char *type, const char *id, char out[TS_ID_BYTES_MAX + 1])
+{
+    size_t n;
+    if (strcmp(type, "subject") == 0) {
+        n = strlen(id);
+    } else if (strcmp(type, "visit") == 0) {
+        const char *slash = strchr(id, '/');
+        if (slash == NULL)
+            return false;
+        n = (size_t)(slash - id);
+    } else if (strcmp(type, "ae") == 0) {
+        const char *ae = strstr(id, "-AE-");
+        if (ae == NULL)
+            return false;
+        n = (size_t)(ae - id);
+    } else {
+        return false;
+    }
+    if (n > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(out, id, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* True when a subject is in the export (--site, --subject). */
+static bool subject_wanted(const struct exporter *x, const char *subject)
+{
+    if (x->subject != NULL && strcmp(x->subject, subject) != 0)
+        return false;
+    if (x->site != NULL) {
+        char site[TS_ID_BYTES_MAX + 1];
+        if (!schema_site_of_key(subject, site) || strcmp(site, x->site) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* True when a query (by its target) is in the export. */
+static bool target_wanted(const struct exporter *x, const char *target)
+{
+    char type[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1], subj[TS_ID_BYTES_MAX + 1];
+    const char *field;
+    if (target == NULL || !schema_target_split(target, type, id, &field))
+        return x->site == NULL && x->subject == NULL;
+    if (!subject_of(type, id, subj))
+        return x->site == NULL && x->subject == NULL;
+    return subject_wanted(x, subj);
+}
+
+/* ---- ODM ------------------------------------------------------------------ */
+
+static const char *odm_datatype(const struct schema_field *f)
+{
+    switch (f->kind) {
+    case KIND_DATE:
+    case KIND_DATETIME: return "partialDatetime";
+    case KIND_DIGITS:
+    case KIND_ROUND: return "integer";
+    default: return "text";
+    }
+}
+
+/* The record types that are clinical data: the ones with an SDTM domain. */
+static bool type_clinical(const struct schema_type *t)
+{
+    return t->domain[0] != '\0';
+}
+
+static void odm_metadata(struct exporter *x)
+{
+    FILE *f = x->out;
+    size_t ntypes;
+    const struct schema_type *types = schema_types(&ntypes);
+    fprintf(f, "  <MetaDataVersion OID=\"" ODM_MDV_OID "\" Name=\"trialsync schema\">\n");
+    fprintf(f, "   <Protocol>\n");
+    int order = 1;
+    for (size_t i = 0; i < ntypes; i++) {
+        if (!type_clinical(&types[i]))
+            continue;
+        /* A subject's own data is mandatory; visits and AEs may be absent. */
+        fprintf(f, "    <StudyEventRef StudyEventOID=\"SE.%s\" OrderNumber=\"%d\" "
+                   "Mandatory=\"%s\"/>\n",
+                types[i].domain, order, order == 1 ? "Yes" : "No");
+        order++;
+    }
+    fprintf(f, "   </Protocol>\n");
+    for (size_t i = 0; i < ntypes; i++) {
+        const struct schema_type *t = &types[i];
+        if (!type_clinical(t))
+            continue;
+        /* Visits repeat (the repeat key is the visit code); AEs are forms
+         * repeated within one event; a subject's own data is one event. */
+        bool visit = strcmp(t->name, "visit") == 0;
+        fprintf(f, "   <StudyEventDef OID=\"SE.%s\" Name=\"%s\" Repeating=\"%s\" Type=\"%s\">\n",
+                t->domain, t->name, visit ? "Yes" : "No", visit ? "Scheduled" : "Common");
+        fprintf(f, "    <FormRef FormOID=\"F.%s\" Mandatory=\"Yes\"/>\n", t->domain);
+        fprintf(f, "   </StudyEventDef>\n");
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        const struct schema_type *t = &types[i];
+        if (!type_clinical(t))
+            continue;
+        fprintf(f, "   <FormDef OID=\"F.%s\" Name=\"%s\" Repeating=\"%s\">\n", t->domain,
+                t->name, strcmp(t->name, "ae") == 0 ? "Yes" : "No");
+        fprintf(f, "    <ItemGroupRef ItemGroupOID=\"IG.%s\" Mandatory=\"Yes\"/>\n", t->domain);
+        fprintf(f, "   </FormDef>\n");
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        const struct schema_type *t = &types[i];
+        if (!type_clinical(t))
+            continue;
+        fprintf(f, "   <ItemGroupDef OID=\"IG.%s\" Name=\"%s\" Repeating=\"No\" "
+                   "SASDatasetName=\"%s\" Domain=\"%s\">\n",
+                t->domain, t->domain, t->domain, t->domain);
+        for (size_t k = 0; k < t->count; k++) {
+            char name[TS_FIELD_BYTES_MAX + 1];
+            field_name(&t->fields[k], name);
+            fprintf(f, "    <ItemRef ItemOID=\"IT.%s.%s\" OrderNumber=\"%zu\" Mandatory=\"%s\"/>\n",
+                    t->domain, name, k + 1, t->fields[k].optional ? "No" : "Yes");
+        }
+        fprintf(f, "   </ItemGroupDef>\n");
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        const struct schema_type *t = &types[i];
+        if (!type_clinical(t))
+            continue;
+        for (size_t k = 0; k < t->count; k++) {
+            const struct schema_field *fd = &t->fields[k];
+            char name[TS_FIELD_BYTES_MAX + 1];
+            field_name(fd, name);
+            fprintf(f, "   <ItemDef OID=\"IT.%s.%s\" Name=\"%s\" DataType=\"%s\"", t->domain,
+                    name, name, odm_datatype(fd));
+            if (fd->cdisc[0] != '\0' && strlen(fd->cdisc) <= 8)
+                fprintf(f, " SASFieldName=\"%s\" SDSVarName=\"%s\"", fd->cdisc, fd->cdisc);
+            fprintf(f, ">\n    <Description><TranslatedText xml:lang=\"en\">");
+            xml_put(f, fd->label);
+            fprintf(f, "</TranslatedText></Description>\n");
+            if (fd->terms != NULL)
+                fprintf(f, "    <CodeListRef CodeListOID=\"CL.%s.%s\"/>\n", t->domain, name);
+            fprintf(f, "   </ItemDef>\n");
+        }
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        const struct schema_type *t = &types[i];
+        if (!type_clinical(t))
+            continue;
+        for (size_t k = 0; k < t->count; k++) {
+            const struct schema_field *fd = &t->fields[k];
+            if (fd->terms == NULL)
+                continue;
+            char name[TS_FIELD_BYTES_MAX + 1];
+            field_name(fd, name);
+            fprintf(f, "   <CodeList OID=\"CL.%s.%s\" Name=\"%s\" DataType=\"text\">\n",
+                    t->domain, name, name);
+            for (size_t v = 0; fd->terms[v].value != NULL; v++) {
+                fprintf(f, "    <EnumeratedItem CodedValue=\"");
+                xml_put(f, fd->terms[v].value);
+                fprintf(f, "\"/>\n");
+            }
+            fprintf(f, "   </CodeList>\n");
+        }
+    }
+    fprintf(f, "  </MetaDataVersion>\n");
+}
+
+/* One Location per site in the membership (the export's site only, when filtered). */
+static int odm_location_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    (void)type;
+    if (x->site != NULL && strcmp(id, x->site) != 0)
+        return 0;
+    int rc = rec_load(x, SCHEMA_MEMBER_TYPE, id);
+    if (rc != 0)
+        return rc;
+    const char *name = rec_value(&x->rec, "name");
+    FILE *f = x->out;
+    fprintf(f, "  <Location OID=\"LOC.");
+    xml_put(f, id);
+    fprintf(f, "\" Name=\"");
+    xml_put(f, name != NULL && name[0] != '\0' ? name : id);
+    fprintf(f, "\" LocationType=\"Site\">\n");
+    fprintf(f, "   <MetaDataVersionRef StudyOID=\"ST.");
+    xml_put(f, x->cfg->trial);
+    fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\" EffectiveDate=\"%.10s\"/>\n",
+            x->created);
+    fprintf(f, "  </Location>\n");
+    return 0;
+}
+
+/* The current record's items, in table order, conflicts annotated. */
+static void odm_items(struct exporter *x)
+{
+    FILE *f = x->out;
+    const struct schema_type *t = x->rec.type;
+    for (size_t k = 0; k < t->count; k++) {
+        const struct rec_field *rf = &x->rec.f[k];
+        if (rf->value == NULL)
+            continue;
+        char name[TS_FIELD_BYTES_MAX + 1];
+        field_name(&t->fields[k], name);
+        fprintf(f, "       <ItemData ItemOID=\"IT.%s.%s\" Value=\"", t->domain, name);
+        xml_put(f, rf->value);
+        if (!rf->conflict) {
+            fprintf(f, "\"/>\n");
+            continue;
+        }
+        fprintf(f, "\">\n        <Annotation SeqNum=\"1\"><Comment SponsorOrSite=\"Sponsor\">");
+        xml_put(f, rf->live);
+        fprintf(f, "</Comment></Annotation>\n       </ItemData>\n");
+    }
+}
+
+static void odm_group(struct exporter *x, const char *indent)
+{
+    fprintf(x->out, "%s<ItemGroupData ItemGroupOID=\"IG.%s\">\n", indent, x->rec.type->domain);
+    odm_items(x);
+    fprintf(x->out, "%s</ItemGroupData>\n", indent);
+}
+
+static int odm_visit_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    const char *code = strchr(id, '/');
+    FILE *f = x->out;
+    fprintf(f, "    <StudyEventData StudyEventOID=\"SE.%s\" StudyEventRepeatKey=\"",
+            x->rec.type->domain);
+    xml_put(f, code != NULL ? code + 1 : id);
+    fprintf(f, "\">\n     <FormData FormOID=\"F.%s\">\n", x->rec.type->domain);
+    odm_group(x, "      ");
+    fprintf(f, "     </FormData>\n    </StudyEventData>\n");
+    x->records++;
+    return 0;
+}
+
+static int odm_ae_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    const char *num = strstr(id, "-AE-");
+    FILE *f = x->out;
+    fprintf(f, "     <FormData FormOID=\"F.%s\" FormRepeatKey=\"", x->rec.type->domain);
+    xml_put(f, num != NULL ? num + 4 : id);
+    fprintf(f, "\">\n");
+    odm_group(x, "      ");
+    fprintf(f, "     </FormData>\n");
+    x->records++;
+    return 0;
+}
+
+/* Counts a subject's AEs (so an empty AE event is not written). */
+static int count_cb(void *ctx, const char *type, const char *id)
+{
+    (void)type;
+    (void)id;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static int odm_subject_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    if (!subject_wanted(x, id))
+        return 0;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    FILE *f = x->out;
+    const char *site = rec_value(&x->rec, "site");
+    fprintf(f, "  <SubjectData SubjectKey=\"");
+    xml_put(f, id);
+    fprintf(f, "\">\n");
+    if (site != NULL) {
+        fprintf(f, "   <SiteRef LocationOID=\"LOC.");
+        xml_put(f, site);
+        fprintf(f, "\"/>\n");
+    }
+    fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\">\n    <FormData FormOID=\"F.%s\">\n",
+            x->rec.type->domain, x->rec.type->domain);
+    odm_group(x, "     ");
+    fprintf(f, "    </FormData>\n   </StudyEventData>\n");
+    x->records++;
+
+    char prefix[TS_ID_BYTES_MAX + 8];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    rc = store_records_prefix(x->store, "visit", prefix, odm_visit_cb, x);
+    if (rc != 0)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
+    size_t aes = 0;
+    rc = store_records_prefix(x->store, "ae", prefix, count_cb, &aes);
+    if (rc == 0 && aes > 0) {
+        fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\">\n", type_of("ae")->domain);
+        rc = store_records_prefix(x->store, "ae", prefix, odm_ae_cb, x);
+        fprintf(f, "   </StudyEventData>\n");
+    }
+    if (rc == 0)
+        fprintf(f, "  </SubjectData>\n");
+    return rc;
+}
+
+static int export_odm(struct exporter *x)
+{
+    FILE *f = x->out;
+    const char *trial = x->cfg->trial;
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<ODM xmlns=\"" ODM_NS "\" FileType=\"Snapshot\" FileOID=\"trialsync.");
+    xml_put(f, trial);
+    fprintf(f, ".odm.");
+    xml_put(f, x->site != NULL ? x->site : "all");
+    fprintf(f, ".%s\" CreationDateTime=\"%s\" AsOfDateTime=\"%s\" ODMVersion=\"1.3.2\" "
+               "Originator=\"trialsync\" SourceSystem=\"trialsync\" "
+               "SourceSystemVersion=\"" EXPORT_SOURCE_VERSION "\">\n",
+            x->created, x->created, x->created);
+    fprintf(f, " <Study OID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\">\n  <GlobalVariables>\n   <StudyName>");
+    xml_put(f, trial);
+    fprintf(f, "</StudyName>\n   <StudyDescription>Trial ");
+    xml_put(f, trial);
+    fprintf(f, ", exported by trialsync</StudyDescription>\n   <ProtocolName>");
+    xml_put(f, trial);
+    fprintf(f, "</ProtocolName>\n  </GlobalVariables>\n");
+    odm_metadata(x);
+    fprintf(f, " </Study>\n <AdminData StudyOID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\">\n");
+    int rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odm_location_cb, x);
+    if (rc != 0)
+        return rc;
+    fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
+    rc = store_records(x->store, "subject", odm_subject_cb, x);
+    if (rc != 0)
+        return rc;
+    fprintf(f, " </ClinicalData>\n</ODM>\n");
+    return 0;
+}
+
+/* ---- datasets: SDTM CSV and Dataset-JSON --------------------------------- */
+
+static void col_add(struct table *t, enum col_kind kind, const char *name, const char *label,
+                    bool integer)
+{
+    if (t->ncols == EXPORT_COLUMNS_MAX)
+        abort();  /* EXPORT_COLUMNS_MAX is checked against the schema at start */
+    struct column *c = &t->cols[t->ncols++];
+    memset(c, 0, sizeof(*c));
+    c->kind = kind;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->label = label;
+    c->integer = integer;
+}
+
+/* The schema's fields of t->type with a CDISC name; DS takes the DS* ones. */
+static void col_fields(struct table *t, const char *only_prefix, const char *not_prefix)
+{
+    const struct schema_type *ty = t->type;
+    for (size_t k = 0; k < ty->count; k++) {
+        const struct schema_field *f = &ty->fields[k];
+        bool want = only_prefix == NULL ? f->cdisc[0] != '\0'
+                                        : strncmp(f->cdisc, only_prefix, 2) == 0;
+        if (not_prefix != NULL && strncmp(f->cdisc, not_prefix, 2) == 0)
+            want = false;
+        if (!want)
+            continue;
+        struct column *c = &t->cols[t->ncols];
+        /* Codes stay text (AEPTCD's leading zeros, if any, are kept). */
+        col_add(t, COL_FIELD, "", f->label, false);
+        field_name(f, c->name);
+        c->field = f;
+    }
+}
+
+static void tables_define(struct exporter *x)
+{
+    static const char studyid[] = "Study Identifier";
+    static const char domain[] = "Domain Abbreviation";
+    static const char usubjid[] = "Unique Subject Identifier";
+    static const char conflict[] = "Variables with concurrent values (conflict)";
+    struct table *t;
+
+    t = &x->t[T_DM];
+    t->domain = "DM";
+    t->label = "Demographics";
+    t->type = type_of("subject");
+    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
+    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_SUBJID, "SUBJID", "Subject Identifier for the Study", false);
+    col_fields(t, NULL, "DS");
+    col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
+
+    t = &x->t[T_DS];
+    t->domain = "DS";
+    t->label = "Disposition";
+    t->type = type_of("subject");
+    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
+    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_SEQ, "DSSEQ", "Sequence Number", true);
+    col_add(t, COL_DSTERM, "DSTERM", "Reported Term for the Disposition Event", false);
+    col_fields(t, "DS", NULL);
+    col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
+
+    t = &x->t[T_SV];
+    t->domain = "SV";
+    t->label = "Subject Visits";
+    t->type = type_of("visit");
+    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
+    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_VISIT, "VISIT", "Visit Name", false);
+    col_fields(t, NULL, NULL);
+    col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
+
+    t = &x->t[T_AE];
+    t->domain = "AE";
+    t->label = "Adverse Events";
+    t->type = type_of("ae");
+    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
+    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_SEQ, "AESEQ", "Sequence Number", true);
+    col_add(t, COL_SPID, "AESPID", "Sponsor-Defined Identifier", false);
+    col_fields(t, NULL, NULL);
+    col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
+
+    /* Queries have no SDTM domain: every field of the schema, by its own name. */
+    t = &x->t[T_QUERIES];
+    t->domain = "QUERIES";
+    t->label = "Data queries";
+    t->type = type_of(SCHEMA_QUERY_TYPE);
+    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_QUERYID, "QUERYID", "Query identifier", false);
+    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_RECTYPE, "RECTYPE", "Record type the query is about", false);
+    col_add(t, COL_RECID, "RECID", "Record the query is about", false);
+    col_add(t, COL_VARNAME, "VARNAME", "Variable the query is about", false);
+    for (size_t k = 0; k < t->type->count; k++) {
+        if (strcmp(t->type->fields[k].name, "target") == 0)
+            continue;
+        struct column *c = &t->cols[t->ncols];
+        col_add(t, COL_FIELD, "", t->type->fields[k].label,
+                t->type->fields[k].kind == KIND_ROUND);
+        field_name(&t->type->fields[k], c->name);
+        c->field = &t->type->fields[k];
+    }
+    col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
+}
+
+static int table_open(struct exporter *x, struct table *t, const char *dir)
+{
+    bool json = x->format == EXPORT_DATASET_JSON;
+    char lower[16];
+    size_t i = 0;
+    for (; t->domain[i] != '\0' && i < sizeof(lower) - 1; i++)
+        lower[i] = (char)(t->domain[i] >= 'A' && t->domain[i] <= 'Z' ? t->domain[i] - 'A' + 'a'
+                                                                     : t->domain[i]);
+    lower[i] = '\0';
+    if ((size_t)snprintf(t->path, sizeof(t->path), "%s/%s.%s", dir, lower,
+                         json ? "json" : "csv") >= sizeof(t->path))
+        return cli_fail("output path too long: %s", dir);
+    t->f = fopen(t->path, "w");
+    if (t->f == NULL)
+        return cli_fail("cannot write %s: %s", t->path, strerror(errno));
+    setvbuf(t->f, NULL, _IOFBF, EXPORT_BUFFER_BYTES);
+    FILE *f = t->f;
+    if (!json) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            fputs(c ? "," : "", f);
+            csv_put(f, t->cols[c].name);
+        }
+        fputs("\r\n", f);
+        return 0;
+    }
+    fprintf(f, "{\"datasetJSONCreationDateTime\":\"%s\",\"datasetJSONVersion\":\"1.1.0\","
+               "\"fileOID\":",
+            x->created);
+    char oid[PATH_MAX];
+    snprintf(oid, sizeof(oid), "trialsync.%s.%s.%s.%s", x->cfg->trial,
+             x->site != NULL ? x->site : "all", t->domain, x->created);
+    json_put(f, oid);
+    fprintf(f, ",\"dbLastModifiedDateTime\":\"%s\",\"originator\":\"trialsync\","
+               "\"sourceSystem\":{\"name\":\"trialsync\",\"version\":\"" EXPORT_SOURCE_VERSION
+               "\"},\"studyOID\":",
+            x->created);
+    snprintf(oid, sizeof(oid), "ST.%s", x->cfg->trial);
+    json_put(f, oid);
+    fprintf(f, ",\"metaDataVersionOID\":\"" ODM_MDV_OID "\",\"itemGroupOID\":\"IG.%s\","
+               "\"name\":\"%s\",\"label\":",
+            t->domain, t->domain);
+    json_put(f, t->label);
+    fputs(",\"columns\":[", f);
+    for (size_t c = 0; c < t->ncols; c++) {
+        fprintf(f, "%s\n{\"itemOID\":\"IT.%s.%s\",\"name\":\"%s\",\"label\":", c ? "," : "",
+                t->domain, t->cols[c].name, t->cols[c].name);
+        json_put(f, t->cols[c].label);
+        fprintf(f, ",\"dataType\":\"%s\"", t->cols[c].integer ? "integer" : "string");
+        if (t->cols[c].kind == COL_STUDYID)
+            fputs(",\"keySequence\":1", f);
+        else if (t->cols[c].kind == COL_USUBJID)
+            fputs(",\"keySequence\":2", f);
+        fputc('}', f);
+    }
+    fputs("],\n\"rows\":[", f);
+    return 0;
+}
+
+static int table_close(struct exporter *x, struct table *t)
+{
+    if (t->f == NULL)
+        return 0;
+    if (x->format == EXPORT_DATASET_JSON)
+        fprintf(t->f, "],\n\"records\":%" PRIu64 "}\n", t->rows);
+    bool failed = ferror(t->f) != 0;
+    if (fclose(t->f) != 0)
+        failed = true;
+    t->f = NULL;
+    if (failed)
+        return cli_fail("cannot write %s: %s", t->path, strerror(errno));
+    return 0;
+}
+
+/* What a row's key columns show. */
+struct row_keys {
+    const char *id;        /* the record's id */
+    const char *subject;
+    const char *number;    /* AE number, visit code */
+    const char *seq;       /* AESEQ; NULL for 1 */
+    const char *target_type;
+    const char *target_id;
+    const char *target_var;
+};
+
+static void table_row(struct exporter *x, struct table *t, const struct row_keys *k)
+{
+    FILE *f = t->f;
+    bool json = x->format == EXPORT_DATASET_JSON;
+    char usubjid[2 * TS_ID_BYTES_MAX + 2] = "";
+    if (k->subject != NULL)
+        snprintf(usubjid, sizeof(usubjid), "%s-%s", x->cfg->trial, k->subject);
+    fputs(json ? (t->rows ? ",\n[" : "\n[") : "", f);
+    for (size_t c = 0; c < t->ncols; c++) {
+        const struct column *col = &t->cols[c];
+        const char *v = "";
+        char buf[512];
+        switch (col->kind) {
+        case COL_FIELD: {
+            const struct rec_field *rf = &x->rec.f[col->field - x->rec.type->fields];
+            v = rf->value != NULL ? rf->value : "";
+            break;
+        }
+        case COL_STUDYID: v = x->cfg->trial; break;
+        case COL_DOMAIN: v = t->domain; break;
+        case COL_USUBJID: v = usubjid; break;
+        case COL_SUBJID: v = k->subject; break;
+        case COL_SEQ: v = k->seq != NULL ? k->seq : "1"; break;
+        case COL_SPID: v = k->number; break;
+        case COL_VISIT: v = k->number; break;
+        case COL_DSTERM: v = rec_value(&x->rec, "dsdecod"); break;
+        case COL_QUERYID: v = k->id; break;
+        case COL_RECTYPE: v = k->target_type; break;
+        case COL_RECID: v = k->target_id; break;
+        case COL_VARNAME: v = k->target_var; break;
+        case COL_CONFLICT: {
+            size_t n = 0;
+            buf[0] = '\0';
+            for (size_t d = 0; d < t->ncols; d++) {
+                const struct column *fc = &t->cols[d];
+                if (fc->kind != COL_FIELD ||
+                    !x->rec.f[fc->field - x->rec.type->fields].conflict)
+                    continue;
+                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", n ? " " : "", fc->name);
+                if (n >= sizeof(buf))
+                    break;
+            }
+            v = buf;
+            break;
+        }
+        }
+        if (v == NULL)
+            v = "";
+        if (json) {
+            fputs(c ? "," : "", f);
+            if (col->integer && v[0] != '\0' && strspn(v, "0123456789") == strlen(v) &&
+                strlen(v) < 16)
+                fprintf(f, "%" PRIu64, (uint64_t)strtoull(v, NULL, 10));
+            else
+                json_put(f, v);
+        } else {
+            fputs(c ? "," : "", f);
+            csv_put(f, v);
+        }
+    }
+    fputs(json ? "]" : "\r\n", f);
+    t->rows++;
+}
+
+static int ds_visit_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0 || rec_eie(&x->rec))
+        return rc;
+    char subj[TS_ID_BYTES_MAX + 1];
+    if (!subject_of(type, id, subj))
+        return 0;
+    const char *slash = strchr(id, '/');
+    struct row_keys k = {.id = id, .subject = subj, .number = slash + 1};
+    table_row(x, &x->t[T_SV], &k);
+    x->records++;
+    return 0;
+}
+
+static int ds_ae_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0 || rec_eie(&x->rec))
+        return rc;
+    char subj[TS_ID_BYTES_MAX + 1];
+    if (!subject_of(type, id, subj))
+        return 0;
+    const char *num = strstr(id, "-AE-") + 4;
+    /* AESEQ is the AE number without its leading zeros; AESPID keeps them. */
+    const char *seq = num;
+    while (seq[0] == '0' && seq[1] != '\0')
+        seq++;
+    struct row_keys k = {.id = id, .subject = subj, .number = num, .seq = seq};
+    table_row(x, &x->t[T_AE], &k);
+    x->records++;
+    return 0;
+}
+
+static int ds_subject_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    if (!subject_wanted(x, id))
+        return 0;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    /* An entered-in-error subject takes its visits and AEs with it. */
+    if (rec_eie(&x->rec))
+        return 0;
+    struct row_keys k = {.id = id, .subject = id};
+    table_row(x, &x->t[T_DM], &k);
+    const char *ds = rec_value(&x->rec, "dsdecod");
+    if (ds != NULL && ds[0] != '\0')
+        table_row(x, &x->t[T_DS], &k);
+    x->records++;
+    char prefix[TS_ID_BYTES_MAX + 8];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    rc = store_records_prefix(x->store, "visit", prefix, ds_visit_cb, x);
+    if (rc != 0)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
+    return store_records_prefix(x->store, "ae", prefix, ds_ae_cb, x);
+}
+
+static int ds_query_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    const char *target = rec_value(&x->rec, "target");
+    if (!target_wanted(x, target))
+        return 0;
+    char ttype[TS_TYPE_BYTES_MAX + 1] = "", tid[TS_ID_BYTES_MAX + 1] = "";
+    char subj[TS_ID_BYTES_MAX + 1] = "", var[TS_FIELD_BYTES_MAX + 1] = "";
+    const char *field = NULL;
+    if (target != NULL && schema_target_split(target, ttype, tid, &field)) {
+        subject_of(ttype, tid, subj);
+        const struct schema_field *f = schema_field(ttype, field);
+        if (f != NULL)
+            field_name(f, var);
+        else
+            snprintf(var, sizeof(var), "%s", field);
+    }
+    struct row_keys k = {.id = id, .subject = subj[0] ? subj : NULL, .target_type = ttype,
+                         .target_id = tid, .target_var = var};
+    table_row(x, &x->t[T_QUERIES], &k);
+    x->records++;
+    return 0;
+}
+
+static int export_datasets(struct exporter *x, const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return cli_fail("cannot create %s: %s", dir, strerror(errno));
+    tables_define(x);
+    int rc = 0;
+    for (int i = 0; i < T_COUNT && rc == 0; i++)
+        rc = table_open(x, &x->t[i], dir);
+    if (rc == 0) {
+        rc = store_records(x->store, "subject", ds_subject_cb, x);
+        if (rc == 0)
+            rc = store_records(x->store, SCHEMA_QUERY_TYPE, ds_query_cb, x);
+        if (rc != 0)
+            rc = cli_fail("cannot read the store: error %d", rc);
+    }
+    for (int i = 0; i < T_COUNT; i++) {
+        int rc2 = table_close(x, &x->t[i]);
+        if (rc == 0)
+            rc = rc2;
+    }
+    return rc;
+}
+
+/* ---- audit trail ---------------------------------------------------------- */
+
+static const char *const audit_columns[] = {
+    "record_type", "record_id", "field", "old", "new", "user", "role", "node", "lane", "seq",
+    "event_time", "entry_time", "reason", "entry_hash",
+};
+#define AUDIT_COLUMNS (sizeof(audit_columns) / sizeof(audit_columns[0]))
+
+static void audit_writes_clear(struct exporter *x)
+{
+    for (size_t i = 0; i < x->writes_count; i++)
+        free(x->writes[i].value);
+    x->writes_count = 0;
+}
+
+/* The role of the node that wrote an entry: a site when the membership names it. */
+static const char *origin_role(struct exporter *x, const char *origin)
+{
+    if (strcmp(x->last_origin, origin) != 0) {
+        snprintf(x->last_origin, sizeof(x->last_origin), "%s", origin);
+        x->last_origin_site = store_record_exists(x->store, SCHEMA_MEMBER_TYPE, origin);
+    }
+    return x->last_origin_site ? "site" : "hub";
+}
+
+/* The values of the writes w supersedes, joined by " | " into buf. */
+static const char *audit_old(struct exporter *x, const struct field_write *w, char *buf,
+                             size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t s = 0; s < w->supersedes_count; s++) {
+        for (size_t i = 0; i < x->writes_count; i++) {
+            if (strcmp(x->writes[i].field, w->field) != 0 ||
+                entry_ref_cmp(&x->writes[i].ref, &w->supersedes[s]) != 0)
+                continue;
+            if (n < cap)
+                n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? " | " : "",
+                                      x->writes[i].value);
+            break;
+        }
+    }
+    return buf;
+}
+
+static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
+{
+    struct exporter *x = ctx;
+    (void)stored_ms;  /* this node's receive time: differs between nodes */
+    bool wanted = true;
+    int64_t event_ms = (int64_t)hlc_ms(e->hlc);
+    if (x->user != NULL && strcmp(x->user, e->user) != 0)
+        wanted = false;
+    if (x->since_ms >= 0 && event_ms < x->since_ms)
+        wanted = false;
+    if (x->until_ms >= 0 && event_ms > x->until_ms)
+        wanted = false;
+    char event[32], entry[32], hash[2 * TS_HASH_BYTES + 1] = "", lane[8], seq[24];
+    time_iso((uint64_t)event_ms, event);
+    time_iso(e->wall_ms, entry);
+    struct entry_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    snprintf(ref.origin, sizeof(ref.origin), "%s", e->origin);
+    ref.lane = e->lane;
+    ref.seq = e->seq;
+    uint8_t h[TS_HASH_BYTES];
+    if (wanted && store_entry_hash(x->store, &ref, h) == 0) {
+        for (size_t i = 0; i < TS_HASH_BYTES; i++)
+            snprintf(hash + 2 * i, 3, "%02x", h[i]);
+    }
+    snprintf(lane, sizeof(lane), "%s", e->lane == LANE_SAFETY ? "safety" : "bulk");
+    snprintf(seq, sizeof(seq), "%" PRIu64, e->seq);
+    for (size_t w = 0; w < e->writes_count; w++) {
+        const struct field_write *fw = &e->writes[w];
+        if (wanted) {
+            char old[4096];
+            const char *vals[AUDIT_COLUMNS] = {
+                e->record_type, e->record_id, fw->field, audit_old(x, fw, old, sizeof(old)),
+                fw->value, e->user, origin_role(x, e->origin), e->origin, lane, seq, event,
+                entry, e->reason, hash,
+            };
+            if (x->ndjson) {
+                fputc('{', x->out);
+                for (size_t c = 0; c < AUDIT_COLUMNS; c++) {
+                    fprintf(x->out, "%s\"%s\":", c ? "," : "", audit_columns[c]);
+                    json_put(x->out, vals[c]);
+                }
+                fputs("}\n", x->out);
+            } else {
+                for (size_t c = 0; c < AUDIT_COLUMNS; c++) {
+                    fputs(c ? "," : "", x->out);
+                    csv_put(x->out, vals[c]);
+                }
+                fputs("\r\n", x->out);
+            }
+            x->records++;
+        }
+        /* Remembered for the "old" of later writes, wanted or not. */
+        if (x->writes_count == EXPORT_AUDIT_WRITES_MAX)
+            continue;
+        if (x->writes_count == x->writes_cap) {
+            size_t cap = x->writes_cap ? 2 * x->writes_cap : 64;
+            struct audit_write *nw = realloc(x->writes, cap * sizeof(*nw));
+            if (nw == NULL)
+                return TS_ERR_NOMEM;
+            x->writes = nw;
+            x->writes_cap = cap;
+        }
+        struct audit_write *aw = &x->writes[x->writes_count];
+        aw->value = strdup(fw->value);
+        if (aw->value == NULL)
+            return TS_ERR_NOMEM;
+        aw->ref = ref;
+        snprintf(aw->field, sizeof(aw->field), "%s", fw->field);
+        x->writes_count++;
+    }
+    return 0;
+}
+
+static int audit_record_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    const struct schema_type *t = schema_type_find(type);
+    char subj[TS_ID_BYTES_MAX + 1];
+    if (x->site != NULL || x->subject != NULL) {
+        if (t == NULL || !t->site_scoped)
+            return 0;
+        if (strcmp(type, SCHEMA_QUERY_TYPE) == 0) {
+            struct field_state st = {0};
+            bool ok = false;
+            if (store_field_get(x->store, type, id, "target", &st) == 0) {
+                int shown = merge_display(type, "target", &st);
+                ok = shown >= 0 && target_wanted(x, st.live[shown].value);
+            }
+            field_state_release(&st);
+            if (!ok)
+                return 0;
+        } else if (!subject_of(type, id, subj) || !subject_wanted(x, subj)) {
+            return 0;
+        }
+    }
+    audit_writes_clear(x);
+    int rc = store_record_history(x->store, type, id, audit_entry_cb, x);
+    audit_writes_clear(x);
+    return rc == TS_ERR_NOTFOUND ? 0 : rc;
+}
+
+static int export_audit(struct exporter *x)
+{
+    if (!x->ndjson) {
+        for (size_t c = 0; c < AUDIT_COLUMNS; c++) {
+            fputs(c ? "," : "", x->out);
+            csv_put(x->out, audit_columns[c]);
+        }
+        fputs("\r\n", x->out);
+    }
+    int rc = store_records(x->store, "", audit_record_cb, x);
+    free(x->writes);
+    x->writes = NULL;
+    return rc;
+}
+
+/* ---- the verb ------------------------------------------------------------- */
+
+static bool schema_fits(void)
+{
+    size_t n;
+    const struct schema_type *types = schema_types(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (types[i].count > EXPORT_FIELDS_MAX)
+            return false;
+    }
+    return true;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"node", required_argument, NULL, 'n'},
+        {"format", required_argument, NULL, 'f'},
+        {"out", required_argument, NULL, 'o'},
+        {"site", required_argument, NULL, 's'},
+        {"subject", required_argument, NULL, 'S'},
+        {"as-of", required_argument, NULL, 'a'},
+        {"audit-format", required_argument, NULL, 'A'},
+        {"user", required_argument, NULL, 'u'},
+        {"since", required_argument, NULL, 'b'},
+        {"until", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *node_dir = NULL, *format = NULL, *out = NULL, *as_of = NULL;
+    const char *audit_format = "csv", *since = NULL, *until = NULL;
+    static struct exporter x;
+    memset(&x, 0, sizeof(x));
+    x.since_ms = x.until_ms = -1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': node_dir = optarg; break;
+        case 'f': format = optarg; break;
+        case 'o': out = optarg; break;
+        case 's': x.site = optarg; break;
+        case 'S': x.subject = optarg; break;
+        case 'a': as_of = optarg; break;
+        case 'A': audit_format = optarg; break;
+        case 'u': x.user = optarg; break;
+        case 'b': since = optarg; break;
+        case 'e': until = optarg; break;
+        case 'h': fputs(EXPORT_USAGE, stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (node_dir == NULL || format == NULL || optind != argc) {
+        fputs(EXPORT_USAGE, stderr);
+        return 2;
+    }
+    if (strcmp(format, "odm") == 0)
+        x.format = EXPORT_ODM;
+    else if (strcmp(format, "sdtm-csv") == 0)
+        x.format = EXPORT_SDTM_CSV;
+    else if (strcmp(format, "dataset-json") == 0)
+        x.format = EXPORT_DATASET_JSON;
+    else if (strcmp(format, "audit") == 0)
+        x.format = EXPORT_AUDIT;
+    else
+        return cli_fail("--format '%s': allowed: odm, sdtm-csv, dataset-json, audit", format);
+    if (strcmp(audit_format, "ndjson") == 0)
+        x.ndjson = true;
+    else if (strcmp(audit_format, "csv") != 0)
+        return cli_fail("--audit-format '%s': allowed: csv, ndjson", audit_format);
+    if ((x.format == EXPORT_SDTM_CSV || x.format == EXPORT_DATASET_JSON) && out == NULL)
+        return cli_fail("--format %s writes one file per domain: give the directory with --out",
+                        format);
+    int64_t ms;
+    if (since != NULL && !time_parse(since, &x.since_ms))
+        return cli_fail("--since '%s' is not an ISO 8601 UTC time (2024-05-01T10:00:00Z)", since);
+    if (until != NULL && !time_parse(until, &x.until_ms))
+        return cli_fail("--until '%s' is not an ISO 8601 UTC time (2024-05-01T10:00:00Z)", until);
+    if (as_of != NULL && !time_parse(as_of, &ms))
+        return cli_fail("--as-of '%s' is not an ISO 8601 UTC time (2024-05-01T10:00:00Z)", as_of);
+    if (x.subject != NULL && !schema_key_ok("subject", x.subject))
+        return cli_fail("--subject '%s' is not a subject id (%s)", x.subject,
+                        type_of("subject")->key_format);
+    if (!schema_fits())
+        return cli_fail("the schema has a type of more than %d fields", EXPORT_FIELDS_MAX);
+
+    static struct config cfg;
+    struct ts_error err = {0};
+    if (config_load_dir(node_dir, &cfg, &err) != 0)
+        return cli_fail("%s", err.msg);
+    x.cfg = &cfg;
+    /* A site's store holds only its own site's data; say so if asked for another. */
+    if (cfg.role == PKI_ROLE_SITE) {
+        if (x.site != NULL && strcmp(x.site, cfg.id) != 0)
+            return cli_fail("node %s is a site: it holds and exports only site %s's data",
+                            cfg.id, cfg.id);
+        x.site = cfg.id;
+    }
+    if (store_open_readonly(cfg.data_dir, &x.store, &err) != 0)
+        return cli_fail("%s", err.msg);
+    time_iso(as_of != NULL ? (uint64_t)ms : hlc_ms(store_hlc_max(x.store)), x.created);
+
+    int rc = 0;
+    if (x.format == EXPORT_SDTM_CSV || x.format == EXPORT_DATASET_JSON) {
+        rc = export_datasets(&x, out);
+    } else {
+        x.out = out != NULL ? fopen(out, "w") : stdout;
+        if (x.out == NULL) {
+            rc = cli_fail("cannot write %s: %s", out, strerror(errno));
+        } else {
+            setvbuf(x.out, NULL, _IOFBF, EXPORT_BUFFER_BYTES);
+            rc = x.format == EXPORT_ODM ? export_odm(&x) : export_audit(&x);
+            if (rc != 0)
+                rc = cli_fail("cannot read the store: error %d", rc);
+            bool failed = ferror(x.out) != 0;
+            if ((out != NULL ? fclose(x.out) : fflush(x.out)) != 0)
+                failed = true;
+            if (failed && rc == 0)
+                rc = cli_fail("cannot write %s: %s", out != NULL ? out : "stdout",
+                              strerror(errno));
+        }
+    }
+    rec_clear(&x.rec);
+    store_close(x.store);
+    if (rc == 0)
+        fprintf(stderr, "trialsync: exported %" PRIu64 " records (%s)\n", x.records, format);
+    return rc;
+}

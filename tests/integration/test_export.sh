@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# trialsync export: a hub and two sites with subjects, visits, AEs (one SAE,
+# one AE coded at the hub), a query, a conflict and an entered-in-error
+# subject.  Every ODM file validates against CDISC's ODM 1.3.2 schema, every
+# Dataset-JSON file against the Dataset-JSON 1.1 schema; the SDTM CSV read
+# back equals what `trialsync get` shows; a site's export holds none of the
+# other site's records; exports with the same --as-of are byte-identical,
+# also taken while the node runs and after it stopped.
+. "$(dirname "$0")/lib.sh"
+
+need_cmd xmllint libxml2-utils
+need_cmd sha256sum coreutils
+# Debian's jsonschema (and the /usr/bin/python3 it runs on) is called by
+# absolute path: a python3 earlier on PATH (pyenv, a venv) may lack the module.
+need_cmd jsonschema python3-jsonschema
+PY=/usr/bin/python3
+JSONSCHEMA=/usr/bin/jsonschema
+SHARED="$TS_SRC/../shared/data"
+ODM_XSD="$SHARED/cdisc-odm-1.3.2/ODM1-3-2.xsd"
+DSJ_SCHEMA="$SHARED/cdisc-dataset-json-1.1/dataset.schema.json"
+[ -f "$ODM_XSD" ] || fail "no ODM schema at $ODM_XSD (the shared folder sits beside the project root)"
+[ -f "$DSJ_SCHEMA" ] || fail "no Dataset-JSON schema at $DSJ_SCHEMA"
+
+new_trial T-EXP
+start_node hub "$HUB"
+add_site 101
+add_site 102
+S1="$WORK/site-101"
+S2="$WORK/site-102"
+start_node s101 "$S1"
+start_node s102 "$S2"
+
+put() { "$TRIALSYNC" put --node "$@" > /dev/null || fail "put $*"; }
+put "$S1" subject 101-0001 site=101 sex=F brthdtc=1961-04 rficdtc=2026-01-10 armcd=A status=enrolled
+put "$S1" subject 101-0002 site=101 sex=M status=screening
+put "$S1" subject 101-0003 site=101 sex=F status=screening
+put "$S1" subject 101-0003 eie=Y --reason "duplicate of 101-0002"
+put "$S1" subject 101-0002 dsdecod=COMPLETED dsstdtc=2026-03-01 status=enrolled --reason "consented"
+put "$S1" visit 101-0001/V1 svstdtc=2026-01-10 svoccur=Y status=completed
+put "$S1" visit 101-0001/V2 svstdtc=2026-02-10 svoccur=Y status=started
+put "$S1" ae 101-0001-AE-001 'aeterm=Headache, "throbbing"' aestdtc=2026-01-12 aesev=MILD \
+    aetoxgr=1 aeser=N status=ongoing
+put "$S1" ae 101-0001-AE-002 aeterm=Anaphylaxis aestdtc=2026-02-11 aesev=SEVERE aeser=Y \
+    aeslife=Y sae_aware_dtc="$(date -u +%Y-%m-%dT%H:%M:%SZ)" status=ongoing
+put "$S2" subject 102-0001 site=102 sex=M status=enrolled
+put "$S2" visit 102-0001/V1 svstdtc=2026-01-20 svoccur=Y status=completed
+put "$S2" ae 102-0001-AE-001 aeterm=Nausea aestdtc=2026-01-21 aesev=MODERATE aeser=N status=ongoing
+wait_until 60 "hub holds the 4 subjects" \
+    bash -c "[ \$('$TRIALSYNC' records --node '$HUB' subject | jq .count) -eq 4 ]"
+wait_until 60 "hub holds the 3 AEs" \
+    bash -c "[ \$('$TRIALSYNC' records --node '$HUB' ae | jq .count) -eq 3 ]"
+put "$HUB" ae 101-0001-AE-001 aedecod=Headache aeptcd=10019211 'aebodsys=Nervous system disorders' \
+    aesoccd=10029205 meddra_ver=26.1 --user coder
+put "$HUB" query Q-hub1-1 target=ae/101-0001-AE-001/aesev text="Please confirm the severity" \
+    state=open source=dm --user dm
+
+# A conflict: the site and the hub change one field, each without seeing the other.
+stop_node hub
+put "$S1" subject 101-0001 sex=M --reason "site: transcription error" --user crc
+stop_node s101
+start_node hub "$HUB"
+put "$HUB" subject 101-0001 sex=U --reason "monitor: source says unknown" --user monitor
+start_node s101 "$S1"
+wait_until 60 "conflict at the hub" bash -c \
+    "'$TRIALSYNC' get --node '$HUB' subject 101-0001 | jq -e '.fields.sex.conflict'"
+wait_until 60 "conflict at site 101" bash -c \
+    "'$TRIALSYNC' get --node '$S1' subject 101-0001 | jq -e '.fields.sex.conflict'"
+wait_until 60 "query at site 101" "$TRIALSYNC" get --node "$S1" query Q-hub1-1
+wait_until 60 "hub and site 101 agree on the AE coding" bash -c \
+    "[ \"\$('$TRIALSYNC' get --node '$S1' ae 101-0001-AE-001 | jq -r .fields.aedecod.value)\" = Headache ]"
+ok "scenario written and replicated"
+
+export_() { "$TRIALSYNC" export "$@" 2> "$WORK/export.err" || fail "export $*: $(cat "$WORK/export.err")"; }
+
+# ---- ODM ----
+AS_OF=2026-06-01T12:00:00Z
+export_ --node "$HUB" --format odm --out "$WORK/hub.xml" --as-of "$AS_OF"
+export_ --node "$S1" --format odm --out "$WORK/s101.xml" --as-of "$AS_OF"
+export_ --node "$S2" --format odm --out "$WORK/s102.xml" --as-of "$AS_OF"
+export_ --node "$HUB" --format odm --site 102 --out "$WORK/hub-102.xml" --as-of "$AS_OF"
+export_ --node "$HUB" --format odm --subject 101-0001 --out "$WORK/hub-subj.xml"
+for f in hub s101 s102 hub-102 hub-subj; do
+    xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/$f.xml" 2> "$WORK/xmllint.err" \
+        || fail "$f.xml does not validate: $(head -5 "$WORK/xmllint.err")"
+done
+ok "every ODM export validates against ODM1-3-2.xsd (xmllint --nonet)"
+"$PY" - "$WORK/hub.xml" <<'EOF' || fail "ODM references"
+import sys, xml.etree.ElementTree as ET
+ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+root = ET.parse(sys.argv[1]).getroot()
+defs = {e.get("OID") for e in root.iter("{%s}ItemDef" % ns["o"])}
+lists = {e.get("OID") for e in root.iter("{%s}CodeList" % ns["o"])}
+used = {e.get("ItemOID") for e in root.iter("{%s}ItemData" % ns["o"])}
+assert used and used <= defs, used - defs
+assert {e.get("CodeListOID") for e in root.iter("{%s}CodeListRef" % ns["o"])} <= lists
+locs = {e.get("OID") for e in root.iter("{%s}Location" % ns["o"])}
+assert {e.get("LocationOID") for e in root.iter("{%s}SiteRef" % ns["o"])} <= locs
+assert root.get("FileType") == "Snapshot" and root.get("CreationDateTime") == "2026-06-01T12:00:00Z"
+EOF
+ok "every ItemOID, CodeListOID and LocationOID used in the hub's ODM is defined"
+assert_eq 4 "$(grep -c '<SubjectData ' "$WORK/hub.xml")" "the hub's ODM holds the 4 subjects"
+grep -A2 'ItemOID="IT.DM.SEX"' "$WORK/hub.xml" | grep -q '<Comment SponsorOrSite="Sponsor">conflict: 2 concurrent values' \
+    || fail "conflict not annotated"
+ok "the conflicting SEX carries an Annotation naming both values"
+assert_contains "$(cat "$WORK/hub.xml")" 'ItemOID="IT.AE.AEDECOD" Value="Headache"' "the hub's ODM holds the coding"
+grep -q '102-' "$WORK/s101.xml" && fail "site 101's ODM names a site 102 record"
+grep -q '101-' "$WORK/s102.xml" && fail "site 102's ODM names a site 101 record"
+grep -q '101-' "$WORK/hub-102.xml" && fail "--site 102 at the hub names a site 101 record"
+ok "a site's ODM holds none of the other site's records, nor does the hub's --site export"
+assert_eq 1 "$(grep -c '<SubjectData ' "$WORK/hub-subj.xml")" "--subject exports one subject"
+
+# ---- byte-identical ----
+export_ --node "$HUB" --format odm --out "$WORK/hub2.xml" --as-of "$AS_OF"
+assert_eq "$(sha256sum < "$WORK/hub.xml")" "$(sha256sum < "$WORK/hub2.xml")" \
+    "two ODM exports with the same --as-of are byte-identical"
+export_ --node "$HUB" --format odm --out "$WORK/hub-now1.xml"
+export_ --node "$HUB" --format odm --out "$WORK/hub-now2.xml"
+assert_eq "$(sha256sum < "$WORK/hub-now1.xml")" "$(sha256sum < "$WORK/hub-now2.xml")" \
+    "without --as-of the file's time is the newest write's: still byte-identical"
+
+# ---- SDTM CSV ----
+export_ --node "$HUB" --format sdtm-csv --out "$WORK/csv" --as-of "$AS_OF"
+export_ --node "$S2" --format sdtm-csv --out "$WORK/csv-102" --as-of "$AS_OF"
+for f in dm ds sv ae queries; do [ -s "$WORK/csv/$f.csv" ] || fail "no $f.csv"; done
+ok "sdtm-csv writes dm, ds, sv, ae and queries"
+# Each DM/SV/AE row read back (python3 csv) against `trialsync get`.
+"$PY" - "$WORK/csv" > "$WORK/csv.values" <<'EOF' || fail "reading the CSV back"
+import csv, sys
+d = sys.argv[1]
+for dom, key in (("dm", "SUBJID"), ("sv", None), ("ae", "AESPID")):
+    with open(f"{d}/{dom}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        subj = r["USUBJID"][len(r["STUDYID"]) + 1:]
+        if dom == "dm":
+            rid, typ = subj, "subject"
+            vals = {"sex": r["SEX"], "brthdtc": r["BRTHDTC"], "armcd": r["ARMCD"]}
+        elif dom == "sv":
+            rid, typ = subj + "/" + r["VISIT"], "visit"
+            vals = {"svstdtc": r["SVSTDTC"], "svoccur": r["SVOCCUR"]}
+        else:
+            rid, typ = subj + "-AE-" + r["AESPID"], "ae"
+            vals = {"aeterm": r["AETERM"], "aesev": r["AESEV"], "aeser": r["AESER"],
+                    "aedecod": r["AEDECOD"], "aeptcd": r["AEPTCD"]}
+        for k, v in vals.items():
+            print(f"{typ}\t{rid}\t{k}\t{v}\t{r['TSCONFL']}")
+EOF
+rows=0
+while IFS=$'\t' read -r typ rid field value confl; do
+    want=$("$TRIALSYNC" get --node "$HUB" "$typ" "$rid" | jq -r ".fields.$field.value // \"\"")
+    [ "$want" = "$value" ] || fail "$typ $rid $field: CSV has '$value', get shows '$want'"
+    rows=$((rows + 1))
+done < "$WORK/csv.values"
+[ "$rows" -ge 20 ] || fail "only $rows values read back"
+ok "every DM, SV and AE value read back from the CSV equals trialsync get ($rows values)"
+grep -q '101-0003' "$WORK/csv/dm.csv" && fail "the entered-in-error subject is in dm.csv"
+ok "the entered-in-error subject is left out of dm.csv"
+assert_contains "$(grep 'T-EXP-101-0001,' "$WORK/csv/dm.csv")" ",SEX" "TSCONFL names the conflicting SEX"
+assert_contains "$(cat "$WORK/csv/ae.csv")" '"Headache, ""throbbing"""' "RFC 4180 quoting of a comma and quotes"
+assert_contains "$(grep 'Anaphylaxis' "$WORK/csv/ae.csv")" ",SEVERE,,Y,,Y," "the SAE's serious criteria"
+assert_contains "$(cat "$WORK/csv/ds.csv")" "T-EXP-101-0002,1,COMPLETED,COMPLETED,2026-03-01" "DS from the disposition"
+assert_contains "$(cat "$WORK/csv/queries.csv")" "Q-hub1-1,T-EXP-101-0001,ae,101-0001-AE-001,AESEV" "queries.csv names the target"
+grep -q '101-' "$WORK"/csv-102/*.csv && fail "site 102's CSV export names a site 101 record"
+ok "site 102's CSV holds none of site 101's records"
+
+# ---- Dataset-JSON ----
+export_ --node "$HUB" --format dataset-json --out "$WORK/dsj" --as-of "$AS_OF"
+export_ --node "$S1" --format dataset-json --out "$WORK/dsj-101" --as-of "$AS_OF"
+n=0
+for f in "$WORK"/dsj/*.json "$WORK"/dsj-101/*.json; do
+    "$JSONSCHEMA" -i "$f" "$DSJ_SCHEMA" > "$WORK/jsonschema.err" 2>&1 \
+        || fail "$f does not validate: $(head -5 "$WORK/jsonschema.err")"
+    n=$((n + 1))
+done
+assert_eq 10 "$n" "every Dataset-JSON file validates against dataset.schema.json (Debian's jsonschema)"
+assert_eq 3 "$(jq .records "$WORK/dsj/dm.json")" "dm.json: 3 subjects (entered-in-error left out)"
+assert_eq "$(jq .records "$WORK/dsj/dm.json")" "$(jq '.rows | length' "$WORK/dsj/dm.json")" "records counts the rows"
+assert_eq 3 "$(jq .records "$WORK/dsj/ae.json")" "ae.json holds the 3 AEs"
+grep -q '102-' "$WORK"/dsj-101/*.json && fail "site 101's Dataset-JSON names a site 102 record"
+ok "site 101's Dataset-JSON holds none of site 102's records"
+
+# ---- audit trail ----
+export_ --node "$HUB" --format audit --out "$WORK/audit.csv"
+export_ --node "$HUB" --format audit --audit-format ndjson --out "$WORK/audit.ndjson"
+assert_eq "$(($(wc -l < "$WORK/audit.csv") - 1))" "$(wc -l < "$WORK/audit.ndjson")" "CSV and NDJSON hold the same rows"
+row=$(jq -c 'select(.record_id == "101-0001" and .field == "sex" and .user == "monitor")' "$WORK/audit.ndjson")
+assert_eq F "$(echo "$row" | jq -r .old)" "the audit row shows the old value"
+assert_eq U "$(echo "$row" | jq -r .new)" "... the new value"
+assert_eq "monitor: source says unknown" "$(echo "$row" | jq -r .reason)" "... and the reason"
+assert_eq 64 "$(echo "$row" | jq -r '.entry_hash | length')" "... and the entry's chain hash"
+export_ --node "$S2" --format audit --audit-format ndjson --out "$WORK/audit-102.ndjson"
+grep -q '101-' "$WORK/audit-102.ndjson" && fail "site 102's audit trail names a site 101 record"
+ok "site 102's audit trail holds none of site 101's records"
+export_ --node "$HUB" --format audit --audit-format ndjson --user coder --out "$WORK/audit-coder.ndjson"
+assert_eq 5 "$(jq -s 'map(select(.user == "coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
+assert_eq 5 "$(wc -l < "$WORK/audit-coder.ndjson")" "... and only them"
+
+# ---- stopped node: the same bytes ----
+stop_node hub
+export_ --node "$HUB" --format odm --out "$WORK/hub-stopped.xml" --as-of "$AS_OF"
+assert_eq "$(sha256sum < "$WORK/hub.xml")" "$(sha256sum < "$WORK/hub-stopped.xml")" \
+    "the export of the stopped hub equals the one taken while it ran"
+
+done_checks
