@@ -28,6 +28,11 @@ package_of() {  # COMMAND: the Debian package that ships it, or nothing
         || dpkg -S "/usr$real" 2>/dev/null; } | head -n1 | cut -d: -f1
 }
 
+# A declaration must name its package, or a new machine is told nothing.
+while read -r line; do
+    [ -n "$line" ] && bad "need_cmd without a package: $line"
+done <<< "$(grep -rnE --exclude=check_deps.sh '^[[:space:]]*need_cmd [^ ]+[[:space:]]*$' tests bench deploy || true)"
+
 declared=$(grep -rhoE --exclude=check_deps.sh 'need_cmd [A-Za-z0-9_.+-]+ [a-z0-9.+-]+' tests bench deploy | sort -u)
 [ -n "$declared" ] || bad "no suite declares a command with need_cmd"
 while read -r _ cmd pkg; do

@@ -3,7 +3,7 @@
 # site 102 at the hub puts the new CRL (its number) in force on the hub and
 # on site 101 (a site: nothing copies files to it), and 102 is cut off.
 . "$(dirname "$0")/lib.sh"
-need_cmd openssl
+need_cmd openssl openssl
 
 crl_number() { openssl crl -in "$1" -noout -crlnumber 2>/dev/null | cut -d= -f2; }
 

@@ -4,7 +4,7 @@
 # every node (trialsync verify names each certificate by (origin, serial)),
 # and the two hubs converge to one digest.
 . "$(dirname "$0")/lib.sh"
-need_cmd openssl
+need_cmd openssl openssl
 
 serial_of() { openssl x509 -in "$1/node.crt" -noout -serial | cut -d= -f2; }
 
