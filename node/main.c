@@ -20,6 +20,7 @@
 #include "node.h"
 #include "peer.h"
 #include "trace.h"
+#include "version.h"
 
 struct daemon {
     uv_loop_t loop;
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'h': usage(stdout); return 0;
-        case 'V': printf("trialsyncd 0.1.0\n"); return 0;
+        case 'V': printf("trialsyncd %s\n", TS_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }

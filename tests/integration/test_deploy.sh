@@ -6,7 +6,7 @@
 need_cmd systemd-analyze systemd
 mkdir -p "$WORK/unit"
 # The unit names the installed path; point it at the binary just built.
-sed "s|/usr/local/bin/trialsyncd|$TRIALSYNCD|" "$TS_SRC/deploy/trialsyncd.service" \
+sed "s|/usr/sbin/trialsyncd|$TRIALSYNCD|" "$TS_SRC/deploy/trialsyncd.service" \
     > "$WORK/unit/trialsyncd.service"
 if ! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$WORK/unit/trialsyncd.service" \
     > "$WORK/verify.out" 2>&1; then
