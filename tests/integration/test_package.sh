@@ -45,8 +45,11 @@ grep -q '^d /var/lib/trialsync 0700 trialsync trialsync' "$ROOT/usr/lib/tmpfiles
 ok "unit, sysusers.d and tmpfiles.d agree: user trialsync, /var/lib/trialsync"
 
 # systemd-analyze verify --root resolves ExecStart inside the root; the unit's
-# dependencies (targets) come from this machine's systemd.
+# dependencies (targets) and ExecReload's /bin/kill (procps) come from this
+# machine.
 cp /usr/lib/systemd/system/*.target "$ROOT/usr/lib/systemd/system/"
+mkdir -p "$ROOT/bin"
+cp /bin/kill "$ROOT/bin/kill"
 if ! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no --root="$ROOT" "$UNIT" \
     > "$WORK/verify.out" 2>&1; then
     fail "systemd-analyze verify of the installed unit: $(cat "$WORK/verify.out")"
@@ -90,7 +93,7 @@ for f in $files; do
 done
 ok "the package holds the same files"
 dpkg-deb -f "$deb" Depends > "$WORK/depends"
-for lib in libuv1 librocksdb libssl3 libprotobuf-c1 libjansson4 libinih1; do
+for lib in libuv1 librocksdb libssl3 libprotobuf-c1 libjansson4 libinih1 libsystemd0; do
     grep -q "$lib" "$WORK/depends" || fail "Depends lacks $lib: $(cat "$WORK/depends")"
 done
 if grep -q 'libcunit' "$WORK/depends"; then fail "the package depends on CUnit"; fi
