@@ -190,6 +190,7 @@ int main(int argc, char **argv)
     uv_run(&d.loop, UV_RUN_DEFAULT);
     peer_mgr_free(d.peers);
     uv_loop_close(&d.loop);
+    trace_flush();
     trace(TRACE_INFO, "stopped");
     return 0;
 }
