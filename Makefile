@@ -3,21 +3,25 @@
 #   make test    install what is missing, build, run every suite (and again under ASan+UBSan)
 #   make bench   benchmarks that print figures (docs/performance.md)
 #   make build   just build (build/)
+#   make install install under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
+#   make package the Debian package (.deb) in build/, with CPack
 MAKEFLAGS  += --no-print-directory
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 # Debian 12 packages the build, the tests and the demo need.  Every command a
 # suite calls is checked with need_cmd COMMAND PACKAGE, and the deps suite
 # (tests/check_deps.sh) fails when such a package is missing from this list.
 DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
-       libjansson-dev libinih-dev libfaketime faketime procps iproute2 iptables \
+       libjansson-dev libinih-dev libsystemd-dev dpkg dpkg-dev libfaketime faketime procps iproute2 iptables \
        coreutils util-linux perl-base systemd curl jq chromium stress-ng \
-       libxml2-utils python3-jsonschema python3
+       libxml2-utils python3-jsonschema python3 man-db groff-base
 
-.PHONY: all deps print-deps build build-asan test test-fast test-loaded demo bench soak clean
+.PHONY: all deps print-deps build build-asan install package test test-fast test-loaded demo bench soak clean
 
 all: build
 
@@ -37,6 +41,16 @@ print-deps:
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
+
+# The prefix is given at install time, so the build directory's cache (and
+# the unit's ExecStart path) follow whatever PREFIX this install names.
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# Installs into a staging root under build/_CPack_Packages with prefix /usr;
+# Depends comes from dpkg-shlibdeps.
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 build-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON >/dev/null

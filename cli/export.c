@@ -37,6 +37,7 @@
 #include "../node/schema.h"
 #include "../storage/store.h"
 #include "cli.h"
+#include "version.h"
 
 static const char EXPORT_USAGE[] =
     "usage: trialsync export --node NODEDIR --format FORMAT [--out PATH] [--site S]\n"
@@ -69,7 +70,7 @@ static const char EXPORT_USAGE[] =
 
 #define ODM_NS "http://www.cdisc.org/ns/odm/v1.3"
 #define ODM_MDV_OID "MDV.trialsync.1"
-#define EXPORT_SOURCE_VERSION "0.1.0"
+#define EXPORT_SOURCE_VERSION TS_VERSION
 
 enum export_format {
     EXPORT_ODM,

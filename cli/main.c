@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "version.h"
 
 static void usage(FILE *out)
 {
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(verb, "--version") == 0) {
-        printf("trialsync 0.1.0\n");
+        printf("trialsync %s\n", TS_VERSION);
         return 0;
     }
     if (strcmp(verb, "init") == 0)

@@ -6,13 +6,20 @@
  * Traces to stderr.  Exits non-zero with a message on a bad config, an unsafe
  * key or token file, a certificate that does not match the config, a store
  * that cannot be opened, or a port in use.  SIGINT and SIGTERM commit what is
- * pending and stop cleanly (exit 0).
+ * pending and stop cleanly (exit 0).  SIGHUP reloads (reload_cb): the
+ * revocation list, and the settings that can change live.
+ *
+ * Under systemd (Type=notify) it sends READY=1 once the API and the peer
+ * listener are up, and STOPPING=1 when it starts to stop; without
+ * NOTIFY_SOCKET sd_notify does nothing.  This is the only file that talks to
+ * libsystemd.
  */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <uv.h>
 
 #include "api.h"
@@ -20,10 +27,12 @@
 #include "node.h"
 #include "peer.h"
 #include "trace.h"
+#include "version.h"
 
 struct daemon {
     uv_loop_t loop;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    const char *config_path;
     struct node *node;
     struct api *api;
     struct peer_mgr *peers;
@@ -49,12 +58,62 @@ static void on_signal(uv_signal_t *h, int signum)
     if (d->stopping)
         return;
     d->stopping = true;
+    sd_notify(0, "STOPPING=1");
     trace(TRACE_INFO, "signal %d: stopping", signum);
     peer_mgr_stop(d->peers);
     api_stop(d->api);
     node_close(d->node);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+/*
+ * The settings a reload applies to the running node: each is read afresh
+ * from node->cfg where it is used, so assigning it is enough.  Every other
+ * setting (ids, addresses, paths, credentials) is bound at start; a change
+ * to one is traced as needing a restart and not applied.
+ */
+static void reload_config(struct daemon *d)
+{
+    static struct config fresh;  /* static: struct config holds several PATH_MAX paths */
+    struct ts_error err = {0};
+    if (config_load(d->config_path, &fresh, &err) != 0) {
+        trace(TRACE_WARN, "reload: config not reloaded, the running settings stay: %s", err.msg);
+        return;
+    }
+    struct config *live = &d->node->cfg;
+    live->disk_free_min_bytes = fresh.disk_free_min_bytes;
+    live->clock_skew_max_ms = fresh.clock_skew_max_ms;
+    live->sae_alarm_first_s = fresh.sae_alarm_first_s;
+    live->sae_alarm_second_s = fresh.sae_alarm_second_s;
+    /* Compare the rest with the live settings copied over, so a difference
+     * left is one the reload did not apply. */
+    fresh.disk_free_min_bytes = live->disk_free_min_bytes;
+    fresh.clock_skew_max_ms = live->clock_skew_max_ms;
+    fresh.sae_alarm_first_s = live->sae_alarm_first_s;
+    fresh.sae_alarm_second_s = live->sae_alarm_second_s;
+    bool restart_needed = memcmp(&fresh, live, sizeof(fresh)) != 0;
+    trace(TRACE_INFO,
+          "reload: config %s: disk_free_min_mb=%llu clock_skew_max_s=%llu "
+          "sae_alarm_first_s=%u sae_alarm_second_s=%u%s",
+          d->config_path, (unsigned long long)(live->disk_free_min_bytes >> 20),
+          (unsigned long long)(live->clock_skew_max_ms / 1000), live->sae_alarm_first_s,
+          live->sae_alarm_second_s,
+          restart_needed ? "; other settings changed and need a restart" : "");
+}
+
+/* SIGHUP (systemctl reload): the revocation list and the live settings. */
+static void reload_cb(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->stopping)
+        return;
+    sd_notify(0, "RELOADING=1");
+    trace(TRACE_INFO, "signal %d: reloading", signum);
+    reload_config(d);
+    peer_mgr_reload_crl(d->peers);
+    sd_notify(0, "READY=1");
 }
 
 int main(int argc, char **argv)
@@ -72,7 +131,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'h': usage(stdout); return 0;
-        case 'V': printf("trialsyncd 0.1.0\n"); return 0;
+        case 'V': printf("trialsyncd %s\n", TS_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }
@@ -112,18 +171,26 @@ int main(int argc, char **argv)
         peer_mgr_free(d.peers);
         return 1;
     }
+    d.config_path = config_path;
     uv_signal_init(&d.loop, &d.sigint);
     uv_signal_init(&d.loop, &d.sigterm);
+    uv_signal_init(&d.loop, &d.sighup);
     d.sigint.data = &d;
     d.sigterm.data = &d;
+    d.sighup.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sighup, reload_cb, SIGHUP);
 
-    trace(TRACE_INFO, "trialsyncd %s node of trial %s ready: API on %s:%u", 
+    trace(TRACE_INFO, "trialsyncd %s %s node of trial %s ready: API on %s:%u", TS_VERSION,
           pki_role_name(cfg.role), cfg.trial, cfg.api.host, cfg.api.port);
+    /* Both listeners are bound (peer_mgr_start, api_start): peers and the
+     * CLI can connect from here on. */
+    sd_notify(0, "READY=1");
     uv_run(&d.loop, UV_RUN_DEFAULT);
     peer_mgr_free(d.peers);
     uv_loop_close(&d.loop);
+    trace_flush();
     trace(TRACE_INFO, "stopped");
     return 0;
 }

@@ -1616,6 +1616,18 @@ static void reload_crl_if_changed(struct peer_mgr *m)
     trace(TRACE_INFO, "revocation list reloaded%s", cut > 0 ? ": revoked peers cut off" : "");
 }
 
+void peer_mgr_reload_crl(struct peer_mgr *m)
+{
+    if (m->node->cfg.crl[0] == '\0') {
+        trace(TRACE_INFO, "no revocation list configured: nothing to reload");
+        return;
+    }
+    /* Forget the stamp so the file is read even when it looks unchanged
+     * (an admin who asks for a reload gets one). */
+    memset(&m->crl_stamp, 0, sizeof(m->crl_stamp));
+    reload_crl_if_changed(m);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct peer_mgr *m = container_of(t, struct peer_mgr, tick);

@@ -27,6 +27,10 @@ void peer_mgr_free(struct peer_mgr *m);
 /* Called for each entry applied from a peer (the SAE clock uses it). */
 void peer_mgr_on_applied(struct peer_mgr *m,
                          void (*cb)(void *ctx, const struct entry *e, uint64_t now_ms), void *ctx);
+/* Re-reads the revocation list file (cfg.crl) now, changed or not, and cuts
+ * off peers it revokes; a file that does not load is traced and the list in
+ * force kept.  On the loop thread (trialsyncd's SIGHUP). */
+void peer_mgr_reload_crl(struct peer_mgr *m);
 /* Fills the API's extension hooks (status, extra routes). */
 void peer_mgr_api_hooks(struct peer_mgr *m, struct api_hooks *hooks);
 
