@@ -49,6 +49,10 @@ struct api {
     struct api_conn *conns;   /* every open connection, for api_stop */
     bool stopping;
     bool listener_closed;
+    /* notAfter of the certificates the node started with (0: unreadable):
+     * a renewed certificate takes effect, and shows here, at restart. */
+    int64_t cert_not_after_s;
+    int64_t ca_not_after_s;
 };
 
 struct api_conn {
@@ -563,6 +567,13 @@ static json_t *status_json(struct api *a)
     json_object_set_new(s, "commit_latency",
                         json_pack("{s:o,s:o,s:f,s:I}", "bounds_s", bounds, "counts", counts,
                                   "sum_s", n->commit_sum_s, "count", (json_int_t)total));
+    json_object_set_new(s, "cert_not_after_s", a->cert_not_after_s != 0
+                                                  ? json_integer((json_int_t)a->cert_not_after_s)
+                                                  : json_null());
+    json_object_set_new(s, "ca_not_after_s", a->ca_not_after_s != 0
+                                                ? json_integer((json_int_t)a->ca_not_after_s)
+                                                : json_null());
+    json_object_set_new(s, "store_format", json_integer((json_int_t)store_format_version()));
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;
@@ -1401,6 +1412,22 @@ static int load_token(struct api *a, const char *path, struct ts_error *err)
     return 0;
 }
 
+/* The notAfter of the PEM certificate in path; 0 when it cannot be read
+ * (the node checked its certificates at start: this only feeds status). */
+static int64_t cert_not_after(const char *path)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    int64_t not_before_s = 0, not_after_s = 0;
+    struct ts_error err = {0};
+    if (pki_read_file(path, &pem, &len, &err) != 0)
+        return 0;
+    if (pki_cert_validity(pem, len, &not_before_s, &not_after_s, &err) != 0)
+        not_after_s = 0;
+    free(pem);
+    return not_after_s;
+}
+
 int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
               struct ts_error *err)
 {
@@ -1418,6 +1445,8 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
         free(a);
         return rc;
     }
+    a->cert_not_after_s = cert_not_after(n->cfg.cert);
+    a->ca_not_after_s = cert_not_after(n->cfg.ca);
     if (uv_ip4_addr(n->cfg.api.host, n->cfg.api.port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(n->cfg.api.host, n->cfg.api.port, (struct sockaddr_in6 *)&addr) != 0) {
         free(a);
