@@ -5,6 +5,7 @@
 #define TS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* Prints "trialsync: <message>" on stderr; returns 1 (the exit status). */
@@ -16,6 +17,37 @@ int cli_write_file(const char *path, const char *content, int mode, bool exclusi
 /* Creates a random API token file (hex, mode 0600). */
 int cli_write_token(const char *path);
 
+struct config;
+struct ts_error;
+struct verify_local;   /* verify.c's own: callers outside it pass NULL */
+
+enum cli_verify_stage {
+    CLI_VERIFY_STAGE_SETUP,   /* reading the CA, the node's certificate, opening the store */
+    CLI_VERIFY_STAGE_CHECK,   /* the store opened: a failure from here means it does not verify */
+};
+
+struct cli_verify_summary {
+    enum cli_verify_stage stage;   /* how far it got */
+    unsigned long long entries;
+    unsigned long long fields;
+    size_t origins;
+};
+
+/*
+ * The checks of `trialsync verify` (certificates, chains, signatures, entry
+ * times, state rebuilt) on the store in dir, as the node of cfg holds it:
+ * opened read-only (a backup beside a running node) or for writing (a stopped
+ * node's store, migrated to the current format on the way).  Returns 0 or a
+ * negative code with the first failure in err; sum says how far it got.
+ */
+int cli_verify_store(const struct config *cfg, const char *dir, bool readonly,
+                     struct verify_local *lo, struct cli_verify_summary *sum,
+                     struct ts_error *err);
+
+/* Prints the one-line success report: "<what> <node id> verifies: ...". */
+void cli_verify_print(const struct config *cfg, const char *what,
+                      const struct cli_verify_summary *sum);
+
 int cmd_init(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
@@ -24,5 +56,7 @@ int cmd_record(const char *verb, int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

@@ -33,6 +33,8 @@ static void usage(FILE *out)
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
+            "  backup --node NODEDIR --out PATH     verified copy of a node's store (node running or not)\n"
+            "  restore --node NODEDIR --from PATH [--force]  put a backup back (node stopped)\n"
             "  import --node NODEDIR FILE [--user NAME] [--reason TEXT]  load a CSV/NDJSON file\n"
             "  export --node NODEDIR --format odm|sdtm-csv|dataset-json|audit [--out PATH]\n"
             "         [--site S] [--subject ID] [--as-of TIME]   CDISC files (see export --help)\n"
@@ -78,6 +80,10 @@ int main(int argc, char **argv)
         return cmd_export(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
+    if (strcmp(verb, "backup") == 0)
+        return cmd_backup(argc - 1, argv + 1);
+    if (strcmp(verb, "restore") == 0)
+        return cmd_restore(argc - 1, argv + 1);
     if (strcmp(verb, "import") == 0)
         return cmd_import(argc - 1, argv + 1);
     if (strcmp(verb, "put") == 0 || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0 ||

@@ -557,6 +557,85 @@ out_free_json:
     return rc;
 }
 
+void cli_verify_print(const struct config *cfg, const char *what,
+                      const struct cli_verify_summary *sum)
+{
+    printf("%s %s verifies: %llu entries, every chain and signature checked; "
+           "%zu origin certificates chain to the trial CA and were valid when they signed; "
+           "state rebuilt from the oplog equals the stored state (%llu fields)\n",
+           what, cfg->id, (unsigned long long)sum->entries, sum->origins,
+           (unsigned long long)sum->fields);
+}
+
+int cli_verify_store(const struct config *cfg, const char *dir, bool readonly,
+                     struct verify_local *lo, struct cli_verify_summary *sum,
+                     struct ts_error *err)
+{
+    memset(sum, 0, sizeof(*sum));
+    sum->stage = CLI_VERIFY_STAGE_SETUP;
+    struct verify_ctx *v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
+    v->cfg = cfg;
+    if (pki_read_file(cfg->ca, &v->ca_pem, &v->ca_len, err) != 0) {
+        verify_ctx_free(v);
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return ts_error_set(err, TS_ERR_CONFIG, "cannot read the trial CA certificate: %s", why);
+    }
+    char *own = NULL;
+    size_t own_len = 0;
+    if (pki_read_file(cfg->cert, &own, &own_len, err) != 0 ||
+        pki_cert_serial_hex(own, own_len, v->own_serial, sizeof(v->own_serial), err) != 0) {
+        free(own);
+        verify_ctx_free(v);
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return ts_error_set(err, TS_ERR_CONFIG, "cannot read this node's certificate: %s", why);
+    }
+    free(own);
+    crl_load(v);
+    int rc = readonly ? store_open_readonly(dir, &v->store, err) : store_open(dir, &v->store, err);
+    if (rc != 0) {
+        verify_ctx_free(v);
+        if (!readonly) {
+            char why[sizeof(err->msg)];
+            snprintf(why, sizeof(why), "%s", err->msg);
+            ts_error_set(err, rc, "%s (stop the node first)", why);
+        }
+        return rc;
+    }
+    sum->stage = CLI_VERIFY_STAGE_CHECK;
+    uint64_t fields = 0;
+    rc = store_verify_entries(v->store, cfg->trial, verify_cb, entry_cb, v, err);
+    if (rc != 0 && v->failure[0] != '\0')
+        snprintf(err->msg, sizeof(err->msg), "%s", v->failure);
+    if (rc == 0)
+        rc = store_verify_state(v->store, &fields, err);
+    struct store_stats st;
+    memset(&st, 0, sizeof(st));
+    store_stats(v->store, &st);
+    if (rc == 0 && lo != NULL) {
+        rc = store_vv(v->store, &lo->vv, &lo->vv_count);
+        if (rc == 0)
+            rc = store_digest(v->store, lo->digest);
+        if (rc != 0)
+            ts_error_set(err, rc, "cannot read its version vector and digest: %s",
+                         ts_strerror(rc));
+        /* Chains are whole from seq 1 (just checked): each head is its count. */
+        uint64_t held = 0;
+        for (size_t i = 0; i < lo->vv_count; i++)
+            held += lo->vv[i].seq;
+        lo->holes = held > v->entries_full;
+    }
+    store_close(v->store);
+    sum->entries = st.entries;
+    sum->fields = fields;
+    sum->origins = v->count;
+    verify_ctx_free(v);
+    return rc;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -584,63 +663,18 @@ int cmd_verify(int argc, char **argv)
     struct ts_error err = {0};
     if (config_load_dir(node_dir, &cfg, &err) != 0)
         return cli_fail("%s", err.msg);
-    struct verify_ctx *v = calloc(1, sizeof(*v));
-    if (v == NULL)
-        return cli_fail("out of memory");
-    v->cfg = &cfg;
-    if (pki_read_file(cfg.ca, &v->ca_pem, &v->ca_len, &err) != 0) {
-        verify_ctx_free(v);
-        return cli_fail("cannot read the trial CA certificate: %s", err.msg);
-    }
-    char *own = NULL;
-    size_t own_len = 0;
-    if (pki_read_file(cfg.cert, &own, &own_len, &err) != 0 ||
-        pki_cert_serial_hex(own, own_len, v->own_serial, sizeof(v->own_serial), &err) != 0) {
-        free(own);
-        verify_ctx_free(v);
-        return cli_fail("cannot read this node's certificate: %s", err.msg);
-    }
-    free(own);
-    crl_load(v);
-    if (store_open(cfg.data_dir, &v->store, &err) != 0) {
-        verify_ctx_free(v);
-        return cli_fail("%s (stop the node first)", err.msg);
-    }
-    uint64_t fields = 0;
-    int rc = store_verify_entries(v->store, cfg.trial, verify_cb, entry_cb, v, &err);
-    if (rc != 0 && v->failure[0] != '\0')
-        snprintf(err.msg, sizeof(err.msg), "%s", v->failure);
-    if (rc == 0)
-        rc = store_verify_state(v->store, &fields, &err);
-    struct store_stats st;
-    memset(&st, 0, sizeof(st));
-    store_stats(v->store, &st);
     struct verify_local lo;
     memset(&lo, 0, sizeof(lo));
-    if (rc == 0 && peer_dir != NULL) {
-        rc = store_vv(v->store, &lo.vv, &lo.vv_count);
-        if (rc == 0)
-            rc = store_digest(v->store, lo.digest);
-        if (rc != 0)
-            ts_error_set(&err, rc, "cannot read its version vector and digest: %s",
-                         ts_strerror(rc));
-        /* Chains are whole from seq 1 (just checked): each head is its count. */
-        uint64_t held = 0;
-        for (size_t i = 0; i < lo.vv_count; i++)
-            held += lo.vv[i].seq;
-        lo.holes = held > v->entries_full;
-    }
-    store_close(v->store);
-    size_t origins = v->count;
-    verify_ctx_free(v);
+    struct cli_verify_summary sum;
+    int rc = cli_verify_store(&cfg, cfg.data_dir, false, peer_dir != NULL ? &lo : NULL, &sum,
+                              &err);
     if (rc != 0) {
         free(lo.vv);
+        if (sum.stage == CLI_VERIFY_STAGE_SETUP)
+            return cli_fail("%s", err.msg);
         return cli_fail("store of node %s does NOT verify: %s", cfg.id, err.msg);
     }
-    printf("store of node %s verifies: %llu entries, every chain and signature checked; "
-           "%zu origin certificates chain to the trial CA and were valid when they signed; "
-           "state rebuilt from the oplog equals the stored state (%llu fields)\n",
-           cfg.id, (unsigned long long)st.entries, origins, (unsigned long long)fields);
+    cli_verify_print(&cfg, "store of node", &sum);
     if (peer_dir == NULL)
         return 0;
     /* The vector is sorted already; sorting again costs nothing and makes the

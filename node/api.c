@@ -17,6 +17,7 @@
 
 #include <assert.h>
 #include <http_parser.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
+#include "trace.h"
 #include "util.h"
 
 #define API_URL_BYTES_MAX 2048
@@ -34,6 +36,8 @@
 #define API_HEADER_NAME_BYTES_MAX 64
 /* The Cookie header: the dashboard's token cookie and a browser's others. */
 #define API_COOKIE_BYTES_MAX 2048
+/* A backup target path: far above any real one, far below PATH_MAX. */
+#define API_BACKUP_PATH_BYTES_MAX 1024
 
 struct api {
     struct node *node;
@@ -45,6 +49,10 @@ struct api {
     struct api_conn *conns;   /* every open connection, for api_stop */
     bool stopping;
     bool listener_closed;
+    /* notAfter of the certificates the node started with (0: unreadable):
+     * a renewed certificate takes effect, and shows here, at restart. */
+    int64_t cert_not_after_s;
+    int64_t ca_not_after_s;
 };
 
 struct api_conn {
@@ -559,6 +567,13 @@ static json_t *status_json(struct api *a)
     json_object_set_new(s, "commit_latency",
                         json_pack("{s:o,s:o,s:f,s:I}", "bounds_s", bounds, "counts", counts,
                                   "sum_s", n->commit_sum_s, "count", (json_int_t)total));
+    json_object_set_new(s, "cert_not_after_s", a->cert_not_after_s != 0
+                                                  ? json_integer((json_int_t)a->cert_not_after_s)
+                                                  : json_null());
+    json_object_set_new(s, "ca_not_after_s", a->ca_not_after_s != 0
+                                                ? json_integer((json_int_t)a->ca_not_after_s)
+                                                : json_null());
+    json_object_set_new(s, "store_format", json_integer((json_int_t)store_format_version()));
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;
@@ -877,6 +892,56 @@ out_free:
     json_decref(root);
 }
 
+/*
+ * POST /v1/backup {"path": "/absolute/new/dir"}: a RocksDB checkpoint of the
+ * store into a directory that must not exist yet, written by this process
+ * (so with its user and into a place it may write).  It runs on the loop:
+ * the table files are hard-linked (copied across file systems) after the
+ * memtables are flushed, which takes milliseconds to a few seconds, and
+ * peer sessions and writes wait meanwhile (their timeouts are far longer).
+ * The copy holds every write committed before the request; the caller
+ * verifies it (trialsync backup opens it read-only and runs verify's checks).
+ */
+static void handle_backup(struct api_conn *c)
+{
+    struct node *n = c->api->node;
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    json_t *jpath = root != NULL ? json_object_get(root, "path") : NULL;
+    if (!json_is_string(jpath)) {
+        json_decref(root);
+        conn_send_error(c, 400, "body must be {\"path\": \"/absolute/path/of/a/new/directory\"}");
+        return;
+    }
+    const char *path = json_string_value(jpath);
+    if (path[0] != '/' || strlen(path) > API_BACKUP_PATH_BYTES_MAX) {
+        json_decref(root);
+        conn_send_error(c, 400, "path must be absolute and at most 1024 bytes");
+        return;
+    }
+    uint64_t t0 = node_now_ms();
+    struct ts_error err = {0};
+    int rc = node_flush(n);
+    if (rc == 0)
+        rc = store_checkpoint(n->store, path, &err);
+    else
+        ts_error_set(&err, rc, "cannot commit the pending writes first: %s", ts_strerror(rc));
+    if (rc != 0) {
+        json_decref(root);
+        conn_send_error(c, rc == TS_ERR_EXISTS || rc == TS_ERR_INVALID ? 400 : 500, err.msg);
+        return;
+    }
+    struct store_stats st;
+    store_stats(n->store, &st);
+    trace(TRACE_INFO, "backup: store checkpoint written to %s (%" PRIu64 " entries, %" PRIu64
+          " ms)", path, st.entries, node_now_ms() - t0);
+    conn_send_json(c, 200, json_pack("{s:s,s:s,s:I,s:I,s:I}", "node", n->cfg.id, "path", path,
+                                     "entries", (json_int_t)st.entries, "elapsed_ms",
+                                     (json_int_t)(node_now_ms() - t0), "store_format",
+                                     (json_int_t)store_format_version()));
+    json_decref(root);
+}
+
 /* Splits "/v1/records/TYPE/ID[/history]"; false when the path is not that. */
 static bool parse_record_path(char *path, char **type, char **id, bool *history)
 {
@@ -1005,6 +1070,8 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/import") == 0 && method == HTTP_POST) {
         handle_import(c);
         return;  /* handle_import ends the request */
+    } else if (strcmp(path, "/v1/backup") == 0 && method == HTTP_POST) {
+        handle_backup(c);
     } else if (strcmp(path, "/v1/crl") == 0 && method == HTTP_POST) {
         /* The trial's revocation list, to replicate to every node: body
          * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */
@@ -1345,6 +1412,22 @@ static int load_token(struct api *a, const char *path, struct ts_error *err)
     return 0;
 }
 
+/* The notAfter of the PEM certificate in path; 0 when it cannot be read
+ * (the node checked its certificates at start: this only feeds status). */
+static int64_t cert_not_after(const char *path)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    int64_t not_before_s = 0, not_after_s = 0;
+    struct ts_error err = {0};
+    if (pki_read_file(path, &pem, &len, &err) != 0)
+        return 0;
+    if (pki_cert_validity(pem, len, &not_before_s, &not_after_s, &err) != 0)
+        not_after_s = 0;
+    free(pem);
+    return not_after_s;
+}
+
 int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
               struct ts_error *err)
 {
@@ -1362,6 +1445,8 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
         free(a);
         return rc;
     }
+    a->cert_not_after_s = cert_not_after(n->cfg.cert);
+    a->ca_not_after_s = cert_not_after(n->cfg.ca);
     if (uv_ip4_addr(n->cfg.api.host, n->cfg.api.port, (struct sockaddr_in *)&addr) != 0 &&
         uv_ip6_addr(n->cfg.api.host, n->cfg.api.port, (struct sockaddr_in6 *)&addr) != 0) {
         free(a);

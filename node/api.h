@@ -11,6 +11,7 @@
  *   GET  /v1/status                   node, counts, version vector, peers
  *   GET  /v1/digest                   state digest
  *   GET  /v1/saes                     serious adverse events and their 24-hour clock
+ *   POST /v1/backup                   {"path": "/new/dir"}: a checkpoint of the store there
  *   GET  /healthz                     liveness for load balancers and systemd
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
  * (TS_API_CONNECTIONS_MAX).  A write is answered only after its group commit.

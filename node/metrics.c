@@ -510,6 +510,23 @@ static void render_node_totals(struct mbuf *b, const json_t *status)
                  "Seconds since the node started.");
 }
 
+/* The certificates' notAfter, for renewal alerts (docs/operations.md). */
+static void render_cert_expiry(struct mbuf *b, const json_t *status)
+{
+    const char *node = json_string_value(json_object_get(status, "node"));
+    if (node == NULL)
+        return;
+    struct label l[] = {{"node", node}};
+    struct family cert = {"trialsync_cert_expiry_timestamp_seconds", "gauge",
+                          "notAfter of the certificate the node runs with (seconds since the "
+                          "epoch); renew before it.", false};
+    sample_json(b, &cert, l, ARRAY_LEN(l), json_object_get(status, "cert_not_after_s"));
+    struct family ca = {"trialsync_ca_cert_expiry_timestamp_seconds", "gauge",
+                        "notAfter of the trial CA certificate the node trusts (seconds since "
+                        "the epoch).", false};
+    sample_json(b, &ca, l, ARRAY_LEN(l), json_object_get(status, "ca_not_after_s"));
+}
+
 /* The JSON number j as a double; false when it is not a number. */
 static bool number_of(const json_t *j, double *out)
 {
@@ -586,6 +603,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     if (json_is_object(saes))
         render_sae_deadlines(&b, saes);
     render_node_totals(&b, status);
+    render_cert_expiry(&b, status);
     render_commit_histogram(&b, status);
     buf_append(&b, "", 0);  /* an empty exposition is still a valid, allocated string */
     if (b.err != 0) {

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "../proto/codec.h"
+#include "../proto/protocol.h"
 #include "hlc.h"
 #include "merge.h"
 #include "pki.h"
@@ -52,7 +53,16 @@
 #include "util.h"
 #include "validate.h"
 
-#define PEER_PROTOCOL_VERSION 1
+/*
+ * The wire protocol versions this node speaks (proto/protocol.h): the hello
+ * says the range, and each link uses the highest version both sides speak.
+ * A release that changes the wire raises MAX and keeps MIN until every node
+ * in the field speaks the new version (docs/operations.md, upgrades).
+ */
+#define PEER_PROTOCOL_VERSION_MIN 1
+#define PEER_PROTOCOL_VERSION_MAX 1
+_Static_assert(PEER_PROTOCOL_VERSION_MIN >= 1 && PEER_PROTOCOL_VERSION_MIN <= PEER_PROTOCOL_VERSION_MAX,
+               "the protocol range is a non-empty range of versions from 1");
 /* Unacked batches per session: two keep the link and the receiver's disk busy. */
 #define PEER_WINDOW_BATCHES 2
 /* Entries and bytes in one batch sent: the limits an origin commits a group
@@ -173,6 +183,7 @@ struct session {
     struct tls_conn *conn;
     struct session *next, *prev;
     struct outlink *link;            /* NULL for an accepted session */
+    uint32_t protocol_version;       /* agreed at hello (0 before it) */
     struct peer_info *info;          /* set once the peer is identified */
     enum session_state state;
     struct pki_identity peer;
@@ -917,7 +928,8 @@ static int send_hello(struct session *s)
     f.type = FRAME_HELLO;
     snprintf(f.trial, sizeof(f.trial), "%s", m->node->cfg.trial);
     snprintf(f.node_id, sizeof(f.node_id), "%s", m->node->cfg.id);
-    f.protocol_version = PEER_PROTOCOL_VERSION;
+    f.protocol_version = PEER_PROTOCOL_VERSION_MAX;
+    f.protocol_version_min = PEER_PROTOCOL_VERSION_MIN;
     f.wall_ms = node_now_ms();
     f.vector = vv;
     f.vector_count = count;
@@ -1131,11 +1143,15 @@ static void handle_hello(struct session *s, const struct frame *f)
                        f->node_id, s->peer.id);
         return;
     }
-    if (f->protocol_version != PEER_PROTOCOL_VERSION) {
-        session_refuse(s, FAIL_PROTOCOL, "protocol version %u, this node speaks %u",
-                       f->protocol_version, PEER_PROTOCOL_VERSION);
+    char why[PROTOCOL_REASON_BYTES_MAX];
+    uint32_t agreed = 0;
+    if (protocol_negotiate(PEER_PROTOCOL_VERSION_MIN, PEER_PROTOCOL_VERSION_MAX,
+                           f->protocol_version_min, f->protocol_version, &agreed, why,
+                           sizeof(why)) != 0) {
+        session_refuse(s, FAIL_PROTOCOL, "%s", why);
         return;
     }
+    s->protocol_version = agreed;
     for (size_t i = 0; i < f->vector_count; i++) {
         /* A site's vector may name only chains this node holds or the site's
          * own: anything else would fill the registry for nothing. */

@@ -72,7 +72,7 @@ enum {
 enum { VV_ORIGIN = 1, VV_LANE = 2, VV_SEQ = 3 };
 enum {
     HELLO_TRIAL = 1, HELLO_NODE_ID = 2, HELLO_PROTOCOL_VERSION = 3, HELLO_VECTOR = 4,
-    HELLO_WALL_MS = 5,
+    HELLO_WALL_MS = 5, HELLO_PROTOCOL_VERSION_MIN = 6,
 };
 enum { ACK_VECTOR = 1 };
 enum { REFUSAL_REASON = 1, REFUSAL_CHAINS = 2, REFUSAL_RETRY_AFTER_MS = 3 };
@@ -123,7 +123,8 @@ static bool schema_matches(void)
            field_is(hello, "trial", HELLO_TRIAL) && field_is(hello, "node_id", HELLO_NODE_ID) &&
            field_is(hello, "protocol_version", HELLO_PROTOCOL_VERSION) &&
            field_is(hello, "vector", HELLO_VECTOR) && field_is(hello, "wall_ms", HELLO_WALL_MS) &&
-           hello->n_fields == 5 &&
+           field_is(hello, "protocol_version_min", HELLO_PROTOCOL_VERSION_MIN) &&
+           hello->n_fields == 6 &&
            field_is(&trialsync__ack__descriptor, "vector", ACK_VECTOR) &&
            field_is(&trialsync__refusal__descriptor, "reason", REFUSAL_REASON) &&
            field_is(&trialsync__refusal__descriptor, "chains", REFUSAL_CHAINS) &&
@@ -817,6 +818,7 @@ static int scan_hello(struct span bytes, struct ts_error *err)
         case HELLO_PROTOCOL_VERSION: /* protocol_version: the session negotiates it */ break;
         case HELLO_VECTOR: vector_count++; break;
         case HELLO_WALL_MS: /* any clock reading: the receiver judges it */ break;
+        case HELLO_PROTOCOL_VERSION_MIN: /* the session negotiates the range */ break;
         default: assert(!"scan_next lets through only fields of Hello"); break;
         }
     }
@@ -1513,6 +1515,11 @@ static int frame_from_pb(const Trialsync__Frame *m, struct frame *f, struct ts_e
         if ((rc = copy_id("hello node_id", f->node_id, sizeof(f->node_id), m->hello->node_id, err)) < 0)
             return rc;
         f->protocol_version = m->hello->protocol_version;
+        /* Absent: a node speaking exactly one version (every release before
+         * ranges).  A min above the max is left for the session to refuse. */
+        f->protocol_version_min = m->hello->protocol_version_min != 0
+                                      ? m->hello->protocol_version_min
+                                      : m->hello->protocol_version;
         f->wall_ms = m->hello->wall_ms;
         return vector_from_pb(m->hello->vector, m->hello->n_vector, f, err);
     case TRIALSYNC__FRAME__BODY_BATCH:
@@ -1626,6 +1633,11 @@ static int frame_encode_vector(const struct frame *f, Trialsync__Frame *m, uint8
         hello.trial = pb_str(f->trial);
         hello.node_id = pb_str(f->node_id);
         hello.protocol_version = f->protocol_version;
+        /* Sent only for a range: a one-version hello stays byte-identical to
+         * those of releases that reject unknown fields. */
+        hello.protocol_version_min = f->protocol_version_min < f->protocol_version
+                                         ? f->protocol_version_min
+                                         : 0;
         hello.wall_ms = f->wall_ms;
         hello.n_vector = f->vector_count;
         hello.vector = item_ptrs;

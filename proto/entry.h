@@ -114,7 +114,8 @@ struct frame {
     /* FRAME_HELLO */
     char trial[TS_ID_BYTES_MAX + 1];
     char node_id[TS_ID_BYTES_MAX + 1];
-    uint32_t protocol_version;
+    uint32_t protocol_version;      /* the highest version the sender speaks */
+    uint32_t protocol_version_min;  /* the lowest (decoded: = protocol_version when absent) */
     uint64_t wall_ms;            /* the sender's wall clock; 0 when it did not say */
     /* FRAME_HELLO and FRAME_ACK: owned array; FRAME_REFUSAL: the one chain
      * refused (vector_count 1), or none when the whole link is refused */

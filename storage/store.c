@@ -101,8 +101,6 @@ _Static_assert(1 + STORE_META_KEY_BYTES_MAX <= STORE_KEY_BYTES_MAX,
                "a meta key must fit in a key buffer");
 _Static_assert(STORE_STATE_KEY_BYTES_MAX + 1 < 256, "state key offsets fit in a byte");
 
-static const char STORE_FORMAT[] = "trialsync-store-v1";
-
 enum store_cf {
     STORE_CF_DEFAULT,
     STORE_CF_OPLOG,
@@ -210,6 +208,7 @@ struct store {
     uint64_t entries;
     uint64_t records;
     uint64_t conflicts;
+    uint32_t format_version;   /* after open: always STORE_FORMAT_VERSION */
 
     /* store_apply scratch, kept between calls to save allocations. */
     rocksdb_writebatch_t *wb;
@@ -840,8 +839,145 @@ static int open_error(struct store *s, char *errptr, struct ts_error *err)
     return rdb_error(s, errptr, "cannot open", err);
 }
 
-/* Reads the format marker, the heads, the highest HLC and the counters. */
-static int load_meta(struct store *s, bool created, struct ts_error *err)
+/*
+ * Store formats.  The format marker ('F') is STORE_FORMAT_PREFIX followed by
+ * the format number in decimal.  store_open moves an older store forward one
+ * step at a time (each step is one synced write batch that also writes the
+ * next marker, so a crash leaves a store at one whole format or the next);
+ * a store newer than STORE_FORMAT_VERSION is refused, and so is one older
+ * than STORE_FORMAT_VERSION_MIN (no step from it is known any more).
+ *
+ *   v1  the first release: the counters record ('C') is written with the
+ *       first applied entry, so an empty store has none.
+ *   v2  the counters record is always present (written at creation); the
+ *       step from v1 recounts it from the column families.
+ */
+static const char STORE_FORMAT_PREFIX[] = "trialsync-store-v";
+#define STORE_FORMAT_VERSION 2u
+#define STORE_FORMAT_VERSION_MIN 1u
+/* "trialsync-store-v" and up to 10 digits. */
+#define STORE_FORMAT_BYTES_MAX 32
+_Static_assert(STORE_FORMAT_VERSION_MIN >= 1 && STORE_FORMAT_VERSION_MIN <= STORE_FORMAT_VERSION,
+               "the oldest format migrated from is a released one, not newer than the current");
+
+/* The marker of format version into out (NUL-terminated); its length. */
+static size_t format_marker(uint32_t version, char out[STORE_FORMAT_BYTES_MAX])
+{
+    int n = snprintf(out, STORE_FORMAT_BYTES_MAX, "%s%" PRIu32, STORE_FORMAT_PREFIX, version);
+    assert(n > 0 && n < STORE_FORMAT_BYTES_MAX);
+    return (size_t)n;
+}
+
+/* Parses a marker; false when it is not "trialsync-store-v<N>", N >= 1. */
+static bool format_parse(const char *v, size_t vlen, uint32_t *version)
+{
+    size_t plen = strlen(STORE_FORMAT_PREFIX);
+    if (vlen <= plen || vlen > plen + 10 || memcmp(v, STORE_FORMAT_PREFIX, plen) != 0)
+        return false;
+    uint64_t n = 0;
+    for (size_t i = plen; i < vlen; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        n = n * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (n == 0 || n > UINT32_MAX || v[plen] == '0')
+        return false;
+    *version = (uint32_t)n;
+    return true;
+}
+
+/* Counts the keys of cf (with prefix, when plen > 0) that keep(key) accepts. */
+static int count_keys(struct store *s, enum store_cf cf, const uint8_t *prefix, size_t plen,
+                      bool (*keep)(const char *k, size_t klen), uint64_t *out,
+                      struct ts_error *err)
+{
+    struct scan sc;
+    *out = 0;
+    scan_open(&sc, s, cf, prefix, plen, NULL);
+    for (; scan_valid(&sc, prefix, plen); rocksdb_iter_next(sc.it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key(sc.it, &klen);
+        if (keep == NULL || keep(k, klen))
+            (*out)++;
+    }
+    return scan_close(&sc, s, err);
+}
+
+/* An oplog key of an entry (or a hole), not of a signature record. */
+static bool oplog_key_is_entry(const char *k, size_t klen)
+{
+    size_t olen = strnlen(k, klen);
+    return olen < klen && klen == olen + 1 + 1 + 8;
+}
+
+/* v1 -> v2: writes the counters record, recounted from the column families. */
+static int migrate_v1_v2(struct store *s, rocksdb_writebatch_t *wb, struct ts_error *err)
+{
+    uint64_t entries, records, conflicts;
+    uint8_t pr = KEY_INDEX_RECORD, pc = KEY_INDEX_CONFLICT;
+    int rc = count_keys(s, STORE_CF_OPLOG, NULL, 0, oplog_key_is_entry, &entries, err);
+    if (rc == 0)
+        rc = count_keys(s, STORE_CF_INDEX, &pr, 1, NULL, &records, err);
+    if (rc == 0)
+        rc = count_keys(s, STORE_CF_INDEX, &pc, 1, NULL, &conflicts, err);
+    if (rc != 0)
+        return rc;
+    uint8_t kb = KEY_META_COUNTERS;
+    uint8_t v[24];
+    be64_put(v, entries);
+    be64_put(v + 8, records);
+    be64_put(v + 16, conflicts);
+    rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)&kb, 1, (const char *)v,
+                              sizeof(v));
+    return 0;
+}
+
+/* One step from format `from` to from + 1: adds its writes to wb. */
+typedef int (*store_migrate_fn)(struct store *s, rocksdb_writebatch_t *wb, struct ts_error *err);
+
+/* Indexed by the format migrated from; [v] moves v to v + 1. */
+static const store_migrate_fn store_migrations[STORE_FORMAT_VERSION] = {
+    [1] = migrate_v1_v2,
+};
+
+/* Moves the store from format `from` to STORE_FORMAT_VERSION, step by step. */
+static int store_migrate(struct store *s, uint32_t from, struct ts_error *err)
+{
+    assert(from >= STORE_FORMAT_VERSION_MIN);
+    assert(from < STORE_FORMAT_VERSION);
+    for (uint32_t v = from; v < STORE_FORMAT_VERSION; v++) {
+        assert(store_migrations[v] != NULL);
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        int rc = store_migrations[v](s, wb, err);
+        if (rc == 0) {
+            char marker[STORE_FORMAT_BYTES_MAX];
+            size_t mlen = format_marker(v + 1, marker);
+            uint8_t kb = KEY_META_FORMAT;
+            rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)&kb, 1, marker,
+                                      mlen);
+            char *errptr = NULL;
+            rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+            if (errptr != NULL)
+                rc = rdb_error(s, errptr, "migrate the store format", err);
+        }
+        rocksdb_writebatch_destroy(wb);
+        if (rc != 0) {
+            char why[sizeof(err->msg)];
+            snprintf(why, sizeof(why), "%s", err->msg);
+            return ts_error_set(err, rc, "store %s: migrating format v%" PRIu32 " to v%" PRIu32
+                                " failed (the store stays at v%" PRIu32 "): %s",
+                                s->dir, v, v + 1, v, why);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Reads the format marker: writes it (and the zero counters) into a new
+ * store, migrates an older store forward (writable opens only), refuses a
+ * newer or unknown one.
+ */
+static int load_format(struct store *s, bool created, bool readonly, struct ts_error *err)
 {
     struct key k = {.len = 0};
     key_u8(&k, KEY_META_FORMAT);
@@ -849,27 +985,75 @@ static int load_meta(struct store *s, bool created, struct ts_error *err)
     int rc = rdb_get(s, STORE_CF_META, &k, &ps, err);
     if (rc < 0)
         return rc;
+    char marker[STORE_FORMAT_BYTES_MAX];
     if (rc == 0) {
         if (!created)
             return ts_error_set(err, TS_ERR_INVALID,
                                 "store %s is not a trialsync store: no format marker", s->dir);
+        assert(!readonly);
+        size_t mlen = format_marker(STORE_FORMAT_VERSION, marker);
+        uint8_t kc = KEY_META_COUNTERS;
+        uint8_t zeros[24] = {0};
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)k.b, k.len, marker,
+                                  mlen);
+        rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)&kc, 1,
+                                  (const char *)zeros, sizeof(zeros));
         char *errptr = NULL;
-        rocksdb_put_cf(s->db, s->wo_sync, s->cf[STORE_CF_META], (const char *)k.b, k.len,
-                       STORE_FORMAT, strlen(STORE_FORMAT), &errptr);
+        rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+        rocksdb_writebatch_destroy(wb);
         if (errptr != NULL)
             return rdb_error(s, errptr, "write format marker", err);
-    } else {
-        size_t vlen;
-        const char *v = rocksdb_pinnableslice_value(ps, &vlen);
-        bool ok = vlen == strlen(STORE_FORMAT) && memcmp(v, STORE_FORMAT, vlen) == 0;
-        char seen[64];
-        snprintf(seen, sizeof(seen), "%.*s", (int)(vlen < 40 ? vlen : 40), v);
-        rocksdb_pinnableslice_destroy(ps);
-        if (!ok)
-            return ts_error_set(err, TS_ERR_INVALID,
-                                "store %s has format '%s'; this trialsync reads '%s'", s->dir,
-                                seen, STORE_FORMAT);
+        s->format_version = STORE_FORMAT_VERSION;
+        return 0;
     }
+    size_t vlen;
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    uint32_t version = 0;
+    bool ok = format_parse(v, vlen, &version);
+    char seen[64];
+    snprintf(seen, sizeof(seen), "%.*s", (int)(vlen < 40 ? vlen : 40), v);
+    rocksdb_pinnableslice_destroy(ps);
+    if (!ok)
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "store %s has format '%s'; this trialsync reads '%s%u' to '%s%u'",
+                            s->dir, seen, STORE_FORMAT_PREFIX, STORE_FORMAT_VERSION_MIN,
+                            STORE_FORMAT_PREFIX, STORE_FORMAT_VERSION);
+    if (version > STORE_FORMAT_VERSION)
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "store %s has format v%" PRIu32 ", newer than this trialsync "
+                            "(formats v%u to v%u): it was written by a later release; run "
+                            "that release (or restore a backup taken before the upgrade)",
+                            s->dir, version, STORE_FORMAT_VERSION_MIN, STORE_FORMAT_VERSION);
+    if (version < STORE_FORMAT_VERSION_MIN)
+        return ts_error_set(err, TS_ERR_INVALID,
+                            "store %s has format v%" PRIu32 ", older than this trialsync can "
+                            "migrate (formats v%u to v%u): upgrade through an intermediate "
+                            "release first",
+                            s->dir, version, STORE_FORMAT_VERSION_MIN, STORE_FORMAT_VERSION);
+    if (version < STORE_FORMAT_VERSION) {
+        if (readonly)
+            return ts_error_set(err, TS_ERR_INVALID,
+                                "store %s has format v%" PRIu32 " and must be migrated to v%u "
+                                "first: start the node (or run 'trialsync verify') once with "
+                                "this trialsync",
+                                s->dir, version, STORE_FORMAT_VERSION);
+        rc = store_migrate(s, version, err);
+        if (rc != 0)
+            return rc;
+    }
+    s->format_version = STORE_FORMAT_VERSION;
+    return 0;
+}
+
+/* Reads the format marker, the heads, the highest HLC and the counters. */
+static int load_meta(struct store *s, bool created, bool readonly, struct ts_error *err)
+{
+    int rc = load_format(s, created, readonly, err);
+    if (rc != 0)
+        return rc;
+    struct key k;
+    rocksdb_pinnableslice_t *ps;
 
     k.len = 0;
     key_u8(&k, KEY_META_HLC);
@@ -904,6 +1088,10 @@ static int load_meta(struct store *s, bool created, struct ts_error *err)
         if (vlen != 24)
             return ts_error_set(err, TS_ERR_CORRUPT, "store %s: counters record is corrupt",
                                 s->dir);
+    } else {
+        /* Format v2 writes the counters at creation: their absence is damage. */
+        return ts_error_set(err, TS_ERR_CORRUPT, "store %s: counters record is missing",
+                            s->dir);
     }
 
     uint8_t prefix = KEY_META_HEAD;
@@ -975,7 +1163,7 @@ int store_open(const char *dir, struct store **out, struct ts_error *err)
         rc = open_error(s, errptr, err);
         goto out_close;
     }
-    rc = load_meta(s, kind == DIR_NEW, err);
+    rc = load_meta(s, kind == DIR_NEW, false, err);
     if (rc != 0)
         goto out_close;
     *out = s;
@@ -1038,7 +1226,7 @@ int store_open_readonly(const char *dir, struct store **out, struct ts_error *er
         rc = open_error(s, errptr, err);
         goto out_close;
     }
-    rc = load_meta(s, false, err);
+    rc = load_meta(s, false, true, err);
     if (rc != 0)
         goto out_close;
     *out = s;
@@ -2397,6 +2585,36 @@ int store_stats(struct store *s, struct store_stats *out)
     return 0;
 }
 
+/* ---- checkpoint ---- */
+
+int store_checkpoint(struct store *s, const char *dir, struct ts_error *err)
+{
+    assert(s != NULL);
+    assert(s->db != NULL);
+    if (dir == NULL || dir[0] != '/')
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: the target must be an absolute "
+                            "path, not '%s'", dir != NULL ? dir : "");
+    struct stat st;
+    if (lstat(dir, &st) == 0)
+        return ts_error_set(err, TS_ERR_EXISTS, "checkpoint: %s already exists (a backup "
+                            "goes to a new directory)", dir);
+    char *errptr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &errptr);
+    if (errptr != NULL)
+        return rdb_error(s, errptr, "checkpoint", err);
+    /* 0: flush the memtables first, so the checkpoint needs no WAL replay. */
+    rocksdb_checkpoint_create(cp, dir, 0, &errptr);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (errptr != NULL)
+        return rdb_error(s, errptr, "checkpoint", err);
+    return 0;
+}
+
+uint32_t store_format_version(void)
+{
+    return STORE_FORMAT_VERSION;
+}
+
 /* ---- verification ---- */
 
 /* The chain store_verify is walking. */
@@ -3214,4 +3432,23 @@ int store_debug_resign(struct store *s, const char *trial, const char *origin, u
     }
     rocksdb_writebatch_destroy(wb);
     return rc;
+}
+
+int store_debug_format_stamp(struct store *s, uint32_t version, bool drop_counters)
+{
+    char marker[STORE_FORMAT_BYTES_MAX];
+    size_t mlen = format_marker(version, marker);
+    uint8_t kf = KEY_META_FORMAT, kc = KEY_META_COUNTERS;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, s->cf[STORE_CF_META], (const char *)&kf, 1, marker, mlen);
+    if (drop_counters)
+        rocksdb_writebatch_delete_cf(wb, s->cf[STORE_CF_META], (const char *)&kc, 1);
+    char *errptr = NULL;
+    rocksdb_write(s->db, s->wo_sync, wb, &errptr);
+    rocksdb_writebatch_destroy(wb);
+    if (errptr != NULL) {
+        rocksdb_free(errptr);
+        return TS_ERR_IO;
+    }
+    return 0;
 }

@@ -202,6 +202,24 @@ int store_verify_entries(struct store *s, const char *trial, store_verify_fn ver
  */
 int store_verify_state(struct store *s, uint64_t *fields, struct ts_error *err);
 
+/*
+ * Writes a consistent copy of the store (a RocksDB checkpoint: table files
+ * hard-linked when dir is on the same file system, copied otherwise; the
+ * memtables flushed first) into dir, which must be an absolute path that does
+ * not exist yet (its parent must).  Safe while the store is being written:
+ * the copy holds exactly the write batches committed before the call.
+ * Returns 0, TS_ERR_INVALID (relative path), TS_ERR_EXISTS, TS_ERR_IO,
+ * TS_ERR_DISKFULL.  Not on a store_open_readonly store.
+ */
+int store_checkpoint(struct store *s, const char *dir, struct ts_error *err);
+
+/*
+ * The store format this build writes (the marker of every store it opens for
+ * writing: older formats are migrated forward by store_open, newer ones are
+ * refused by both opens).
+ */
+uint32_t store_format_version(void);
+
 /* Small named metadata values (membership, settings); TS_ERR_NOTFOUND. */
 int store_meta_get(struct store *s, const char *key, char **val, size_t *len);
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len,

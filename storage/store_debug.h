@@ -8,7 +8,9 @@
 #ifndef TS_STORE_DEBUG_H
 #define TS_STORE_DEBUG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -53,5 +55,13 @@ typedef int (*store_debug_sign_fn)(void *ctx, const uint8_t *msg, size_t len, ui
  */
 int store_debug_resign(struct store *s, const char *trial, const char *origin, uint8_t lane,
                        const char *cert_serial, store_debug_sign_fn sign, void *ctx);
+
+/*
+ * Stamps the store with format marker `version` (any number, also one newer
+ * than this build), synced, and with drop_counters deletes the counters
+ * record as a format v1 store without entries lacks it: reopening then
+ * exercises the migration (or the refusal).  Returns 0 or TS_ERR_IO.
+ */
+int store_debug_format_stamp(struct store *s, uint32_t version, bool drop_counters);
 
 #endif

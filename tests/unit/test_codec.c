@@ -23,6 +23,7 @@
 
 #include "../../proto/codec.h"
 #include "../../proto/entry.h"
+#include "../../proto/protocol.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -2476,6 +2477,90 @@ static void test_codec_release_zeroed(void)
     CU_ASSERT_EQUAL(f.vector_count, 0);
 }
 
+/* A hello says the range of protocol versions its sender speaks: min travels
+ * only when below max, so a one-version hello is byte-identical to one from a
+ * release before ranges (which refuses unknown fields), and such a hello
+ * decodes as the range [v, v]. */
+static void test_codec_hello_protocol_range(void)
+{
+    struct frame f, d;
+    struct ts_error err = { 0, "" };
+    uint8_t *range_buf, *one_buf, *old_buf;
+    size_t range_len, one_len, old_len;
+
+    make_hello(&f, 3);
+    f.protocol_version_min = 1;
+    f.protocol_version = 2;
+    frame_encode_ok(&f, &range_buf, &range_len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(range_buf, range_len, &d, &err), 0);
+    CU_ASSERT_EQUAL(d.protocol_version_min, 1);
+    CU_ASSERT_EQUAL(d.protocol_version, 2);
+    codec_frame_release(&d);
+
+    f.protocol_version_min = 1;
+    f.protocol_version = 1;
+    frame_encode_ok(&f, &one_buf, &one_len);
+    f.protocol_version_min = 0;   /* as the releases before ranges built it */
+    frame_encode_ok(&f, &old_buf, &old_len);
+    CU_ASSERT_EQUAL_FATAL(one_len, old_len);
+    CU_ASSERT(memcmp(one_buf, old_buf, one_len) == 0);
+    CU_ASSERT(range_len > one_len);
+    CU_ASSERT_EQUAL_FATAL(codec_frame_decode(old_buf, old_len, &d, &err), 0);
+    CU_ASSERT_EQUAL(d.protocol_version_min, 1);
+    CU_ASSERT_EQUAL(d.protocol_version, 1);
+    codec_frame_release(&d);
+    free(range_buf);
+    free(one_buf);
+    free(old_buf);
+    codec_frame_release(&f);
+}
+
+/* Each side picks the highest version both speak; [1,2] talks to [1,1] at 1
+ * (both ways), [3,3] and [1,2] refuse naming both ranges; the answer is the
+ * same from either side, exhaustively over small ranges. */
+static void test_codec_protocol_negotiate(void)
+{
+    char why[PROTOCOL_REASON_BYTES_MAX];
+    uint32_t v = 99;
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 1, 1, &v, why, sizeof(why)), 0);
+    CU_ASSERT_EQUAL(v, 1);
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 1, 1, 2, &v, why, sizeof(why)), 0);
+    CU_ASSERT_EQUAL(v, 1);
+    /* A hello without protocol_version_min (0): exactly its version. */
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 0, 1, &v, why, sizeof(why)), 0);
+    CU_ASSERT_EQUAL(v, 1);
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 3, 2, 5, &v, why, sizeof(why)), 0);
+    CU_ASSERT_EQUAL(v, 3);
+
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 3, 3, &v, why, sizeof(why)), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "the peer speaks 3..3, this node 1..2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "upgrade this node"));
+    CU_ASSERT_EQUAL(protocol_negotiate(3, 3, 1, 2, &v, why, sizeof(why)), TS_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "the peer speaks 1..2, this node 3..3"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "upgrade the peer"));
+    /* Malformed ranges from a peer. */
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 0, 0, &v, why, sizeof(why)), TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 2, 1, &v, why, sizeof(why)), TS_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "malformed"));
+    CU_ASSERT_EQUAL(protocol_negotiate(1, 2, 1, 2, &v, NULL, 0), 0);
+
+    for (uint32_t a0 = 1; a0 <= 4; a0++)
+        for (uint32_t a1 = a0; a1 <= 4; a1++)
+            for (uint32_t b0 = 1; b0 <= 4; b0++)
+                for (uint32_t b1 = b0; b1 <= 4; b1++) {
+                    uint32_t x = 0, y = 0;
+                    int rx = protocol_negotiate(a0, a1, b0, b1, &x, NULL, 0);
+                    int ry = protocol_negotiate(b0, b1, a0, a1, &y, NULL, 0);
+                    CU_ASSERT_EQUAL(rx, ry);
+                    CU_ASSERT_EQUAL(x, y);
+                    bool overlap = a0 <= b1 && b0 <= a1;
+                    CU_ASSERT_EQUAL(rx == 0, overlap);
+                    if (overlap)
+                        CU_ASSERT_EQUAL(x, a1 < b1 ? a1 : b1);
+                }
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -2500,6 +2585,8 @@ int main(void)
         { "test_codec_entry_decode_too_big", test_codec_entry_decode_too_big },
         { "test_codec_frame_hello_round_trip", test_codec_frame_hello_round_trip },
         { "test_codec_frame_batch_round_trip", test_codec_frame_batch_round_trip },
+        { "test_codec_hello_protocol_range", test_codec_hello_protocol_range },
+        { "test_codec_protocol_negotiate", test_codec_protocol_negotiate },
         { "test_codec_frame_batch_holes_and_cert", test_codec_frame_batch_holes_and_cert },
         { "test_codec_frame_ack_round_trip", test_codec_frame_ack_round_trip },
         { "test_codec_frame_refusal_round_trip", test_codec_frame_refusal_round_trip },

@@ -735,12 +735,21 @@ static void test_metrics_hub_status_lines(void)
 
     /* 1 info + per peer (connected, revoked, 4 behind, 7 counters) + 101's age
      * and clock offset + every failure reason + 4 sae + clock alarm + 8 node
-     * + 11 buckets + sum + count + the hub's unacknowledged SAE deadlines. */
+     * + the node's and the CA's certificate expiry + 11 buckets + sum + count +
+     * the hub's unacknowledged SAE deadlines. */
     size_t peers = json_array_size(json_object_get(s, "peers"));
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
     CU_ASSERT_EQUAL(check_well_formed(out), 1 + peers * 13 + 2 + json_object_size(fails) + 4 + 1 +
-                                                8 + 11 + 2 + deadlines);
+                                                8 + 2 + 11 + 2 + deadlines);
+    /* The hub's own certificate, as the node read it at start: in the future. */
+    const char *ce = strstr(out, "\ntrialsync_cert_expiry_timestamp_seconds{node=\"");
+    CU_ASSERT_PTR_NOT_NULL(ce);
+    if (ce != NULL) {
+        const char *v = strchr(ce, '}');
+        CU_ASSERT(v != NULL && strtoll(v + 2, NULL, 10) > (long long)time(NULL));
+    }
+    CU_ASSERT(json_is_integer(json_object_get(s, "cert_not_after_s")));
     free(out);
 }
 
@@ -920,6 +929,25 @@ static void test_metrics_missing_fields_left_out(void)
     json_decref(s);
 }
 
+/* The certificates' notAfter, labelled with the node; absent (null, or an
+ * older node) means no sample. */
+static void test_metrics_cert_expiry(void)
+{
+    json_t *s = parse("{\"node\":\"101\",\"cert_not_after_s\":1861920000,"
+                      "\"ca_not_after_s\":2092521600}");
+    char *out = render(s, NULL);
+    assert_line(out, "# TYPE trialsync_cert_expiry_timestamp_seconds gauge");
+    assert_line(out, "trialsync_cert_expiry_timestamp_seconds{node=\"101\"} 1861920000");
+    assert_line(out, "trialsync_ca_cert_expiry_timestamp_seconds{node=\"101\"} 2092521600");
+    free(out);
+    json_decref(s);
+    s = parse("{\"node\":\"101\",\"cert_not_after_s\":null}");
+    out = render(s, NULL);
+    CU_ASSERT_PTR_NULL(strstr(out, "expiry"));
+    free(out);
+    json_decref(s);
+}
+
 static void test_metrics_status_not_object_refused(void)
 {
     char *out = (char *)1;
@@ -1062,6 +1090,7 @@ int main(void)
         { "test_metrics_histogram_malformed_left_out", test_metrics_histogram_malformed_left_out },
         { "test_metrics_label_values_escaped", test_metrics_label_values_escaped },
         { "test_metrics_missing_fields_left_out", test_metrics_missing_fields_left_out },
+        { "test_metrics_cert_expiry", test_metrics_cert_expiry },
         { "test_metrics_status_not_object_refused", test_metrics_status_not_object_refused },
         { "test_metrics_sae_deadlines", test_metrics_sae_deadlines },
         { "test_metrics_numbers_formatted", test_metrics_numbers_formatted },

@@ -1515,6 +1515,123 @@ static void test_store_own_entries_without_verify(void)
     store_close(s);
 }
 
+/* A store written at format v1 (the first release: no counters record before
+ * the first entry; here dropped after five) opens at the current format with
+ * its counters recounted, and verifies under it; reopening changes nothing. */
+static void test_store_format_migrates_forward(void)
+{
+    struct ts_error err = {0};
+    char path[600];
+    snprintf(path, sizeof(path), "%s", unit_tmpdir("format-old"));
+    struct store *s = NULL;
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    struct tchain c;
+    tchain_init(&c, "site-101", LANE_BULK);
+    fill_basic(s, &c);
+    uint8_t before[TS_HASH_BYTES], after[TS_HASH_BYTES];
+    digest_of(s, before);
+    CU_ASSERT_FATAL(store_debug_format_stamp(s, 1, true) == 0);
+    store_close(s);
+
+    /* Read-only opens do not migrate: they say what to do. */
+    CU_ASSERT(store_open_readonly(path, &s, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "must be migrated") != NULL);
+    CU_ASSERT(s == NULL);
+
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    struct store_stats st;
+    CU_ASSERT(store_stats(s, &st) == 0);
+    CU_ASSERT(st.entries == 5);
+    CU_ASSERT(st.records == 4);
+    digest_of(s, after);
+    CU_ASSERT(memcmp(before, after, TS_HASH_BYTES) == 0);
+    CU_ASSERT(store_verify(s, TRIAL, verify_cb, NULL, &err) == 0);
+    uint64_t fields = 0;
+    CU_ASSERT(store_verify_state(s, &fields, &err) == 0);
+    store_close(s);
+
+    /* Migrated for good: the read-only open now accepts it. */
+    CU_ASSERT_FATAL(store_open_readonly(path, &s, &err) == 0);
+    CU_ASSERT(store_stats(s, &st) == 0);
+    CU_ASSERT(st.entries == 5);
+    store_close(s);
+
+    /* An empty v1 store (no counters at all) migrates too. */
+    snprintf(path, sizeof(path), "%s", unit_tmpdir("format-old-empty"));
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(store_debug_format_stamp(s, 1, true) == 0);
+    store_close(s);
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    CU_ASSERT(store_stats(s, &st) == 0);
+    CU_ASSERT(st.entries == 0);
+    store_close(s);
+}
+
+/* A store stamped with a format newer than this build is refused by both
+ * opens, naming both versions, and is left as it was. */
+static void test_store_format_newer_refused(void)
+{
+    struct ts_error err = {0};
+    char path[600];
+    snprintf(path, sizeof(path), "%s", unit_tmpdir("format-new"));
+    struct store *s = NULL;
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    uint32_t next = store_format_version() + 1;
+    CU_ASSERT_FATAL(store_debug_format_stamp(s, next, false) == 0);
+    store_close(s);
+    char want[64];
+    snprintf(want, sizeof(want), "format v%u, newer than this trialsync", (unsigned)next);
+    CU_ASSERT(store_open(path, &s, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, want) != NULL);
+    CU_ASSERT(s == NULL);
+    CU_ASSERT(store_open_readonly(path, &s, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, want) != NULL);
+    /* Still refused: the refusal wrote nothing. */
+    CU_ASSERT(store_open(path, &s, &err) == TS_ERR_INVALID);
+    /* A marker that is not a format at all. */
+    snprintf(path, sizeof(path), "%s", unit_tmpdir("format-garbage"));
+    CU_ASSERT_FATAL(store_open(path, &s, &err) == 0);
+    CU_ASSERT_FATAL(store_debug_format_stamp(s, 0, false) == 0);
+    store_close(s);
+    CU_ASSERT(store_open(path, &s, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "has format 'trialsync-store-v0'") != NULL);
+}
+
+/* A checkpoint taken while the store is open holds what was committed, opens
+ * read-only beside the writer, verifies, and is not changed by later writes. */
+static void test_store_checkpoint(void)
+{
+    struct ts_error err = {0};
+    struct store *s = open_store("ckpt-src");
+    struct tchain c;
+    tchain_init(&c, "site-101", LANE_BULK);
+    fill_basic(s, &c);
+    char dst[700];
+    snprintf(dst, sizeof(dst), "%s/copy", unit_tmpdir("ckpt-dst"));
+    CU_ASSERT(store_checkpoint(s, "relative/path", &err) == TS_ERR_INVALID);
+    CU_ASSERT_FATAL(store_checkpoint(s, dst, &err) == 0);
+    CU_ASSERT(store_checkpoint(s, dst, &err) == TS_ERR_EXISTS);
+    /* More writes after the checkpoint. */
+    struct tb *t = tb_new();
+    tb_begin(t, &c);
+    tb_add(t, &c, "subject", "101-0002", 2000 << 16, "sex", "M", NULL, 0);
+    tb_sign(t, &c);
+    apply_ok(s, &t->b, 1);
+    tb_free(t);
+    free(t);
+    struct store *cp = NULL;
+    CU_ASSERT_FATAL(store_open_readonly(dst, &cp, &err) == 0);
+    struct store_stats st;
+    CU_ASSERT(store_stats(cp, &st) == 0);
+    CU_ASSERT(st.entries == 5);
+    CU_ASSERT(store_verify(cp, TRIAL, verify_cb, NULL, &err) == 0);
+    uint64_t fields = 0;
+    CU_ASSERT(store_verify_state(cp, &fields, &err) == 0);
+    CU_ASSERT(!store_record_exists(cp, "subject", "101-0002"));
+    store_close(cp);
+    store_close(s);
+}
+
 int main(void)
 {
     unit_seed();
@@ -1543,6 +1660,9 @@ int main(void)
         {"test_store_open_errors", test_store_open_errors},
         {"test_store_meta_roundtrip", test_store_meta_roundtrip},
         {"test_store_own_entries_without_verify", test_store_own_entries_without_verify},
+        {"test_store_format_migrates_forward", test_store_format_migrates_forward},
+        {"test_store_format_newer_refused", test_store_format_newer_refused},
+        {"test_store_checkpoint", test_store_checkpoint},
         {NULL, NULL},
     };
     int rc = unit_run("store", tests);
