@@ -109,6 +109,82 @@ grep -q '101-' "$WORK/hub-102.xml" && fail "--site 102 at the hub names a site 1
 ok "a site's ODM holds none of the other site's records, nor does the hub's --site export"
 assert_eq 1 "$(grep -c '<SubjectData ' "$WORK/hub-subj.xml")" "--subject exports one subject"
 
+# ---- ODM transactional: the audit trail as ODM ----
+export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit.xml" --as-of "$AS_OF"
+export_ --node "$S2" --format odm-audit --out "$WORK/s102-audit.xml" --as-of "$AS_OF"
+export_ --node "$HUB" --format odm-audit --subject 101-0001 --out "$WORK/hub-audit-subj.xml" --as-of "$AS_OF"
+for f in hub-audit s102-audit hub-audit-subj; do
+    xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/$f.xml" 2> "$WORK/xmllint.err" \
+        || fail "$f.xml does not validate: $(head -5 "$WORK/xmllint.err")"
+done
+ok "every odm-audit export validates against ODM1-3-2.xsd (xmllint --nonet)"
+export_ --node "$HUB" --format audit --audit-format ndjson --out "$WORK/audit-all.ndjson"
+"$PY" - "$WORK/hub-audit.xml" "$WORK/audit-all.ndjson" <<'EOF2' || fail "odm-audit content"
+import json, sys, xml.etree.ElementTree as ET
+O = "{http://www.cdisc.org/ns/odm/v1.3}"
+root = ET.parse(sys.argv[1]).getroot()
+assert root.get("FileType") == "Transactional", root.get("FileType")
+users = {e.get("OID") for e in root.iter(O + "User")}
+locs = {e.get("OID") for e in root.iter(O + "Location")}
+defs = {e.get("OID") for e in root.iter(O + "ItemDef")}
+# The query writer (dm) writes no clinical record, so is not named.
+assert {"USR.coder", "USR.monitor", "USR.crc"} <= users and "USR.dm" not in users, users
+assert {"LOC.101", "LOC.102", "LOC.hub1"} <= locs, locs
+for ar in root.iter(O + "AuditRecord"):
+    kids = [c.tag[len(O):] for c in ar]
+    assert kids[:3] == ["UserRef", "LocationRef", "DateTimeStamp"], kids
+    assert kids[-1] == "SourceID", kids
+    assert ar.find(O + "UserRef").get("UserOID") in users
+    assert ar.find(O + "LocationRef").get("LocationOID") in locs
+    assert ar.find(O + "DateTimeStamp").text.endswith("Z")
+assert {e.get("LocationOID") for e in root.iter(O + "SiteRef")} <= locs
+for sd in root.iter(O + "SubjectData"):
+    assert sd.get("TransactionType") in ("Insert", "Update"), sd.get("TransactionType")
+    assert sd.find(O + "AuditRecord") is not None, "a SubjectData without an AuditRecord"
+# Every item version: one per audit-trail row of a subject, visit or AE.
+rows = [json.loads(l) for l in open(sys.argv[2])]
+clin = [r for r in rows if r["record_type"] in ("subject", "visit", "ae")]
+items = list(root.iter(O + "ItemData"))
+assert len(items) == len(clin), (len(items), len(clin))
+assert all(i.find(O + "AuditRecord") is not None for i in items)
+assert all(i.get("ItemOID") in defs for i in items)
+hashes = {r["entry_hash"] for r in clin}
+assert {i.find(O + "AuditRecord/" + O + "SourceID").text for i in items} == hashes
+def versions(subject, oid):
+    out = []
+    for sd in root.iter(O + "SubjectData"):
+        if sd.get("SubjectKey") != subject:
+            continue
+        for it in sd.iter(O + "ItemData"):
+            if it.get("ItemOID") == oid:
+                ar = it.find(O + "AuditRecord")
+                rs = ar.find(O + "ReasonForChange")
+                out.append((it.get("TransactionType"), it.get("Value"),
+                            ar.find(O + "UserRef").get("UserOID"),
+                            rs.text if rs is not None else None))
+    return out
+sex = versions("101-0001", "IT.DM.SEX")
+assert len(sex) == 3 and sex[0][:2] == ("Insert", "F"), sex
+assert {v[1:] for v in sex[1:]} == {("M", "USR.crc", "site: transcription error"),
+                                     ("U", "USR.monitor", "monitor: source says unknown")}, sex
+assert all(v[0] == "Update" for v in sex[1:]), sex
+eie = versions("101-0003", "IT.DM.EIE")
+assert eie == [("Remove", "Y", eie[0][2], "duplicate of 101-0002")], eie
+for sd in root.iter(O + "SubjectData"):
+    if sd.get("SubjectKey") == "101-0003" and sd.find(".//" + O + "ItemData[@ItemOID='IT.DM.EIE']") is not None:
+        types = {e.get("TransactionType") for e in sd.iter() if e.get("TransactionType")} - {None}
+        assert types == {"Update", "Remove"}, types  # the subject stays; its data is removed
+coding = versions("101-0001", "IT.AE.AEDECOD")
+assert coding == [("Insert", "Headache", "USR.coder", None)], coding
+EOF2
+ok "odm-audit: every item version (one per audit row of a clinical record) with its AuditRecord"
+ok "odm-audit: Insert, then Update with user and reason, Remove for entered in error; SourceIDs = entry hashes"
+grep -q '101-' "$WORK/s102-audit.xml" && fail "site 102's odm-audit names a site 101 record"
+ok "site 102's odm-audit holds none of site 101's records"
+export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit2.xml" --as-of "$AS_OF"
+assert_eq "$(sha256sum < "$WORK/hub-audit.xml")" "$(sha256sum < "$WORK/hub-audit2.xml")" \
+    "two odm-audit exports with the same --as-of are byte-identical"
+
 # ---- byte-identical ----
 export_ --node "$HUB" --format odm --out "$WORK/hub2.xml" --as-of "$AS_OF"
 assert_eq "$(sha256sum < "$WORK/hub.xml")" "$(sha256sum < "$WORK/hub2.xml")" \
