@@ -6,6 +6,7 @@
  *   sdtm-csv      one CSV per SDTM domain (DM, DS, SV, AE) and queries.csv
  *   dataset-json  CDISC Dataset-JSON 1.1, the same datasets
  *   audit         the audit trail, one row per field write (CSV or NDJSON)
+ *   records-ndjson  the displayed records as `trialsync import` reads them
  *
  * What it guarantees (docs/export.md):
  * - It reads the node's store directly, read-only (store_open_readonly), so
@@ -55,6 +56,8 @@ static const char EXPORT_USAGE[] =
     "  dataset-json  dm.json ds.json sv.json ae.json queries.json (Dataset-JSON 1.1) into --out\n"
     "  audit         every field write: record, field, old, new, user, node, times,\n"
     "                reason, entry hash (CSV, or NDJSON) to --out FILE or stdout\n"
+    "  records-ndjson  the subjects, visits and AEs with their displayed values, one\n"
+    "                line each, in the NDJSON form `trialsync import` reads\n"
     "TIME is ISO 8601 UTC: 2024-05-01, 2024-05-01T10:00, 2024-05-01T10:00:00Z.\n"
     "--as-of names the file's creation time (default: the newest write held), so\n"
     "two nodes holding the same entries write byte-identical files.\n"
@@ -80,6 +83,7 @@ enum export_format {
     EXPORT_DATASET_JSON,
     EXPORT_AUDIT,
     EXPORT_ODM_AUDIT,
+    EXPORT_RECORDS_NDJSON,
 };
 
 /* A sorted set of names (the users and nodes an odm-audit file names). */
@@ -1625,6 +1629,97 @@ out_free_names:
     return rc;
 }
 
+/* ---- records-ndjson: the displayed records, as `trialsync import` reads them */
+
+/*
+ * One line per subject, visit and AE (subjects by id, each followed by its
+ * visits and AEs by id): {"type":T,"id":ID,"fields":{name:value,...}} with
+ * the displayed value of every field that has one, in the schema's order.
+ * Entered-in-error records are kept (with eie=Y) so a re-import holds them too,
+ * with "reason": the reason of the write that marked them (import, like any
+ * write, refuses eie=Y without one); queries, membership and conflicts are not
+ * records import writes.
+ */
+
+/* The reason of the write whose eie value is displayed; "" when none. */
+static int recs_eie_reason(struct exporter *x, const char *type, const char *id,
+                           struct entry *e)
+{
+    struct field_state st = {0};
+    int rc = store_field_get(x->store, type, id, "eie", &st);
+    int shown = rc == 0 ? merge_display(type, "eie", &st) : -1;
+    if (rc == 0 && shown >= 0) {
+        struct ts_error err = {0};
+        rc = store_entry_get(x->store, &st.live[shown].ref, e, &err);
+    }
+    field_state_release(&st);
+    return rc;
+}
+
+static int recs_record_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    struct entry marked;
+    memset(&marked, 0, sizeof(marked));
+    if (rec_eie(&x->rec)) {
+        rc = recs_eie_reason(x, type, id, &marked);
+        if (rc != 0)
+            return rc;
+    }
+    FILE *f = x->out;
+    fputs("{\"type\":", f);
+    json_put(f, type);
+    fputs(",\"id\":", f);
+    json_put(f, id);
+    fputs(",\"fields\":{", f);
+    const struct schema_type *t = x->rec.type;
+    bool first = true;
+    for (size_t k = 0; k < t->count; k++) {
+        const char *v = x->rec.f[k].value;
+        if (v == NULL || v[0] == '\0')
+            continue;  /* import writes no field for an empty value either */
+        fputs(first ? "" : ",", f);
+        json_put(f, t->fields[k].name);
+        fputc(':', f);
+        json_put(f, v);
+        first = false;
+    }
+    fputc('}', f);
+    if (marked.reason != NULL && marked.reason[0] != '\0') {
+        fputs(",\"reason\":", f);
+        json_put(f, marked.reason);
+    }
+    fputs("}\n", f);
+    entry_release(&marked);
+    x->records++;
+    return 0;
+}
+
+static int recs_subject_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    if (!subject_wanted(x, id))
+        return 0;
+    int rc = recs_record_cb(x, type, id);
+    if (rc != 0)
+        return rc;
+    char prefix[TS_ID_BYTES_MAX + 8];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    rc = store_records_prefix(x->store, "visit", prefix, recs_record_cb, x);
+    if (rc != 0)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
+    return store_records_prefix(x->store, "ae", prefix, recs_record_cb, x);
+}
+
+static int export_records(struct exporter *x)
+{
+    return store_records(x->store, "subject", recs_subject_cb, x);
+}
+
 /* ---- the verb ------------------------------------------------------------- */
 
 static bool schema_fits(void)
@@ -1691,9 +1786,11 @@ int cmd_export(int argc, char **argv)
         x.format = EXPORT_AUDIT;
     else if (strcmp(format, "odm-audit") == 0)
         x.format = EXPORT_ODM_AUDIT;
+    else if (strcmp(format, "records-ndjson") == 0)
+        x.format = EXPORT_RECORDS_NDJSON;
     else
-        return cli_fail("--format '%s': allowed: odm, odm-audit, sdtm-csv, dataset-json, audit",
-                        format);
+        return cli_fail("--format '%s': allowed: odm, odm-audit, sdtm-csv, dataset-json, audit, "
+                        "records-ndjson", format);
     if (strcmp(audit_format, "ndjson") == 0)
         x.ndjson = true;
     else if (strcmp(audit_format, "csv") != 0)
@@ -1739,9 +1836,10 @@ int cmd_export(int argc, char **argv)
             rc = cli_fail("cannot write %s: %s", out, strerror(errno));
         } else {
             setvbuf(x.out, NULL, _IOFBF, EXPORT_BUFFER_BYTES);
-            rc = x.format == EXPORT_ODM         ? export_odm(&x)
-                 : x.format == EXPORT_ODM_AUDIT ? export_odm_audit(&x)
-                                                : export_audit(&x);
+            rc = x.format == EXPORT_ODM              ? export_odm(&x)
+                 : x.format == EXPORT_ODM_AUDIT      ? export_odm_audit(&x)
+                 : x.format == EXPORT_RECORDS_NDJSON ? export_records(&x)
+                                                     : export_audit(&x);
             if (rc != 0)
                 rc = cli_fail("cannot read the store: error %d", rc);
             bool failed = ferror(x.out) != 0;
