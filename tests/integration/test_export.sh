@@ -271,6 +271,41 @@ export_ --node "$HUB" --format audit --audit-format ndjson --user coder --out "$
 assert_eq 5 "$(jq -s 'map(select(.user == "coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
 assert_eq 5 "$(wc -l < "$WORK/audit-coder.ndjson")" "... and only them"
 
+# ---- two hubs after convergence: byte-identical exports ----
+# A second hub (tests/integration/test_two_hubs.sh) catches up from hub1;
+# once their digests agree, every format exported by each with one --as-of
+# has the same SHA-256.
+HUB2="$WORK/hub2"
+"$TRIALSYNC" hub add hub2 --dir "$WORK/trial" --out "$HUB2" --peer-port "$(free_port)" \
+    --api-port "$(free_port)" > "$WORK/hub-add.out" 2>&1 || fail "hub add: $(cat "$WORK/hub-add.out")"
+start_node hub2 "$HUB2"
+hubs_agree() {
+    local d1 d2
+    d1=$(digest "$HUB") && d2=$(digest "$HUB2") && [ "$d1" = "$d2" ] || return 1
+    [ "$("$TRIALSYNC" status --node "$HUB" --json | jq .entries)" = \
+      "$("$TRIALSYNC" status --node "$HUB2" --json | jq .entries)" ]
+}
+wait_until 60 "hub2 converged with hub1" hubs_agree
+ok "hub2 converged with hub1 (equal digests, $("$TRIALSYNC" status --node "$HUB2" --json | jq .entries) entries)"
+for h in 1 2; do
+    node=$HUB; [ $h = 2 ] && node=$HUB2
+    export_ --node "$node" --format odm --out "$WORK/h$h.xml" --as-of "$AS_OF"
+    export_ --node "$node" --format odm-audit --out "$WORK/h$h-audit.xml" --as-of "$AS_OF"
+    export_ --node "$node" --format sdtm-csv --out "$WORK/h$h-csv" --as-of "$AS_OF"
+    export_ --node "$node" --format dataset-json --out "$WORK/h$h-dsj" --as-of "$AS_OF"
+    export_ --node "$node" --format audit --out "$WORK/h$h-audit.csv"
+done
+xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/h2.xml" "$WORK/h2-audit.xml" 2> "$WORK/xmllint.err" \
+    || fail "hub2's ODM does not validate: $(head -5 "$WORK/xmllint.err")"
+for f in h.xml h-audit.xml h-audit.csv h-csv/dm.csv h-csv/ds.csv h-csv/sv.csv h-csv/ae.csv \
+         h-csv/queries.csv h-dsj/dm.json h-dsj/ae.json h-dsj/sv.json h-dsj/queries.json; do
+    f1="$WORK/${f/h/h1}" f2="$WORK/${f/h/h2}"
+    [ -s "$f1" ] || fail "no $f1"
+    h1=$(sha256sum < "$f1" | cut -c1-64)
+    assert_eq "$h1" "$(sha256sum < "$f2" | cut -c1-64)" "two converged hubs: ${f/h/hub} identical (sha256 ${h1:0:16})"
+done
+stop_node hub2
+
 # ---- round trip: export, import into a fresh trial, export again ----
 # records-ndjson writes the displayed records in the form `trialsync import`
 # reads; a fresh trial of the same name (its hub may write every field,
@@ -279,22 +314,22 @@ export_ --node "$HUB" --format records-ndjson --out "$WORK/rt1.ndjson"
 assert_eq 10 "$(wc -l < "$WORK/rt1.ndjson")" "records-ndjson: 4 subjects, 3 visits, 3 AEs"
 "$TRIALSYNC" init --trial T-EXP --dir "$WORK/trial2" --peer-port "$(free_port)" \
     --api-port "$(free_port)" > "$WORK/init2.out" || fail "init of the fresh trial"
-HUB2="$WORK/trial2/hub"
-start_node hub2 "$HUB2"
+FRESH="$WORK/trial2/hub"
+start_node fresh "$FRESH"
 for s in 101 102; do
     "$TRIALSYNC" site add $s --dir "$WORK/trial2" --out "$WORK/trial2-site-$s" \
         --api-port "$(free_port)" --name "Site $s" > "$WORK/site2-add-$s.out" 2>&1 \
         || fail "fresh trial: site add $s: $(cat "$WORK/site2-add-$s.out")"
 done
-"$TRIALSYNC" import --node "$HUB2" "$WORK/rt1.ndjson" --user migration > "$WORK/rt.out" \
+"$TRIALSYNC" import --node "$FRESH" "$WORK/rt1.ndjson" --user migration > "$WORK/rt.out" \
     2> "$WORK/rt.err" || fail "import of the exported records: $(cat "$WORK/rt.err")"
 assert_contains "$(cat "$WORK/rt.out")" "imported 10 rows" "the fresh trial imports the 10 records"
-export_ --node "$HUB2" --format records-ndjson --out "$WORK/rt2.ndjson"
+export_ --node "$FRESH" --format records-ndjson --out "$WORK/rt2.ndjson"
 rt1=$(sha256sum < "$WORK/rt1.ndjson")
 assert_eq "$rt1" "$(sha256sum < "$WORK/rt2.ndjson")" \
     "round trip: records-ndjson exported again from the fresh trial is byte-identical (${rt1:0:16})"
 export_ --node "$HUB" --format sdtm-csv --out "$WORK/rt-csv1" --as-of "$AS_OF"
-export_ --node "$HUB2" --format sdtm-csv --out "$WORK/rt-csv2" --as-of "$AS_OF"
+export_ --node "$FRESH" --format sdtm-csv --out "$WORK/rt-csv2" --as-of "$AS_OF"
 # TSCONFL is dropped: the original holds two concurrent values of one SEX, the
 # import the displayed one; every clinical variable must be equal.
 content() {  # CSV: the file without its TSCONFL column, hashed
@@ -309,7 +344,7 @@ for d in dm ds sv ae; do
     assert_eq "$h1" "$(content "$WORK/rt-csv2/$d.csv")" "round trip: $d.csv clinical content equal (sha256 ${h1:0:16})"
 done
 assert_eq 3 "$(($(wc -l < "$WORK/rt-csv2/dm.csv") - 1))" "round trip: the entered-in-error subject is still left out"
-stop_node hub2
+stop_node fresh
 
 # ---- stopped node: the same bytes ----
 stop_node hub
