@@ -33,7 +33,8 @@ static void usage(FILE *out)
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
             "  import --node NODEDIR FILE [--user NAME] [--reason TEXT]  load a CSV/NDJSON file\n"
-            "  export --node NODEDIR --format odm|sdtm-csv|dataset-json|audit [--out PATH]\n"
+            "  export --node NODEDIR --format FORMAT [--out PATH]  FORMAT: odm, odm-audit,\n"
+            "         sdtm-csv, dataset-json, audit, records-ndjson (what import reads)\n"
             "         [--site S] [--subject ID] [--as-of TIME]   CDISC files (see export --help)\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");
