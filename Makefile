@@ -85,6 +85,7 @@ bench: deps build
 	bash bench/fanin.sh $(BUILD)
 	bash bench/restart.sh $(BUILD)
 	bash bench/import.sh $(BUILD)
+	bash bench/export.sh $(BUILD)
 
 soak: deps build
 	bash tests/fault/soak.sh $(BUILD)

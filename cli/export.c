@@ -2,9 +2,11 @@
  * export.c: `trialsync export`: the trial in the files the industry reads.
  *
  *   odm           CDISC ODM 1.3.2 snapshot of the displayed values
+ *   odm-audit     CDISC ODM 1.3.2 transactional: every version, with AuditRecords
  *   sdtm-csv      one CSV per SDTM domain (DM, DS, SV, AE) and queries.csv
  *   dataset-json  CDISC Dataset-JSON 1.1, the same datasets
  *   audit         the audit trail, one row per field write (CSV or NDJSON)
+ *   records-ndjson  the displayed records as `trialsync import` reads them
  *
  * What it guarantees (docs/export.md):
  * - It reads the node's store directly, read-only (store_open_readonly), so
@@ -49,10 +51,14 @@ static const char EXPORT_USAGE[] =
     "Exports the trial from the node's store (read-only; the node may be running).\n"
     "FORMAT:\n"
     "  odm           CDISC ODM 1.3.2 snapshot (XML) to --out FILE or stdout\n"
+    "  odm-audit     CDISC ODM 1.3.2 transactional: every version of every item with\n"
+    "                its AuditRecord (user, node, time, reason, entry hash)\n"
     "  sdtm-csv      dm.csv ds.csv sv.csv ae.csv queries.csv into the directory --out\n"
     "  dataset-json  dm.json ds.json sv.json ae.json queries.json (Dataset-JSON 1.1) into --out\n"
     "  audit         every field write: record, field, old, new, user, node, times,\n"
     "                reason, entry hash (CSV, or NDJSON) to --out FILE or stdout\n"
+    "  records-ndjson  the subjects, visits and AEs with their displayed values, one\n"
+    "                line each, in the NDJSON form `trialsync import` reads\n"
     "TIME is ISO 8601 UTC: 2024-05-01, 2024-05-01T10:00, 2024-05-01T10:00:00Z.\n"
     "--as-of names the file's creation time (default: the newest write held), so\n"
     "two nodes holding the same entries write byte-identical files.\n"
@@ -77,6 +83,15 @@ enum export_format {
     EXPORT_SDTM_CSV,
     EXPORT_DATASET_JSON,
     EXPORT_AUDIT,
+    EXPORT_ODM_AUDIT,
+    EXPORT_RECORDS_NDJSON,
+};
+
+/* A sorted set of names (the users and nodes an odm-audit file names). */
+struct name_set {
+    char **v;
+    size_t count;
+    size_t cap;
 };
 
 /* One field of the record being exported: its displayed value, and conflict. */
@@ -157,6 +172,23 @@ struct exporter {
     size_t writes_cap;
     char last_origin[TS_ID_BYTES_MAX + 1];
     bool last_origin_site;
+    /* odm-audit: the users and nodes named (first pass), and the state of
+     * the record whose history is being written (second pass). */
+    struct odma {
+        bool collect;               /* first pass: only collect names */
+        struct name_set users;
+        struct name_set locations;
+        const char *subject;        /* the subject whose data is walked */
+        const struct schema_type *type;
+        const char *id;             /* the record */
+        uint64_t entries;           /* entries of the record written so far */
+        uint64_t fields_written;    /* bit k: field k has a value (since Insert) */
+        bool removed;               /* the last transaction was a Remove */
+        bool ae_event;              /* the subject's SE.AE event exists */
+        /* The current entry's AuditRecord: room for the user, node and reason
+         * at their limits, each character escaped (&quot; is 6 bytes). */
+        char audit[6 * (TS_USER_BYTES_MAX + TS_ID_BYTES_MAX + TS_REASON_BYTES_MAX) + 512];
+    } odma;
 };
 
 static const struct schema_type *type_of(const char *name)
@@ -1251,6 +1283,444 @@ static int export_audit(struct exporter *x)
     return rc;
 }
 
+/* ---- ODM transactional: every version of every item (odm-audit) ----------- */
+
+/*
+ * One SubjectData per entry of the store's history (store_record_history):
+ * subjects by id, each with its own history, then each visit's, then each
+ * AE's, every history in (hlc, origin, lane, seq) order, so the transactions
+ * on one entity appear in the order the store applies them (ODM 1.3.2 2.10).
+ * The record's own element (SE.DM's event for a subject, SE.SV's event for a
+ * visit, F.AE's form for an AE), its item group and its items carry the
+ * record's TransactionType: Insert for its first entry (or the first after a
+ * Remove), Remove for an entry that marks it entered in error (eie=Y), Update
+ * otherwise; within an Update an item is an Insert when it had no value.
+ * The entry's AuditRecord is on the SubjectData (which must have one, as the
+ * top-level element with a TransactionType) and on every ItemData.
+ * A first pass collects the users and nodes, defined in AdminData as
+ * User USR.<user> and Location LOC.<node> before ClinicalData references them.
+ */
+
+/* Distinct users (and nodes) one odm-audit file may name; far above a trial's. */
+#define EXPORT_NAMES_MAX 65536
+_Static_assert(EXPORT_FIELDS_MAX <= 64, "odma.fields_written is a 64-bit mask");
+
+static int name_set_add(struct name_set *s, const char *name)
+{
+    size_t lo = 0, hi = s->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->v[mid], name);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->count == EXPORT_NAMES_MAX)
+        return TS_ERR_TOOBIG;
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 16;
+        char **nv = realloc(s->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return TS_ERR_NOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return TS_ERR_NOMEM;
+    memmove(&s->v[lo + 1], &s->v[lo], (s->count - lo) * sizeof(*s->v));
+    s->v[lo] = copy;
+    s->count++;
+    return 0;
+}
+
+static void name_set_release(struct name_set *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The User OID of an entry's user; "USR" alone for an entry that names none. */
+static void odma_user_oid(FILE *f, const char *user)
+{
+    fputs(user[0] != '\0' ? "USR." : "USR", f);
+    xml_put(f, user);
+}
+
+/* True when an entry marks its record entered in error. */
+static bool entry_sets_eie(const struct entry *e)
+{
+    for (size_t w = 0; w < e->writes_count; w++) {
+        if (strcmp(e->writes[w].field, "eie") == 0 && strcmp(e->writes[w].value, "Y") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The entry's AuditRecord, kept in x->odma.audit to be written once per item. */
+static int odma_audit_record(struct exporter *x, const struct entry *e)
+{
+    char when[32], hash[2 * TS_HASH_BYTES + 1] = "";
+    time_iso(e->wall_ms, when);
+    struct entry_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    snprintf(ref.origin, sizeof(ref.origin), "%s", e->origin);
+    ref.lane = e->lane;
+    ref.seq = e->seq;
+    uint8_t h[TS_HASH_BYTES];
+    int rc = store_entry_hash(x->store, &ref, h);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < TS_HASH_BYTES; i++)
+        snprintf(hash + 2 * i, 3, "%02x", h[i]);
+    /* Built through a memory stream so xml_put escapes into it. */
+    FILE *m = fmemopen(x->odma.audit, sizeof(x->odma.audit), "w");
+    if (m == NULL)
+        return TS_ERR_NOMEM;
+    fputs("<AuditRecord><UserRef UserOID=\"", m);
+    odma_user_oid(m, e->user);
+    fputs("\"/><LocationRef LocationOID=\"LOC.", m);
+    xml_put(m, e->origin);
+    fprintf(m, "\"/><DateTimeStamp>%s</DateTimeStamp>", when);
+    if (e->reason[0] != '\0') {
+        fputs("<ReasonForChange>", m);
+        xml_put(m, e->reason);
+        fputs("</ReasonForChange>", m);
+    }
+    fprintf(m, "<SourceID>%s</SourceID></AuditRecord>", hash);
+    bool truncated = ftell(m) >= (long)sizeof(x->odma.audit) - 1;
+    fclose(m);
+    /* The buffer holds the limits' worst case; an entry beyond them is corrupt. */
+    return truncated ? TS_ERR_CORRUPT : 0;
+}
+
+static int odma_collect(struct exporter *x, const struct entry *e)
+{
+    int rc = name_set_add(&x->odma.users, e->user);
+    if (rc == 0)
+        rc = name_set_add(&x->odma.locations, e->origin);
+    return rc;
+}
+
+static int odma_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
+{
+    struct exporter *x = ctx;
+    struct odma *a = &x->odma;
+    (void)stored_ms;  /* this node's receive time: differs between nodes */
+    if (a->collect)
+        return odma_collect(x, e);
+    int rc = odma_audit_record(x, e);
+    if (rc != 0)
+        return rc;
+
+    const struct schema_type *t = a->type;
+    bool first = a->entries == 0;
+    bool insert = first || a->removed;
+    bool remove = !insert && entry_sets_eie(e);
+    const char *txn = insert ? "Insert" : remove ? "Remove" : "Update";
+    if (insert)
+        a->fields_written = 0;
+    a->removed = remove;
+    a->entries++;
+
+    bool subject = strcmp(t->name, "subject") == 0;
+    bool ae = strcmp(t->name, "ae") == 0;
+    FILE *f = x->out;
+    fputs("  <SubjectData SubjectKey=\"", f);
+    xml_put(f, a->subject);
+    fprintf(f, "\" TransactionType=\"%s\">\n   %s\n", subject && first ? "Insert" : "Update",
+            a->audit);
+    char site[TS_ID_BYTES_MAX + 1];
+    if (subject && first && schema_site_of_key(a->subject, site)) {
+        fputs("   <SiteRef LocationOID=\"LOC.", f);
+        xml_put(f, site);
+        fputs("\"/>\n", f);
+    }
+    /* The record's element: a subject's or visit's event, an AE's form. */
+    if (ae) {
+        fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\" TransactionType=\"%s\">\n"
+                   "    <FormData FormOID=\"F.%s\" FormRepeatKey=\"",
+                t->domain, a->ae_event ? "Update" : "Insert", t->domain);
+        a->ae_event = true;
+        const char *num = strstr(a->id, "-AE-");
+        xml_put(f, num != NULL ? num + 4 : a->id);
+        fprintf(f, "\" TransactionType=\"%s\">\n", txn);
+    } else {
+        fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\"", t->domain);
+        const char *code = strchr(a->id, '/');
+        if (!subject) {
+            fputs(" StudyEventRepeatKey=\"", f);
+            xml_put(f, code != NULL ? code + 1 : a->id);
+            fputc('"', f);
+        }
+        fprintf(f, " TransactionType=\"%s\">\n    <FormData FormOID=\"F.%s\" "
+                   "TransactionType=\"%s\">\n",
+                txn, t->domain, txn);
+    }
+    fprintf(f, "     <ItemGroupData ItemGroupOID=\"IG.%s\" TransactionType=\"%s\">\n", t->domain,
+            txn);
+    for (size_t w = 0; w < e->writes_count; w++) {
+        const struct field_write *fw = &e->writes[w];
+        const struct schema_field *fd = schema_field_find(t, fw->field);
+        if (fd == NULL)
+            continue;  /* a field this version's schema does not know: not exported */
+        uint64_t bit = UINT64_C(1) << (size_t)(fd - t->fields);
+        const char *item_txn = remove ? "Remove"
+                               : (a->fields_written & bit) != 0 ? "Update" : "Insert";
+        a->fields_written |= bit;
+        char name[TS_FIELD_BYTES_MAX + 1];
+        field_name(fd, name);
+        fprintf(f, "      <ItemData ItemOID=\"IT.%s.%s\" TransactionType=\"%s\" Value=\"",
+                t->domain, name, item_txn);
+        xml_put(f, fw->value);
+        fprintf(f, "\">%s</ItemData>\n", a->audit);
+    }
+    fprintf(f, "     </ItemGroupData>\n    </FormData>\n   </StudyEventData>\n  </SubjectData>\n");
+    x->records++;
+    return 0;
+}
+
+/* Writes (or, in the first pass, collects) one record's history. */
+static int odma_record(struct exporter *x, const char *type, const char *id)
+{
+    struct odma *a = &x->odma;
+    a->type = type_of(type);
+    a->id = id;
+    a->entries = 0;
+    a->fields_written = 0;
+    a->removed = false;
+    int rc = store_record_history(x->store, type, id, odma_entry_cb, x);
+    return rc == TS_ERR_NOTFOUND ? 0 : rc;
+}
+
+static int odma_child_cb(void *ctx, const char *type, const char *id)
+{
+    return odma_record(ctx, type, id);
+}
+
+static int odma_subject_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    if (!subject_wanted(x, id))
+        return 0;
+    x->odma.subject = id;
+    x->odma.ae_event = false;
+    char site[TS_ID_BYTES_MAX + 1];
+    if (x->odma.collect && schema_site_of_key(id, site)) {
+        int rc = name_set_add(&x->odma.locations, site);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = odma_record(x, type, id);
+    if (rc != 0)
+        return rc;
+    char prefix[TS_ID_BYTES_MAX + 8];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    rc = store_records_prefix(x->store, "visit", prefix, odma_child_cb, x);
+    if (rc != 0)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
+    return store_records_prefix(x->store, "ae", prefix, odma_child_cb, x);
+}
+
+/* The membership's sites (the exported one only, with --site) are locations too. */
+static int odma_member_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    (void)type;
+    if (x->site != NULL && strcmp(id, x->site) != 0)
+        return 0;
+    return name_set_add(&x->odma.locations, id);
+}
+
+static int odma_admin(struct exporter *x)
+{
+    FILE *f = x->out;
+    for (size_t i = 0; i < x->odma.users.count; i++) {
+        const char *user = x->odma.users.v[i];
+        fputs("  <User OID=\"", f);
+        odma_user_oid(f, user);
+        fputs("\">", f);
+        if (user[0] != '\0') {
+            fputs("<LoginName>", f);
+            xml_put(f, user);
+            fputs("</LoginName>", f);
+        } else {
+            fputs("<DisplayName>no user named (written by the system)</DisplayName>", f);
+        }
+        fputs("</User>\n", f);
+    }
+    for (size_t i = 0; i < x->odma.locations.count; i++) {
+        const char *node = x->odma.locations.v[i];
+        /* A node the membership names is a site; any other origin is a hub. */
+        bool site = store_record_exists(x->store, SCHEMA_MEMBER_TYPE, node);
+        const char *name = NULL;
+        if (site) {
+            int rc = rec_load(x, SCHEMA_MEMBER_TYPE, node);
+            if (rc != 0)
+                return rc;
+            name = rec_value(&x->rec, "name");
+        }
+        fputs("  <Location OID=\"LOC.", f);
+        xml_put(f, node);
+        fputs("\" Name=\"", f);
+        xml_put(f, name != NULL && name[0] != '\0' ? name : node);
+        fprintf(f, "\" LocationType=\"%s\">\n   <MetaDataVersionRef StudyOID=\"ST.",
+                site ? "Site" : "CRO");
+        xml_put(f, x->cfg->trial);
+        fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\" EffectiveDate=\"%.10s\"/>\n"
+                   "  </Location>\n",
+                x->created);
+    }
+    return 0;
+}
+
+static int export_odm_audit(struct exporter *x)
+{
+    FILE *f = x->out;
+    const char *trial = x->cfg->trial;
+    /* First pass: the users and nodes the transactions name. */
+    x->odma.collect = true;
+    int rc = store_records(x->store, "subject", odma_subject_cb, x);
+    if (rc == 0)
+        rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odma_member_cb, x);
+    x->odma.collect = false;
+    if (rc != 0)
+        goto out_free_names;
+
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<ODM xmlns=\"" ODM_NS "\" FileType=\"Transactional\" FileOID=\"trialsync.");
+    xml_put(f, trial);
+    fprintf(f, ".odm-audit.");
+    xml_put(f, x->site != NULL ? x->site : "all");
+    fprintf(f, ".%s\" CreationDateTime=\"%s\" AsOfDateTime=\"%s\" ODMVersion=\"1.3.2\" "
+               "Originator=\"trialsync\" SourceSystem=\"trialsync\" "
+               "SourceSystemVersion=\"" EXPORT_SOURCE_VERSION "\">\n",
+            x->created, x->created, x->created);
+    fprintf(f, " <Study OID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\">\n  <GlobalVariables>\n   <StudyName>");
+    xml_put(f, trial);
+    fprintf(f, "</StudyName>\n   <StudyDescription>Trial ");
+    xml_put(f, trial);
+    fprintf(f, ", audit trail exported by trialsync</StudyDescription>\n   <ProtocolName>");
+    xml_put(f, trial);
+    fprintf(f, "</ProtocolName>\n  </GlobalVariables>\n");
+    odm_metadata(x);
+    fprintf(f, " </Study>\n <AdminData StudyOID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\">\n");
+    rc = odma_admin(x);
+    if (rc != 0)
+        goto out_free_names;
+    fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
+    xml_put(f, trial);
+    fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
+    rc = store_records(x->store, "subject", odma_subject_cb, x);
+    if (rc == 0)
+        fprintf(f, " </ClinicalData>\n</ODM>\n");
+out_free_names:
+    name_set_release(&x->odma.locations);
+    name_set_release(&x->odma.users);
+    return rc;
+}
+
+/* ---- records-ndjson: the displayed records, as `trialsync import` reads them */
+
+/*
+ * One line per subject, visit and AE (subjects by id, each followed by its
+ * visits and AEs by id): {"type":T,"id":ID,"fields":{name:value,...}} with
+ * the displayed value of every field that has one, in the schema's order.
+ * Entered-in-error records are kept (with eie=Y) so a re-import holds them too,
+ * with "reason": the reason of the write that marked them (import, like any
+ * write, refuses eie=Y without one); queries, membership and conflicts are not
+ * records import writes.
+ */
+
+/* The reason of the write whose eie value is displayed; "" when none. */
+static int recs_eie_reason(struct exporter *x, const char *type, const char *id,
+                           struct entry *e)
+{
+    struct field_state st = {0};
+    int rc = store_field_get(x->store, type, id, "eie", &st);
+    int shown = rc == 0 ? merge_display(type, "eie", &st) : -1;
+    if (rc == 0 && shown >= 0) {
+        struct ts_error err = {0};
+        rc = store_entry_get(x->store, &st.live[shown].ref, e, &err);
+    }
+    field_state_release(&st);
+    return rc;
+}
+
+static int recs_record_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    int rc = rec_load(x, type, id);
+    if (rc != 0)
+        return rc;
+    struct entry marked;
+    memset(&marked, 0, sizeof(marked));
+    if (rec_eie(&x->rec)) {
+        rc = recs_eie_reason(x, type, id, &marked);
+        if (rc != 0)
+            return rc;
+    }
+    FILE *f = x->out;
+    fputs("{\"type\":", f);
+    json_put(f, type);
+    fputs(",\"id\":", f);
+    json_put(f, id);
+    fputs(",\"fields\":{", f);
+    const struct schema_type *t = x->rec.type;
+    bool first = true;
+    for (size_t k = 0; k < t->count; k++) {
+        const char *v = x->rec.f[k].value;
+        if (v == NULL || v[0] == '\0')
+            continue;  /* import writes no field for an empty value either */
+        fputs(first ? "" : ",", f);
+        json_put(f, t->fields[k].name);
+        fputc(':', f);
+        json_put(f, v);
+        first = false;
+    }
+    fputc('}', f);
+    if (marked.reason != NULL && marked.reason[0] != '\0') {
+        fputs(",\"reason\":", f);
+        json_put(f, marked.reason);
+    }
+    fputs("}\n", f);
+    entry_release(&marked);
+    x->records++;
+    return 0;
+}
+
+static int recs_subject_cb(void *ctx, const char *type, const char *id)
+{
+    struct exporter *x = ctx;
+    if (!subject_wanted(x, id))
+        return 0;
+    int rc = recs_record_cb(x, type, id);
+    if (rc != 0)
+        return rc;
+    char prefix[TS_ID_BYTES_MAX + 8];
+    snprintf(prefix, sizeof(prefix), "%s/", id);
+    rc = store_records_prefix(x->store, "visit", prefix, recs_record_cb, x);
+    if (rc != 0)
+        return rc;
+    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
+    return store_records_prefix(x->store, "ae", prefix, recs_record_cb, x);
+}
+
+static int export_records(struct exporter *x)
+{
+    return store_records(x->store, "subject", recs_subject_cb, x);
+}
+
 /* ---- the verb ------------------------------------------------------------- */
 
 static bool schema_fits(void)
@@ -1315,8 +1785,13 @@ int cmd_export(int argc, char **argv)
         x.format = EXPORT_DATASET_JSON;
     else if (strcmp(format, "audit") == 0)
         x.format = EXPORT_AUDIT;
+    else if (strcmp(format, "odm-audit") == 0)
+        x.format = EXPORT_ODM_AUDIT;
+    else if (strcmp(format, "records-ndjson") == 0)
+        x.format = EXPORT_RECORDS_NDJSON;
     else
-        return cli_fail("--format '%s': allowed: odm, sdtm-csv, dataset-json, audit", format);
+        return cli_fail("--format '%s': allowed: odm, odm-audit, sdtm-csv, dataset-json, audit, "
+                        "records-ndjson", format);
     if (strcmp(audit_format, "ndjson") == 0)
         x.ndjson = true;
     else if (strcmp(audit_format, "csv") != 0)
@@ -1362,7 +1837,10 @@ int cmd_export(int argc, char **argv)
             rc = cli_fail("cannot write %s: %s", out, strerror(errno));
         } else {
             setvbuf(x.out, NULL, _IOFBF, EXPORT_BUFFER_BYTES);
-            rc = x.format == EXPORT_ODM ? export_odm(&x) : export_audit(&x);
+            rc = x.format == EXPORT_ODM              ? export_odm(&x)
+                 : x.format == EXPORT_ODM_AUDIT      ? export_odm_audit(&x)
+                 : x.format == EXPORT_RECORDS_NDJSON ? export_records(&x)
+                                                     : export_audit(&x);
             if (rc != 0)
                 rc = cli_fail("cannot read the store: error %d", rc);
             bool failed = ferror(x.out) != 0;

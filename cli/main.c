@@ -36,7 +36,8 @@ static void usage(FILE *out)
             "  backup --node NODEDIR --out PATH     verified copy of a node's store (node running or not)\n"
             "  restore --node NODEDIR --from PATH [--force]  put a backup back (node stopped)\n"
             "  import --node NODEDIR FILE [--user NAME] [--reason TEXT]  load a CSV/NDJSON file\n"
-            "  export --node NODEDIR --format odm|sdtm-csv|dataset-json|audit [--out PATH]\n"
+            "  export --node NODEDIR --format FORMAT [--out PATH]  FORMAT: odm, odm-audit,\n"
+            "         sdtm-csv, dataset-json, audit, records-ndjson (what import reads)\n"
             "         [--site S] [--subject ID] [--as-of TIME]   CDISC files (see export --help)\n"
             "\n"
             "TYPE is subject, visit, ae or query.  'trialsync VERB --help' for details.\n");

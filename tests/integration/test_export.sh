@@ -109,6 +109,82 @@ grep -q '101-' "$WORK/hub-102.xml" && fail "--site 102 at the hub names a site 1
 ok "a site's ODM holds none of the other site's records, nor does the hub's --site export"
 assert_eq 1 "$(grep -c '<SubjectData ' "$WORK/hub-subj.xml")" "--subject exports one subject"
 
+# ---- ODM transactional: the audit trail as ODM ----
+export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit.xml" --as-of "$AS_OF"
+export_ --node "$S2" --format odm-audit --out "$WORK/s102-audit.xml" --as-of "$AS_OF"
+export_ --node "$HUB" --format odm-audit --subject 101-0001 --out "$WORK/hub-audit-subj.xml" --as-of "$AS_OF"
+for f in hub-audit s102-audit hub-audit-subj; do
+    xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/$f.xml" 2> "$WORK/xmllint.err" \
+        || fail "$f.xml does not validate: $(head -5 "$WORK/xmllint.err")"
+done
+ok "every odm-audit export validates against ODM1-3-2.xsd (xmllint --nonet)"
+export_ --node "$HUB" --format audit --audit-format ndjson --out "$WORK/audit-all.ndjson"
+"$PY" - "$WORK/hub-audit.xml" "$WORK/audit-all.ndjson" <<'EOF2' || fail "odm-audit content"
+import json, sys, xml.etree.ElementTree as ET
+O = "{http://www.cdisc.org/ns/odm/v1.3}"
+root = ET.parse(sys.argv[1]).getroot()
+assert root.get("FileType") == "Transactional", root.get("FileType")
+users = {e.get("OID") for e in root.iter(O + "User")}
+locs = {e.get("OID") for e in root.iter(O + "Location")}
+defs = {e.get("OID") for e in root.iter(O + "ItemDef")}
+# The query writer (dm) writes no clinical record, so is not named.
+assert {"USR.coder", "USR.monitor", "USR.crc"} <= users and "USR.dm" not in users, users
+assert {"LOC.101", "LOC.102", "LOC.hub1"} <= locs, locs
+for ar in root.iter(O + "AuditRecord"):
+    kids = [c.tag[len(O):] for c in ar]
+    assert kids[:3] == ["UserRef", "LocationRef", "DateTimeStamp"], kids
+    assert kids[-1] == "SourceID", kids
+    assert ar.find(O + "UserRef").get("UserOID") in users
+    assert ar.find(O + "LocationRef").get("LocationOID") in locs
+    assert ar.find(O + "DateTimeStamp").text.endswith("Z")
+assert {e.get("LocationOID") for e in root.iter(O + "SiteRef")} <= locs
+for sd in root.iter(O + "SubjectData"):
+    assert sd.get("TransactionType") in ("Insert", "Update"), sd.get("TransactionType")
+    assert sd.find(O + "AuditRecord") is not None, "a SubjectData without an AuditRecord"
+# Every item version: one per audit-trail row of a subject, visit or AE.
+rows = [json.loads(l) for l in open(sys.argv[2])]
+clin = [r for r in rows if r["record_type"] in ("subject", "visit", "ae")]
+items = list(root.iter(O + "ItemData"))
+assert len(items) == len(clin), (len(items), len(clin))
+assert all(i.find(O + "AuditRecord") is not None for i in items)
+assert all(i.get("ItemOID") in defs for i in items)
+hashes = {r["entry_hash"] for r in clin}
+assert {i.find(O + "AuditRecord/" + O + "SourceID").text for i in items} == hashes
+def versions(subject, oid):
+    out = []
+    for sd in root.iter(O + "SubjectData"):
+        if sd.get("SubjectKey") != subject:
+            continue
+        for it in sd.iter(O + "ItemData"):
+            if it.get("ItemOID") == oid:
+                ar = it.find(O + "AuditRecord")
+                rs = ar.find(O + "ReasonForChange")
+                out.append((it.get("TransactionType"), it.get("Value"),
+                            ar.find(O + "UserRef").get("UserOID"),
+                            rs.text if rs is not None else None))
+    return out
+sex = versions("101-0001", "IT.DM.SEX")
+assert len(sex) == 3 and sex[0][:2] == ("Insert", "F"), sex
+assert {v[1:] for v in sex[1:]} == {("M", "USR.crc", "site: transcription error"),
+                                     ("U", "USR.monitor", "monitor: source says unknown")}, sex
+assert all(v[0] == "Update" for v in sex[1:]), sex
+eie = versions("101-0003", "IT.DM.EIE")
+assert eie == [("Remove", "Y", eie[0][2], "duplicate of 101-0002")], eie
+for sd in root.iter(O + "SubjectData"):
+    if sd.get("SubjectKey") == "101-0003" and sd.find(".//" + O + "ItemData[@ItemOID='IT.DM.EIE']") is not None:
+        types = {e.get("TransactionType") for e in sd.iter() if e.get("TransactionType")} - {None}
+        assert types == {"Update", "Remove"}, types  # the subject stays; its data is removed
+coding = versions("101-0001", "IT.AE.AEDECOD")
+assert coding == [("Insert", "Headache", "USR.coder", None)], coding
+EOF2
+ok "odm-audit: every item version (one per audit row of a clinical record) with its AuditRecord"
+ok "odm-audit: Insert, then Update with user and reason, Remove for entered in error; SourceIDs = entry hashes"
+grep -q '101-' "$WORK/s102-audit.xml" && fail "site 102's odm-audit names a site 101 record"
+ok "site 102's odm-audit holds none of site 101's records"
+export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit2.xml" --as-of "$AS_OF"
+assert_eq "$(sha256sum < "$WORK/hub-audit.xml")" "$(sha256sum < "$WORK/hub-audit2.xml")" \
+    "two odm-audit exports with the same --as-of are byte-identical"
+
 # ---- byte-identical ----
 export_ --node "$HUB" --format odm --out "$WORK/hub2.xml" --as-of "$AS_OF"
 assert_eq "$(sha256sum < "$WORK/hub.xml")" "$(sha256sum < "$WORK/hub2.xml")" \
@@ -194,6 +270,81 @@ ok "site 102's audit trail holds none of site 101's records"
 export_ --node "$HUB" --format audit --audit-format ndjson --user coder --out "$WORK/audit-coder.ndjson"
 assert_eq 5 "$(jq -s 'map(select(.user == "coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
 assert_eq 5 "$(wc -l < "$WORK/audit-coder.ndjson")" "... and only them"
+
+# ---- two hubs after convergence: byte-identical exports ----
+# A second hub (tests/integration/test_two_hubs.sh) catches up from hub1;
+# once their digests agree, every format exported by each with one --as-of
+# has the same SHA-256.
+HUB2="$WORK/hub2"
+"$TRIALSYNC" hub add hub2 --dir "$WORK/trial" --out "$HUB2" --peer-port "$(free_port)" \
+    --api-port "$(free_port)" > "$WORK/hub-add.out" 2>&1 || fail "hub add: $(cat "$WORK/hub-add.out")"
+start_node hub2 "$HUB2"
+hubs_agree() {
+    local d1 d2
+    d1=$(digest "$HUB") && d2=$(digest "$HUB2") && [ "$d1" = "$d2" ] || return 1
+    [ "$("$TRIALSYNC" status --node "$HUB" --json | jq .entries)" = \
+      "$("$TRIALSYNC" status --node "$HUB2" --json | jq .entries)" ]
+}
+wait_until 60 "hub2 converged with hub1" hubs_agree
+ok "hub2 converged with hub1 (equal digests, $("$TRIALSYNC" status --node "$HUB2" --json | jq .entries) entries)"
+for h in 1 2; do
+    node=$HUB; [ $h = 2 ] && node=$HUB2
+    export_ --node "$node" --format odm --out "$WORK/h$h.xml" --as-of "$AS_OF"
+    export_ --node "$node" --format odm-audit --out "$WORK/h$h-audit.xml" --as-of "$AS_OF"
+    export_ --node "$node" --format sdtm-csv --out "$WORK/h$h-csv" --as-of "$AS_OF"
+    export_ --node "$node" --format dataset-json --out "$WORK/h$h-dsj" --as-of "$AS_OF"
+    export_ --node "$node" --format audit --out "$WORK/h$h-audit.csv"
+done
+xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/h2.xml" "$WORK/h2-audit.xml" 2> "$WORK/xmllint.err" \
+    || fail "hub2's ODM does not validate: $(head -5 "$WORK/xmllint.err")"
+for f in h.xml h-audit.xml h-audit.csv h-csv/dm.csv h-csv/ds.csv h-csv/sv.csv h-csv/ae.csv \
+         h-csv/queries.csv h-dsj/dm.json h-dsj/ae.json h-dsj/sv.json h-dsj/queries.json; do
+    f1="$WORK/${f/h/h1}" f2="$WORK/${f/h/h2}"
+    [ -s "$f1" ] || fail "no $f1"
+    h1=$(sha256sum < "$f1" | cut -c1-64)
+    assert_eq "$h1" "$(sha256sum < "$f2" | cut -c1-64)" "two converged hubs: ${f/h/hub} identical (sha256 ${h1:0:16})"
+done
+stop_node hub2
+
+# ---- round trip: export, import into a fresh trial, export again ----
+# records-ndjson writes the displayed records in the form `trialsync import`
+# reads; a fresh trial of the same name (its hub may write every field,
+# MedDRA coding included) imports them, and exports the same clinical content.
+export_ --node "$HUB" --format records-ndjson --out "$WORK/rt1.ndjson"
+assert_eq 10 "$(wc -l < "$WORK/rt1.ndjson")" "records-ndjson: 4 subjects, 3 visits, 3 AEs"
+"$TRIALSYNC" init --trial T-EXP --dir "$WORK/trial2" --peer-port "$(free_port)" \
+    --api-port "$(free_port)" > "$WORK/init2.out" || fail "init of the fresh trial"
+FRESH="$WORK/trial2/hub"
+start_node fresh "$FRESH"
+for s in 101 102; do
+    "$TRIALSYNC" site add $s --dir "$WORK/trial2" --out "$WORK/trial2-site-$s" \
+        --api-port "$(free_port)" --name "Site $s" > "$WORK/site2-add-$s.out" 2>&1 \
+        || fail "fresh trial: site add $s: $(cat "$WORK/site2-add-$s.out")"
+done
+"$TRIALSYNC" import --node "$FRESH" "$WORK/rt1.ndjson" --user migration > "$WORK/rt.out" \
+    2> "$WORK/rt.err" || fail "import of the exported records: $(cat "$WORK/rt.err")"
+assert_contains "$(cat "$WORK/rt.out")" "imported 10 rows" "the fresh trial imports the 10 records"
+export_ --node "$FRESH" --format records-ndjson --out "$WORK/rt2.ndjson"
+rt1=$(sha256sum < "$WORK/rt1.ndjson")
+assert_eq "$rt1" "$(sha256sum < "$WORK/rt2.ndjson")" \
+    "round trip: records-ndjson exported again from the fresh trial is byte-identical (${rt1:0:16})"
+export_ --node "$HUB" --format sdtm-csv --out "$WORK/rt-csv1" --as-of "$AS_OF"
+export_ --node "$FRESH" --format sdtm-csv --out "$WORK/rt-csv2" --as-of "$AS_OF"
+# TSCONFL is dropped: the original holds two concurrent values of one SEX, the
+# import the displayed one; every clinical variable must be equal.
+content() {  # CSV: the file without its TSCONFL column, hashed
+    "$PY" -c 'import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+i = rows[0].index("TSCONFL")
+w = csv.writer(sys.stdout, lineterminator="\r\n")
+for r in rows: w.writerow(r[:i] + r[i + 1:])' "$1" | sha256sum | cut -c1-64
+}
+for d in dm ds sv ae; do
+    h1=$(content "$WORK/rt-csv1/$d.csv")
+    assert_eq "$h1" "$(content "$WORK/rt-csv2/$d.csv")" "round trip: $d.csv clinical content equal (sha256 ${h1:0:16})"
+done
+assert_eq 3 "$(($(wc -l < "$WORK/rt-csv2/dm.csv") - 1))" "round trip: the entered-in-error subject is still left out"
+stop_node fresh
 
 # ---- stopped node: the same bytes ----
 stop_node hub
