@@ -24,7 +24,9 @@ package_of() {  # COMMAND: the Debian package that ships it, or nothing
     path=$(command -v "$1" 2>/dev/null) || return 0
     case "$path" in /*) ;; *) return 0 ;; esac
     real=$(readlink -f "$path")
-    { dpkg -S "$real" 2>/dev/null || dpkg -S "$path" 2>/dev/null \
+    # The path as called first: /usr/bin/python3 belongs to python3-minimal,
+    # the python3.11 it links to to python3.11-minimal.
+    { dpkg -S "$path" 2>/dev/null || dpkg -S "$real" 2>/dev/null \
         || dpkg -S "/usr$real" 2>/dev/null; } | head -n1 | cut -d: -f1
 }
 

@@ -72,7 +72,7 @@ stop_node hub
 
 # Type=notify: READY=1 once it answers, STOPPING=1 on SIGTERM, through the
 # socket systemd names in NOTIFY_SOCKET (here a test listener).
-need_cmd python3 python3
+need_cmd python3 python3-minimal
 python3 - "$WORK/notify.sock" "$WORK/notify.out" <<'PY' &
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

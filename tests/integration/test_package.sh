@@ -13,6 +13,8 @@ need_cmd systemd-tmpfiles systemd
 need_cmd dpkg-deb dpkg
 need_cmd dpkg-shlibdeps dpkg-dev
 need_cmd cpack cmake
+# CPack reads the binaries' types with file(1) to compute the Depends.
+need_cmd file file
 
 version=$(sed -n 's/^project(trialsync VERSION \([0-9.]*\).*/\1/p' "$TS_SRC/CMakeLists.txt")
 [ -n "$version" ] || fail "no VERSION in CMakeLists.txt's project()"
