@@ -32,6 +32,7 @@
 #ifndef TS_DASHBOARD_H
 #define TS_DASHBOARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define DASHBOARD_CONTENT_TYPE "text/html; charset=utf-8"
@@ -54,9 +55,18 @@ const char *dashboard_html(size_t *len);
 const char *dashboard_login_html(size_t *len);
 
 /*
+ * The files the dashboard loads by URL: GET /dashboard/app.js and
+ * /dashboard/style.css.  For such a path, sets *body (static, NUL-terminated,
+ * *len bytes without the NUL) and *content_type and returns true; false for
+ * any other path.  Serve them only to an authenticated request, as the page.
+ */
+bool dashboard_file(const char *path, const char **body, size_t *len, const char **content_type);
+
+/*
  * The Content-Security-Policy header value both pages need: nothing loads
- * from anywhere, the inline script and styles are allowed by their SHA-256
- * (so no other inline script can run), fetches go to the node itself only,
+ * from anywhere else, the script and styles come from the node's own URLs
+ * (so no inline script can run) but for the sign-in page's inline style,
+ * allowed by its SHA-256, fetches go to the node itself only,
  * no page may frame them.  Writes it NUL-terminated into out; returns 0, or
  * TS_ERR_TOOBIG when cap is below DASHBOARD_CSP_BYTES_MAX.
  */

@@ -136,6 +136,24 @@ if grep -Eiq '(https?|ftp|wss?):|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/page.html"; th
     fail "the page names an outside address: $(grep -Eio '(https?|ftp|wss?):[^ ]*' "$WORK/page.html" | head -3)"
 fi
 ok "the page names no outside address (no CDN: it works offline)"
+assert_contains "$csp" "script-src 'self'" "scripts come from the node itself"
+# The page's script and styles are files of their own, behind the same cookie.
+for f in app.js:text/javascript style.css:text/css; do
+    url="$BASE/dashboard/${f%%:*}"
+    code=$(curl -sS -o "$WORK/${f%%:*}" -D "$WORK/${f%%:*}.headers" -w '%{http_code}' \
+        -H "Cookie: ts_token=$TOKEN" "$url")
+    assert_eq 200 "$code" "GET /dashboard/${f%%:*} with the cookie answers 200"
+    assert_contains "$(tr -d '\r' < "$WORK/${f%%:*}.headers")" "Content-Type: ${f#*:}" \
+        "/dashboard/${f%%:*} is ${f#*:}"
+    [ -s "$WORK/${f%%:*}" ] || fail "/dashboard/${f%%:*} is empty"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$url")
+    assert_eq 401 "$code" "GET /dashboard/${f%%:*} without the cookie answers 401"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$url")
+    assert_eq 401 "$code" "GET /dashboard/${f%%:*} with a wrong cookie answers 401"
+done
+if grep -Eiq '(https?|ftp|wss?):|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/app.js" "$WORK/style.css"; then
+    fail "the script or styles name an outside address"
+fi
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=$TOKEN" "$BASE/v1/status")
 assert_eq 200 "$code" "the cookie authenticates the page's API calls"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$BASE/v1/status")
