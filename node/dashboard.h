@@ -15,11 +15,13 @@
  * Element ids and classes a test or a scraper may rely on:
  *   #node, #role, #trial, #refreshed (last good refresh, "HH:MM:SS UTC"),
  *   #banner (shown while the node cannot be read or refuses the cookie);
- *   table#sites   tr[data-peer=ID]  td.state ("connected" | "disconnected"),
+ *   table#sites   tr[data-peer=ID]  td.name (the site's name, its id when
+ *       it has none), td.id, td.state ("connected" | "disconnected"),
  *       td.last-seen, td.behind-send-safety, td.behind-send-bulk,
  *       td.behind-recv-safety, td.behind-recv-bulk (numbers with "," every
  *       3 digits), td.throughput, td.saes;
- *   table#saes    tr[data-sae=ID]   td.site, td.term, td.aware, td.received,
+ *   table#saes    tr[data-sae=ID]   td.site ("NAME (ID)", or ID; the id in
+ *       data-site), td.term, td.aware, td.received,
  *       td.deadline, td.left, td.flag ("LATE" | "AT RISK" | "on time"),
  *       td.acked ("yes" | "no"), td.alarms;
  *   table#conflicts tr[data-conflict=TYPE/ID/FIELD];

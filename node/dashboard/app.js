@@ -7,6 +7,7 @@ const OFFLINE_ALARM_S = 15 * 60;
 
 const rates = new Map();
 const queryCache = new Map();
+const siteNames = new Map();  // site id -> name, from the membership log via /v1/status
 let queryTotal = 0;
 let queriesAvailable = true;
 let lastOk = 0;
@@ -168,6 +169,22 @@ function lagCell(cls, v, connected) {
   return el('td', {class: 'num ' + cls + (connected && n !== null && n > 0 ? ' lag' : ''), text: fmtNum(v)});
 }
 
+// The names /v1/status gives the peers (each site's member record), for every
+// table that names a site.
+function updateNames(status) {
+  siteNames.clear();
+  for (const p of Array.isArray(status.peers) ? status.peers : []) {
+    if (p !== null && typeof p === 'object' && str(p.id) !== null && str(p.name) !== null && p.name !== '')
+      siteNames.set(p.id, p.name);
+  }
+}
+
+// 'St. Mary's, Boston (101)', or the bare id when the site has no name.
+function siteLabel(id) {
+  const name = siteNames.get(id);
+  return name === undefined ? id : name + ' (' + id + ')';
+}
+
 function siteOrder(a, b) {
   const ra = a.role === 'site' ? 0 : 1, rb = b.role === 'site' ? 0 : 1;
   return ra - rb || a.id.localeCompare(b.id, 'en', {numeric: true});
@@ -186,6 +203,7 @@ function renderSites(status, now) {
     if (connected) state = badge('connected', 'ok');
     else state = badge('disconnected', age === null || age > OFFLINE_ALARM_S ? 'bad' : 'warn');
     rows.push(el('tr', {'data-peer': p.id, class: connected ? 'up' : 'down'},
+      el('td', {class: 'name', text: str(p.name) || p.id}),
       el('td', {class: 'id', text: p.id}),
       el('td', {class: 'role'}, str(p.role) || '-', p.revoked === true ? badge('revoked', 'bad') : null,
          refusedBadge(p.entries_refused)),
@@ -235,7 +253,7 @@ function renderSaes(saes, status, now) {
       if (dl !== Infinity) left = dl >= now ? 'in ' + fmtDur((dl - now) / 1000) : 'passed ' + fmtDur((now - dl) / 1000) + ' ago';
       rows.push(el('tr', {'data-sae': s.id, class: s.late === true ? 'late' : s.at_risk === true ? 'risk' : null},
         el('td', {class: 'id', text: s.id}),
-        el('td', {class: 'site', text: str(s.site) || '-'}),
+        el('td', {class: 'site', 'data-site': str(s.site), text: str(s.site) === null ? '-' : siteLabel(s.site)}),
         el('td', {class: 'term wrap', text: str(s.aeterm) || '-'}),
         timeCell('aware', s.aware_time, '-'),
         timeCell('received', s.received_time, 'not yet'),
@@ -388,6 +406,7 @@ async function refresh() {
     await refreshQueries(queries);
     const now = Date.now();
     const node = renderNode(status);
+    updateNames(status);
     const late = renderSaes(saes, status, now);
     renderSites(status, now);
     renderConflicts(conflicts, status);

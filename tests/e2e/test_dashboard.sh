@@ -172,6 +172,12 @@ esac
 assert_eq "$(jq -r .node "$WORK/status.json")" "$(dom_id "$WORK/dom.html" node)" "the page names the hub"
 assert_eq "$(jq -r .trial "$WORK/status.json")" "$(dom_id "$WORK/dom.html" trial)" "the page names the trial"
 
+# Sites show the names the membership log gives them (add_site: "Site ID").
+assert_eq "Site 101" "$(jq -r '.peers[] | select(.id == "101") | .name' "$WORK/status.json")" \
+    "/v1/status carries site 101's name"
+assert_eq "Site 101" "$(dom_cell "$WORK/dom.html" data-peer 101 name)" "site 101 shows its name"
+assert_eq "Site 102" "$(dom_cell "$WORK/dom.html" data-peer 102 name)" "site 102 shows its name"
+assert_eq 101 "$(dom_cell "$WORK/dom.html" data-peer 101 id)" "and its id"
 assert_eq connected "$(dom_cell "$WORK/dom.html" data-peer 101 state)" "site 101 shows connected"
 assert_eq disconnected "$(dom_cell "$WORK/dom.html" data-peer 102 state)" "site 102 shows disconnected"
 assert_contains "$(dom_cell "$WORK/dom.html" data-peer 102 role)" "1 refused" "site 102 is flagged: 1 entry refused"
@@ -200,7 +206,8 @@ assert_eq "$shown" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 deadlin
 assert_eq "$(date -u -d "$aware + 24 hours" '+%Y-%m-%d %H:%M UTC')" "$shown" "the deadline shown is awareness + 24 h"
 assert_eq "$(date -u -d "$(jq -r "$sae | .aware_time" "$WORK/saes.json")" '+%Y-%m-%d %H:%M UTC')" \
     "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 aware)" "the awareness time shows"
-assert_eq 101 "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site)" "the SAE row names site 101"
+assert_eq 101 "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site data-site)" "the SAE row is site 101's"
+assert_eq "Site 101 (101)" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site)" "the SAE row names site 101"
 assert_eq Anaphylaxis "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 term)" "the SAE row names the term"
 flag=$(jq -r "$sae | if .late then \"LATE\" elif .at_risk then \"AT RISK\" else \"on time\" end" "$WORK/saes.json")
 assert_eq "$flag" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 flag)" "the SAE's flag is the API's ($flag)"
