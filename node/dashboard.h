@@ -15,7 +15,9 @@
  * Element ids and classes a test or a scraper may rely on:
  *   #node, #role, #trial, #refreshed (last good refresh, "HH:MM:SS UTC"),
  *   #banner (shown while the node cannot be read or refuses the cookie);
- *   table#sites   tr[data-peer=ID]  td.name (the site's name, its id when
+ *   table#sites   problem rows first (revoked; disconnected, longest first;
+ *       behind, most first; SAEs late, then in flight; then by id);
+ *       tr[data-peer=ID][data-severity="ok"|"warn"|"bad"]  td.name (the site's name, its id when
  *       it has none), td.id, td.state ("connected" | "disconnected"),
  *       td.last-seen, td.behind-send-safety, td.behind-send-bulk,
  *       td.behind-recv-safety, td.behind-recv-bulk (numbers with "," every

@@ -3,11 +3,19 @@ const POLL_MS = 2000;
 const SPARK_SAMPLES = 30;
 const QUERY_FETCH_MAX = 50;
 const ROWS_MAX = 200;
-const OFFLINE_ALARM_S = 15 * 60;
+// Severity thresholds: a peer's row turns amber, then red, past these.
+// Disconnected for minutes is a restart or a network blip; for an hour, a
+// site that needs a person.
+const DOWN_WARN_S = 5 * 60;
+const DOWN_BAD_S = 60 * 60;
+// Entries behind, one direction and lane: a few are a batch in transit.
+const BEHIND_WARN = 1000;
+const BEHIND_BAD = 100000;
 
 const rates = new Map();
 const queryCache = new Map();
 const siteNames = new Map();  // site id -> name, from the membership log via /v1/status
+const lateBySite = new Map();  // site id -> SAEs past their deadline, from /v1/saes
 let queryTotal = 0;
 let queriesAvailable = true;
 let lastOk = 0;
@@ -164,9 +172,21 @@ function ageOf(p, now) {
   return isNaN(t) ? null : Math.max(0, (now - t) / 1000);
 }
 
+// 'bad', 'warn' or '' for a value against its amber and red thresholds.
+function level(v, warnAt, badAt) {
+  return v === null ? '' : v > badAt ? 'bad' : v > warnAt ? 'warn' : '';
+}
+
 function lagCell(cls, v, connected) {
   const n = num(v);
-  return el('td', {class: 'num ' + cls + (connected && n !== null && n > 0 ? ' lag' : ''), text: fmtNum(v)});
+  let sev = '';
+  if (connected && n !== null && n > 0) sev = ' lag ' + (level(n, BEHIND_WARN, BEHIND_BAD) || 'some');
+  return el('td', {class: 'num ' + cls + sev, text: fmtNum(v)});
+}
+
+function behindMost(p) {
+  return Math.max(0, ...[p.behind_send_safety, p.behind_send_bulk, p.behind_recv_safety, p.behind_recv_bulk]
+    .map(v => num(v) === null ? 0 : v));
 }
 
 // The names /v1/status gives the peers (each site's member record), for every
@@ -185,37 +205,70 @@ function siteLabel(id) {
   return name === undefined ? id : name + ' (' + id + ')';
 }
 
-function siteOrder(a, b) {
-  const ra = a.role === 'site' ? 0 : 1, rb = b.role === 'site' ? 0 : 1;
-  return ra - rb || a.id.localeCompare(b.id, 'en', {numeric: true});
+// How a peer ranks in the sites table, problems first: revoked; then
+// disconnected, longest first (never seen counts as longest); then connected
+// and behind, most first; then with SAEs late, then in flight, most first;
+// then the rest.  Ties go by id.  Returns [class, measure], worse class lower,
+// worse measure higher.
+function peerRank(p, now) {
+  if (p.revoked === true) return [0, 0];
+  if (p.connected !== true) { const age = ageOf(p, now); return [1, age === null ? Infinity : age]; }
+  const behind = behindMost(p);
+  if (behind > 0) return [2, behind];
+  const late = lateBySite.get(p.id) || 0;
+  if (late > 0) return [3, late];
+  const inflight = num(p.saes_in_flight) || 0;
+  if (inflight > 0) return [4, inflight];
+  return [5, 0];
+}
+
+function peerOrder(now) {
+  return (a, b) => {
+    const ra = peerRank(a, now), rb = peerRank(b, now);
+    if (ra[0] !== rb[0]) return ra[0] - rb[0];
+    if (ra[1] !== rb[1]) return ra[1] < rb[1] ? 1 : -1;
+    return a.id.localeCompare(b.id, 'en', {numeric: true});
+  };
+}
+
+// The row's colour: the worst of revoked, how long disconnected, how far behind, SAEs late.
+function peerSeverity(p, connected, age) {
+  if (p.revoked === true) return 'bad';
+  if (!connected) return age === null ? 'bad' : level(age, DOWN_WARN_S, DOWN_BAD_S);
+  if ((lateBySite.get(p.id) || 0) > 0) return 'bad';
+  return level(behindMost(p), BEHIND_WARN, BEHIND_BAD);
 }
 
 function renderSites(status, now) {
   const peers = (Array.isArray(status.peers) ? status.peers : [])
     .filter(p => p !== null && typeof p === 'object' && str(p.id) !== null);
   updateRates(peers, now);
-  peers.sort(siteOrder);
+  peers.sort(peerOrder(now));
   const rows = [];
   for (const p of peers.slice(0, ROWS_MAX)) {
     const connected = p.connected === true;
     const age = ageOf(p, now);
-    let state;
-    if (connected) state = badge('connected', 'ok');
-    else state = badge('disconnected', age === null || age > OFFLINE_ALARM_S ? 'bad' : 'warn');
-    rows.push(el('tr', {'data-peer': p.id, class: connected ? 'up' : 'down'},
+    const sev = peerSeverity(p, connected, age);
+    const state = connected ? badge('connected', 'ok') : badge('disconnected', sev || 'off');
+    const late = lateBySite.get(p.id) || 0;
+    const saes = el('td', {class: 'num saes' + (late > 0 ? ' bad' : num(p.saes_in_flight) > 0 ? ' warn' : ''),
+                           text: fmtNum(p.saes_in_flight)});
+    if (late > 0) saes.append(' ', badge(late + ' late', 'bad'));
+    rows.push(el('tr', {'data-peer': p.id, 'data-severity': sev || 'ok',
+                        class: (connected ? 'up' : 'down') + (sev ? ' sev-' + sev : '')},
       el('td', {class: 'name', text: str(p.name) || p.id}),
       el('td', {class: 'id', text: p.id}),
       el('td', {class: 'role'}, str(p.role) || '-', p.revoked === true ? badge('revoked', 'bad') : null,
          refusedBadge(p.entries_refused)),
       el('td', {class: 'state'}, state),
-      el('td', {class: 'last-seen', 'data-iso': str(p.last_seen), title: str(p.last_seen) || 'never',
+      el('td', {class: 'last-seen' + (connected ? '' : ' ' + (sev || '')), 'data-iso': str(p.last_seen), title: str(p.last_seen) || 'never',
                 text: age === null ? 'never' : fmtDur(age) + ' ago'}),
       lagCell('behind-send-safety', p.behind_send_safety, connected),
       lagCell('behind-send-bulk', p.behind_send_bulk, connected),
       lagCell('behind-recv-safety', p.behind_recv_safety, connected),
       lagCell('behind-recv-bulk', p.behind_recv_bulk, connected),
       throughputCell(p.id),
-      el('td', {class: 'num saes', text: fmtNum(p.saes_in_flight)})));
+      saes));
   }
   byId('sites').tBodies[0].replaceChildren(...rows);
   byId('sites-empty').textContent = 'No peers known yet.';
@@ -227,7 +280,9 @@ function renderSites(status, now) {
   const up = counted.filter(p => p.connected === true).length;
   byId('n-sites').textContent = up + ' / ' + counted.length;
   byId('tile-sites').querySelector('.l').textContent = sites.length > 0 ? 'sites connected' : 'peers connected';
-  byId('tile-sites').className = 'tile' + (up < counted.length ? ' warn' : '');
+  // None connected is an outage, not a site to look into.
+  const tile = counted.length > 0 && up === 0 ? ' bad' : up < counted.length ? ' warn' : '';
+  byId('tile-sites').className = 'tile' + tile;
 }
 
 // ---- serious adverse events ------------------------------------------------
@@ -239,11 +294,15 @@ function renderSaes(saes, status, now) {
   const totals = status.sae !== null && typeof status.sae === 'object' ? status.sae : null;
   const list = saes === null || !Array.isArray(saes.saes) ? null
     : saes.saes.filter(s => s !== null && typeof s === 'object' && str(s.id) !== null);
+  lateBySite.clear();
   if (list === null) {
     byId('saes').tBodies[0].replaceChildren();
     byId('saes-empty').textContent = 'This node does not list SAEs (GET /v1/saes not available).';
     byId('saes-empty').hidden = false;
   } else {
+    for (const s of list) {
+      if (s.late === true && str(s.site) !== null) lateBySite.set(s.site, (lateBySite.get(s.site) || 0) + 1);
+    }
     list.sort((a, b) => saeRank(a) - saeRank(b) || deadlineMs(a) - deadlineMs(b) || a.id.localeCompare(b.id));
     const rows = [];
     for (const s of list.slice(0, ROWS_MAX)) {

@@ -60,6 +60,14 @@ dom_cell() {
         exit 1;' "$1"
 }
 
+# tile_class FILE ID: the class attribute of the element with that id.
+tile_class() {
+    ELEMENT_ID=$2 perl -0777 -ne '
+        my $id = $ENV{ELEMENT_ID};
+        exit 1 unless /<\w+\b(?=[^>]*\bid="\Q$id\E")[^>]*\bclass="([^"]*)"/s;
+        print $1;' "$1"
+}
+
 # dom_id FILE ID: the text of the element with that id.
 dom_id() {
     ELEMENT_ID=$2 perl -0777 -ne '
@@ -180,6 +188,10 @@ assert_eq "Site 102" "$(dom_cell "$WORK/dom.html" data-peer 102 name)" "site 102
 assert_eq 101 "$(dom_cell "$WORK/dom.html" data-peer 101 id)" "and its id"
 assert_eq connected "$(dom_cell "$WORK/dom.html" data-peer 101 state)" "site 101 shows connected"
 assert_eq disconnected "$(dom_cell "$WORK/dom.html" data-peer 102 state)" "site 102 shows disconnected"
+# Problem rows first: site 102, disconnected, heads the table though 101 sorts before it.
+first=$(perl -0777 -ne 'print $1 if /<table id="sites">.*?<tbody>\s*<tr\b[^>]*\bdata-peer="([^"]*)"/s' "$WORK/dom.html")
+assert_eq 102 "$first" "the first row of the sites table is the disconnected site"
+assert_eq "tile warn" "$(tile_class "$WORK/dom.html" tile-sites)" "1 / 2 sites connected: the tile is amber"
 assert_contains "$(dom_cell "$WORK/dom.html" data-peer 102 role)" "1 refused" "site 102 is flagged: 1 entry refused"
 case "$(dom_cell "$WORK/dom.html" data-peer 101 role)" in
     *refused*) fail "site 101 is flagged though nothing of it was refused" ;;
@@ -245,6 +257,12 @@ assert_contains "$metrics" "trialsync_records $(jq .records "$WORK/status.json")
 code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/metrics")
 assert_eq 401 "$code" "/metrics needs the token"
 
+# No site connected is an outage: the tile turns red, not amber.
 stop_node s101
+wait_until 10 "the hub sees site 101 gone" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"101\") | .connected == false'"
+chromium_run "$WORK/dom-none.html" "$BASE/dashboard?token=$TOKEN" --dump-dom
+assert_eq "0 / 2" "$(dom_id "$WORK/dom-none.html" n-sites)" "the page shows 0 / 2 sites connected"
+assert_eq "tile bad" "$(tile_class "$WORK/dom-none.html" tile-sites)" "0 / 2 sites connected: the tile is red"
 stop_node hub
 done_checks
