@@ -6,11 +6,11 @@
 # deadline GET /v1/saes gives, the query open at the hub.  Also checks the
 # sign-in flow (401 form, ?token= sets an HttpOnly cookie and redirects), that
 # the page names no outside address and carries a Content-Security-Policy,
-# and GET /metrics.  Keeps a screenshot: $TS_BIN/test-artifacts/dashboard.png.
+# and GET /metrics.  Keeps screenshots at 1366x768 and 1920x1080:
+# $TS_BIN/test-artifacts/dashboard-WxH.png.
 . "$(dirname "$0")/../integration/lib.sh"
 
 ARTIFACTS="$TS_BIN/test-artifacts"
-SHOT="$ARTIFACTS/dashboard.png"
 
 # ---- tools ---------------------------------------------------------------------
 need_cmd chromium chromium
@@ -159,7 +159,8 @@ for f in app.js:text/javascript style.css:text/css; do
     code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$url")
     assert_eq 401 "$code" "GET /dashboard/${f%%:*} with a wrong cookie answers 401"
 done
-if grep -Eiq '(https?|ftp|wss?):|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/app.js" "$WORK/style.css"; then
+# (A scheme must start a word here: the styles say 'grid-template-rows:'.)
+if grep -Eiq '\b(https?|ftp|wss?)://|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/app.js" "$WORK/style.css"; then
     fail "the script or styles name an outside address"
 fi
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=$TOKEN" "$BASE/v1/status")
@@ -227,19 +228,28 @@ assert_eq "$flag" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 flag)" "
 assert_eq open "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 state)" "the open query shows"
 assert_eq "Please confirm sex" "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 text)" "with its text"
 
-# ---- the screenshot -------------------------------------------------------------
+# ---- the screenshots ------------------------------------------------------------
+# A laptop and a wide screen: the page must use both (side by side above
+# ~1600 px).  Taken into the work dir, copied to $ARTIFACTS to look at.
 mkdir -p "$ARTIFACTS"
-rm -f "$SHOT"
 # Site 101 keeps writing meanwhile, so the throughput bars have something to show.
 ( for i in $(seq 10 60); do
       "$TRIALSYNC" put --node "$S1" subject "101-00$i" site=101 sex=U status=screening > /dev/null || exit 1
   done ) & writer=$!
-chromium_run "$WORK/screenshot.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$SHOT" \
-    --window-size=1366,900 --hide-scrollbars
-wait "$writer" || fail "writes at site 101 during the screenshot"
-[ "$(head -c 8 "$SHOT" 2> /dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
-    || fail "no PNG screenshot at $SHOT"
-ok "screenshot saved: $SHOT"
+for size in 1366x768 1920x1080; do
+    shot="$WORK/dashboard-$size.png"
+    rm -f "$ARTIFACTS/dashboard-$size.png"
+    chromium_run "$WORK/screenshot-$size.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$shot" \
+        --window-size="${size/x/,}" --hide-scrollbars
+    [ -s "$shot" ] || fail "no screenshot at $shot"
+    [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$shot is not a PNG"
+    # The PNG's IHDR: width and height, 4 bytes each, big-endian, from byte 16.
+    dims=$(od -An -tu1 -j16 -N8 "$shot" | awk '{ print $1*16777216+$2*65536+$3*256+$4 "x" $5*16777216+$6*65536+$7*256+$8 }')
+    assert_eq "$size" "$dims" "the screenshot is $size"
+    cp "$shot" "$ARTIFACTS/"
+    ok "screenshot saved: $ARTIFACTS/dashboard-$size.png"
+done
+wait "$writer" || fail "writes at site 101 during the screenshots"
 
 # ---- /metrics ---------------------------------------------------------------------
 wait_until 20 "the hub holds site 101's new subjects" \
