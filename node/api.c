@@ -1052,6 +1052,14 @@ static void dispatch(struct api_conn *c)
         return;
     }
 
+    const char *file = NULL, *file_type = NULL;
+    size_t file_len = 0;
+    if (method == HTTP_GET && dashboard_file(path, &file, &file_len, &file_type)) {
+        conn_send(c, 200, file_type, file, file_len);
+        conn_request_done(c);
+        return;
+    }
+
     char *type, *id;
     bool history;
     if (parse_record_path(path, &type, &id, &history)) {

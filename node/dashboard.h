@@ -15,11 +15,15 @@
  * Element ids and classes a test or a scraper may rely on:
  *   #node, #role, #trial, #refreshed (last good refresh, "HH:MM:SS UTC"),
  *   #banner (shown while the node cannot be read or refuses the cookie);
- *   table#sites   tr[data-peer=ID]  td.state ("connected" | "disconnected"),
+ *   table#sites   problem rows first (revoked; disconnected, longest first;
+ *       behind, most first; SAEs late, then in flight; then by id);
+ *       tr[data-peer=ID][data-severity="ok"|"warn"|"bad"]  td.name (the site's name, its id when
+ *       it has none), td.id, td.state ("connected" | "disconnected"),
  *       td.last-seen, td.behind-send-safety, td.behind-send-bulk,
  *       td.behind-recv-safety, td.behind-recv-bulk (numbers with "," every
  *       3 digits), td.throughput, td.saes;
- *   table#saes    tr[data-sae=ID]   td.site, td.term, td.aware, td.received,
+ *   table#saes    tr[data-sae=ID]   td.site ("NAME (ID)", or ID; the id in
+ *       data-site), td.term, td.aware, td.received,
  *       td.deadline, td.left, td.flag ("LATE" | "AT RISK" | "on time"),
  *       td.acked ("yes" | "no"), td.alarms;
  *   table#conflicts tr[data-conflict=TYPE/ID/FIELD];
@@ -32,6 +36,7 @@
 #ifndef TS_DASHBOARD_H
 #define TS_DASHBOARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define DASHBOARD_CONTENT_TYPE "text/html; charset=utf-8"
@@ -54,9 +59,18 @@ const char *dashboard_html(size_t *len);
 const char *dashboard_login_html(size_t *len);
 
 /*
+ * The files the dashboard loads by URL: GET /dashboard/app.js and
+ * /dashboard/style.css.  For such a path, sets *body (static, NUL-terminated,
+ * *len bytes without the NUL) and *content_type and returns true; false for
+ * any other path.  Serve them only to an authenticated request, as the page.
+ */
+bool dashboard_file(const char *path, const char **body, size_t *len, const char **content_type);
+
+/*
  * The Content-Security-Policy header value both pages need: nothing loads
- * from anywhere, the inline script and styles are allowed by their SHA-256
- * (so no other inline script can run), fetches go to the node itself only,
+ * from anywhere else, the script and styles come from the node's own URLs
+ * (so no inline script can run) but for the sign-in page's inline style,
+ * allowed by its SHA-256, fetches go to the node itself only,
  * no page may frame them.  Writes it NUL-terminated into out; returns 0, or
  * TS_ERR_TOOBIG when cap is below DASHBOARD_CSP_BYTES_MAX.
  */

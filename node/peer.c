@@ -73,6 +73,8 @@ _Static_assert(PEER_PROTOCOL_VERSION_MIN >= 1 && PEER_PROTOCOL_VERSION_MIN <= PE
 #define PEER_SESSIONS_MAX 512
 /* Peers remembered for the status table (every site of a large trial). */
 #define PEER_INFOS_MAX 2048
+/* A site's name in the status table: any value a member record's field may hold. */
+#define PEER_NAME_BYTES_MAX (TS_VALUE_BYTES_MAX + 1)
 /* The manager's tick: keepalives, revocation checks, reconnect timers. */
 #define PEER_TICK_MS 250
 /* Without a byte received for this long a link is considered dead. */
@@ -578,6 +580,24 @@ static bool member_revoked(struct peer_mgr *m, const char *id)
             revoked = true;  /* a revocation is never undone by a concurrent write */
     field_state_release(&st);
     return revoked;
+}
+
+/*
+ * The name the membership log gives site id ("St. Mary's, Boston") into out,
+ * or "" when it has none.  Of concurrent names, the one the merge rules show.
+ */
+static void member_name(struct peer_mgr *m, const char *id, char *out, size_t cap)
+{
+    struct field_state st;
+    assert(cap > 0);
+    out[0] = '\0';
+    memset(&st, 0, sizeof(st));
+    if (store_field_get(m->node->store, MEMBER_TYPE, id, "name", &st) != 0)
+        return;
+    int shown = merge_display(MEMBER_TYPE, "name", &st);
+    if (shown >= 0 && (size_t)shown < st.live_count)
+        snprintf(out, cap, "%s", st.live[shown].value);
+    field_state_release(&st);
 }
 
 /* ---- sessions ---------------------------------------------------------------- */
@@ -1900,6 +1920,10 @@ static void status_extend(void *ctx, json_t *status)
             "batches_refused", (json_int_t)p->batches_refused, "revoked",
             p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
         json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
+        /* The site's name from its member record: null when it has none. */
+        char name[PEER_NAME_BYTES_MAX];
+        member_name(m, p->id, name, sizeof(name));
+        json_object_set_new(row, "name", name[0] != '\0' ? json_string(name) : json_null());
         json_t *refused = json_object();
         for (size_t r = 0; r < ADMIT_RULES_COUNT; r++) {
             if (p->entries_refused[r] > 0)

@@ -6,11 +6,11 @@
 # deadline GET /v1/saes gives, the query open at the hub.  Also checks the
 # sign-in flow (401 form, ?token= sets an HttpOnly cookie and redirects), that
 # the page names no outside address and carries a Content-Security-Policy,
-# and GET /metrics.  Keeps a screenshot: $TS_BIN/test-artifacts/dashboard.png.
+# and GET /metrics.  Keeps screenshots at 1366x768 and 1920x1080:
+# $TS_BIN/test-artifacts/dashboard-WxH.png.
 . "$(dirname "$0")/../integration/lib.sh"
 
 ARTIFACTS="$TS_BIN/test-artifacts"
-SHOT="$ARTIFACTS/dashboard.png"
 
 # ---- tools ---------------------------------------------------------------------
 need_cmd chromium chromium
@@ -58,6 +58,14 @@ dom_cell() {
             }
         }
         exit 1;' "$1"
+}
+
+# tile_class FILE ID: the class attribute of the element with that id.
+tile_class() {
+    ELEMENT_ID=$2 perl -0777 -ne '
+        my $id = $ENV{ELEMENT_ID};
+        exit 1 unless /<\w+\b(?=[^>]*\bid="\Q$id\E")[^>]*\bclass="([^"]*)"/s;
+        print $1;' "$1"
 }
 
 # dom_id FILE ID: the text of the element with that id.
@@ -136,6 +144,25 @@ if grep -Eiq '(https?|ftp|wss?):|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/page.html"; th
     fail "the page names an outside address: $(grep -Eio '(https?|ftp|wss?):[^ ]*' "$WORK/page.html" | head -3)"
 fi
 ok "the page names no outside address (no CDN: it works offline)"
+assert_contains "$csp" "script-src 'self'" "scripts come from the node itself"
+# The page's script and styles are files of their own, behind the same cookie.
+for f in app.js:text/javascript style.css:text/css; do
+    url="$BASE/dashboard/${f%%:*}"
+    code=$(curl -sS -o "$WORK/${f%%:*}" -D "$WORK/${f%%:*}.headers" -w '%{http_code}' \
+        -H "Cookie: ts_token=$TOKEN" "$url")
+    assert_eq 200 "$code" "GET /dashboard/${f%%:*} with the cookie answers 200"
+    assert_contains "$(tr -d '\r' < "$WORK/${f%%:*}.headers")" "Content-Type: ${f#*:}" \
+        "/dashboard/${f%%:*} is ${f#*:}"
+    [ -s "$WORK/${f%%:*}" ] || fail "/dashboard/${f%%:*} is empty"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$url")
+    assert_eq 401 "$code" "GET /dashboard/${f%%:*} without the cookie answers 401"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$url")
+    assert_eq 401 "$code" "GET /dashboard/${f%%:*} with a wrong cookie answers 401"
+done
+# (A scheme must start a word here: the styles say 'grid-template-rows:'.)
+if grep -Eiq '\b(https?|ftp|wss?)://|//[a-z0-9.-]+\.[a-z]{2,}' "$WORK/app.js" "$WORK/style.css"; then
+    fail "the script or styles name an outside address"
+fi
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=$TOKEN" "$BASE/v1/status")
 assert_eq 200 "$code" "the cookie authenticates the page's API calls"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: ts_token=wrong$TOKEN" "$BASE/v1/status")
@@ -154,8 +181,18 @@ esac
 assert_eq "$(jq -r .node "$WORK/status.json")" "$(dom_id "$WORK/dom.html" node)" "the page names the hub"
 assert_eq "$(jq -r .trial "$WORK/status.json")" "$(dom_id "$WORK/dom.html" trial)" "the page names the trial"
 
+# Sites show the names the membership log gives them (add_site: "Site ID").
+assert_eq "Site 101" "$(jq -r '.peers[] | select(.id == "101") | .name' "$WORK/status.json")" \
+    "/v1/status carries site 101's name"
+assert_eq "Site 101" "$(dom_cell "$WORK/dom.html" data-peer 101 name)" "site 101 shows its name"
+assert_eq "Site 102" "$(dom_cell "$WORK/dom.html" data-peer 102 name)" "site 102 shows its name"
+assert_eq 101 "$(dom_cell "$WORK/dom.html" data-peer 101 id)" "and its id"
 assert_eq connected "$(dom_cell "$WORK/dom.html" data-peer 101 state)" "site 101 shows connected"
 assert_eq disconnected "$(dom_cell "$WORK/dom.html" data-peer 102 state)" "site 102 shows disconnected"
+# Problem rows first: site 102, disconnected, heads the table though 101 sorts before it.
+first=$(perl -0777 -ne 'print $1 if /<table id="sites">.*?<tbody>\s*<tr\b[^>]*\bdata-peer="([^"]*)"/s' "$WORK/dom.html")
+assert_eq 102 "$first" "the first row of the sites table is the disconnected site"
+assert_eq "tile warn" "$(tile_class "$WORK/dom.html" tile-sites)" "1 / 2 sites connected: the tile is amber"
 assert_contains "$(dom_cell "$WORK/dom.html" data-peer 102 role)" "1 refused" "site 102 is flagged: 1 entry refused"
 case "$(dom_cell "$WORK/dom.html" data-peer 101 role)" in
     *refused*) fail "site 101 is flagged though nothing of it was refused" ;;
@@ -182,7 +219,8 @@ assert_eq "$shown" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 deadlin
 assert_eq "$(date -u -d "$aware + 24 hours" '+%Y-%m-%d %H:%M UTC')" "$shown" "the deadline shown is awareness + 24 h"
 assert_eq "$(date -u -d "$(jq -r "$sae | .aware_time" "$WORK/saes.json")" '+%Y-%m-%d %H:%M UTC')" \
     "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 aware)" "the awareness time shows"
-assert_eq 101 "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site)" "the SAE row names site 101"
+assert_eq 101 "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site data-site)" "the SAE row is site 101's"
+assert_eq "Site 101 (101)" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 site)" "the SAE row names site 101"
 assert_eq Anaphylaxis "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 term)" "the SAE row names the term"
 flag=$(jq -r "$sae | if .late then \"LATE\" elif .at_risk then \"AT RISK\" else \"on time\" end" "$WORK/saes.json")
 assert_eq "$flag" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 flag)" "the SAE's flag is the API's ($flag)"
@@ -190,19 +228,28 @@ assert_eq "$flag" "$(dom_cell "$WORK/dom.html" data-sae 101-0001-AE-001 flag)" "
 assert_eq open "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 state)" "the open query shows"
 assert_eq "Please confirm sex" "$(dom_cell "$WORK/dom.html" data-query Q-hub1-1 text)" "with its text"
 
-# ---- the screenshot -------------------------------------------------------------
+# ---- the screenshots ------------------------------------------------------------
+# A laptop and a wide screen: the page must use both (side by side above
+# ~1600 px).  Taken into the work dir, copied to $ARTIFACTS to look at.
 mkdir -p "$ARTIFACTS"
-rm -f "$SHOT"
 # Site 101 keeps writing meanwhile, so the throughput bars have something to show.
 ( for i in $(seq 10 60); do
       "$TRIALSYNC" put --node "$S1" subject "101-00$i" site=101 sex=U status=screening > /dev/null || exit 1
   done ) & writer=$!
-chromium_run "$WORK/screenshot.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$SHOT" \
-    --window-size=1366,900 --hide-scrollbars
-wait "$writer" || fail "writes at site 101 during the screenshot"
-[ "$(head -c 8 "$SHOT" 2> /dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
-    || fail "no PNG screenshot at $SHOT"
-ok "screenshot saved: $SHOT"
+for size in 1366x768 1920x1080; do
+    shot="$WORK/dashboard-$size.png"
+    rm -f "$ARTIFACTS/dashboard-$size.png"
+    chromium_run "$WORK/screenshot-$size.out" "$BASE/dashboard?token=$TOKEN" --screenshot="$shot" \
+        --window-size="${size/x/,}" --hide-scrollbars
+    [ -s "$shot" ] || fail "no screenshot at $shot"
+    [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$shot is not a PNG"
+    # The PNG's IHDR: width and height, 4 bytes each, big-endian, from byte 16.
+    dims=$(od -An -tu1 -j16 -N8 "$shot" | awk '{ print $1*16777216+$2*65536+$3*256+$4 "x" $5*16777216+$6*65536+$7*256+$8 }')
+    assert_eq "$size" "$dims" "the screenshot is $size"
+    cp "$shot" "$ARTIFACTS/"
+    ok "screenshot saved: $ARTIFACTS/dashboard-$size.png"
+done
+wait "$writer" || fail "writes at site 101 during the screenshots"
 
 # ---- /metrics ---------------------------------------------------------------------
 wait_until 20 "the hub holds site 101's new subjects" \
@@ -220,6 +267,12 @@ assert_contains "$metrics" "trialsync_records $(jq .records "$WORK/status.json")
 code=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/metrics")
 assert_eq 401 "$code" "/metrics needs the token"
 
+# No site connected is an outage: the tile turns red, not amber.
 stop_node s101
+wait_until 10 "the hub sees site 101 gone" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '.peers[] | select(.id == \"101\") | .connected == false'"
+chromium_run "$WORK/dom-none.html" "$BASE/dashboard?token=$TOKEN" --dump-dom
+assert_eq "0 / 2" "$(dom_id "$WORK/dom-none.html" n-sites)" "the page shows 0 / 2 sites connected"
+assert_eq "tile bad" "$(tile_class "$WORK/dom-none.html" tile-sites)" "0 / 2 sites connected: the tile is red"
 stop_node hub
 done_checks
