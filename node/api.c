@@ -28,8 +28,10 @@
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
+#include "procstat.h"
 #include "trace.h"
 #include "util.h"
+#include "version.h"
 
 #define API_URL_BYTES_MAX 2048
 #define API_TOKEN_BYTES_MAX 256
@@ -529,6 +531,26 @@ static void handle_dashboard(struct api_conn *c, const char *query)
     conn_send_extra(c, 200, DASHBOARD_CONTENT_TYPE, extra, page, len);
 }
 
+/* The process's own figures (procstat.h); a figure /proc would not give is null. */
+static json_t *process_json(void)
+{
+    struct procstat ps;
+    procstat_read(&ps);
+    json_t *p = json_object();
+    json_object_set_new(p, "resident_bytes", ps.resident_known
+                                                 ? json_integer((json_int_t)ps.resident_bytes)
+                                                 : json_null());
+    json_object_set_new(p, "open_fds",
+                        ps.open_fds_known ? json_integer((json_int_t)ps.open_fds) : json_null());
+    json_object_set_new(p, "max_fds",
+                        ps.max_fds_known ? json_integer((json_int_t)ps.max_fds) : json_null());
+    json_object_set_new(p, "cpu_seconds",
+                        ps.cpu_known ? json_real(ps.cpu_seconds) : json_null());
+    json_object_set_new(p, "start_time_s",
+                        ps.start_known ? json_real(ps.start_time_s) : json_null());
+    return p;
+}
+
 static json_t *status_json(struct api *a)
 {
     struct node *n = a->node;
@@ -574,6 +596,11 @@ static json_t *status_json(struct api *a)
                                                 ? json_integer((json_int_t)a->ca_not_after_s)
                                                 : json_null());
     json_object_set_new(s, "store_format", json_integer((json_int_t)store_format_version()));
+    json_object_set_new(s, "version", json_string(TS_VERSION));
+    /* started_ms is the wall clock at node_open: a timestamp, unlike uptime_s,
+     * that does not change from one scrape to the next. */
+    json_object_set_new(s, "started_at_ms", json_integer((json_int_t)n->started_ms));
+    json_object_set_new(s, "process", process_json());
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;

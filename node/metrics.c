@@ -295,6 +295,23 @@ static void render_info(struct mbuf *b, const json_t *status)
     sample_text(b, &f, "", l, ARRAY_LEN(l), "1");
 }
 
+/* The software's version and the store format it writes, as labels (the
+ * info-metric convention: the value is always 1, the labels are the data). */
+static void render_build_info(struct mbuf *b, const json_t *status)
+{
+    struct family f = {"trialsync_build_info", "gauge",
+                       "The running build: version and store format; always 1.", false};
+    const char *version = json_string_value(json_object_get(status, "version"));
+    if (version == NULL)
+        return;
+    char format[32] = "";
+    const json_t *sf = json_object_get(status, "store_format");
+    if (json_is_integer(sf))
+        snprintf(format, sizeof(format), "%" JSON_INTEGER_FORMAT, json_integer_value(sf));
+    struct label l[] = {{"version", version}, {"store_format", format}};
+    sample_text(b, &f, "", l, ARRAY_LEN(l), "1");
+}
+
 /* One family with one sample per peer, read from the peer object's field. */
 static void render_peer_field(struct mbuf *b, const json_t *peers, const char *field,
                               const char *name, const char *type, const char *help)
@@ -330,9 +347,25 @@ static void render_peers(struct mbuf *b, const json_t *status)
     }
     render_peer_field(b, peers, "revoked", "trialsync_peer_revoked", "gauge",
                       "1 when the peer's membership is revoked.");
-    /* last_seen_age_s is null for a peer never seen: no sample, not a fake age. */
+    /* last_seen is null for a peer never seen: no sample, not a fake time. */
+    struct family seen = {"trialsync_peer_last_seen_timestamp_seconds", "gauge",
+                          "When the peer was last heard from (Unix time).", false};
+    json_array_foreach(peers, i, p) {
+        const char *id = json_string_value(json_object_get(p, "id"));
+        const char *at = json_string_value(json_object_get(p, "last_seen"));
+        double t;
+        if (id == NULL || at == NULL || !parse_iso_seconds(at, &t))
+            continue;
+        char v[64];
+        format_double(t, v, sizeof(v));
+        struct label l[] = {{"peer", id}};
+        sample_text(b, &seen, "", l, ARRAY_LEN(l), v);
+    }
     render_peer_field(b, peers, "last_seen_age_s", "trialsync_peer_last_seen_age_seconds",
-                      "gauge", "Seconds since the peer was last heard from.");
+                      "gauge",
+                      "Deprecated, removed in the next release: use time() - "
+                      "trialsync_peer_last_seen_timestamp_seconds. Seconds since the peer was "
+                      "last heard from.");
 
     static const struct {
         const char *field, *lane, *direction;
@@ -508,6 +541,33 @@ static void render_node_totals(struct mbuf *b, const json_t *status)
                  "counter", "Writes refused because free disk was below the threshold.");
     sample_field(b, status, "uptime_s", "trialsync_uptime_seconds", "gauge",
                  "Seconds since the node started.");
+    const json_t *started_ms = json_object_get(status, "started_at_ms");
+    if (json_is_integer(started_ms)) {
+        struct family f = {"trialsync_start_time_seconds", "gauge",
+                           "When the node started (Unix time); counters restart then.", false};
+        json_t *secs = json_real((double)json_integer_value(started_ms) / 1000.0);
+        sample_json(b, &f, NULL, 0, secs);
+        json_decref(secs);
+    }
+}
+
+/* The standard process_* families of the Prometheus client libraries, from
+ * the status's "process" object (read from /proc by the API, procstat.h). */
+static void render_process(struct mbuf *b, const json_t *status)
+{
+    const json_t *proc = json_object_get(status, "process");
+    if (!json_is_object(proc))
+        return;
+    sample_field(b, proc, "cpu_seconds", "process_cpu_seconds_total", "counter",
+                 "Total user and system CPU time spent in seconds.");
+    sample_field(b, proc, "open_fds", "process_open_fds", "gauge",
+                 "Number of open file descriptors.");
+    sample_field(b, proc, "max_fds", "process_max_fds", "gauge",
+                 "Maximum number of open file descriptors.");
+    sample_field(b, proc, "resident_bytes", "process_resident_memory_bytes", "gauge",
+                 "Resident memory size in bytes.");
+    sample_field(b, proc, "start_time_s", "process_start_time_seconds", "gauge",
+                 "Start time of the process since unix epoch in seconds.");
 }
 
 /* The certificates' notAfter, for renewal alerts (docs/operations.md). */
@@ -596,6 +656,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
 
     struct mbuf b = {0};
     render_info(&b, status);
+    render_build_info(&b, status);
     render_peers(&b, status);
     render_handshake_failures(&b, status);
     render_sae_totals(&b, status);
@@ -605,6 +666,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     render_node_totals(&b, status);
     render_cert_expiry(&b, status);
     render_commit_histogram(&b, status);
+    render_process(&b, status);
     buf_append(&b, "", 0);  /* an empty exposition is still a valid, allocated string */
     if (b.err != 0) {
         free(b.data);

@@ -10,9 +10,11 @@
  *
  * Families (types in brackets; counters end in _total, units are base units):
  *   trialsync_info{node,role,trial}                                  [gauge, 1]
+ *   trialsync_build_info{version,store_format}                       [gauge, 1]
  *   trialsync_peer_connected{peer,role}                               [gauge 0/1]
  *   trialsync_peer_revoked{peer}                                      [gauge 0/1]
- *   trialsync_peer_last_seen_age_seconds{peer}       (never seen: no sample)
+ *   trialsync_peer_last_seen_timestamp_seconds{peer} (never seen: no sample)
+ *   trialsync_peer_last_seen_age_seconds{peer}   deprecated, the same as an age
  *   trialsync_peer_behind_entries{peer,lane,direction}  lane safety|bulk,
  *                                                     direction send|receive
  *   trialsync_peer_sent_bytes_total{peer}, ..._received_bytes_total,
@@ -27,7 +29,8 @@
  *       `... - time() < 6*3600`)                                      [gauge]
  *   trialsync_conflicts_open, trialsync_store_size_bytes,
  *   trialsync_disk_free_bytes, trialsync_entries, trialsync_records,
- *   trialsync_accepting_writes (0/1), trialsync_uptime_seconds        [gauges]
+ *   trialsync_accepting_writes (0/1), trialsync_uptime_seconds,
+ *   trialsync_start_time_seconds (Unix time)                          [gauges]
  *   trialsync_writes_refused_disk_total                               [counter]
  *   trialsync_commit_duration_seconds                                 [histogram]
  *       _bucket{le} cumulative, le="+Inf" last, then _sum and _count; the
@@ -35,6 +38,10 @@
  *       being the overflow); _count is their sum, so it always equals the
  *       +Inf bucket.  A histogram whose bounds are not strictly increasing or
  *       whose counts do not number bounds + 1 is left out.
+ *   process_cpu_seconds_total [counter], process_open_fds, process_max_fds,
+ *   process_resident_memory_bytes, process_start_time_seconds       [gauges]
+ *       the client libraries' standard families, from the status's
+ *       "process" object (the API reads /proc; the renderer stays pure).
  */
 #ifndef TS_METRICS_H
 #define TS_METRICS_H

@@ -1870,6 +1870,105 @@ static int site_conflict_cb(void *ctx, const char *type, const char *id, const c
     return 0;
 }
 
+/*
+ * One row of the status's "peers": what this node knows of peer p.  sum is
+ * the node's SAE summary; conflict_counts maps a site id to its open
+ * conflicts.  Returns a new reference.
+ */
+static json_t *peer_status_row(struct peer_mgr *m, const struct peer_info *p,
+                               const struct safety_summary *sum, const json_t *conflict_counts)
+{
+    struct session *s = p->session;
+    uint64_t behind_send[LANE_COUNT] = {0}, behind_recv[LANE_COUNT] = {0};
+    if (s != NULL && s->state == SESSION_STATE_STREAMING) {
+        for (size_t c = 0; c < m->chains_count; c++) {
+            const struct chain *ch = &m->chains[c];
+            if (ch->head > s->acked[c] && send_rule(s, ch) != SEND_NONE)
+                behind_send[ch->lane] += ch->head - s->acked[c];
+            if (s->advertised[c] > ch->head && recv_allowed(s, ch))
+                behind_recv[ch->lane] += s->advertised[c] - ch->head;
+        }
+    }
+    char seen[40];
+    if (p->last_seen_ms != 0)
+        api_format_time(p->last_seen_ms, seen, sizeof(seen));
+    uint64_t now = m->node->wall_ms();
+    /* SAEs in flight on this link: at a hub, the site's safety entries
+     * not yet here; at a site, its SAEs no hub has acknowledged. */
+    uint64_t saes = behind_recv[LANE_SAFETY];
+    if (m->node->cfg.role == PKI_ROLE_SITE && p->role == PKI_ROLE_HUB)
+        saes = sum->in_flight;
+    json_t *row = json_pack(
+        "{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "id", p->id, "role",
+        pki_role_name(p->role), "connected", p->connected,
+        "last_seen", p->last_seen_ms != 0 ? json_string(seen) : json_null(),
+        "behind_send_safety", (json_int_t)behind_send[LANE_SAFETY], "behind_send_bulk",
+        (json_int_t)behind_send[LANE_BULK], "behind_recv_safety",
+        (json_int_t)behind_recv[LANE_SAFETY], "behind_recv_bulk",
+        (json_int_t)behind_recv[LANE_BULK], "entries_sent", (json_int_t)p->entries_sent,
+        "entries_received", (json_int_t)p->entries_received, "bytes_sent",
+        (json_int_t)p->bytes_sent, "bytes_received", (json_int_t)p->bytes_received,
+        "batches_refused", (json_int_t)p->batches_refused, "revoked",
+        p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
+    json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
+    /* The site's name from its member record: null when it has none. */
+    char name[PEER_NAME_BYTES_MAX];
+    member_name(m, p->id, name, sizeof(name));
+    json_object_set_new(row, "name", name[0] != '\0' ? json_string(name) : json_null());
+    json_t *refused = json_object();
+    for (size_t r = 0; r < ADMIT_RULES_COUNT; r++) {
+        if (p->entries_refused[r] > 0)
+            json_object_set_new(refused, admit_rule_names[r],
+                                json_integer((json_int_t)p->entries_refused[r]));
+    }
+    json_object_set_new(row, "entries_refused", refused);
+    json_object_set_new(row, "batches_held", json_integer((json_int_t)p->batches_held));
+    json_object_set_new(row, "clock_offset_ms",
+                        p->clock_known ? json_integer((json_int_t)p->clock_offset_ms)
+                                       : json_null());
+    /* Conflicts on the site's records (at a site, on its own: the hub row). */
+    const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
+    json_object_set_new(row, "conflicts",
+                        json_integer(json_integer_value(json_object_get(conflict_counts, key))));
+    json_object_set_new(row, "last_seen_age_s",
+                        p->last_seen_ms != 0 && now >= p->last_seen_ms
+                            ? json_integer((json_int_t)((now - p->last_seen_ms) / 1000))
+                            : json_null());
+    return row;
+}
+
+/*
+ * A hub this node dials (an outlink) is in the peers before its first
+ * handshake, so a restarted site exports its hub-link series (connected 0)
+ * at once and "hub link down" can fire.  Until a handshake names the hub
+ * its "host:port" stands for its id, one row per configured address, marked
+ * "id_pending"; after it, the hub's own row replaces them.
+ */
+static void status_add_pending_hubs(struct peer_mgr *m, json_t *peers,
+                                    const struct safety_summary *sum,
+                                    const json_t *conflict_counts)
+{
+    for (int l = 0; l < m->links_count; l++) {
+        const struct outlink *link = &m->links[l];
+        if (link->peer_id[0] != '\0')
+            continue;
+        for (int a = 0; a < link->addrs_count; a++) {
+            /* A host name may be longer than an id: the row's id is replaced. */
+            char addr[sizeof(link->addrs[a].host) + 8];
+            bool v6 = strchr(link->addrs[a].host, ':') != NULL;
+            snprintf(addr, sizeof(addr), "%s%s%s:%u", v6 ? "[" : "", link->addrs[a].host,
+                     v6 ? "]" : "", (unsigned)link->addrs[a].port);
+            struct peer_info pending;
+            memset(&pending, 0, sizeof(pending));
+            pending.role = PKI_ROLE_HUB;
+            json_t *row = peer_status_row(m, &pending, sum, conflict_counts);
+            json_object_set_new(row, "id", json_string(addr));
+            json_object_set_new(row, "id_pending", json_true());
+            json_array_append_new(peers, row);
+        }
+    }
+}
+
 static void status_extend(void *ctx, json_t *status)
 {
     struct peer_mgr *m = ctx;
@@ -1885,66 +1984,9 @@ static void status_extend(void *ctx, json_t *status)
         store_records(m->node->store, MEMBER_TYPE, member_cb, m);  /* every site, even offline */
     struct site_conflicts sc = {.counts = json_object()};
     store_conflicts(m->node->store, site_conflict_cb, &sc);
-    for (size_t i = 0; i < m->infos_count; i++) {
-        struct peer_info *p = &m->infos[i];
-        struct session *s = p->session;
-        uint64_t behind_send[LANE_COUNT] = {0}, behind_recv[LANE_COUNT] = {0};
-        if (s != NULL && s->state == SESSION_STATE_STREAMING) {
-            for (size_t c = 0; c < m->chains_count; c++) {
-                const struct chain *ch = &m->chains[c];
-                if (ch->head > s->acked[c] && send_rule(s, ch) != SEND_NONE)
-                    behind_send[ch->lane] += ch->head - s->acked[c];
-                if (s->advertised[c] > ch->head && recv_allowed(s, ch))
-                    behind_recv[ch->lane] += s->advertised[c] - ch->head;
-            }
-        }
-        char seen[40];
-        if (p->last_seen_ms != 0)
-            api_format_time(p->last_seen_ms, seen, sizeof(seen));
-        uint64_t now = m->node->wall_ms();
-        /* SAEs in flight on this link: at a hub, the site's safety entries
-         * not yet here; at a site, its SAEs no hub has acknowledged. */
-        uint64_t saes = behind_recv[LANE_SAFETY];
-        if (m->node->cfg.role == PKI_ROLE_SITE && p->role == PKI_ROLE_HUB)
-            saes = sum.in_flight;
-        json_t *row = json_pack(
-            "{s:s,s:s,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "id", p->id, "role",
-            pki_role_name(p->role), "connected", p->connected,
-            "last_seen", p->last_seen_ms != 0 ? json_string(seen) : json_null(),
-            "behind_send_safety", (json_int_t)behind_send[LANE_SAFETY], "behind_send_bulk",
-            (json_int_t)behind_send[LANE_BULK], "behind_recv_safety",
-            (json_int_t)behind_recv[LANE_SAFETY], "behind_recv_bulk",
-            (json_int_t)behind_recv[LANE_BULK], "entries_sent", (json_int_t)p->entries_sent,
-            "entries_received", (json_int_t)p->entries_received, "bytes_sent",
-            (json_int_t)p->bytes_sent, "bytes_received", (json_int_t)p->bytes_received,
-            "batches_refused", (json_int_t)p->batches_refused, "revoked",
-            p->role == PKI_ROLE_SITE && member_revoked(m, p->id));
-        json_object_set_new(row, "saes_in_flight", json_integer((json_int_t)saes));
-        /* The site's name from its member record: null when it has none. */
-        char name[PEER_NAME_BYTES_MAX];
-        member_name(m, p->id, name, sizeof(name));
-        json_object_set_new(row, "name", name[0] != '\0' ? json_string(name) : json_null());
-        json_t *refused = json_object();
-        for (size_t r = 0; r < ADMIT_RULES_COUNT; r++) {
-            if (p->entries_refused[r] > 0)
-                json_object_set_new(refused, admit_rule_names[r],
-                                    json_integer((json_int_t)p->entries_refused[r]));
-        }
-        json_object_set_new(row, "entries_refused", refused);
-        json_object_set_new(row, "batches_held", json_integer((json_int_t)p->batches_held));
-        json_object_set_new(row, "clock_offset_ms",
-                            p->clock_known ? json_integer((json_int_t)p->clock_offset_ms)
-                                           : json_null());
-        /* Conflicts on the site's records (at a site, on its own: the hub row). */
-        const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
-        json_object_set_new(row, "conflicts",
-                            json_integer(json_integer_value(json_object_get(sc.counts, key))));
-        json_object_set_new(row, "last_seen_age_s",
-                            p->last_seen_ms != 0 && now >= p->last_seen_ms
-                                ? json_integer((json_int_t)((now - p->last_seen_ms) / 1000))
-                                : json_null());
-        json_array_append_new(peers, row);
-    }
+    for (size_t i = 0; i < m->infos_count; i++)
+        json_array_append_new(peers, peer_status_row(m, &m->infos[i], &sum, sc.counts));
+    status_add_pending_hubs(m, peers, &sum, sc.counts);
     json_decref(sc.counts);
     json_t *fails = json_object();
     for (size_t i = 0; i < ARRAY_LEN(failure_reason_names); i++)

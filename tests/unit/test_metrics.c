@@ -36,6 +36,7 @@
 #include "../../node/peer.h"
 #include "../../node/pki.h"
 #include "../../proto/errors.h"
+#include "version.h"
 
 static json_t *parse(const char *text)
 {
@@ -236,6 +237,7 @@ static struct {
     time_t aware_s;            /* the SAE's awareness time, whole seconds */
     char failure[512];         /* the helper thread's first failure */
     json_t *hub_status, *hub_saes, *site_status, *site_saes;
+    json_t *site_status_after;  /* the site's, once it replicated to the hub */
     bool ran;
 } live;
 
@@ -527,6 +529,7 @@ static void live_script(void *arg)
         }
         live.hub_status = http_json(&live.hub, "GET", "/v1/status", NULL);
         live.hub_saes = http_json(&live.hub, "GET", "/v1/saes", NULL);
+        live.site_status_after = http_json(&live.site, "GET", "/v1/status", NULL);
     }
     live_command(LIVE_STOP);
 }
@@ -583,6 +586,7 @@ static void live_once(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(live.hub_saes);
     CU_ASSERT_PTR_NOT_NULL_FATAL(live.site_status);
     CU_ASSERT_PTR_NOT_NULL_FATAL(live.site_saes);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(live.site_status_after);
 }
 
 static void live_free(void)
@@ -591,6 +595,7 @@ static void live_free(void)
     json_decref(live.hub_saes);
     json_decref(live.site_status);
     json_decref(live.site_saes);
+    json_decref(live.site_status_after);
 }
 
 /* The value of key in obj as the metrics text prints it: integers exact,
@@ -645,6 +650,14 @@ static void test_metrics_hub_status_lines(void)
     assert_line(out, "trialsync_peer_revoked{peer=\"101\"} 0");
     assert_sample(out, "trialsync_peer_last_seen_age_seconds{peer=\"101\"}", p101,
                   "last_seen_age_s");
+    /* The timestamp is the row's last_seen, heard from during this test. */
+    const char *ts = strstr(out, "\ntrialsync_peer_last_seen_timestamp_seconds{peer=\"101\"} ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ts);
+    double seen_s = strtod(strchr(ts, '}') + 2, NULL);
+    CU_ASSERT(seen_s >= (double)live.aware_s - 1);
+    CU_ASSERT(seen_s <= (double)time(NULL) + 1);
+    assert_line(out, "# TYPE trialsync_peer_last_seen_timestamp_seconds gauge");
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "# HELP trialsync_peer_last_seen_age_seconds Deprecated"));
     assert_sample(out, "trialsync_peer_behind_entries{peer=\"101\",lane=\"safety\",direction=\"send\"}",
                   p101, "behind_send_safety");
     assert_sample(out, "trialsync_peer_behind_entries{peer=\"101\",lane=\"bulk\",direction=\"send\"}",
@@ -674,6 +687,7 @@ static void test_metrics_hub_status_lines(void)
     assert_sample(out, "trialsync_peer_batches_refused_total{peer=\"102\"}", p102,
                   "batches_refused");
     CU_ASSERT_PTR_NULL(strstr(out, "trialsync_peer_last_seen_age_seconds{peer=\"102\"}"));
+    CU_ASSERT_PTR_NULL(strstr(out, "trialsync_peer_last_seen_timestamp_seconds{peer=\"102\"}"));
     assert_no_line(out, "trialsync_peer_last_seen_age_seconds{peer=\"102\"} 0");
 
     /* Every handshake failure reason the node counts, each a sample. */
@@ -733,15 +747,46 @@ static void test_metrics_hub_status_lines(void)
     CU_ASSERT_PTR_NULL(strstr(out, "\ntrialsync_peer_entries_refused_total{"));
     assert_line(out, "trialsync_peer_batches_held_total{peer=\"101\"} 0");
 
-    /* 1 info + per peer (connected, revoked, 4 behind, 7 counters) + 101's age
-     * and clock offset + every failure reason + 4 sae + clock alarm + 8 node
-     * + the node's and the CA's certificate expiry + 11 buckets + sum + count +
-     * the hub's unacknowledged SAE deadlines. */
+    /* The build, the start time and the process, from the node's own status. */
+    char line[256];
+    snprintf(line, sizeof(line),
+             "trialsync_build_info{version=\"%s\",store_format=\"%s\"} 1", TS_VERSION,
+             field_text(s, "store_format"));
+    assert_line(out, line);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(s, "version")), TS_VERSION);
+    json_int_t started_ms = json_integer_value(json_object_get(s, "started_at_ms"));
+    CU_ASSERT(started_ms / 1000 >= (json_int_t)live.aware_s - 60);
+    CU_ASSERT(started_ms / 1000 <= (json_int_t)time(NULL));
+    const char *st = strstr(out, "\ntrialsync_start_time_seconds ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT(fabs(strtod(st + 30, NULL) - (double)started_ms / 1000.0) < 0.001);
+    const json_t *proc = json_object_get(s, "process");
+    CU_ASSERT_FATAL(json_is_object(proc));
+    CU_ASSERT(json_integer_value(json_object_get(proc, "resident_bytes")) > 1024 * 1024);
+    CU_ASSERT(json_integer_value(json_object_get(proc, "open_fds")) > 3);
+    CU_ASSERT(json_integer_value(json_object_get(proc, "max_fds")) >=
+              json_integer_value(json_object_get(proc, "open_fds")));
+    CU_ASSERT(json_real_value(json_object_get(proc, "cpu_seconds")) >= 0);
+    double proc_start = json_real_value(json_object_get(proc, "start_time_s"));
+    CU_ASSERT(proc_start <= (double)started_ms / 1000.0 + 1);  /* before the node opened */
+    CU_ASSERT(proc_start > (double)time(NULL) - 3600);
+    assert_line(out, "# TYPE process_cpu_seconds_total counter");
+    assert_sample(out, "process_resident_memory_bytes", proc, "resident_bytes");
+    assert_sample(out, "process_open_fds", proc, "open_fds");
+    assert_sample(out, "process_max_fds", proc, "max_fds");
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nprocess_cpu_seconds_total "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nprocess_start_time_seconds "));
+
+    /* 1 info + 1 build info + per peer (connected, revoked, 4 behind, 7
+     * counters) + 101's last seen timestamp, age and clock offset + every
+     * failure reason + 4 sae + clock alarm + 8 node + start time + the node's
+     * and the CA's certificate expiry + 11 buckets + sum + count + 5 process
+     * + the hub's unacknowledged SAE deadlines. */
     size_t peers = json_array_size(json_object_get(s, "peers"));
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
-    CU_ASSERT_EQUAL(check_well_formed(out), 1 + peers * 13 + 2 + json_object_size(fails) + 4 + 1 +
-                                                8 + 2 + 11 + 2 + deadlines);
+    CU_ASSERT_EQUAL(check_well_formed(out), 2 + peers * 13 + 3 + json_object_size(fails) + 4 + 1 +
+                                                8 + 1 + 2 + 11 + 2 + 5 + deadlines);
     /* The hub's own certificate, as the node read it at start: in the future. */
     const char *ce = strstr(out, "\ntrialsync_cert_expiry_timestamp_seconds{node=\"");
     CU_ASSERT_PTR_NOT_NULL(ce);
@@ -809,6 +854,47 @@ static void test_metrics_site_sae_deadline(void)
              (long long)live.aware_s + 24 * 3600);
     assert_line(out, line);
     check_well_formed(out);
+    free(out);
+}
+
+/* The site before its first connection (the hub not yet started): its
+ * configured hub is a peer already, labelled with its address, so the
+ * hub-link series exist at once; once the handshake names the hub, the
+ * hub's own row replaces it. */
+static void test_metrics_site_hub_link_before_first_connection(void)
+{
+    live_once();
+    char addr[64], line[256];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)live.hub_peer_port);
+    const json_t *pending = peer_row(live.site_status, addr);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pending);
+    CU_ASSERT(json_is_true(json_object_get(pending, "id_pending")));
+    CU_ASSERT(json_is_false(json_object_get(pending, "connected")));
+    CU_ASSERT(json_is_null(json_object_get(pending, "last_seen")));
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(pending, "role")), "hub");
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(live.site_status, "peers")), 1);
+    char *out = render(live.site_status, live.site_saes);
+    snprintf(line, sizeof(line), "trialsync_peer_connected{peer=\"%s\",role=\"hub\"} 0", addr);
+    assert_line(out, line);
+    /* Never seen: no last-seen sample, not a made-up one. */
+    CU_ASSERT_PTR_NULL(strstr(out, "trialsync_peer_last_seen"));
+    /* The SAE waits for this hub. */
+    snprintf(line, sizeof(line), "trialsync_peer_saes_in_flight{peer=\"%s\"} 1", addr);
+    assert_line(out, line);
+    check_well_formed(out);
+    free(out);
+
+    /* Connected: the hub by its id, the address row gone. */
+    const json_t *after = live.site_status_after;
+    CU_ASSERT_PTR_NULL(peer_row(after, addr));
+    const json_t *hub = peer_row(after, "hub1");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(hub);
+    CU_ASSERT(json_is_true(json_object_get(hub, "connected")));
+    CU_ASSERT_PTR_NULL(json_object_get(hub, "id_pending"));
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(after, "peers")), 1);
+    out = render(after, NULL);
+    assert_line(out, "trialsync_peer_connected{peer=\"hub1\",role=\"hub\"} 1");
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\ntrialsync_peer_last_seen_timestamp_seconds{peer=\"hub1\"} "));
     free(out);
 }
 
@@ -912,12 +998,16 @@ static void test_metrics_missing_fields_left_out(void)
     assert_line(out, "trialsync_peer_connected{peer=\"101\",role=\"\"} 1");
     CU_ASSERT_PTR_NULL(strstr(out, "peer=\"102\""));  /* a string is not a state */
     CU_ASSERT_PTR_NULL(strstr(out, "last_seen_age"));
+    /* last_seen alone (no age) still gives the timestamp. */
+    assert_line(out, "trialsync_peer_last_seen_timestamp_seconds{peer=\"101\"} 1767225600");
+    CU_ASSERT_PTR_NULL(strstr(out, "trialsync_build_info"));
+    CU_ASSERT_PTR_NULL(strstr(out, "process_"));
     CU_ASSERT_PTR_NULL(strstr(out, "behind_entries"));
     CU_ASSERT_PTR_NULL(strstr(out, "trialsync_sae"));
     CU_ASSERT_PTR_NULL(strstr(out, "handshake"));
     CU_ASSERT_PTR_NULL(strstr(out, "commit_duration"));
     CU_ASSERT_PTR_NULL(strstr(out, "trialsync_records"));
-    CU_ASSERT_EQUAL(check_well_formed(out), 3);
+    CU_ASSERT_EQUAL(check_well_formed(out), 4);
     free(out);
     json_decref(s);
 
@@ -1086,6 +1176,8 @@ int main(void)
         { "test_metrics_hub_status_lines", test_metrics_hub_status_lines },
         { "test_metrics_histogram_is_cumulative", test_metrics_histogram_is_cumulative },
         { "test_metrics_site_sae_deadline", test_metrics_site_sae_deadline },
+        { "test_metrics_site_hub_link_before_first_connection",
+          test_metrics_site_hub_link_before_first_connection },
         { "test_metrics_histogram_overflow_counts_in_inf", test_metrics_histogram_overflow_counts_in_inf },
         { "test_metrics_histogram_malformed_left_out", test_metrics_histogram_malformed_left_out },
         { "test_metrics_label_values_escaped", test_metrics_label_values_escaped },
