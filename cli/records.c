@@ -5,12 +5,14 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../node/config.h"
+#include "../node/schema.h"
 #include "cli.h"
 #include "client.h"
 
@@ -132,6 +134,51 @@ static void print_status_table(json_t *s)
     }
 }
 
+/* Record types `records TYPE` lists: those whose records belong to a site. */
+static bool listable_type(const char *name)
+{
+    const struct schema_type *t = schema_type_find(name);
+    return t != NULL && t->site_scoped;
+}
+
+/* "subject, visit, ae, query": the listable types, from the schema table. */
+static void listable_types(char *out, size_t cap)
+{
+    size_t count, len = 0;
+    const struct schema_type *types = schema_types(&count);
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        if (!types[i].site_scoped)
+            continue;
+        int n = snprintf(out + len, cap - len, "%s%s", len > 0 ? ", " : "", types[i].name);
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+}
+
+static const char *usage_verb;
+
+static void usage_of_verb(FILE *out)
+{
+    record_usage(usage_verb, out);
+}
+
+/* A usage error of verb: the message, then the verb's usage; returns 2. */
+static int usage_error(const char *verb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *verb, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    usage_verb = verb;
+    return cli_usage_error(verb, usage_of_verb, "%s", msg);
+}
+
 int cmd_record(const char *verb, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -148,8 +195,8 @@ int cmd_record(const char *verb, int argc, char **argv)
     int c;
 
     optind = 1;
-    /* '+' stops at the first positional; options after it are gathered below. */
-    while ((c = getopt_long(argc, argv, "+n:r:u:jh", opts, NULL)) != -1) {
+    /* Options and operands in any order: put --node N subject 101-0001 x=1 --reason R. */
+    while ((c = cli_getopt(argc, argv, opts, verb)) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'r': reason = optarg; break;
@@ -159,53 +206,31 @@ int cmd_record(const char *verb, int argc, char **argv)
         default: record_usage(verb, stderr); return 2;
         }
     }
-    /* Positionals and options may be mixed: gather the rest by hand. */
-    const char *pos[TS_WRITES_PER_ENTRY_MAX + 3];
-    size_t npos = 0;
-    for (int i = optind; i < argc; i++) {
-        const char *a = argv[i];
-        if ((strcmp(a, "--node") == 0 || strcmp(a, "--reason") == 0 || strcmp(a, "--user") == 0) &&
-            i + 1 < argc) {
-            const char *v = argv[++i];
-            if (a[2] == 'n')
-                node_dir = v;
-            else if (a[2] == 'r')
-                reason = v;
-            else
-                user = v;
-        } else if (strncmp(a, "--node=", 7) == 0) {
-            node_dir = a + 7;
-        } else if (strncmp(a, "--reason=", 9) == 0) {
-            reason = a + 9;
-        } else if (strncmp(a, "--user=", 7) == 0) {
-            user = a + 7;
-        } else if (strcmp(a, "--json") == 0) {
-            as_json = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            record_usage(verb, stdout);
-            return 0;
-        } else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "trialsync %s: unknown option %s\n", verb, a);
-            record_usage(verb, stderr);
-            return 2;
-        } else if (npos == sizeof(pos) / sizeof(pos[0])) {
-            return cli_fail("too many arguments (at most %d fields in one write)",
-                            TS_WRITES_PER_ENTRY_MAX);
-        } else {
-            pos[npos++] = a;
-        }
-    }
-    if (node_dir == NULL) {
-        fprintf(stderr, "trialsync %s: --node NODEDIR is required\n", verb);
-        record_usage(verb, stderr);
-        return 2;
-    }
+    const char *const *pos = (const char *const *)argv + optind;
+    size_t npos = (size_t)(argc - optind);
+    if (npos > TS_WRITES_PER_ENTRY_MAX + 2)
+        return cli_fail("too many arguments (at most %d fields in one write)",
+                        TS_WRITES_PER_ENTRY_MAX);
+    if (node_dir == NULL)
+        return usage_error(verb, "--node NODEDIR is required");
     bool needs_record = is_put || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0;
-    if ((needs_record && npos < 2) || (is_put && npos < 3) ||
-        (!needs_record && strcmp(verb, "records") != 0 && npos > 0) ||
-        (strcmp(verb, "records") == 0 && npos > 1) || (!is_put && needs_record && npos != 2)) {
-        record_usage(verb, stderr);
-        return 2;
+    bool is_records = strcmp(verb, "records") == 0;
+    if (needs_record && npos == 0)
+        return usage_error(verb, "TYPE and ID are required");
+    if (needs_record && npos == 1)
+        return usage_error(verb, "ID is required after TYPE '%s'", pos[0]);
+    if (is_put && npos == 2)
+        return usage_error(verb, "no fields given: write at least one field=value");
+    if (!is_put && needs_record && npos > 2)
+        return usage_error(verb, "unexpected argument '%s'", pos[2]);
+    if (is_records && npos > 1)
+        return usage_error(verb, "unexpected argument '%s'", pos[1]);
+    if (!needs_record && !is_records && npos > 0)
+        return usage_error(verb, "unexpected argument '%s'", pos[0]);
+    if (is_records && npos == 1 && !listable_type(pos[0])) {
+        char allowed[256];
+        listable_types(allowed, sizeof(allowed));
+        return cli_fail("unknown type '%s'; allowed: %s", pos[0], allowed);
     }
 
     static struct config cfg;
