@@ -2,6 +2,7 @@
  * records.c: the verbs that talk to a running node's API: put, get, history,
  * records, conflicts, status, digest.
  */
+#include <assert.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pwd.h>
@@ -46,12 +47,14 @@ static void record_usage(const char *verb, FILE *out)
                     ? "Prints the node's state digest: equal entries give equal digests."
                     : "Lists every field with more than one concurrent value (JSON).");
     else
-        fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID\n\n%s\n", verb,
+        fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID [--json]\n\n%s\n"
+                     "A table on a terminal; JSON (the API's answer) in a pipe or with --json.\n",
+                verb,
                 strcmp(verb, "get") == 0
                     ? "Prints the record's displayed values, and every value of a field in "
-                      "conflict (JSON)."
+                      "conflict."
                     : "Prints every version of every field: who, when, old and new value, "
-                      "why (JSON).");
+                      "why.");
 }
 
 static void default_user(char *out, size_t cap)
@@ -177,6 +180,180 @@ static int usage_error(const char *verb, const char *fmt, ...)
     va_end(ap);
     usage_verb = verb;
     return cli_usage_error(verb, usage_of_verb, "%s", msg);
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+/* A column is at most this many characters wide; longer text is cut with "~". */
+#define TABLE_CELL_CHARS_MAX 40
+
+/*
+ * The display width of UTF-8 text: its code points (continuation bytes do not
+ * count), so "Charité" is 7 wide, not 8 bytes.  East Asian wide characters are
+ * counted as one; clinical data in this trial is Latin script.
+ */
+static size_t display_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if ((*p & 0xC0) != 0x80)
+            w++;
+    }
+    return w;
+}
+
+/* The bytes of s's first chars code points. */
+static size_t prefix_bytes(const char *s, size_t chars)
+{
+    size_t i = 0, seen = 0;
+    while (s[i] != '\0') {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (seen == chars)
+                break;
+            seen++;
+        }
+        i++;
+    }
+    return i;
+}
+
+/* Prints s in a column width wide (padded with spaces, cut when longer). */
+static void print_cell(const char *s, size_t width, bool last)
+{
+    if (s == NULL)
+        s = "";
+    size_t w = display_width(s);
+    if (w > width) {
+        fwrite(s, 1, prefix_bytes(s, width - 1), stdout);
+        fputc('~', stdout);
+        w = width;
+    } else {
+        fputs(s, stdout);
+    }
+    if (last)
+        return;
+    for (; w < width + 2; w++)
+        fputc(' ', stdout);
+}
+
+/* A table of rows x cols cells (NULL is empty), columns sized to their text. */
+static void print_table(const char *const *head, const char **cells, size_t rows, size_t cols)
+{
+    size_t width[8] = {0};
+    assert(cols <= sizeof(width) / sizeof(width[0]));
+    for (size_t c = 0; c < cols; c++) {
+        width[c] = display_width(head[c]);
+        for (size_t r = 0; r < rows; r++) {
+            const char *v = cells[r * cols + c];
+            size_t w = v != NULL ? display_width(v) : 0;
+            if (w > width[c])
+                width[c] = w;
+        }
+        if (width[c] > TABLE_CELL_CHARS_MAX)
+            width[c] = TABLE_CELL_CHARS_MAX;
+    }
+    for (size_t c = 0; c < cols; c++)
+        print_cell(head[c], width[c], c + 1 == cols);
+    fputc('\n', stdout);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++)
+            print_cell(cells[r * cols + c], width[c], c + 1 == cols);
+        fputc('\n', stdout);
+    }
+}
+
+/* A field's value as text: a string, or an append-only list joined with " | ". */
+static char *value_text(json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (!json_is_array(v))
+        return strdup(json_is_null(v) ? "" : "?");
+    size_t cap = 1, i;
+    json_t *e;
+    json_array_foreach(v, i, e) cap += strlen(json_string_value(e) ? json_string_value(e) : "") + 3;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t len = 0;
+    json_array_foreach(v, i, e) {
+        const char *t = json_string_value(e) != NULL ? json_string_value(e) : "";
+        int n = snprintf(out + len, cap - len, "%s%s", i > 0 ? " | " : "", t);
+        assert(n >= 0 && (size_t)n < cap - len);
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* `get` on a terminal: one row per field; a conflict lists every value. */
+static int print_record_table(json_t *r)
+{
+    static const char *const head[] = {"FIELD", "VALUE", "CONFLICT"};
+    json_t *fields = json_object_get(r, "fields");
+    size_t rows = 0, cap = json_object_size(fields) + 1;
+    const char *key;
+    json_t *f;
+    json_object_foreach(fields, key, f) cap += json_array_size(json_object_get(f, "values"));
+    const char **cells = calloc(cap * 3, sizeof(*cells));
+    char **owned = calloc(cap, sizeof(*owned));
+    if (cells == NULL || owned == NULL) {
+        free(cells);
+        free(owned);
+        return cli_fail("out of memory");
+    }
+    printf("%s %s\n\n", json_string_value(json_object_get(r, "type")),
+           json_string_value(json_object_get(r, "id")));
+    json_object_foreach(fields, key, f) {
+        bool conflict = json_is_true(json_object_get(f, "conflict"));
+        owned[rows] = value_text(json_object_get(f, "value"));
+        cells[rows * 3] = key;
+        cells[rows * 3 + 1] = owned[rows];
+        cells[rows * 3 + 2] = conflict ? "CONFLICT" : NULL;
+        rows++;
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(f, "values"), i, v) {
+            char line[512];
+            snprintf(line, sizeof(line), "  %s (%s, %s)",
+                     json_string_value(json_object_get(v, "value")),
+                     json_string_value(json_object_get(v, "origin")),
+                     json_string_value(json_object_get(v, "time")));
+            owned[rows] = strdup(line);
+            cells[rows * 3 + 1] = owned[rows];
+            rows++;
+        }
+    }
+    print_table(head, cells, rows, 3);
+    for (size_t i = 0; i < rows; i++)
+        free(owned[i]);
+    free(owned);
+    free(cells);
+    return 0;
+}
+
+/* `history` on a terminal: one row per version, oldest first. */
+static int print_history_table(json_t *h)
+{
+    static const char *const head[] = {"TIME", "NODE", "USER", "FIELD", "OLD", "NEW", "REASON"};
+    static const char *const keys[] = {"entry_time", "node", "user", "field",
+                                       "old_value", "new_value", "reason"};
+    json_t *versions = json_object_get(h, "versions");
+    size_t rows = json_array_size(versions);
+    const char **cells = calloc(rows * 7 + 1, sizeof(*cells));
+    if (cells == NULL)
+        return cli_fail("out of memory");
+    size_t i;
+    json_t *v;
+    json_array_foreach(versions, i, v) {
+        for (size_t c = 0; c < 7; c++)
+            cells[i * 7 + c] = json_string_value(json_object_get(v, keys[c]));
+    }
+    printf("%s %s: %zu versions\n\n", json_string_value(json_object_get(h, "type")),
+           json_string_value(json_object_get(h, "id")), rows);
+    print_table(head, cells, rows, 7);
+    free(cells);
+    return 0;
 }
 
 int cmd_record(const char *verb, int argc, char **argv)
@@ -324,6 +501,20 @@ int cmd_record(const char *verb, int argc, char **argv)
         }
         printf("%s\n", d);
         json_decref(s);
+    } else if ((strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0) && !as_json &&
+               isatty(STDOUT_FILENO)) {
+        /* A person at a terminal reads a table; a pipe or --json gets the API's
+         * JSON unchanged, which scripts parse. */
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        if (s == NULL) {
+            client_response_release(&res);
+            return cli_fail("the node's answer is not JSON: %s", jerr.text);
+        }
+        int prc = strcmp(verb, "get") == 0 ? print_record_table(s) : print_history_table(s);
+        json_decref(s);
+        client_response_release(&res);
+        return prc;
     } else {
         fwrite(res.body, 1, res.len, stdout);
     }

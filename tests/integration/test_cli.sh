@@ -53,4 +53,34 @@ assert_eq 1 "$rc" "records of an unknown type fails"
 assert_eq "trialsync: unknown type 'patient'; allowed: subject, visit, ae, query" \
     "$(cat "$WORK/err")" "records of an unknown type names the types allowed"
 assert_eq 0 "$(record_count "$HUB" subject)" "records of a known type still answers"
+
+# ---- get / history: a table on a terminal, JSON in a pipe ---------------------
+need_cmd script util-linux
+"$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=F brthdtc=1961 --user "Charité" > /dev/null \
+    || fail "put 101-0001"
+"$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=M --user ops --reason "typo" > /dev/null \
+    || fail "put 101-0001 again"
+assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0001 | json .fields.sex.value)" \
+    "get in a pipe prints JSON"
+assert_eq 3 "$("$TRIALSYNC" history --node "$HUB" subject 101-0001 | json '.versions | length')" \
+    "history in a pipe prints JSON"
+# script(1) gives the command a terminal.
+on_tty() { script -qec "$(printf '%q ' "$@")" /dev/null | tr -d '\r'; }
+on_tty "$TRIALSYNC" get --node "$HUB" subject 101-0001 > "$WORK/get.tty"
+grep -q '^FIELD  *VALUE' "$WORK/get.tty" || fail "get on a terminal prints no table: $(cat "$WORK/get.tty")"
+grep -q '^sex  *M' "$WORK/get.tty" || fail "get's table lacks sex=M: $(cat "$WORK/get.tty")"
+ok "get on a terminal prints a table"
+on_tty "$TRIALSYNC" get --node "$HUB" subject 101-0001 --json | json .fields.sex.value > "$WORK/get.json"
+assert_eq M "$(cat "$WORK/get.json")" "get --json on a terminal prints JSON"
+on_tty "$TRIALSYNC" history --node "$HUB" subject 101-0001 > "$WORK/hist.tty"
+# The FIELD column starts at the same character on every row, "Charité" or not
+# (${#pre} counts characters in a UTF-8 locale).
+export LC_ALL=C.UTF-8
+cols=$(grep -E '^(TIME|20)' "$WORK/hist.tty" | while IFS= read -r line; do
+    for f in sex brthdtc FIELD; do
+        case "$line" in *" $f "*) pre=${line%%" $f "*}; echo "${#pre}"; break ;; esac
+    done
+done | sort -u)
+assert_eq 1 "$(echo "$cols" | wc -l)" "history's columns align by characters ('Charité' too): $(cat "$WORK/hist.tty")"
+
 done_checks
