@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
             "  saes --node NODEDIR                  serious adverse events, 24-hour clock (JSON)\n"
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
+            "  status --node NODEDIR --check [--offline-max-s N] [--late-saes]  for monitors\n"
             "  digest --node NODEDIR                the node's state digest\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
             "  backup --node NODEDIR --out PATH     verified copy of a node's store (node running or not)\n"

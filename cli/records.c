@@ -3,6 +3,7 @@
  * records, conflicts, status, digest.
  */
 #include <assert.h>
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pwd.h>
@@ -30,9 +31,16 @@ static void record_usage(const char *verb, FILE *out)
                 "  --user    who is writing (default: the login name)\n");
     else if (strcmp(verb, "status") == 0)
         fprintf(out,
-                "usage: trialsync status --node NODEDIR [--json]\n\n"
+                "usage: trialsync status --node NODEDIR [--json]\n"
+                "       trialsync status --node NODEDIR --check [--offline-max-s N] "
+                "[--late-saes]\n\n"
                 "Prints the node's state and one row per peer: connected, last seen,\n"
-                "entries behind per lane, SAEs in flight.  --json prints the API's object.\n");
+                "entries behind per lane, SAEs in flight.  --json prints the API's object.\n"
+                "--check   one line for a monitor (Nagios-style): \"OK: ...\" and exit 0, or\n"
+                "          \"WARNING: ...\" and exit 1 when a peer (not revoked) has been\n"
+                "          offline longer than --offline-max-s N seconds (default 3600; a\n"
+                "          peer never seen since the node started counts) or an SAE is late\n"
+                "--late-saes  check only for late SAEs, not connections\n");
     else if (strcmp(verb, "records") == 0)
         fprintf(out, "usage: trialsync records --node NODEDIR [TYPE]\n\n"
                      "Lists the records the node holds (JSON).\n");
@@ -180,6 +188,82 @@ static int usage_error(const char *verb, const char *fmt, ...)
     va_end(ap);
     usage_verb = verb;
     return cli_usage_error(verb, usage_of_verb, "%s", msg);
+}
+
+/* ---- status --check -------------------------------------------------------- */
+
+/* An hour offline is worth a look; a monitor that wants less passes --offline-max-s. */
+#define STATUS_OFFLINE_MAX_S_DEFAULT 3600
+/* The one-line summary names at most this many problems, then "and N more". */
+#define STATUS_CHECK_NAMED_MAX 5
+
+/* Adds one problem to the summary line (the first few by name). */
+static void check_note(char *line, size_t cap, size_t *problems, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void check_note(char *line, size_t cap, size_t *problems, const char *fmt, ...)
+{
+    (*problems)++;
+    if (*problems > STATUS_CHECK_NAMED_MAX)
+        return;
+    size_t len = strlen(line);
+    if (len > 0 && len + 2 < cap) {
+        memcpy(line + len, "; ", 3);
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * `status --check`: one line and an exit status for a monitor.  A peer that is
+ * not revoked and has been offline longer than offline_max_s (or never seen
+ * since the node started) is a problem, unless late_saes_only; so is a late SAE.
+ * Returns 0 ("OK: ...") or 1 ("WARNING: ...").
+ */
+static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
+{
+    char line[1024] = "";
+    size_t problems = 0, peers_total = 0, connected = 0, i;
+    json_t *p;
+    json_array_foreach(json_object_get(s, "peers"), i, p) {
+        if (json_is_true(json_object_get(p, "revoked")))
+            continue;
+        peers_total++;
+        if (json_is_true(json_object_get(p, "connected"))) {
+            connected++;
+            continue;
+        }
+        if (late_saes_only)
+            continue;
+        const char *id = json_string_value(json_object_get(p, "id"));
+        const char *role = json_string_value(json_object_get(p, "role"));
+        json_t *age = json_object_get(p, "last_seen_age_s");
+        if (!json_is_integer(age))
+            check_note(line, sizeof(line), &problems, "%s %s never connected",
+                       role != NULL ? role : "peer", id != NULL ? id : "?");
+        else if (json_integer_value(age) > offline_max_s)
+            check_note(line, sizeof(line), &problems, "%s %s offline for %lld s (max %lld)",
+                       role != NULL ? role : "peer", id != NULL ? id : "?",
+                       (long long)json_integer_value(age), offline_max_s);
+    }
+    long long late = json_integer_value(json_object_get(json_object_get(s, "sae"), "late"));
+    if (late > 0)
+        check_note(line, sizeof(line), &problems, "%lld SAE%s late (past 24 h)", late,
+                   late == 1 ? "" : "s");
+    const char *node = json_string_value(json_object_get(s, "node"));
+    if (problems == 0) {
+        printf("OK: node %s: %zu/%zu peers connected, no SAE late\n", node != NULL ? node : "?",
+               connected, peers_total);
+        return 0;
+    }
+    printf("WARNING: node %s: %s", node != NULL ? node : "?", line);
+    if (problems > STATUS_CHECK_NAMED_MAX)
+        printf("; and %zu more", problems - STATUS_CHECK_NAMED_MAX);
+    printf("\n");
+    return 1;
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -363,11 +447,16 @@ int cmd_record(const char *verb, int argc, char **argv)
         {"reason", required_argument, NULL, 'r'},
         {"user", required_argument, NULL, 'u'},
         {"json", no_argument, NULL, 'j'},
+        {"check", no_argument, NULL, 'c'},
+        {"offline-max-s", required_argument, NULL, 'o'},
+        {"late-saes", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *node_dir = NULL, *reason = NULL, *user = NULL;
-    bool as_json = false;
+    bool as_json = false, check = false, late_saes_only = false;
+    long long offline_max_s = STATUS_OFFLINE_MAX_S_DEFAULT;
+    const char *offline_arg = NULL;
     bool is_put = strcmp(verb, "put") == 0;
     int c;
 
@@ -379,6 +468,9 @@ int cmd_record(const char *verb, int argc, char **argv)
         case 'r': reason = optarg; break;
         case 'u': user = optarg; break;
         case 'j': as_json = true; break;
+        case 'c': check = true; break;
+        case 'o': offline_arg = optarg; break;
+        case 'l': late_saes_only = true; break;
         case 'h': record_usage(verb, stdout); return 0;
         default: record_usage(verb, stderr); return 2;
         }
@@ -390,6 +482,18 @@ int cmd_record(const char *verb, int argc, char **argv)
                         TS_WRITES_PER_ENTRY_MAX);
     if (node_dir == NULL)
         return usage_error(verb, "--node NODEDIR is required");
+    if ((check || offline_arg != NULL || late_saes_only) && strcmp(verb, "status") != 0)
+        return usage_error(verb, "--check, --offline-max-s and --late-saes go with status");
+    if ((offline_arg != NULL || late_saes_only) && !check)
+        return usage_error(verb, "--offline-max-s and --late-saes go with --check");
+    if (offline_arg != NULL) {
+        char *end;
+        errno = 0;
+        offline_max_s = strtoll(offline_arg, &end, 10);
+        if (errno != 0 || end == offline_arg || *end != '\0' || offline_max_s < 0)
+            return usage_error(verb, "--offline-max-s: '%s' is not a number of seconds (0 or "
+                               "more)", offline_arg);
+    }
     bool needs_record = is_put || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0;
     bool is_records = strcmp(verb, "records") == 0;
     if (needs_record && npos == 0)
@@ -480,6 +584,16 @@ int cmd_record(const char *verb, int argc, char **argv)
         print_api_error(&res);
         client_response_release(&res);
         return 1;
+    }
+    if (check) {
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        client_response_release(&res);
+        if (s == NULL)
+            return cli_fail("the node's status is not JSON: %s", jerr.text);
+        int crc = status_check(s, offline_max_s, late_saes_only);
+        json_decref(s);
+        return crc;
     }
     if (strcmp(verb, "status") == 0 && !as_json) {
         json_error_t jerr;

@@ -83,4 +83,24 @@ cols=$(grep -E '^(TIME|20)' "$WORK/hist.tty" | while IFS= read -r line; do
 done | sort -u)
 assert_eq 1 "$(echo "$cols" | wc -l)" "history's columns align by characters ('Charité' too): $(cat "$WORK/hist.tty")"
 
+# ---- status --check ----------------------------------------------------------
+check_rc() { local rc=0; "$TRIALSYNC" status --node "$HUB" --check "$@" > "$WORK/check" 2>&1 || rc=$?; echo "$rc"; }
+assert_eq 1 "$(check_rc)" "status --check fails while sites never connected"
+assert_contains "$(cat "$WORK/check")" "WARNING: node hub1: site 101 never connected" "and says which"
+assert_eq 1 "$(wc -l < "$WORK/check" | tr -d ' ')" "status --check prints one line"
+assert_eq 0 "$(check_rc --late-saes)" "status --check --late-saes ignores connections"
+"$TRIALSYNC" site revoke BOS1 --dir "$WORK/trial" --reason "test: never opened" > /dev/null 2>&1 \
+    || fail "site revoke BOS1"
+start_node s101 "$WORK/site-101"
+ok_check() { [ "$(check_rc)" = 0 ]; }
+wait_until 30 "status --check OK once site 101 connects (revoked BOS1 not counted)" ok_check
+assert_contains "$(cat "$WORK/check")" "OK: node hub1: 1/1 peers connected" "status --check says OK"
+stop_node s101
+offline_check() { [ "$(check_rc --offline-max-s 0)" = 1 ] && grep -q "site 101 offline for" "$WORK/check"; }
+wait_until 30 "status --check --offline-max-s 0 fails once site 101 is offline" offline_check
+ok "status --check names the offline site: $(cat "$WORK/check")"
+assert_eq 0 "$(check_rc --offline-max-s 3600)" "an offline site within --offline-max-s is OK"
+expect_usage "is not a number of seconds" status --node "$HUB" --check --offline-max-s soon
+expect_usage "go with --check" status --node "$HUB" --offline-max-s 5
+
 done_checks
