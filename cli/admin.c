@@ -30,7 +30,9 @@
 
 #include "../node/config.h"
 #include "../node/crypto.h"
+#include "../node/lex.h"
 #include "../node/pki.h"
+#include "../node/schema.h"
 #include "../node/validate.h"
 #include "cli.h"
 #include "client.h"
@@ -326,7 +328,7 @@ int cmd_init(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "init")) != -1) {
         switch (c) {
         case 't': trial = optarg; break;
         case 'd': dir = optarg; break;
@@ -346,10 +348,12 @@ int cmd_init(int argc, char **argv)
         default: init_usage(stderr); return 2;
         }
     }
-    if (trial == NULL || dir == NULL || optind != argc) {
-        init_usage(stderr);
-        return 2;
-    }
+    if (trial == NULL)
+        return cli_usage_error("init", init_usage, "--trial ID is required");
+    if (dir == NULL)
+        return cli_usage_error("init", init_usage, "--dir DIR is required");
+    if (optind != argc)
+        return cli_usage_error("init", init_usage, "unexpected argument '%s'", argv[optind]);
     /* A pass file alone would leave the user believing the CA key is encrypted. */
     if (pass_file != NULL && !encrypt)
         return cli_fail("init: --pass-file goes with --encrypt-ca; without it the CA key is "
@@ -691,6 +695,16 @@ static void site_usage(FILE *out)
             "        FILE's first line (FILE mode 0600); without it, asked on the terminal\n");
 }
 
+/*
+ * A site id is what a subject key's site part can be (schema_site_of_key):
+ * letters and digits only, "101" or "BOS1".  A '.', '_' or '-' would make a
+ * site whose subjects no key could name.
+ */
+static bool site_id_ok(const char *site)
+{
+    return schema_id_ok(site) && lex_all(site, strlen(site), lex_alnum);
+}
+
 static int site_add(const char *dir, const char *site, const char *out_dir, const char *name,
                     char hubs[][280], int hubs_count, unsigned api_port,
                     struct crypto_pass *ca_pass)
@@ -699,9 +713,10 @@ static int site_add(const char *dir, const char *site, const char *out_dir, cons
     if (trial_conf_load(dir, &t) != 0)
         return 1;
     int rc = 1;
-    if (!validate_id(site) || strchr(site, '-') != NULL) {
-        cli_fail("'%s' is not a valid site id (1-63 of A-Z a-z 0-9 . _; subject ids are "
-                 "<site>-<number>, so no '-')", site);
+    if (!site_id_ok(site)) {
+        cli_fail("'%s' is not a valid site id: 1-%d letters or digits (e.g. 101 or BOS1), "
+                 "because subject ids are <site>-<number> and their site part is only "
+                 "letters and digits", site, TS_ID_BYTES_MAX);
         goto out;
     }
     if (find_site(&t, site) != NULL) {
@@ -903,8 +918,13 @@ int cmd_site(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *action = argv[1];
+    char verb[64];
+    snprintf(verb, sizeof(verb), "site %.32s", action);
+    if (strcmp(action, "add") != 0 && strcmp(action, "revoke") != 0 &&
+        strcmp(action, "list") != 0 && strcmp(action, "renew") != 0)
+        return cli_usage_error("site", site_usage, "unknown action '%s'", action);
     optind = 2;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, verb)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'o': out_dir = optarg; break;
@@ -930,15 +950,16 @@ int cmd_site(int argc, char **argv)
         }
     }
     const char *site = optind < argc ? argv[optind] : NULL;
-    if (dir == NULL) {
-        fprintf(stderr, "trialsync site %s: --dir DIR is required\n", action);
-        return 2;
-    }
+    if (dir == NULL)
+        return cli_usage_error(verb, site_usage, "--dir DIR is required");
+    if (strcmp(action, "list") != 0 && site == NULL)
+        return cli_usage_error(verb, site_usage, "which site? (SITE is required)");
+    if (optind + (site != NULL && strcmp(action, "list") != 0 ? 1 : 0) != argc)
+        return cli_usage_error(verb, site_usage, "unexpected argument '%s'",
+                               argv[argc - 1]);
     if (strcmp(action, "add") == 0) {
-        if (site == NULL || out_dir == NULL || optind + 1 != argc) {
-            site_usage(stderr);
-            return 2;
-        }
+        if (out_dir == NULL)
+            return cli_usage_error(verb, site_usage, "--out SITEDIR is required");
         struct crypto_pass pass;
         crypto_pass_init(&pass, pass_file, true);
         int rc = site_add(dir, site, out_dir, name, hubs, hubs_count, api_port, &pass);
@@ -946,10 +967,6 @@ int cmd_site(int argc, char **argv)
         return rc;
     }
     if (strcmp(action, "revoke") == 0) {
-        if (site == NULL || optind + 1 != argc) {
-            site_usage(stderr);
-            return 2;
-        }
         if (reason == NULL || reason[0] == '\0')
             return cli_fail("site revoke: --reason TEXT is required (it goes in the audit trail)");
         struct crypto_pass pass;
@@ -958,18 +975,9 @@ int cmd_site(int argc, char **argv)
         crypto_pass_release(&pass);
         return rc;
     }
-    if (strcmp(action, "list") == 0) {
-        if (site != NULL) {
-            site_usage(stderr);
-            return 2;
-        }
+    if (strcmp(action, "list") == 0)
         return site_list(dir, as_json);
-    }
     if (strcmp(action, "renew") == 0) {
-        if (site == NULL || optind + 1 != argc) {
-            site_usage(stderr);
-            return 2;
-        }
         struct trial_conf t;
         if (trial_conf_load(dir, &t) != 0)
             return 1;
@@ -991,9 +999,7 @@ int cmd_site(int argc, char **argv)
         free(t.sites);
         return rc;
     }
-    fprintf(stderr, "trialsync site: unknown action '%s'\n", action);
-    site_usage(stderr);
-    return 2;
+    return cli_usage_error("site", site_usage, "unknown action '%s'", action);
 }
 
 /* ---- hub add ------------------------------------------------------------- */
@@ -1083,12 +1089,12 @@ int cmd_hub(int argc, char **argv)
     }
     const char *action = argv[1], *reason = NULL;
     if (strcmp(action, "add") != 0 && strcmp(action, "renew") != 0 &&
-        strcmp(action, "revoke") != 0) {
-        hub_usage(stderr);
-        return 2;
-    }
+        strcmp(action, "revoke") != 0)
+        return cli_usage_error("hub", hub_usage, "unknown action '%s'", action);
+    char verb[64];
+    snprintf(verb, sizeof(verb), "hub %s", action);
     optind = 2;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, verb)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'o': out_dir = optarg; break;
@@ -1107,17 +1113,16 @@ int cmd_hub(int argc, char **argv)
         default: hub_usage(stderr); return 2;
         }
     }
-    if (strcmp(action, "add") != 0) {
-        if (dir == NULL || optind + 1 != argc) {
-            hub_usage(stderr);
-            return 2;
-        }
+    if (dir == NULL)
+        return cli_usage_error(verb, hub_usage, "--dir DIR is required");
+    if (optind == argc)
+        return cli_usage_error(verb, hub_usage, "which hub? (HUB is required)");
+    if (optind + 1 != argc)
+        return cli_usage_error(verb, hub_usage, "unexpected argument '%s'", argv[optind + 1]);
+    if (strcmp(action, "add") != 0)
         return hub_renew_or_revoke(dir, action, argv[optind], out_dir, reason, pass_file);
-    }
-    if (dir == NULL || out_dir == NULL || optind + 1 != argc) {
-        hub_usage(stderr);
-        return 2;
-    }
+    if (out_dir == NULL)
+        return cli_usage_error(verb, hub_usage, "--out HUBDIR is required");
     const char *hub = argv[optind];
     if (!validate_id(hub))
         return cli_fail("'%s' is not a valid hub id (1-63 of A-Z a-z 0-9 . _ -)", hub);
@@ -1180,6 +1185,18 @@ out:
 
 /* ---- crl renew ------------------------------------------------------------ */
 
+static void crl_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n\n"
+            "Signs a fresh revocation list (valid 30 days) listing every revoked\n"
+            "certificate and records it through a hub (which must be running): it\n"
+            "replicates to every node, sites included, each of which puts it in force\n"
+            "when its CRL number is higher.  Run it monthly (cron).\n"
+            "--pass-file FILE: the passphrase of an encrypted CA key is FILE's first\n"
+            "line (mode 0600); without it, asked on the terminal (cron needs the file).\n");
+}
+
 int cmd_crl(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1190,31 +1207,27 @@ int cmd_crl(int argc, char **argv)
     };
     const char *dir = NULL, *pass_file = NULL;
     int c;
-    if (argc < 2 || strcmp(argv[1], "renew") != 0) {
-        bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-        fprintf(help ? stdout : stderr,
-                "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n\n"
-                "Signs a fresh revocation list (valid 30 days) listing every revoked\n"
-                "certificate and records it through a hub (which must be running): it\n"
-                "replicates to every node, sites included, each of which puts it in force\n"
-                "when its CRL number is higher.  Run it monthly (cron).\n"
-                "--pass-file FILE: the passphrase of an encrypted CA key is FILE's first\n"
-                "line (mode 0600); without it, asked on the terminal (cron needs the file).\n");
-        return help ? 0 : 2;
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        crl_usage(stdout);
+        return 0;
     }
+    if (argc < 2)
+        return cli_usage_error("crl", crl_usage, NULL);
+    if (strcmp(argv[1], "renew") != 0)
+        return cli_usage_error("crl", crl_usage, "unknown action '%s'", argv[1]);
     optind = 2;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'd')
-            dir = optarg;
-        else if (c == 'P')
-            pass_file = optarg;
-        else
-            return c == 'h' ? 0 : 2;
+    while ((c = cli_getopt(argc, argv, opts, "crl renew")) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'P': pass_file = optarg; break;
+        case 'h': crl_usage(stdout); return 0;
+        default: crl_usage(stderr); return 2;
+        }
     }
-    if (dir == NULL || optind != argc) {
-        fprintf(stderr, "usage: trialsync crl renew --dir DIR [--pass-file FILE]\n");
-        return 2;
-    }
+    if (dir == NULL)
+        return cli_usage_error("crl renew", crl_usage, "--dir DIR is required");
+    if (optind != argc)
+        return cli_usage_error("crl renew", crl_usage, "unexpected argument '%s'", argv[optind]);
     struct trial_conf t;
     if (trial_conf_load(dir, &t) != 0)
         return 1;

@@ -157,6 +157,16 @@ static int backup_offline(const struct config *cfg, const char *out)
     return 0;
 }
 
+static void backup_usage(FILE *out)
+{
+    fputs(BACKUP_USAGE, out);
+}
+
+static void restore_usage(FILE *out)
+{
+    fputs(RESTORE_USAGE, out);
+}
+
 int cmd_backup(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -168,18 +178,20 @@ int cmd_backup(int argc, char **argv)
     const char *node_dir = NULL, *out_arg = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "backup")) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'o': out_arg = optarg; break;
         case 'h': fputs(BACKUP_USAGE, stdout); return 0;
-        default: return 2;
+        default: fputs(BACKUP_USAGE, stderr); return 2;
         }
     }
-    if (node_dir == NULL || out_arg == NULL || optind != argc) {
-        fputs(BACKUP_USAGE, stderr);
-        return 2;
-    }
+    if (node_dir == NULL)
+        return cli_usage_error("backup", backup_usage, "--node NODEDIR is required");
+    if (out_arg == NULL)
+        return cli_usage_error("backup", backup_usage, "--out PATH is required");
+    if (optind != argc)
+        return cli_usage_error("backup", backup_usage, "unexpected argument '%s'", argv[optind]);
     static struct config cfg;
     struct ts_error err = {0};
     if (config_load_dir(node_dir, &cfg, &err) != 0)
@@ -350,19 +362,22 @@ int cmd_restore(int argc, char **argv)
     bool force = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "restore")) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'f': from = optarg; break;
         case 'F': force = true; break;
         case 'h': fputs(RESTORE_USAGE, stdout); return 0;
-        default: return 2;
+        default: fputs(RESTORE_USAGE, stderr); return 2;
         }
     }
-    if (node_dir == NULL || from == NULL || optind != argc) {
-        fputs(RESTORE_USAGE, stderr);
-        return 2;
-    }
+    if (node_dir == NULL)
+        return cli_usage_error("restore", restore_usage, "--node NODEDIR is required");
+    if (from == NULL)
+        return cli_usage_error("restore", restore_usage, "--from PATH is required");
+    if (optind != argc)
+        return cli_usage_error("restore", restore_usage, "unexpected argument '%s'",
+                               argv[optind]);
     static struct config cfg;
     struct ts_error err = {0};
     if (config_load_dir(node_dir, &cfg, &err) != 0)

@@ -11,6 +11,28 @@
 /* Prints "trialsync: <message>" on stderr; returns 1 (the exit status). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+struct option;
+
+/* What cli_getopt returns for a mistake it has already reported. */
+#define CLI_OPT_ERROR '?'
+
+/*
+ * getopt_long over argv for the verb named verb ("site add"), options and
+ * operands in any order, -h/--help as 'h'.  Returns the next option's val, -1
+ * at the end (operands from optind on), or CLI_OPT_ERROR after printing on
+ * stderr which option is unknown or which one needs a value; the caller then
+ * prints its usage and exits 2.  Set optind before the first call.
+ */
+int cli_getopt(int argc, char **argv, const struct option *opts, const char *verb);
+
+/*
+ * A usage error of verb: prints "trialsync VERB: <message>" when fmt is not
+ * NULL, then the verb's usage (when usage is not NULL), on stderr.  Returns 2,
+ * the exit status of a usage error.
+ */
+int cli_usage_error(const char *verb, void (*usage)(FILE *out), const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Writes a file with the given mode, refusing to replace one (O_EXCL). */
 int cli_write_file(const char *path, const char *content, int mode, bool exclusive);
 

@@ -1734,6 +1734,11 @@ static bool schema_fits(void)
     return true;
 }
 
+static void export_usage(FILE *out)
+{
+    fputs(EXPORT_USAGE, out);
+}
+
 int cmd_export(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1757,7 +1762,7 @@ int cmd_export(int argc, char **argv)
     x.since_ms = x.until_ms = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "export")) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'f': format = optarg; break;
@@ -1770,13 +1775,15 @@ int cmd_export(int argc, char **argv)
         case 'b': since = optarg; break;
         case 'e': until = optarg; break;
         case 'h': fputs(EXPORT_USAGE, stdout); return 0;
-        default: return 2;
+        default: fputs(EXPORT_USAGE, stderr); return 2;
         }
     }
-    if (node_dir == NULL || format == NULL || optind != argc) {
-        fputs(EXPORT_USAGE, stderr);
-        return 2;
-    }
+    if (node_dir == NULL)
+        return cli_usage_error("export", export_usage, "--node NODEDIR is required");
+    if (format == NULL)
+        return cli_usage_error("export", export_usage, "--format FORMAT is required");
+    if (optind != argc)
+        return cli_usage_error("export", export_usage, "unexpected argument '%s'", argv[optind]);
     if (strcmp(format, "odm") == 0)
         x.format = EXPORT_ODM;
     else if (strcmp(format, "sdtm-csv") == 0)

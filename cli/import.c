@@ -765,7 +765,7 @@ int cmd_import(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "n:f:u:r:dh", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "import")) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'f': format_name = optarg; break;
@@ -776,11 +776,13 @@ int cmd_import(int argc, char **argv)
         default: import_usage(stderr); return 2;
         }
     }
-    if (node_dir == NULL || optind + 1 != argc) {
-        fprintf(stderr, "trialsync import: --node NODEDIR and one FILE are required\n");
-        import_usage(stderr);
-        return 2;
-    }
+    if (node_dir == NULL)
+        return cli_usage_error("import", import_usage, "--node NODEDIR is required");
+    if (optind == argc)
+        return cli_usage_error("import", import_usage, "FILE is required");
+    if (optind + 1 != argc)
+        return cli_usage_error("import", import_usage, "one FILE only: unexpected argument "
+                               "'%s'", argv[optind + 1]);
     const char *path = argv[optind];
     enum import_format format;
     if (format_name == NULL)

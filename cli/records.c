@@ -2,15 +2,19 @@
  * records.c: the verbs that talk to a running node's API: put, get, history,
  * records, conflicts, status, digest.
  */
+#include <assert.h>
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../node/config.h"
+#include "../node/schema.h"
 #include "cli.h"
 #include "client.h"
 
@@ -27,9 +31,16 @@ static void record_usage(const char *verb, FILE *out)
                 "  --user    who is writing (default: the login name)\n");
     else if (strcmp(verb, "status") == 0)
         fprintf(out,
-                "usage: trialsync status --node NODEDIR [--json]\n\n"
+                "usage: trialsync status --node NODEDIR [--json]\n"
+                "       trialsync status --node NODEDIR --check [--offline-max-s N] "
+                "[--late-saes]\n\n"
                 "Prints the node's state and one row per peer: connected, last seen,\n"
-                "entries behind per lane, SAEs in flight.  --json prints the API's object.\n");
+                "entries behind per lane, SAEs in flight.  --json prints the API's object.\n"
+                "--check   one line for a monitor (Nagios-style): \"OK: ...\" and exit 0, or\n"
+                "          \"WARNING: ...\" and exit 1 when a peer (not revoked) has been\n"
+                "          offline longer than --offline-max-s N seconds (default 3600; a\n"
+                "          peer never seen since the node started counts) or an SAE is late\n"
+                "--late-saes  check only for late SAEs, not connections\n");
     else if (strcmp(verb, "records") == 0)
         fprintf(out, "usage: trialsync records --node NODEDIR [TYPE]\n\n"
                      "Lists the records the node holds (JSON).\n");
@@ -44,12 +55,14 @@ static void record_usage(const char *verb, FILE *out)
                     ? "Prints the node's state digest: equal entries give equal digests."
                     : "Lists every field with more than one concurrent value (JSON).");
     else
-        fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID\n\n%s\n", verb,
+        fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID [--json]\n\n%s\n"
+                     "A table on a terminal; JSON (the API's answer) in a pipe or with --json.\n",
+                verb,
                 strcmp(verb, "get") == 0
                     ? "Prints the record's displayed values, and every value of a field in "
-                      "conflict (JSON)."
+                      "conflict."
                     : "Prints every version of every field: who, when, old and new value, "
-                      "why (JSON).");
+                      "why.");
 }
 
 static void default_user(char *out, size_t cap)
@@ -132,6 +145,301 @@ static void print_status_table(json_t *s)
     }
 }
 
+/* Record types `records TYPE` lists: those whose records belong to a site. */
+static bool listable_type(const char *name)
+{
+    const struct schema_type *t = schema_type_find(name);
+    return t != NULL && t->site_scoped;
+}
+
+/* "subject, visit, ae, query": the listable types, from the schema table. */
+static void listable_types(char *out, size_t cap)
+{
+    size_t count, len = 0;
+    const struct schema_type *types = schema_types(&count);
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        if (!types[i].site_scoped)
+            continue;
+        int n = snprintf(out + len, cap - len, "%s%s", len > 0 ? ", " : "", types[i].name);
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+}
+
+static const char *usage_verb;
+
+static void usage_of_verb(FILE *out)
+{
+    record_usage(usage_verb, out);
+}
+
+/* A usage error of verb: the message, then the verb's usage; returns 2. */
+static int usage_error(const char *verb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *verb, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    usage_verb = verb;
+    return cli_usage_error(verb, usage_of_verb, "%s", msg);
+}
+
+/* ---- status --check -------------------------------------------------------- */
+
+/* An hour offline is worth a look; a monitor that wants less passes --offline-max-s. */
+#define STATUS_OFFLINE_MAX_S_DEFAULT 3600
+/* The one-line summary names at most this many problems, then "and N more". */
+#define STATUS_CHECK_NAMED_MAX 5
+
+/* Adds one problem to the summary line (the first few by name). */
+static void check_note(char *line, size_t cap, size_t *problems, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void check_note(char *line, size_t cap, size_t *problems, const char *fmt, ...)
+{
+    (*problems)++;
+    if (*problems > STATUS_CHECK_NAMED_MAX)
+        return;
+    size_t len = strlen(line);
+    if (len > 0 && len + 2 < cap) {
+        memcpy(line + len, "; ", 3);
+        len += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * `status --check`: one line and an exit status for a monitor.  A peer that is
+ * not revoked and has been offline longer than offline_max_s (or never seen
+ * since the node started) is a problem, unless late_saes_only; so is a late SAE.
+ * Returns 0 ("OK: ...") or 1 ("WARNING: ...").
+ */
+static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
+{
+    char line[1024] = "";
+    size_t problems = 0, peers_total = 0, connected = 0, i;
+    json_t *p;
+    json_array_foreach(json_object_get(s, "peers"), i, p) {
+        if (json_is_true(json_object_get(p, "revoked")))
+            continue;
+        peers_total++;
+        if (json_is_true(json_object_get(p, "connected"))) {
+            connected++;
+            continue;
+        }
+        if (late_saes_only)
+            continue;
+        const char *id = json_string_value(json_object_get(p, "id"));
+        const char *role = json_string_value(json_object_get(p, "role"));
+        json_t *age = json_object_get(p, "last_seen_age_s");
+        if (!json_is_integer(age))
+            check_note(line, sizeof(line), &problems, "%s %s never connected",
+                       role != NULL ? role : "peer", id != NULL ? id : "?");
+        else if (json_integer_value(age) > offline_max_s)
+            check_note(line, sizeof(line), &problems, "%s %s offline for %lld s (max %lld)",
+                       role != NULL ? role : "peer", id != NULL ? id : "?",
+                       (long long)json_integer_value(age), offline_max_s);
+    }
+    long long late = json_integer_value(json_object_get(json_object_get(s, "sae"), "late"));
+    if (late > 0)
+        check_note(line, sizeof(line), &problems, "%lld SAE%s late (past 24 h)", late,
+                   late == 1 ? "" : "s");
+    const char *node = json_string_value(json_object_get(s, "node"));
+    if (problems == 0) {
+        printf("OK: node %s: %zu/%zu peers connected, no SAE late\n", node != NULL ? node : "?",
+               connected, peers_total);
+        return 0;
+    }
+    printf("WARNING: node %s: %s", node != NULL ? node : "?", line);
+    if (problems > STATUS_CHECK_NAMED_MAX)
+        printf("; and %zu more", problems - STATUS_CHECK_NAMED_MAX);
+    printf("\n");
+    return 1;
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+/* A column is at most this many characters wide; longer text is cut with "~". */
+#define TABLE_CELL_CHARS_MAX 40
+
+/*
+ * The display width of UTF-8 text: its code points (continuation bytes do not
+ * count), so "Charité" is 7 wide, not 8 bytes.  East Asian wide characters are
+ * counted as one; clinical data in this trial is Latin script.
+ */
+static size_t display_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if ((*p & 0xC0) != 0x80)
+            w++;
+    }
+    return w;
+}
+
+/* The bytes of s's first chars code points. */
+static size_t prefix_bytes(const char *s, size_t chars)
+{
+    size_t i = 0, seen = 0;
+    while (s[i] != '\0') {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (seen == chars)
+                break;
+            seen++;
+        }
+        i++;
+    }
+    return i;
+}
+
+/* Prints s in a column width wide (padded with spaces, cut when longer). */
+static void print_cell(const char *s, size_t width, bool last)
+{
+    if (s == NULL)
+        s = "";
+    size_t w = display_width(s);
+    if (w > width) {
+        fwrite(s, 1, prefix_bytes(s, width - 1), stdout);
+        fputc('~', stdout);
+        w = width;
+    } else {
+        fputs(s, stdout);
+    }
+    if (last)
+        return;
+    for (; w < width + 2; w++)
+        fputc(' ', stdout);
+}
+
+/* A table of rows x cols cells (NULL is empty), columns sized to their text. */
+static void print_table(const char *const *head, const char **cells, size_t rows, size_t cols)
+{
+    size_t width[8] = {0};
+    assert(cols <= sizeof(width) / sizeof(width[0]));
+    for (size_t c = 0; c < cols; c++) {
+        width[c] = display_width(head[c]);
+        for (size_t r = 0; r < rows; r++) {
+            const char *v = cells[r * cols + c];
+            size_t w = v != NULL ? display_width(v) : 0;
+            if (w > width[c])
+                width[c] = w;
+        }
+        if (width[c] > TABLE_CELL_CHARS_MAX)
+            width[c] = TABLE_CELL_CHARS_MAX;
+    }
+    for (size_t c = 0; c < cols; c++)
+        print_cell(head[c], width[c], c + 1 == cols);
+    fputc('\n', stdout);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++)
+            print_cell(cells[r * cols + c], width[c], c + 1 == cols);
+        fputc('\n', stdout);
+    }
+}
+
+/* A field's value as text: a string, or an append-only list joined with " | ". */
+static char *value_text(json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (!json_is_array(v))
+        return strdup(json_is_null(v) ? "" : "?");
+    size_t cap = 1, i;
+    json_t *e;
+    json_array_foreach(v, i, e) cap += strlen(json_string_value(e) ? json_string_value(e) : "") + 3;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t len = 0;
+    json_array_foreach(v, i, e) {
+        const char *t = json_string_value(e) != NULL ? json_string_value(e) : "";
+        int n = snprintf(out + len, cap - len, "%s%s", i > 0 ? " | " : "", t);
+        assert(n >= 0 && (size_t)n < cap - len);
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* `get` on a terminal: one row per field; a conflict lists every value. */
+static int print_record_table(json_t *r)
+{
+    static const char *const head[] = {"FIELD", "VALUE", "CONFLICT"};
+    json_t *fields = json_object_get(r, "fields");
+    size_t rows = 0, cap = json_object_size(fields) + 1;
+    const char *key;
+    json_t *f;
+    json_object_foreach(fields, key, f) cap += json_array_size(json_object_get(f, "values"));
+    const char **cells = calloc(cap * 3, sizeof(*cells));
+    char **owned = calloc(cap, sizeof(*owned));
+    if (cells == NULL || owned == NULL) {
+        free(cells);
+        free(owned);
+        return cli_fail("out of memory");
+    }
+    printf("%s %s\n\n", json_string_value(json_object_get(r, "type")),
+           json_string_value(json_object_get(r, "id")));
+    json_object_foreach(fields, key, f) {
+        bool conflict = json_is_true(json_object_get(f, "conflict"));
+        owned[rows] = value_text(json_object_get(f, "value"));
+        cells[rows * 3] = key;
+        cells[rows * 3 + 1] = owned[rows];
+        cells[rows * 3 + 2] = conflict ? "CONFLICT" : NULL;
+        rows++;
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(f, "values"), i, v) {
+            char line[512];
+            snprintf(line, sizeof(line), "  %s (%s, %s)",
+                     json_string_value(json_object_get(v, "value")),
+                     json_string_value(json_object_get(v, "origin")),
+                     json_string_value(json_object_get(v, "time")));
+            owned[rows] = strdup(line);
+            cells[rows * 3 + 1] = owned[rows];
+            rows++;
+        }
+    }
+    print_table(head, cells, rows, 3);
+    for (size_t i = 0; i < rows; i++)
+        free(owned[i]);
+    free(owned);
+    free(cells);
+    return 0;
+}
+
+/* `history` on a terminal: one row per version, oldest first. */
+static int print_history_table(json_t *h)
+{
+    static const char *const head[] = {"TIME", "NODE", "USER", "FIELD", "OLD", "NEW", "REASON"};
+    static const char *const keys[] = {"entry_time", "node", "user", "field",
+                                       "old_value", "new_value", "reason"};
+    json_t *versions = json_object_get(h, "versions");
+    size_t rows = json_array_size(versions);
+    const char **cells = calloc(rows * 7 + 1, sizeof(*cells));
+    if (cells == NULL)
+        return cli_fail("out of memory");
+    size_t i;
+    json_t *v;
+    json_array_foreach(versions, i, v) {
+        for (size_t c = 0; c < 7; c++)
+            cells[i * 7 + c] = json_string_value(json_object_get(v, keys[c]));
+    }
+    printf("%s %s: %zu versions\n\n", json_string_value(json_object_get(h, "type")),
+           json_string_value(json_object_get(h, "id")), rows);
+    print_table(head, cells, rows, 7);
+    free(cells);
+    return 0;
+}
+
 int cmd_record(const char *verb, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -139,73 +447,71 @@ int cmd_record(const char *verb, int argc, char **argv)
         {"reason", required_argument, NULL, 'r'},
         {"user", required_argument, NULL, 'u'},
         {"json", no_argument, NULL, 'j'},
+        {"check", no_argument, NULL, 'c'},
+        {"offline-max-s", required_argument, NULL, 'o'},
+        {"late-saes", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *node_dir = NULL, *reason = NULL, *user = NULL;
-    bool as_json = false;
+    bool as_json = false, check = false, late_saes_only = false;
+    long long offline_max_s = STATUS_OFFLINE_MAX_S_DEFAULT;
+    const char *offline_arg = NULL;
     bool is_put = strcmp(verb, "put") == 0;
     int c;
 
     optind = 1;
-    /* '+' stops at the first positional; options after it are gathered below. */
-    while ((c = getopt_long(argc, argv, "+n:r:u:jh", opts, NULL)) != -1) {
+    /* Options and operands in any order: put --node N subject 101-0001 x=1 --reason R. */
+    while ((c = cli_getopt(argc, argv, opts, verb)) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'r': reason = optarg; break;
         case 'u': user = optarg; break;
         case 'j': as_json = true; break;
+        case 'c': check = true; break;
+        case 'o': offline_arg = optarg; break;
+        case 'l': late_saes_only = true; break;
         case 'h': record_usage(verb, stdout); return 0;
         default: record_usage(verb, stderr); return 2;
         }
     }
-    /* Positionals and options may be mixed: gather the rest by hand. */
-    const char *pos[TS_WRITES_PER_ENTRY_MAX + 3];
-    size_t npos = 0;
-    for (int i = optind; i < argc; i++) {
-        const char *a = argv[i];
-        if ((strcmp(a, "--node") == 0 || strcmp(a, "--reason") == 0 || strcmp(a, "--user") == 0) &&
-            i + 1 < argc) {
-            const char *v = argv[++i];
-            if (a[2] == 'n')
-                node_dir = v;
-            else if (a[2] == 'r')
-                reason = v;
-            else
-                user = v;
-        } else if (strncmp(a, "--node=", 7) == 0) {
-            node_dir = a + 7;
-        } else if (strncmp(a, "--reason=", 9) == 0) {
-            reason = a + 9;
-        } else if (strncmp(a, "--user=", 7) == 0) {
-            user = a + 7;
-        } else if (strcmp(a, "--json") == 0) {
-            as_json = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            record_usage(verb, stdout);
-            return 0;
-        } else if (strncmp(a, "--", 2) == 0) {
-            fprintf(stderr, "trialsync %s: unknown option %s\n", verb, a);
-            record_usage(verb, stderr);
-            return 2;
-        } else if (npos == sizeof(pos) / sizeof(pos[0])) {
-            return cli_fail("too many arguments (at most %d fields in one write)",
-                            TS_WRITES_PER_ENTRY_MAX);
-        } else {
-            pos[npos++] = a;
-        }
-    }
-    if (node_dir == NULL) {
-        fprintf(stderr, "trialsync %s: --node NODEDIR is required\n", verb);
-        record_usage(verb, stderr);
-        return 2;
+    const char *const *pos = (const char *const *)argv + optind;
+    size_t npos = (size_t)(argc - optind);
+    if (npos > TS_WRITES_PER_ENTRY_MAX + 2)
+        return cli_fail("too many arguments (at most %d fields in one write)",
+                        TS_WRITES_PER_ENTRY_MAX);
+    if (node_dir == NULL)
+        return usage_error(verb, "--node NODEDIR is required");
+    if ((check || offline_arg != NULL || late_saes_only) && strcmp(verb, "status") != 0)
+        return usage_error(verb, "--check, --offline-max-s and --late-saes go with status");
+    if ((offline_arg != NULL || late_saes_only) && !check)
+        return usage_error(verb, "--offline-max-s and --late-saes go with --check");
+    if (offline_arg != NULL) {
+        char *end;
+        errno = 0;
+        offline_max_s = strtoll(offline_arg, &end, 10);
+        if (errno != 0 || end == offline_arg || *end != '\0' || offline_max_s < 0)
+            return usage_error(verb, "--offline-max-s: '%s' is not a number of seconds (0 or "
+                               "more)", offline_arg);
     }
     bool needs_record = is_put || strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0;
-    if ((needs_record && npos < 2) || (is_put && npos < 3) ||
-        (!needs_record && strcmp(verb, "records") != 0 && npos > 0) ||
-        (strcmp(verb, "records") == 0 && npos > 1) || (!is_put && needs_record && npos != 2)) {
-        record_usage(verb, stderr);
-        return 2;
+    bool is_records = strcmp(verb, "records") == 0;
+    if (needs_record && npos == 0)
+        return usage_error(verb, "TYPE and ID are required");
+    if (needs_record && npos == 1)
+        return usage_error(verb, "ID is required after TYPE '%s'", pos[0]);
+    if (is_put && npos == 2)
+        return usage_error(verb, "no fields given: write at least one field=value");
+    if (!is_put && needs_record && npos > 2)
+        return usage_error(verb, "unexpected argument '%s'", pos[2]);
+    if (is_records && npos > 1)
+        return usage_error(verb, "unexpected argument '%s'", pos[1]);
+    if (!needs_record && !is_records && npos > 0)
+        return usage_error(verb, "unexpected argument '%s'", pos[0]);
+    if (is_records && npos == 1 && !listable_type(pos[0])) {
+        char allowed[256];
+        listable_types(allowed, sizeof(allowed));
+        return cli_fail("unknown type '%s'; allowed: %s", pos[0], allowed);
     }
 
     static struct config cfg;
@@ -279,6 +585,16 @@ int cmd_record(const char *verb, int argc, char **argv)
         client_response_release(&res);
         return 1;
     }
+    if (check) {
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        client_response_release(&res);
+        if (s == NULL)
+            return cli_fail("the node's status is not JSON: %s", jerr.text);
+        int crc = status_check(s, offline_max_s, late_saes_only);
+        json_decref(s);
+        return crc;
+    }
     if (strcmp(verb, "status") == 0 && !as_json) {
         json_error_t jerr;
         json_t *s = json_loads(res.body, 0, &jerr);
@@ -299,6 +615,20 @@ int cmd_record(const char *verb, int argc, char **argv)
         }
         printf("%s\n", d);
         json_decref(s);
+    } else if ((strcmp(verb, "get") == 0 || strcmp(verb, "history") == 0) && !as_json &&
+               isatty(STDOUT_FILENO)) {
+        /* A person at a terminal reads a table; a pipe or --json gets the API's
+         * JSON unchanged, which scripts parse. */
+        json_error_t jerr;
+        json_t *s = json_loads(res.body, 0, &jerr);
+        if (s == NULL) {
+            client_response_release(&res);
+            return cli_fail("the node's answer is not JSON: %s", jerr.text);
+        }
+        int prc = strcmp(verb, "get") == 0 ? print_record_table(s) : print_history_table(s);
+        json_decref(s);
+        client_response_release(&res);
+        return prc;
     } else {
         fwrite(res.body, 1, res.len, stdout);
     }

@@ -636,6 +636,11 @@ int cli_verify_store(const struct config *cfg, const char *dir, bool readonly,
     return rc;
 }
 
+static void verify_usage(FILE *out)
+{
+    fputs(VERIFY_USAGE, out);
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -647,18 +652,18 @@ int cmd_verify(int argc, char **argv)
     const char *node_dir = NULL, *peer_dir = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, "verify")) != -1) {
         switch (c) {
         case 'n': node_dir = optarg; break;
         case 'p': peer_dir = optarg; break;
         case 'h': fputs(VERIFY_USAGE, stdout); return 0;
-        default: return 2;
+        default: fputs(VERIFY_USAGE, stderr); return 2;
         }
     }
-    if (node_dir == NULL || optind != argc) {
-        fputs(VERIFY_USAGE, stderr);
-        return 2;
-    }
+    if (node_dir == NULL)
+        return cli_usage_error("verify", verify_usage, "--node NODEDIR is required");
+    if (optind != argc)
+        return cli_usage_error("verify", verify_usage, "unexpected argument '%s'", argv[optind]);
     static struct config cfg;
     struct ts_error err = {0};
     if (config_load_dir(node_dir, &cfg, &err) != 0)
