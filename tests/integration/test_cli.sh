@@ -55,7 +55,7 @@ assert_eq "trialsync: unknown type 'patient'; allowed: subject, visit, ae, query
 assert_eq 0 "$(record_count "$HUB" subject)" "records of a known type still answers"
 
 # ---- get / history: a table on a terminal, JSON in a pipe ---------------------
-need_cmd script util-linux
+need_cmd script bsdutils
 "$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=F brthdtc=1961 --user "Charité" > /dev/null \
     || fail "put 101-0001"
 "$TRIALSYNC" put --node "$HUB" subject 101-0001 sex=M --user ops --reason "typo" > /dev/null \
