@@ -881,9 +881,16 @@ static int site_list(const char *dir, bool as_json)
                                json_integer_value(json_object_get(row, "behind_recv_bulk"));
             long long to_send = json_integer_value(json_object_get(row, "behind_send_safety")) +
                                 json_integer_value(json_object_get(row, "behind_send_bulk"));
-            printf("%-10s %-24.24s %-8s %-10s %-24s %10lld %10lld\n",
-                   json_string_value(json_object_get(row, "id")),
-                   json_string_value(json_object_get(row, "name")),
+            /* The name column is padded by characters, not bytes, so a
+             * name like "Charité" keeps its row aligned. */
+            const char *name = json_string_value(json_object_get(row, "name"));
+            if (name == NULL)
+                name = "";
+            int name_bytes = (int)cli_prefix_bytes(name, 24);
+            size_t name_width = cli_display_width(name);
+            int pad = name_width < 24 ? (int)(24 - name_width) : 0;
+            printf("%-10s %.*s%*s %-8s %-10s %-24s %10lld %10lld\n",
+                   json_string_value(json_object_get(row, "id")), name_bytes, name, pad, "",
                    json_string_value(json_object_get(row, "status")),
                    conn == NULL ? "?" : json_is_true(conn) ? "yes" : "no",
                    json_is_string(seen) ? json_string_value(seen) : (status ? "never" : "?"),

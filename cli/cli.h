@@ -81,4 +81,9 @@ int cmd_export(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 
+/* The display width of UTF-8 text: its code points ("Charité" is 7). */
+size_t cli_display_width(const char *s);
+/* The bytes of s's first chars code points. */
+size_t cli_prefix_bytes(const char *s, size_t chars);
+
 #endif

@@ -276,7 +276,7 @@ static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
  * count), so "Charité" is 7 wide, not 8 bytes.  East Asian wide characters are
  * counted as one; clinical data in this trial is Latin script.
  */
-static size_t display_width(const char *s)
+size_t cli_display_width(const char *s)
 {
     size_t w = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -287,7 +287,7 @@ static size_t display_width(const char *s)
 }
 
 /* The bytes of s's first chars code points. */
-static size_t prefix_bytes(const char *s, size_t chars)
+size_t cli_prefix_bytes(const char *s, size_t chars)
 {
     size_t i = 0, seen = 0;
     while (s[i] != '\0') {
@@ -306,9 +306,9 @@ static void print_cell(const char *s, size_t width, bool last)
 {
     if (s == NULL)
         s = "";
-    size_t w = display_width(s);
+    size_t w = cli_display_width(s);
     if (w > width) {
-        fwrite(s, 1, prefix_bytes(s, width - 1), stdout);
+        fwrite(s, 1, cli_prefix_bytes(s, width - 1), stdout);
         fputc('~', stdout);
         w = width;
     } else {
@@ -326,10 +326,10 @@ static void print_table(const char *const *head, const char **cells, size_t rows
     size_t width[8] = {0};
     assert(cols <= sizeof(width) / sizeof(width[0]));
     for (size_t c = 0; c < cols; c++) {
-        width[c] = display_width(head[c]);
+        width[c] = cli_display_width(head[c]);
         for (size_t r = 0; r < rows; r++) {
             const char *v = cells[r * cols + c];
-            size_t w = v != NULL ? display_width(v) : 0;
+            size_t w = v != NULL ? cli_display_width(v) : 0;
             if (w > width[c])
                 width[c] = w;
         }

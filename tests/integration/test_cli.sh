@@ -46,6 +46,19 @@ start_node hub "$HUB"
 add_site 101
 add_site BOS1
 assert_contains "$("$TRIALSYNC" site list --dir "$WORK/trial")" "BOS1" "a site id of letters and digits is accepted"
+"$TRIALSYNC" site add 102 --dir "$WORK/trial" --out "$WORK/site-102" --api-port "$(free_port)" \
+    --name "Charité, Berlin" > /dev/null 2>&1 || fail "site add 102"
+# site list's STATUS column starts at the same character on every row, a name
+# with non-ASCII letters or not.
+"$TRIALSYNC" site list --dir "$WORK/trial" > "$WORK/sites.txt" || fail "site list"
+cols=$(grep -E '^(101|102|BOS1) ' "$WORK/sites.txt" \
+    | LC_ALL=C.UTF-8 bash -c 'while IFS= read -r line; do
+        prefix=${line%%active*}
+        echo "${#prefix}"
+    done' | sort -u)
+assert_eq 1 "$(echo "$cols" | wc -l)" "site list's columns align by characters ('Charité' too): $(cat "$WORK/sites.txt")"
+"$TRIALSYNC" site revoke 102 --dir "$WORK/trial" --reason "only here for its name" > /dev/null \
+    || fail "site revoke 102"
 
 rc=0
 "$TRIALSYNC" records --node "$HUB" patient > "$WORK/out" 2> "$WORK/err" || rc=$?
