@@ -1077,6 +1077,74 @@ out:
     return rc;
 }
 
+/* ---- admin revoke ---------------------------------------------------------- */
+
+static void admin_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync admin revoke --dir DIR --reason TEXT [--pass-file FILE]\n\n"
+            "revoke: puts the trial's admin certificate (DIR/admin/node.crt) on the CRL\n"
+            "and records the CA-signed CRL through a hub, so it replicates to every node:\n"
+            "every node then refuses a connection with that certificate.  Use it when the\n"
+            "admin key is lost or compromised.  Admins sign no oplog entries, so nothing\n"
+            "already recorded changes.  --pass-file FILE: the passphrase of an encrypted\n"
+            "CA key is FILE's first line (mode 0600); without it, asked on the terminal.\n");
+}
+
+int cmd_admin(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'}, {"reason", required_argument, NULL, 'r'},
+        {"pass-file", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *reason = NULL, *pass_file = NULL;
+    int c;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        admin_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "revoke") != 0)
+        return cli_usage_error("admin", admin_usage, "unknown action '%s'", argv[1]);
+    optind = 2;
+    while ((c = cli_getopt(argc, argv, opts, "admin revoke")) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'r': reason = optarg; break;
+        case 'P': pass_file = optarg; break;
+        case 'h': admin_usage(stdout); return 0;
+        default: return cli_usage_error("admin", admin_usage, NULL);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("admin", admin_usage, "unexpected argument '%s'", argv[optind]);
+    if (dir == NULL)
+        return cli_usage_error("admin", admin_usage, "--dir DIR is required");
+    if (reason == NULL || reason[0] == '\0')
+        return cli_fail("admin revoke: --reason TEXT is required (it goes in the audit trail)");
+
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return 1;
+    char ca_dir[PATH_MAX], cert[PATH_MAX];
+    struct ts_error err = {0};
+    path_join(ca_dir, sizeof(ca_dir), dir, "ca");
+    path_join(cert, sizeof(cert), dir, "admin/node.crt");
+    struct crypto_pass pass;
+    crypto_pass_init(&pass, pass_file, true);
+    int rc;
+    if (pki_revoke(ca_dir, cert, &pass, &err) != 0) {
+        rc = cli_fail("%s", err.msg);
+    } else {
+        printf("admin revoked: certificate %s on the CRL (%s/crl.pem)\n", cert, ca_dir);
+        rc = record_crl(dir, &t, NULL, reason);
+    }
+    crypto_pass_release(&pass);
+    free(t.sites);
+    return rc;
+}
+
 int cmd_hub(int argc, char **argv)
 {
     static const struct option opts[] = {

@@ -19,7 +19,10 @@ static void usage(FILE *out)
             "  site add SITE --dir DIR --out SITEDIR [--name TEXT] [--hub HOST:PORT ...]\n"
             "  site list --dir DIR                  every site: status, connection, lag\n"
             "  site revoke SITE --dir DIR --reason TEXT\n"
+            "  site renew SITE --dir DIR [--out SITEDIR]  a new key and certificate\n"
             "  hub add HUB --dir DIR --out HUBDIR [--peer-port N] [--api-port N]\n"
+            "  hub renew HUB --dir DIR | hub revoke HUB --dir DIR --reason TEXT\n"
+            "  admin revoke --dir DIR --reason TEXT the admin certificate, on the CRL\n"
             "  crl renew --dir DIR                  re-sign the revocation list (monthly)\n"
             "  (verbs that use the CA key take --pass-file FILE when it is encrypted)\n"
             "\n"
@@ -81,6 +84,8 @@ int main(int argc, char **argv)
         return cmd_verify(argc - 1, argv + 1);
     if (strcmp(verb, "export") == 0)
         return cmd_export(argc - 1, argv + 1);
+    if (strcmp(verb, "admin") == 0)
+        return cmd_admin(argc - 1, argv + 1);
     if (strcmp(verb, "hub") == 0)
         return cmd_hub(argc - 1, argv + 1);
     if (strcmp(verb, "backup") == 0)

@@ -50,6 +50,20 @@ code=$(curl -s -o "$WORK/forged.out" -w '%{http_code}' -H "Authorization: Bearer
 ok "a revocation list not signed by the CA is refused ($code: $(head -c 160 "$WORK/forged.out"))"
 [ "$(crl_number "$S1/crl.pem")" = "$WANT" ] || fail "site 101's CRL changed"
 
+# The admin's certificate, revoked: it is on the new list, which reaches the
+# site by replication like any other.
+admin_serial=$(openssl x509 -in "$WORK/trial/admin/node.crt" -noout -serial | cut -d= -f2)
+"$TRIALSYNC" admin revoke --dir "$WORK/trial" --reason "admin key lost" > "$WORK/admin-revoke.out" 2>&1 \
+    || fail "admin revoke: $(cat "$WORK/admin-revoke.out")"
+openssl crl -in "$WORK/trial/ca/crl.pem" -noout -text | tr -d ' ' | grep -qi "SerialNumber:$admin_serial" \
+    || fail "the admin's serial $admin_serial is not on the CA's list"
+WANT=$(crl_number "$WORK/trial/ca/crl.pem")
+site_has_admin_crl() { [ "$(crl_number "$S1/crl.pem")" = "$WANT" ]; }
+wait_until 20 "site 101 has the list revoking the admin ($WANT)" site_has_admin_crl
+openssl crl -in "$S1/crl.pem" -noout -text | tr -d ' ' | grep -qi "SerialNumber:$admin_serial" \
+    || fail "site 101's list does not revoke the admin"
+ok "admin revoke: the admin's certificate is on the list site 101 holds ($WANT)"
+
 stop_node s101
 stop_node s102
 stop_node hub1
