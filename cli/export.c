@@ -784,55 +784,46 @@ static void col_fields(struct table *t, const char *only_prefix, const char *not
     }
 }
 
+static const char label_studyid[] = "Study Identifier";
+static const char label_usubjid[] = "Unique Subject Identifier";
+
+/* Starts an SDTM dataset: its domain, label, record type and the identifier
+ * columns every domain opens with (STUDYID, DOMAIN, USUBJID). */
+static struct table *table_start(struct exporter *x, int which, const char *domain,
+                                 const char *label, const char *type)
+{
+    struct table *t = &x->t[which];
+    t->domain = domain;
+    t->label = label;
+    t->type = type_of(type);
+    col_add(t, COL_STUDYID, "STUDYID", label_studyid, false);
+    col_add(t, COL_DOMAIN, "DOMAIN", "Domain Abbreviation", false);
+    col_add(t, COL_USUBJID, "USUBJID", label_usubjid, false);
+    return t;
+}
+
 static void tables_define(struct exporter *x)
 {
-    static const char studyid[] = "Study Identifier";
-    static const char domain[] = "Domain Abbreviation";
-    static const char usubjid[] = "Unique Subject Identifier";
     static const char conflict[] = "Variables with concurrent values (conflict)";
     struct table *t;
 
-    t = &x->t[T_DM];
-    t->domain = "DM";
-    t->label = "Demographics";
-    t->type = type_of("subject");
-    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
-    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
-    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    t = table_start(x, T_DM, "DM", "Demographics", "subject");
     col_add(t, COL_SUBJID, "SUBJID", "Subject Identifier for the Study", false);
     col_fields(t, NULL, "DS");
     col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
 
-    t = &x->t[T_DS];
-    t->domain = "DS";
-    t->label = "Disposition";
-    t->type = type_of("subject");
-    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
-    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
-    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    t = table_start(x, T_DS, "DS", "Disposition", "subject");
     col_add(t, COL_SEQ, "DSSEQ", "Sequence Number", true);
     col_add(t, COL_DSTERM, "DSTERM", "Reported Term for the Disposition Event", false);
     col_fields(t, "DS", NULL);
     col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
 
-    t = &x->t[T_SV];
-    t->domain = "SV";
-    t->label = "Subject Visits";
-    t->type = type_of("visit");
-    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
-    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
-    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    t = table_start(x, T_SV, "SV", "Subject Visits", "visit");
     col_add(t, COL_VISIT, "VISIT", "Visit Name", false);
     col_fields(t, NULL, NULL);
     col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
 
-    t = &x->t[T_AE];
-    t->domain = "AE";
-    t->label = "Adverse Events";
-    t->type = type_of("ae");
-    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
-    col_add(t, COL_DOMAIN, "DOMAIN", domain, false);
-    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    t = table_start(x, T_AE, "AE", "Adverse Events", "ae");
     col_add(t, COL_SEQ, "AESEQ", "Sequence Number", true);
     col_add(t, COL_SPID, "AESPID", "Sponsor-Defined Identifier", false);
     col_fields(t, NULL, NULL);
@@ -843,9 +834,9 @@ static void tables_define(struct exporter *x)
     t->domain = "QUERIES";
     t->label = "Data queries";
     t->type = type_of(SCHEMA_QUERY_TYPE);
-    col_add(t, COL_STUDYID, "STUDYID", studyid, false);
+    col_add(t, COL_STUDYID, "STUDYID", label_studyid, false);
     col_add(t, COL_QUERYID, "QUERYID", "Query identifier", false);
-    col_add(t, COL_USUBJID, "USUBJID", usubjid, false);
+    col_add(t, COL_USUBJID, "USUBJID", label_usubjid, false);
     col_add(t, COL_RECTYPE, "RECTYPE", "Record type the query is about", false);
     col_add(t, COL_RECID, "RECID", "Record the query is about", false);
     col_add(t, COL_VARNAME, "VARNAME", "Variable the query is about", false);

@@ -6,7 +6,7 @@
 # (tests/integration/lib.sh).  For each declaration this suite checks that
 # PACKAGE is in the Makefile's DEPS, that COMMAND is installed, and that dpkg
 # says COMMAND really comes from PACKAGE (a wrong name in a declaration would
-# send a new machine's owner to the wrong package).  Any other `command -v X`
+# send a new machine's owner to the wrong package).  Any other lookup with `command -v`
 # in the suites must name a command whose package is in DEPS too.
 set -u
 TS_SRC=${TS_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
