@@ -710,14 +710,20 @@ static int odm_subject_cb(void *ctx, const char *type, const char *id)
     return rc;
 }
 
-static int export_odm(struct exporter *x)
+/*
+ * Writes the ODM root and the Study's GlobalVariables, the same for every
+ * ODM file: file_type is "Snapshot" or "Transactional", kind names the file
+ * in its FileOID, description ends the StudyDescription.
+ */
+static void odm_open(struct exporter *x, const char *file_type, const char *kind,
+                     const char *description)
 {
     FILE *f = x->out;
     const char *trial = x->cfg->trial;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<ODM xmlns=\"" ODM_NS "\" FileType=\"Snapshot\" FileOID=\"trialsync.");
+    fprintf(f, "<ODM xmlns=\"" ODM_NS "\" FileType=\"%s\" FileOID=\"trialsync.", file_type);
     xml_put(f, trial);
-    fprintf(f, ".odm.");
+    fprintf(f, ".%s.", kind);
     xml_put(f, x->site != NULL ? x->site : "all");
     fprintf(f, ".%s\" CreationDateTime=\"%s\" AsOfDateTime=\"%s\" ODMVersion=\"1.3.2\" "
                "Originator=\"trialsync\" SourceSystem=\"trialsync\" "
@@ -729,9 +735,16 @@ static int export_odm(struct exporter *x)
     xml_put(f, trial);
     fprintf(f, "</StudyName>\n   <StudyDescription>Trial ");
     xml_put(f, trial);
-    fprintf(f, ", exported by trialsync</StudyDescription>\n   <ProtocolName>");
+    fprintf(f, ", %s</StudyDescription>\n   <ProtocolName>", description);
     xml_put(f, trial);
     fprintf(f, "</ProtocolName>\n  </GlobalVariables>\n");
+}
+
+static int export_odm(struct exporter *x)
+{
+    FILE *f = x->out;
+    const char *trial = x->cfg->trial;
+    odm_open(x, "Snapshot", "odm", "exported by trialsync");
     odm_metadata(x);
     fprintf(f, " </Study>\n <AdminData StudyOID=\"ST.");
     xml_put(f, trial);
@@ -1584,24 +1597,7 @@ static int export_odm_audit(struct exporter *x)
     if (rc != 0)
         goto out_free_names;
 
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<ODM xmlns=\"" ODM_NS "\" FileType=\"Transactional\" FileOID=\"trialsync.");
-    xml_put(f, trial);
-    fprintf(f, ".odm-audit.");
-    xml_put(f, x->site != NULL ? x->site : "all");
-    fprintf(f, ".%s\" CreationDateTime=\"%s\" AsOfDateTime=\"%s\" ODMVersion=\"1.3.2\" "
-               "Originator=\"trialsync\" SourceSystem=\"trialsync\" "
-               "SourceSystemVersion=\"" EXPORT_SOURCE_VERSION "\">\n",
-            x->created, x->created, x->created);
-    fprintf(f, " <Study OID=\"ST.");
-    xml_put(f, trial);
-    fprintf(f, "\">\n  <GlobalVariables>\n   <StudyName>");
-    xml_put(f, trial);
-    fprintf(f, "</StudyName>\n   <StudyDescription>Trial ");
-    xml_put(f, trial);
-    fprintf(f, ", audit trail exported by trialsync</StudyDescription>\n   <ProtocolName>");
-    xml_put(f, trial);
-    fprintf(f, "</ProtocolName>\n  </GlobalVariables>\n");
+    odm_open(x, "Transactional", "odm-audit", "audit trail exported by trialsync");
     odm_metadata(x);
     fprintf(f, " </Study>\n <AdminData StudyOID=\"ST.");
     xml_put(f, trial);
