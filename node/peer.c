@@ -136,7 +136,7 @@ struct origin_key {
 
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
-    "type", "key", "field", "value", "role", "scope", "supersedes", "revoked", "other",
+    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "revoked", "other",
 };
 #define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
 
@@ -1721,15 +1721,15 @@ static unsigned lookup_origin_role(void *ctx, const char *origin)
     return ok != NULL ? schema_role_of(ok->role) : 0;
 }
 
-/* The displayed value of a query field held here, copied into buf. */
-static int lookup_query_field(struct peer_mgr *m, const char *id, const char *field, char *buf,
-                              size_t cap)
+/* The displayed value of a field held here, copied into buf. */
+static int lookup_field(struct peer_mgr *m, const char *type, const char *id, const char *field,
+                        char *buf, size_t cap)
 {
     struct field_state st;
-    int rc = store_field_get(m->node->store, SCHEMA_QUERY_TYPE, id, field, &st);
+    int rc = store_field_get(m->node->store, type, id, field, &st);
     if (rc != 0)
         return rc;
-    int i = merge_display(SCHEMA_QUERY_TYPE, field, &st);
+    int i = merge_display(type, field, &st);
     rc = TS_ERR_NOTFOUND;
     if (i >= 0 && strlen(st.live[i].value) < cap) {
         memcpy(buf, st.live[i].value, strlen(st.live[i].value) + 1);
@@ -1743,13 +1743,13 @@ static int lookup_query_field(struct peer_mgr *m, const char *id, const char *fi
  * held is the one its creating entry wrote. */
 static int lookup_query_target(void *ctx, const char *id, char *buf, size_t cap)
 {
-    return lookup_query_field(ctx, id, "target", buf, cap);
+    return lookup_field(ctx, SCHEMA_QUERY_TYPE, id, "target", buf, cap);
 }
 
 static int lookup_query_round(void *ctx, const char *id, uint32_t *round)
 {
     char buf[16];
-    int rc = lookup_query_field(ctx, id, "round", buf, sizeof(buf));
+    int rc = lookup_field(ctx, SCHEMA_QUERY_TYPE, id, "round", buf, sizeof(buf));
     if (rc != 0)
         return rc;
     char *end = NULL;
@@ -1758,6 +1758,23 @@ static int lookup_query_round(void *ctx, const char *id, uint32_t *round)
         return TS_ERR_CORRUPT;
     *round = (uint32_t)v;
     return 0;
+}
+
+/* validate_lookup.user_info: a user's role and site are write-once, so the
+ * values held are the ones the creating entry wrote. */
+static int lookup_user_info(void *ctx, const char *user, enum schema_user_role *role,
+                            char site[TS_ID_BYTES_MAX + 1])
+{
+    char buf[TS_ID_BYTES_MAX + 1];
+    int rc = lookup_field(ctx, SCHEMA_USER_TYPE, user, "role", buf, sizeof(buf));
+    if (rc != 0)
+        return rc;
+    *role = schema_user_role_find(buf);
+    if (*role == USER_ROLE_NONE)
+        return TS_ERR_CORRUPT;
+    site[0] = '\0';
+    rc = lookup_field(ctx, SCHEMA_USER_TYPE, user, "site", site, TS_ID_BYTES_MAX + 1);
+    return rc == TS_ERR_NOTFOUND ? 0 : rc;
 }
 
 /*
@@ -1798,6 +1815,7 @@ static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err
         .query_round = lookup_query_round,
         .origin_role = lookup_origin_role,
         .crl_check = lookup_crl_check,
+        .user_info = lookup_user_info,
         .ctx = m,
         .now_ms = 0,
         .skew_ms = m->node->cfg.clock_skew_max_ms,

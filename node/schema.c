@@ -67,6 +67,14 @@ static const struct schema_term terms_member_status[] = {
     { "active", 0 }, { "revoked", 0 }, { NULL, 0 },
 };
 
+static const struct schema_term terms_user_role[] = {
+    { "crc", 0 }, { "investigator", 0 }, { "monitor", 0 }, { "dm", 0 }, { "safety", 0 },
+    { "viewer", 0 }, { "metrics", 0 }, { NULL, 0 },
+};
+static const struct schema_term terms_user_state[] = {
+    { "active", 0 }, { "disabled", 0 }, { NULL, 0 },
+};
+
 /* A site answers a query: it may set its state to answered, nothing else. */
 static const char *const site_terms_query_state[] = { "answered", NULL };
 
@@ -194,6 +202,23 @@ static const struct schema_field crl_fields[] = {
       "", "CRL number" },
 };
 
+/* The people who act through nodes: written at a hub on an admin's word and
+ * replicated to every node, so a site signs in its own users while offline.
+ * Role and site never change (see schema.h); the secret is a salted slow hash
+ * of a random token the admin hands to the person, never the token. */
+static const struct schema_field user_fields[] = {
+    { "role", KIND_TERM, terms_user_role, MERGE_POLICY_WRITE_ONCE, HUB | ADMIN, NULL, false,
+      false, "", "Role" },
+    { "site", KIND_SITE_REF, NULL, MERGE_POLICY_WRITE_ONCE, HUB | ADMIN, NULL, true, false,
+      "", "Site the user works at (\"\" for the CRO)" },
+    { "name", KIND_CODE, NULL, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false, false,
+      "", "Printed name" },
+    { "state", KIND_TERM, terms_user_state, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false,
+      false, "", "Account state" },
+    { "secret", KIND_SECRET, NULL, MERGE_POLICY_LATEST, HUB | ADMIN, NULL, false, true,
+      "", "Salted slow hash of the user's token" },
+};
+
 static const struct schema_type types[] = {
     { "subject", "DM", "<site>-<number>, e.g. 101-0003", true, SITE | HUB, subject_fields,
       COUNT_OF(subject_fields) },
@@ -207,6 +232,8 @@ static const struct schema_type types[] = {
       COUNT_OF(member_fields) },
     { SCHEMA_CRL_TYPE, "", SCHEMA_CRL_ID, false, HUB | ADMIN, crl_fields,
       COUNT_OF(crl_fields) },
+    { SCHEMA_USER_TYPE, "", "a user id, e.g. jsmith", false, HUB | ADMIN, user_fields,
+      COUNT_OF(user_fields) },
 };
 
 #undef SITE
@@ -365,6 +392,8 @@ bool schema_key_ok(const char *type, const char *id)
         return schema_id_ok(id);
     if (strcmp(type, SCHEMA_CRL_TYPE) == 0)
         return strcmp(id, SCHEMA_CRL_ID) == 0;
+    if (strcmp(type, SCHEMA_USER_TYPE) == 0)
+        return schema_id_ok(id);
     return false;
 }
 
@@ -425,4 +454,86 @@ bool schema_target_site(const char *s, char site[TS_ID_BYTES_MAX + 1])
     bool split = schema_target_split(s, type, id, &field);
     assert(split);
     return split && schema_site_of_key(id, site);
+}
+
+/* ---- users and roles ---------------------------------------------------------- */
+
+static const char *const user_role_names[] = {
+    [USER_ROLE_NONE] = "",
+    [USER_ROLE_CRC] = "crc",
+    [USER_ROLE_INVESTIGATOR] = "investigator",
+    [USER_ROLE_MONITOR] = "monitor",
+    [USER_ROLE_DM] = "dm",
+    [USER_ROLE_SAFETY] = "safety",
+    [USER_ROLE_VIEWER] = "viewer",
+    [USER_ROLE_METRICS] = "metrics",
+};
+
+enum schema_user_role schema_user_role_find(const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return USER_ROLE_NONE;
+    for (size_t i = 1; i < COUNT_OF(user_role_names); i++) {
+        if (strcmp(user_role_names[i], s) == 0)
+            return (enum schema_user_role)i;
+    }
+    return USER_ROLE_NONE;
+}
+
+const char *schema_user_role_name(enum schema_user_role r)
+{
+    assert((size_t)r < COUNT_OF(user_role_names));
+    return (size_t)r < COUNT_OF(user_role_names) ? user_role_names[r] : "";
+}
+
+bool schema_user_role_at_site(enum schema_user_role r)
+{
+    return r == USER_ROLE_CRC || r == USER_ROLE_INVESTIGATOR;
+}
+
+bool schema_user_role_at_hub(enum schema_user_role r)
+{
+    return r == USER_ROLE_MONITOR || r == USER_ROLE_DM || r == USER_ROLE_SAFETY;
+}
+
+bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
+                           const struct schema_field *f, const char *value)
+{
+    assert(t != NULL);
+    assert(f != NULL);
+    /* Membership, revocation and accounts are the admin's, through a hub. */
+    if (!t->site_scoped)
+        return false;
+    bool query = strcmp(t->name, SCHEMA_QUERY_TYPE) == 0;
+    switch (r) {
+    case USER_ROLE_CRC:
+    case USER_ROLE_INVESTIGATOR:
+        if (!schema_site_may_write(f, value))
+            return false;
+        /* Signing a visit is the investigator's (21 CFR 11.50). */
+        if (strcmp(t->name, "visit") == 0 && strcmp(f->name, "status") == 0 && value != NULL &&
+            strcmp(value, "signed") == 0)
+            return r == USER_ROLE_INVESTIGATOR;
+        return true;
+    case USER_ROLE_MONITOR:
+    case USER_ROLE_SAFETY:
+        return query && (f->writers & SCHEMA_ROLE_HUB) != 0;
+    case USER_ROLE_DM:
+        return (f->writers & SCHEMA_ROLE_HUB) != 0;
+    case USER_ROLE_NONE:
+    case USER_ROLE_VIEWER:
+    case USER_ROLE_METRICS:
+        return false;
+    }
+    return false;
+}
+
+bool schema_user_is_integration(const char *user, const char **on_behalf)
+{
+    static const char prefix[] = SCHEMA_INTEGRATION_PREFIX;
+    if (user == NULL || strncmp(user, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    if (on_behalf != NULL)
+        *on_behalf = user + sizeof(prefix) - 1;
+    return true;
 }

@@ -46,6 +46,8 @@ enum schema_kind {
     KIND_SITE,      /* subject.site: the key's site prefix */
     KIND_TARGET,    /* query.target: type/id/field of a site record */
     KIND_CRL,       /* a PEM X.509 CRL; validate_entry has the CA check its signature */
+    KIND_SECRET,    /* a user's salted slow hash: scrypt$<log2 N>$<r>$<p>$<salt>$<hash> */
+    KIND_SITE_REF,  /* a site id, or "" for the CRO (user.site) */
 };
 
 /* SDTM character variables hold at most 200 bytes; codes are no longer. */
@@ -135,6 +137,61 @@ bool schema_ae_serious(const char *aeser);
 /* True when s is an id: 1..TS_ID_BYTES_MAX of [A-Za-z0-9._-], not "." or "..". */
 bool schema_id_ok(const char *s);
 
+/*
+ * The people who act through a node (issue: users and roles).  A user's role
+ * and site are write-once, so the verdict on an entry a user wrote is the same
+ * on every node whatever else it has seen; changing a role means disabling the
+ * account and adding another.
+ */
+enum schema_user_role {
+    USER_ROLE_NONE = 0,
+    USER_ROLE_CRC,           /* site data entry */
+    USER_ROLE_INVESTIGATOR,  /* site; signs visits */
+    USER_ROLE_MONITOR,       /* CRO: queries, source-data verification */
+    USER_ROLE_DM,            /* CRO data manager: queries, coding, corrections */
+    USER_ROLE_SAFETY,        /* CRO: SAE handling, queries */
+    USER_ROLE_VIEWER,        /* reads, writes nothing */
+    USER_ROLE_METRICS,       /* reads /metrics and /healthz only */
+};
+
+/* The role named s, or USER_ROLE_NONE. */
+enum schema_user_role schema_user_role_find(const char *s);
+
+/* The name of a role ("crc", ...); "" for USER_ROLE_NONE. */
+const char *schema_user_role_name(enum schema_user_role r);
+
+/* True when users of the role work at a site's node (crc, investigator). */
+bool schema_user_role_at_site(enum schema_user_role r);
+
+/* True when users of the role work at a hub (monitor, dm, safety). */
+bool schema_user_role_at_hub(enum schema_user_role r);
+
+/*
+ * True when a user of role r may write value to field f of type t.  The
+ * certificate-role rules (writers, site_terms) still apply on top; this is
+ * the finer split among people: a crc or an investigator writes what a site
+ * may (only an investigator signs a visit); a monitor and the safety role
+ * word, answer and close queries; a data manager also codes and corrects; a
+ * viewer and a metrics reader write nothing; users and membership are the
+ * admin's and no user's.
+ */
+bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
+                           const struct schema_field *f, const char *value);
+
+/*
+ * Who an entry's user field names (on every hop):
+ *   "<user id>"          a person who signed in at the origin with their own
+ *                        credential; a `user` record names their role and site;
+ *   "integration:<text>" the origin's integration credential (its API token),
+ *                        acting on behalf of <text>; it may do what the
+ *                        origin's certificate may, and the audit trail says so.
+ */
+#define SCHEMA_INTEGRATION_PREFIX "integration:"
+
+/* True when user names the integration credential (and *on_behalf the rest). */
+bool schema_user_is_integration(const char *user, const char **on_behalf);
+
+#define SCHEMA_USER_TYPE "user"
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
 /* The trial CA's revocation list, carried by replication: one record. */

@@ -411,8 +411,41 @@ static void kind_allowed(const char *id, const struct schema_field *f, char *buf
     case KIND_CRL:
         append(buf, cap, "a PEM X.509 CRL signed by the trial CA");
         return;
+    case KIND_SECRET:
+        append(buf, cap, "scrypt$<log2 N>$<r>$<p>$<salt base64>$<hash base64>");
+        return;
+    case KIND_SITE_REF:
+        append(buf, cap, "a site id, or empty for the CRO");
+        return;
     }
     assert(!"unknown value kind");
+}
+
+/* scrypt$<log2 N>$<r>$<p>$<salt>$<hash>: small decimal parameters, then two
+ * non-empty base64 fields.  The form only; crypto.c checks a token against it. */
+static bool secret_ok(const char *value)
+{
+    static const char prefix[] = "scrypt$";
+    if (strncmp(value, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    const char *p = value + sizeof(prefix) - 1;
+    for (int part = 0; part < 5; part++) {
+        size_t n = strcspn(p, "$");
+        bool last = part == 4;
+        if (n == 0 || n > 128 || (last ? p[n] != '\0' : p[n] != '$'))
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            char c = p[i];
+            bool ok = part < 3 ? lex_digit(c)
+                               : lex_alnum(c) || c == '+' || c == '/' || c == '=';
+            if (!ok)
+                return false;
+        }
+        if (part < 3 && n > 2)
+            return false;
+        p += n + (last ? 0 : 1);
+    }
+    return true;
 }
 
 static int check_value(const char *type, const char *id, const struct schema_field *f,
@@ -526,6 +559,18 @@ static int check_value(const char *type, const char *id, const struct schema_fie
         return refuse(err, TS_ERR_INVALID, "field '%s': the value is not a PEM X.509 CRL",
                       err->field);
     }
+
+    case KIND_SECRET:
+        if (secret_ok(value))
+            return 0;
+        error_about(err, f->name, "(not shown)", allowed);
+        return refuse(err, TS_ERR_INVALID, "field '%s': the value is not a salted hash; "
+                      "allowed: %s", err->field, err->allowed);
+
+    case KIND_SITE_REF:
+        if (schema_id_ok(value) && lex_all(value, len, lex_alnum))
+            return 0;
+        break;
 
     case KIND_TARGET:
         if (len <= TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 2 && schema_target_ok(value))
@@ -952,6 +997,132 @@ static int admit_scope(const struct entry *e, const struct schema_type *t,
     return 0;
 }
 
+int validate_admin_write(const char *type, const char *id, const struct validate_field *fields,
+                         size_t n, const char *reason, struct validate_error *err)
+{
+    struct validate_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof(*err));
+    const struct schema_type *t = schema_type_find(type);
+    if (t == NULL || t->site_scoped)
+        return refuse(err, TS_ERR_INVALID, "'%s' is not an admin's record type", type);
+    if (id == NULL || !schema_key_ok(type, id)) {
+        error_about(err, "", id, t->key_format);
+        return refuse(err, TS_ERR_INVALID, "%s id '%s' is not valid; expected %s", type,
+                      err->value, err->allowed);
+    }
+    if (n == 0 || n > TS_WRITES_PER_ENTRY_MAX)
+        return refuse(err, TS_ERR_INVALID, "a write sets 1 to %d fields", TS_WRITES_PER_ENTRY_MAX);
+    if (reason == NULL || reason[0] == '\0' ||
+        strnlen(reason, TS_REASON_BYTES_MAX + 1) > TS_REASON_BYTES_MAX || !text_ok(reason, true))
+        return refuse(err, TS_ERR_INVALID, "an admin's change needs a reason (UTF-8 text of at "
+                      "most %d bytes)", TS_REASON_BYTES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        const struct schema_field *f = schema_field_find(t, fields[i].field);
+        if (f == NULL) {
+            char allowed[sizeof(err->allowed)];
+            join_fields(allowed, sizeof(allowed), t);
+            error_about(err, fields[i].field, fields[i].value, allowed);
+            return refuse(err, TS_ERR_INVALID, "field '%s' is not a field of %s; allowed "
+                          "fields: %s", err->field, type, err->allowed);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(fields[j].field, fields[i].field) == 0)
+                return refuse(err, TS_ERR_INVALID, "field '%s' is written twice",
+                              fields[i].field);
+        }
+        if (fields[i].value == NULL)
+            return refuse(err, TS_ERR_INVALID, "field '%s' has no value", f->name);
+        int rc = check_value(type, id, f, fields[i].value, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int validate_user_role(enum schema_user_role r, const char *type,
+                       const struct validate_field *fields, size_t n,
+                       struct validate_error *err)
+{
+    struct validate_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    const struct schema_type *t = schema_type_find(type);
+    assert(t != NULL);
+    if (t == NULL)
+        return refuse(err, TS_ERR_INVALID, "record type '%s' is not known", type);
+    for (size_t i = 0; i < n; i++) {
+        const struct schema_field *f = schema_field_find(t, fields[i].field);
+        if (f == NULL || schema_user_may_write(r, t, f, fields[i].value))
+            continue;
+        error_about(err, fields[i].field, fields[i].value, "");
+        const char *rn = r == USER_ROLE_NONE ? "(no role)" : schema_user_role_name(r);
+        if (r == USER_ROLE_VIEWER || r == USER_ROLE_METRICS || r == USER_ROLE_NONE)
+            return refuse(err, TS_ERR_AUTH, "a user with role %s writes nothing", rn);
+        if (!t->site_scoped)
+            return refuse(err, TS_ERR_AUTH, "%s records are the admin's: use the trialsync CLI "
+                          "on the trial directory", type);
+        if (strcmp(type, "visit") == 0 && strcmp(f->name, "status") == 0)
+            return refuse(err, TS_ERR_AUTH, "field 'status': only an investigator signs a visit "
+                          "(role %s)", rn);
+        if (schema_user_role_at_site(r))
+            return refuse(err, TS_ERR_AUTH, "field '%s' of %s: a site user (role %s) may not "
+                          "write it", err->field, type, rn);
+        return refuse(err, TS_ERR_AUTH, "field '%s' of %s: role %s may not write it%s",
+                      err->field, type, rn,
+                      r == USER_ROLE_DM ? "" : " (a monitor or safety user words, answers and "
+                                               "closes queries; a data manager also codes and "
+                                               "corrects)");
+    }
+    return 0;
+}
+
+/*
+ * The entry's user: the origin's integration credential on behalf of someone
+ * named, or a person whose record is held here, whose write-once role may make
+ * this write and who works where the origin is (schema.h).
+ */
+static int admit_user(const struct entry *e, const struct schema_type *t, unsigned origin_role,
+                      const struct validate_lookup *lk, struct validate_error *err)
+{
+    const char *on_behalf = NULL;
+    if (schema_user_is_integration(e->user, &on_behalf)) {
+        if (on_behalf[0] == '\0')
+            return admit_refuse(err, "user", TS_ERR_AUTH, "the integration credential must name "
+                                "the person it acts for");
+        return 0;
+    }
+    if (!schema_id_ok(e->user))
+        return admit_refuse(err, "user", TS_ERR_AUTH, "user '%.64s' is neither a user id nor "
+                            "'" SCHEMA_INTEGRATION_PREFIX "<name>'", e->user);
+    enum schema_user_role r = USER_ROLE_NONE;
+    char site[TS_ID_BYTES_MAX + 1] = "";
+    if (lk == NULL || lk->user_info == NULL || lk->user_info(lk->ctx, e->user, &r, site) != 0)
+        return admit_refuse(err, "pending", TS_ERR_AGAIN,
+                            "user %s is not known here yet: the user's record must come first",
+                            e->user);
+    if (schema_user_role_at_site(r) &&
+        (origin_role != SCHEMA_ROLE_SITE || strcmp(site, e->origin) != 0))
+        return admit_refuse(err, "user", TS_ERR_AUTH, "user %s (%s at site %s) acted at node "
+                            "%s: a site user works only at the site's own node",
+                            e->user, schema_user_role_name(r), site, e->origin);
+    if (schema_user_role_at_hub(r) && origin_role != SCHEMA_ROLE_HUB)
+        return admit_refuse(err, "user", TS_ERR_AUTH, "user %s (%s) acted at node %s: a CRO "
+                            "user works only at a hub", e->user, schema_user_role_name(r),
+                            e->origin);
+    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
+    assert(e->writes_count <= TS_WRITES_PER_ENTRY_MAX);
+    for (size_t i = 0; i < e->writes_count; i++) {
+        fields[i].field = e->writes[i].field;
+        fields[i].value = e->writes[i].value;
+    }
+    int rc = validate_user_role(r, t->name, fields, e->writes_count, err);
+    if (rc != 0)
+        snprintf(err->rule, sizeof(err->rule), "user");
+    return rc;
+}
+
 /* A site answers in the round it saw: never a round the CRO has not opened. */
 static int admit_site_round(const struct entry *e, const struct validate_lookup *lk,
                             struct validate_error *err)
@@ -1112,6 +1283,9 @@ int validate_entry(const struct entry *e, unsigned origin_role, const struct val
             return rc;
     }
 
+    rc = admit_user(e, t, origin_role, lk, err);
+    if (rc != 0)
+        return rc;
     rc = admit_scope(e, t, lk, scope, err);
     if (rc != 0)
         return rc;

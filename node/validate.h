@@ -17,6 +17,7 @@
 
 #include "../proto/entry.h"
 #include "../proto/errors.h"
+#include "schema.h"
 
 struct validate_field {
     const char *field;
@@ -72,6 +73,25 @@ int validate_scope(const char *type, const char *id,
                    validate_current_fn current, void *ctx,
                    char site[TS_ID_BYTES_MAX + 1]);
 
+/*
+ * Checks an admin's write of n fields to a trial-wide record of type (a
+ * `user` account, written at a hub): the key, each field and value by the
+ * table, and a reason (an admin's every change says why).  Returns 0, or
+ * TS_ERR_INVALID with err filled.
+ */
+int validate_admin_write(const char *type, const char *id, const struct validate_field *fields,
+                         size_t n, const char *reason, struct validate_error *err);
+
+/*
+ * Checks that a user of role r may make a write of n fields to a record of
+ * type (schema_user_may_write for each field), the same rule at the API and
+ * in validate_entry.  Returns 0, or TS_ERR_AUTH with err naming the field,
+ * the role and what the role may do.
+ */
+int validate_user_role(enum schema_user_role r, const char *type,
+                       const struct validate_field *fields, size_t n,
+                       struct validate_error *err);
+
 /* True when s is an ISO 8601 date, partial date or date-time as SDTM allows. */
 bool validate_iso8601(const char *s);
 
@@ -94,6 +114,10 @@ struct validate_lookup {
     /* Checks a revocation list (PEM) is signed by the trial CA: 0 with
      * *number its CRL number, or non-zero with why (why_cap bytes) said. */
     int (*crl_check)(void *ctx, const char *pem, int64_t *number, char *why, size_t why_cap);
+    /* The write-once role and site of user id as held here: 0, or non-zero
+     * when this node does not hold the user's record (yet). */
+    int (*user_info)(void *ctx, const char *user, enum schema_user_role *role,
+                     char site[TS_ID_BYTES_MAX + 1]);
     void *ctx;
     uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
     uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
@@ -118,7 +142,12 @@ struct validate_lookup {
  *     message, and a site's supersedes only its own or the CRO's writes;
  *   - nothing stamped more than skew_ms past now_ms (HLC or wall time);
  *   - a `crl` entry writes a PEM CRL signed by the trial CA (lk->crl_check)
- *     and its CRL number, as signed.
+ *     and its CRL number, as signed;
+ *   - the user is the origin's integration credential on behalf of someone
+ *     named ("integration:<name>"), or a user whose record this node holds
+ *     (held back until it does) with a role that may make the write
+ *     (validate_user_role), working where the role works: a site user at
+ *     its own site's node, a CRO user at a hub.
  * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
  * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
  * entry is ahead of the clock; retry later, nothing is wrong with the peer).

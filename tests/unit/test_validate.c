@@ -925,6 +925,32 @@ static unsigned held_role(void *ctx, const char *origin)
 }
 
 static struct held HELD = {"Q-hub1-9", "subject/102-0001/sex", 1};
+
+/* The user accounts this node holds: id, role, site. */
+static const struct {
+    const char *id;
+    enum schema_user_role role;
+    const char *site;
+} HELD_USERS[] = {
+    {"crc101", USER_ROLE_CRC, "101"},         {"inv101", USER_ROLE_INVESTIGATOR, "101"},
+    {"crc102", USER_ROLE_CRC, "102"},         {"mon", USER_ROLE_MONITOR, ""},
+    {"dm1", USER_ROLE_DM, ""},                {"safe", USER_ROLE_SAFETY, ""},
+    {"view", USER_ROLE_VIEWER, ""},           {"prom", USER_ROLE_METRICS, ""},
+};
+
+static int held_user(void *ctx, const char *user, enum schema_user_role *role,
+                     char site[TS_ID_BYTES_MAX + 1])
+{
+    (void)ctx;
+    for (size_t i = 0; i < sizeof(HELD_USERS) / sizeof(HELD_USERS[0]); i++) {
+        if (strcmp(HELD_USERS[i].id, user) == 0) {
+            *role = HELD_USERS[i].role;
+            snprintf(site, TS_ID_BYTES_MAX + 1, "%s", HELD_USERS[i].site);
+            return 0;
+        }
+    }
+    return TS_ERR_NOTFOUND;
+}
 /*
  * A stand-in for the node's CA check (pki_crl_check, tested in test_pki): a
  * list "signed by the CA" is a PEM CRL whose body names "CA-SIGNED", and its
@@ -947,6 +973,7 @@ static const struct validate_lookup LK = {
     .query_round = held_round,
     .origin_role = held_role,
     .crl_check = held_crl_check,
+    .user_info = held_user,
     .ctx = &HELD,
     .now_ms = 0,
     .skew_ms = 0,
@@ -968,7 +995,7 @@ static struct entry *admit_entry(const char *origin, const char *type, const cha
     snprintf(AE.record_type, sizeof(AE.record_type), "%s", type);
     snprintf(AE.record_id, sizeof(AE.record_id), "%s", id);
     snprintf(AE.site, sizeof(AE.site), "%s", site);
-    AE.user = (char *)"someone";
+    AE.user = (char *)"integration:someone";
     AE.reason = (char *)"";
     AE.seq = 1;
     AE.hlc = (uint64_t)1700000000000 << HLC_LOGICAL_BITS;
@@ -989,6 +1016,13 @@ static struct entry *admit_entry(const char *origin, const char *type, const cha
 
 static int admit(unsigned role, struct entry *e)
 {
+    return validate_entry(e, role, &LK, &E);
+}
+
+/* admit() with the entry's user set to user. */
+static int admit_as(unsigned role, const char *user, struct entry *e)
+{
+    e->user = (char *)user;
     return validate_entry(e, role, &LK, &E);
 }
 
@@ -1253,6 +1287,121 @@ static void test_validate_entry_clock_bound(void)
     CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
 }
 
+/* The role matrix on every hop: which user may make which write where. */
+static void test_validate_entry_users(void)
+{
+    /* A site user writes its site's records at its site's node. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)), 0);
+    /* ... never at another site's node, nor at a hub. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc102",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "crc101",
+                             admit_entry("hub1", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    /* A CRO user works at a hub only. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "dm1",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    /* A viewer and a metrics reader write nothing, anywhere. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "view",
+                             admit_entry("hub1", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "prom",
+                             admit_entry("hub1", "ae", "101-0001-AE-001", "101",
+                                         "aedecod=Nausea", NULL)),
+                    TS_ERR_AUTH);
+    /* Coding is the data manager's, not the monitor's. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1",
+                             admit_entry("hub1", "ae", "101-0001-AE-001", "101",
+                                         "aedecod=Nausea", NULL)), 0);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "mon",
+                             admit_entry("hub1", "ae", "101-0001-AE-001", "101",
+                                         "aedecod=Nausea", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "mon",
+                             admit_entry("hub1", "query", "Q-hub1-1", "102",
+                                         "target=subject/102-0001/sex", "text=Check",
+                                         "state=open", "round=1", NULL)), 0);
+    /* Only an investigator signs a visit. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "visit", "101-0001/V1", "101", "status=signed",
+                                         NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "inv101",
+                             admit_entry("101", "visit", "101-0001/V1", "101", "status=signed",
+                                         NULL)), 0);
+    /* A user this node does not hold yet: held back, not refused. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "newcomer",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AGAIN);
+    CU_ASSERT(rule_is("pending"));
+    /* Not a user id, and an integration credential acting for nobody. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "Dr. Jane Smith (PI, site 102)",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:Jane",
+                             admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)), 0);
+    /* A person's account is the admin's, through a hub, never a user's. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1",
+                             admit_entry("hub1", "user", "mallory", "", "role=dm",
+                                         "name=M", "state=active", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:admin",
+                             admit_entry("101", "user", "mallory", "", "role=dm",
+                                         "name=M", "state=active", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("role"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "integration:admin",
+                             admit_entry("hub1", "user", "jsmith", "", "role=crc", "site=101",
+                                         "name=J. Smith", "state=active", NULL)), 0);
+}
+
+/* schema_user_may_write over every role, type and field: the table's
+ * writers bound each role, and only the listed roles write anything. */
+static void test_validate_user_role_matrix(void)
+{
+    size_t ntypes;
+    const struct schema_type *types = schema_types(&ntypes);
+    unsigned wrote[USER_ROLE_METRICS + 1] = {0};
+    for (int r = USER_ROLE_NONE; r <= USER_ROLE_METRICS; r++) {
+        for (size_t t = 0; t < ntypes; t++) {
+            for (size_t f = 0; f < types[t].count; f++) {
+                const struct schema_field *fld = &types[t].fields[f];
+                const char *value = fld->terms != NULL ? fld->terms[0].value : "x";
+                bool may = schema_user_may_write((enum schema_user_role)r, &types[t], fld, value);
+                if (!may)
+                    continue;
+                wrote[r]++;
+                CU_ASSERT(types[t].site_scoped);
+                unsigned cert = schema_user_role_at_site((enum schema_user_role)r)
+                                    ? SCHEMA_ROLE_SITE
+                                    : SCHEMA_ROLE_HUB;
+                CU_ASSERT(fld->writers & cert);
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(wrote[USER_ROLE_NONE], 0);
+    CU_ASSERT_EQUAL(wrote[USER_ROLE_VIEWER], 0);
+    CU_ASSERT_EQUAL(wrote[USER_ROLE_METRICS], 0);
+    CU_ASSERT(wrote[USER_ROLE_CRC] > 0);
+    CU_ASSERT(wrote[USER_ROLE_MONITOR] > 0);
+    CU_ASSERT(wrote[USER_ROLE_DM] > wrote[USER_ROLE_MONITOR]);
+    CU_ASSERT_EQUAL(schema_user_role_find("crc"), USER_ROLE_CRC);
+    CU_ASSERT_EQUAL(schema_user_role_find("admin"), USER_ROLE_NONE);
+    CU_ASSERT_STRING_EQUAL(schema_user_role_name(USER_ROLE_DM), "dm");
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -1301,6 +1450,8 @@ int main(void)
         {"test_validate_entry_query_answers", test_validate_entry_query_answers},
         {"test_validate_entry_supersedes", test_validate_entry_supersedes},
         {"test_validate_entry_clock_bound", test_validate_entry_clock_bound},
+        {"test_validate_entry_users", test_validate_entry_users},
+        {"test_validate_user_role_matrix", test_validate_user_role_matrix},
         { NULL, NULL },
     };
     return unit_run("validate", tests);
