@@ -639,3 +639,84 @@ int crypto_random(uint8_t *buf, size_t len)
     }
     return 0;
 }
+
+/* ---- users' secrets ------------------------------------------------------------ */
+
+#define SCRYPT_R 8
+#define SCRYPT_P 1
+#define SCRYPT_SALT_BYTES 16
+#define SCRYPT_HASH_BYTES 32
+/* 128 * r * N bytes for N = 2^20, r = 16, plus slack: the most verify lets a
+ * stored record ask for. */
+#define SCRYPT_MAXMEM_BYTES ((uint64_t)2200 * 1024 * 1024)
+
+static int scrypt_derive(const char *secret, const uint8_t *salt, size_t salt_len, int log2_n,
+                         int r, int p, uint8_t out[SCRYPT_HASH_BYTES])
+{
+    return EVP_PBE_scrypt(secret, strlen(secret), salt, salt_len, (uint64_t)1 << log2_n,
+                          (uint64_t)r, (uint64_t)p, SCRYPT_MAXMEM_BYTES, out,
+                          SCRYPT_HASH_BYTES) == 1
+               ? 0
+               : TS_ERR_INVALID;
+}
+
+int crypto_secret_hash(const char *secret, char *out, size_t cap, struct ts_error *err)
+{
+    uint8_t salt[SCRYPT_SALT_BYTES], hash[SCRYPT_HASH_BYTES];
+    char salt_b64[4 * ((SCRYPT_SALT_BYTES + 2) / 3) + 1];
+    char hash_b64[4 * ((SCRYPT_HASH_BYTES + 2) / 3) + 1];
+
+    assert(cap >= CRYPTO_SECRET_TEXT_MAX);
+    if (crypto_random(salt, sizeof(salt)) != 0)
+        return ts_error_set(err, TS_ERR_IO, "no random bytes for a salt");
+    if (scrypt_derive(secret, salt, sizeof(salt), CRYPTO_SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P,
+                      hash) != 0)
+        return ossl_error(err, TS_ERR_INVALID, "scrypt failed");
+    EVP_EncodeBlock((unsigned char *)salt_b64, salt, sizeof(salt));
+    EVP_EncodeBlock((unsigned char *)hash_b64, hash, sizeof(hash));
+    int n = snprintf(out, cap, "scrypt$%d$%d$%d$%s$%s", CRYPTO_SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P,
+                     salt_b64, hash_b64);
+    OPENSSL_cleanse(hash, sizeof(hash));
+    if (n < 0 || (size_t)n >= cap)
+        return ts_error_set(err, TS_ERR_INVALID, "secret text longer than %zu bytes", cap);
+    return 0;
+}
+
+/* Decodes base64 text into out (cap bytes); the length, or -1. */
+static int b64_decode(const char *text, size_t len, uint8_t *out, size_t cap)
+{
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap)
+        return -1;
+    int n = EVP_DecodeBlock(out, (const unsigned char *)text, (int)len);
+    if (n < 0)
+        return -1;
+    if (text[len - 1] == '=')
+        n--;
+    if (text[len - 2] == '=')
+        n--;
+    return n;
+}
+
+bool crypto_secret_verify(const char *secret, const char *stored)
+{
+    int log2_n, r, p, salt_at = 0;
+    if (secret == NULL || stored == NULL ||
+        sscanf(stored, "scrypt$%2d$%2d$%1d$%n", &log2_n, &r, &p, &salt_at) != 3 || salt_at == 0)
+        return false;
+    if (log2_n < 10 || log2_n > 20 || r < 1 || r > 16 || p < 1 || p > 4)
+        return false;
+    const char *salt_text = stored + salt_at;
+    const char *dollar = strchr(salt_text, '$');
+    if (dollar == NULL)
+        return false;
+    uint8_t salt[64], want[64], got[SCRYPT_HASH_BYTES];
+    int salt_len = b64_decode(salt_text, (size_t)(dollar - salt_text), salt, sizeof(salt));
+    int want_len = b64_decode(dollar + 1, strlen(dollar + 1), want, sizeof(want));
+    if (salt_len <= 0 || want_len != SCRYPT_HASH_BYTES)
+        return false;
+    if (scrypt_derive(secret, salt, (size_t)salt_len, log2_n, r, p, got) != 0)
+        return false;
+    bool same = CRYPTO_memcmp(got, want, SCRYPT_HASH_BYTES) == 0;
+    OPENSSL_cleanse(got, sizeof(got));
+    return same;
+}

@@ -114,4 +114,26 @@ int crypto_check_secret_file(const char *path, struct ts_error *err);
 /* Fills buf with cryptographically random bytes. */
 int crypto_random(uint8_t *buf, size_t len);
 
+/*
+ * A user's secret at rest: scrypt (RFC 7914) with a random 16-byte salt,
+ * N = 2^CRYPTO_SCRYPT_LOG2_N, r = 8, p = 1, written as
+ * "scrypt$<log2 N>$<r>$<p>$<salt base64>$<hash base64>" (a KIND_SECRET value).
+ * The token itself is random (CRYPTO_TOKEN_BYTES), so the slow hash guards a
+ * copied store or oplog against guessing, not a weak password.
+ */
+#define CRYPTO_SCRYPT_LOG2_N 15
+#define CRYPTO_SECRET_TEXT_MAX 160
+#define CRYPTO_TOKEN_BYTES 24
+
+/* Hashes secret into out (cap bytes, at least CRYPTO_SECRET_TEXT_MAX). */
+int crypto_secret_hash(const char *secret, char *out, size_t cap, struct ts_error *err);
+
+/*
+ * True when secret matches stored (a crypto_secret_hash text), compared in
+ * constant time.  Parameters come from stored and are bounded (log2 N <= 20,
+ * r <= 16, p <= 4), so a forged record cannot make a node spend unbounded
+ * memory or time.
+ */
+bool crypto_secret_verify(const char *secret, const char *stored);
+
 #endif
