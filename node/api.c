@@ -30,6 +30,7 @@
 #include "pki.h"
 #include "procstat.h"
 #include "trace.h"
+#include "users.h"
 #include "util.h"
 #include "version.h"
 
@@ -47,6 +48,7 @@ struct api {
     char token[API_TOKEN_BYTES_MAX + 1];
     size_t token_len;
     struct api_hooks hooks;
+    struct users *users;      /* people's tokens, checked against their records */
     size_t connections;
     struct api_conn *conns;   /* every open connection, for api_stop */
     bool stopping;
@@ -84,6 +86,10 @@ struct api_conn {
     uv_shutdown_t shutdown_req;
     bool shutting_down;
     int refs;   /* the connection itself + writes waiting for a commit + a shutdown */
+    /* Who the request comes from, set by authorized(). */
+    enum { WHO_NOBODY, WHO_INTEGRATION, WHO_USER } who;
+    struct users_principal user;
+    char refused_why[128];   /* why a user token was refused, for the 401 */
 };
 
 struct write_wait {
@@ -260,11 +266,19 @@ static void conn_request_done(struct api_conn *c)
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static json_t *write_json(const struct live_write *lw)
+/* A value as the API shows it: a user's secret hash never leaves the node. */
+static const char *shown_value(const char *type, const char *field, const char *value)
+{
+    const struct schema_field *f = schema_field(type, field);
+    return f != NULL && f->kind == KIND_SECRET ? "(salted hash, not shown)" : value;
+}
+
+static json_t *write_json(const char *type, const char *field, const struct live_write *lw)
 {
     char t[40];
     api_format_time(lw->hlc >> HLC_LOGICAL_BITS, t, sizeof(t));
-    return json_pack("{s:s,s:s,s:s,s:I,s:s}", "value", lw->value, "origin", lw->ref.origin,
+    return json_pack("{s:s,s:s,s:s,s:I,s:s}", "value", shown_value(type, field, lw->value),
+                     "origin", lw->ref.origin,
                      "lane", lane_name(lw->ref.lane), "seq", (json_int_t)lw->ref.seq,
                      "time", t);
 }
@@ -288,13 +302,14 @@ static int get_field_cb(void *ctx, const char *field, const struct field_state *
             json_array_append_new(all, json_string(st->live[k].value));
         json_object_set_new(f, "value", all);
     } else {
-        json_object_set_new(f, "value", json_string(st->live[i].value));
+        json_object_set_new(f, "value", json_string(shown_value(g->type, field,
+                                                                st->live[i].value)));
     }
     json_object_set_new(f, "conflict", json_boolean(conflict));
     if (conflict) {
         json_t *vals = json_array();
         for (size_t k = 0; k < st->live_count; k++)
-            json_array_append_new(vals, write_json(&st->live[k]));
+            json_array_append_new(vals, write_json(g->type, field, &st->live[k]));
         json_object_set_new(f, "values", vals);
     }
     json_object_set_new(g->fields, field, f);
@@ -340,6 +355,29 @@ static json_t *old_value(struct store *s, const struct entry_ref *ref, const cha
     return v;
 }
 
+/*
+ * Who made a version, as the audit trail shows it: "via" says whether a
+ * person signed in ("sign-in", with the role their account holds) or the
+ * node's integration credential acted ("integration", for "on_behalf_of").
+ */
+static void history_who(struct store *s, const char *user, json_t *ver)
+{
+    const char *on_behalf = NULL;
+    if (schema_user_is_integration(user, &on_behalf)) {
+        json_object_set_new(ver, "via", json_string("integration"));
+        json_object_set_new(ver, "on_behalf_of", json_string(on_behalf));
+        return;
+    }
+    json_object_set_new(ver, "via", json_string("sign-in"));
+    struct field_state st;
+    if (store_field_get(s, SCHEMA_USER_TYPE, user, "role", &st) != 0)
+        return;
+    int i = merge_display(SCHEMA_USER_TYPE, "role", &st);
+    if (i >= 0)
+        json_object_set_new(ver, "role", json_string(st.live[i].value));
+    field_state_release(&st);
+}
+
 static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
 {
     struct history_ctx *h = ctx;
@@ -363,11 +401,16 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
                 json_array_append_new(old, v != NULL ? v : json_null());
             }
         }
+        if (json_is_string(old))
+            json_string_set(old, shown_value(e->record_type, fw->field, json_string_value(old)));
         json_t *ver = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "field",
-                                fw->field, "new_value", fw->value, "old_value", old, "user",
+                                fw->field, "new_value",
+                                shown_value(e->record_type, fw->field, fw->value), "old_value",
+                                old, "user",
                                 e->user, "node", e->origin, "reason", e->reason, "event_time",
                                 event_t, "entry_time", entry_t, "seq", (json_int_t)e->seq,
                                 "hlc", (json_int_t)e->hlc, "lane", lane_name(e->lane));
+        history_who(h->store, e->user, ver);
         json_array_append_new(h->versions, ver);
     }
     return 0;
@@ -423,11 +466,11 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
 {
     json_t *vals = json_array();
     for (size_t k = 0; k < st->live_count; k++)
-        json_array_append_new(vals, write_json(&st->live[k]));
+        json_array_append_new(vals, write_json(type, field, &st->live[k]));
     int i = merge_display(type, field, st);
     json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s,s:o}", "type", type, "id", id,
                                          "field", field, "displayed",
-                                         i >= 0 ? st->live[i].value : "", "values", vals));
+                                         i >= 0 ? shown_value(type, field, st->live[i].value) : "", "values", vals));
     return 0;
 }
 
@@ -629,6 +672,30 @@ static void write_done(void *ctx, const struct node_write_result *r)
     conn_unref(c);
 }
 
+/*
+ * The user an entry records (schema.h): the signed-in person's id, or
+ * "integration:<name>" for the integration credential acting for the person
+ * the request names.  A signed-in person names nobody else.  NULL, or why the
+ * request is refused.
+ */
+static const char *write_user(const struct api_conn *c, const char *named, char *out, size_t cap)
+{
+    assert(c->who != WHO_NOBODY);
+    if (c->who == WHO_USER) {
+        if (named != NULL && strcmp(named, c->user.user) != 0)
+            return "\"user\" is the signed-in user; a person acts only as themselves";
+        snprintf(out, cap, "%s", c->user.user);
+        return NULL;
+    }
+    if (named == NULL || named[0] == '\0')
+        return "name the person this write is for: \"user\": NAME (the integration "
+               "credential acts on someone's behalf, and the audit trail says whose)";
+    int len = snprintf(out, cap, SCHEMA_INTEGRATION_PREFIX "%s", named);
+    if (len < 0 || (size_t)len >= cap)
+        return "the user name is too long";
+    return NULL;
+}
+
 static void handle_write(struct api_conn *c, const char *type, const char *id, bool membership)
 {
     json_error_t jerr;
@@ -674,6 +741,19 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
         n++;
     }
 
+    char user[TS_USER_BYTES_MAX + 1];
+    const char *refusal = write_user(c, juser != NULL ? json_string_value(juser) : NULL, user,
+                                     sizeof(user));
+    struct validate_error verr;
+    if (refusal == NULL && c->who == WHO_USER &&
+        validate_user_role(c->user.role, type, fields, n, &verr) != 0)
+        refusal = verr.msg;
+    if (refusal != NULL) {
+        conn_send_error(c, c->who == WHO_USER ? 403 : 400, refusal);
+        json_decref(root);
+        return;
+    }
+
     struct write_wait *ww = calloc(1, sizeof(*ww));
     if (ww == NULL) {
         json_decref(root);
@@ -690,7 +770,7 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
         .fields = fields,
         .n = n,
         .reason = jreason != NULL ? json_string_value(jreason) : NULL,
-        .user = juser != NULL ? json_string_value(juser) : NULL,
+        .user = user,
         .membership = membership,
     };
     struct node_write_result now;
@@ -823,7 +903,13 @@ static void handle_import(struct api_conn *c)
         conn_send_error(c, 500, "out of memory");
         goto out_done;
     }
-    const char *user = juser != NULL ? json_string_value(juser) : NULL;
+    char user[TS_USER_BYTES_MAX + 1];
+    const char *refusal = write_user(c, juser != NULL ? json_string_value(juser) : NULL, user,
+                                     sizeof(user));
+    if (refusal != NULL) {
+        conn_send_error(c, 400, refusal);
+        goto out_done;
+    }
     const char *reason = jreason != NULL ? json_string_value(jreason) : NULL;
     size_t used = 0;
     json_array_foreach(jrows, i, row) {
@@ -1024,17 +1110,89 @@ static const char *cookie_value(const char *header, size_t header_len, const cha
     return NULL;
 }
 
-/* A request is authorized by "Authorization: Bearer <token>" or the
- * dashboard's ts_token cookie holding the same token. */
+/* The peer's address as text, for the sign-in limiter and the trace. */
+static void conn_address(struct api_conn *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    out[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, out, cap);
+}
+
+/*
+ * A request is authorized by "Authorization: Bearer <token>" or the
+ * dashboard's ts_token cookie holding the same token.  The token is the
+ * node's integration credential (its token file), or a person's user token
+ * ("<user>:<secret>", users.h) checked against the user's record.  Sets
+ * c->who; a failed user sign-in is traced (repeats are summarised).
+ */
 static bool authorized(struct api_conn *c)
 {
     const char prefix[] = "Bearer ";
     struct api *a = c->api;
-    if (c->auth_len >= sizeof(prefix) - 1 && strncmp(c->auth, prefix, sizeof(prefix) - 1) == 0)
-        return token_matches(a, c->auth + sizeof(prefix) - 1, c->auth_len - (sizeof(prefix) - 1));
+    const char *tok = NULL;
     size_t len = 0;
-    const char *v = cookie_value(c->cookie, c->cookie_len, "ts_token", &len);
-    return v != NULL && token_matches(a, v, len);
+    c->who = WHO_NOBODY;
+    c->refused_why[0] = '\0';
+    if (c->auth_len >= sizeof(prefix) - 1 && strncmp(c->auth, prefix, sizeof(prefix) - 1) == 0) {
+        tok = c->auth + sizeof(prefix) - 1;
+        len = c->auth_len - (sizeof(prefix) - 1);
+    } else {
+        tok = cookie_value(c->cookie, c->cookie_len, "ts_token", &len);
+    }
+    if (tok == NULL)
+        return false;
+    if (token_matches(a, tok, len)) {
+        c->who = WHO_INTEGRATION;
+        return true;
+    }
+    if (!users_token_is_user(tok, len))
+        return false;
+    char addr[64], why[128];
+    conn_address(c, addr, sizeof(addr));
+    enum users_verdict v = users_authenticate(a->users, tok, len, addr, node_now_ms(), &c->user,
+                                              why, sizeof(why));
+    if (v == USERS_OK) {
+        c->who = WHO_USER;
+        return true;
+    }
+    trace(TRACE_WARN, "api: sign-in refused for user '%.64s' from %s: %s", c->user.user,
+          addr[0] ? addr : "?", why);
+    snprintf(c->refused_why, sizeof(c->refused_why), "sign-in refused: %s", why);
+    return false;
+}
+
+/*
+ * What a signed-in person may reach at this node: a site user (crc,
+ * investigator, or a viewer with a site) only their own site's node, a CRO
+ * user only a hub; a metrics reader only /metrics; admin endpoints (import,
+ * backup, membership, revocation) are the integration credential's.  NULL
+ * when allowed, else why not.
+ */
+static const char *user_may_reach(struct api_conn *c, const char *path, bool write)
+{
+    const struct users_principal *p = &c->user;
+    const struct node *n = c->api->node;
+    if (c->who == WHO_INTEGRATION)
+        return NULL;
+    assert(c->who == WHO_USER);
+    if (p->role == USER_ROLE_METRICS)
+        return strcmp(path, "/metrics") == 0 ? NULL
+                                             : "a metrics reader reads /metrics and /healthz only";
+    if (p->site[0] != '\0') {
+        if (n->cfg.role != PKI_ROLE_SITE || strcmp(n->cfg.id, p->site) != 0)
+            return "a site user signs in only at the site's own node";
+    } else if (n->cfg.role != PKI_ROLE_HUB) {
+        return "a CRO user signs in only at a hub";
+    }
+    if (write && p->role == USER_ROLE_VIEWER)
+        return "a viewer writes nothing";
+    return NULL;
 }
 
 static void dispatch(struct api_conn *c)
@@ -1073,8 +1231,24 @@ static void dispatch(struct api_conn *c)
     }
     if (!authorized(c)) {
         conn_send_error(c, 401,
-                        "missing or wrong API token: send 'Authorization: Bearer <token>' "
-                        "with the content of the node's token file");
+                        c->refused_why[0] != '\0'
+                            ? c->refused_why
+                            : "missing or wrong API token: send 'Authorization: Bearer "
+                              "<token>' with your user token, or the content of the node's "
+                              "token file");
+        conn_request_done(c);
+        return;
+    }
+
+    bool admin_path = strcmp(path, "/v1/import") == 0 || strcmp(path, "/v1/backup") == 0 ||
+                      strcmp(path, "/v1/crl") == 0 || strncmp(path, "/v1/members/", 12) == 0 ||
+                      strncmp(path, "/v1/users/", 10) == 0;
+    const char *why_not = user_may_reach(c, path, method != HTTP_GET);
+    if (why_not == NULL && admin_path && c->who != WHO_INTEGRATION)
+        why_not = "this is an admin operation: use the trialsync CLI with the node's "
+                  "integration credential";
+    if (why_not != NULL) {
+        conn_send_error(c, 403, why_not);
         conn_request_done(c);
         return;
     }
@@ -1112,6 +1286,15 @@ static void dispatch(struct api_conn *c)
          * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */
         handle_write(c, SCHEMA_CRL_TYPE, SCHEMA_CRL_ID, true);
         return;
+    } else if (strncmp(path, "/v1/users/", 10) == 0 && method == HTTP_POST) {
+        /* A user account, on an admin's word: {"fields": {...}, "reason": R,
+         * "user": ADMIN}. */
+        if (strlen(path + 10) > TS_ID_BYTES_MAX) {
+            conn_send_error(c, 400, "user id too long");
+        } else {
+            handle_write(c, SCHEMA_USER_TYPE, path + 10, true);
+            return;
+        }
     } else if (strncmp(path, "/v1/members/", 12) == 0 && method == HTTP_POST) {
         if (strlen(path + 12) > TS_ID_BYTES_MAX) {
             conn_send_error(c, 400, "site id too long");
@@ -1264,8 +1447,10 @@ static const http_parser_settings parser_settings = {
 
 static void api_maybe_free(struct api *a)
 {
-    if (a->stopping && a->listener_closed && a->connections == 0)
+    if (a->stopping && a->listener_closed && a->connections == 0) {
+        users_free(a->users);
         free(a);
+    }
 }
 
 /* Drops one reference: the open handle, or a write waiting for its commit. */
@@ -1479,6 +1664,11 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
     if (rc != 0) {
         free(a);
         return rc;
+    }
+    a->users = users_new(n->store);
+    if (a->users == NULL) {
+        free(a);
+        return ts_error_set(err, TS_ERR_NOMEM, "out of memory");
     }
     a->cert_not_after_s = cert_not_after(n->cfg.cert);
     a->ca_not_after_s = cert_not_after(n->cfg.ca);

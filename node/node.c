@@ -481,7 +481,15 @@ static int entry_prepare(struct node *n, const struct node_write *w, struct chai
     const char *user = (w->user != NULL && *w->user) ? w->user : "unknown";
     const char *reason = w->reason != NULL ? w->reason : "";
     enum lane lane = LANE_BULK;
-    if (w->membership && strcmp(w->type, SCHEMA_CRL_TYPE) == 0) {
+    if (w->membership && strcmp(w->type, SCHEMA_USER_TYPE) == 0) {
+        rc = n->cfg.role == PKI_ROLE_HUB
+                 ? validate_admin_write(w->type, w->id, w->fields, w->n, w->reason, &now->verr)
+                 : TS_ERR_AUTH;
+        if (rc == TS_ERR_AUTH)
+            snprintf(now->verr.msg, sizeof(now->verr.msg),
+                     "user accounts are recorded at a hub, not at a site");
+        lane = LANE_SAFETY;  /* a disabled account must overtake any backlog */
+    } else if (w->membership && strcmp(w->type, SCHEMA_CRL_TYPE) == 0) {
         rc = validate_crl_write(w, n->cfg.role, &now->verr);
         lane = LANE_SAFETY;  /* a revocation must overtake any backlog */
     } else if (w->membership) {
