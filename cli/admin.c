@@ -15,6 +15,7 @@
  * and a pass file it refuses before writing anything.  Node keys are never
  * encrypted: trialsyncd restarts unattended and asks nobody.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -65,19 +66,28 @@ int cli_write_file(const char *path, const char *content, int mode, bool exclusi
     return 0;
 }
 
+int cli_random_hex(char *out, size_t bytes)
+{
+    uint8_t raw[64];
+    static const char digits[] = "0123456789abcdef";
+    assert(bytes <= sizeof(raw));
+    if (bytes > sizeof(raw) || crypto_random(raw, bytes) != 0)
+        return -EIO;
+    for (size_t i = 0; i < bytes; i++) {
+        out[2 * i] = digits[raw[i] >> 4];
+        out[2 * i + 1] = digits[raw[i] & 15];
+    }
+    out[2 * bytes] = '\0';
+    return 0;
+}
+
 int cli_write_token(const char *path)
 {
-    uint8_t raw[32];
-    char hexbuf[2 * sizeof(raw) + 2];
-    static const char digits[] = "0123456789abcdef";
-    if (crypto_random(raw, sizeof(raw)) != 0)
+    char hexbuf[2 * 32 + 2];
+    if (cli_random_hex(hexbuf, 32) != 0)
         return -EIO;
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        hexbuf[2 * i] = digits[raw[i] >> 4];
-        hexbuf[2 * i + 1] = digits[raw[i] & 15];
-    }
-    hexbuf[2 * sizeof(raw)] = '\n';
-    hexbuf[2 * sizeof(raw) + 1] = '\0';
+    hexbuf[64] = '\n';
+    hexbuf[65] = '\0';
     return cli_write_file(path, hexbuf, 0600, true);
 }
 
@@ -454,39 +464,59 @@ static int first_hub_config(const char *dir, const struct trial_conf *t, struct 
     return config_load_dir(hub_dir, cfg, err);
 }
 
-/*
- * Records a membership change in the trial's membership log: a trial-wide
- * `member` entry written by the hub, replicated to every node.
- */
-static int record_member(const char *dir, const struct trial_conf *t, const char *site,
-                         const char *status, const char *name, const char *reason)
+int cli_hub_request(const char *dir, const char *method, const char *path, const char *body,
+                    struct client_response *res, struct ts_error *err)
 {
     static struct config cfg;
+    struct trial_conf t;
+    if (trial_conf_load(dir, &t) != 0)
+        return ts_error_set(err, TS_ERR_CONFIG, "cannot read the trial in %s", dir);
+    int rc = first_hub_config(dir, &t, &cfg, err);
+    free(t.sites);
+    if (rc != 0)
+        return rc;
+    return client_request(&cfg, method, path, body, res, err);
+}
+
+int cli_admin_write(const char *dir, const char *path, json_t *fields, const char *reason,
+                    const char *what)
+{
     struct ts_error err = {0};
     struct client_response res;
-    char path[256];
-
-    if (first_hub_config(dir, t, &cfg, &err) != 0)
-        return cli_fail("%s", err.msg);
-    json_t *body = json_pack("{s:{s:s,s:s},s:s,s:s}", "fields", "status", status, "name", name,
-                             "reason", reason, "user", "admin");
-    char *text = json_dumps(body, JSON_COMPACT);
+    json_t *body = json_pack("{s:O,s:s,s:s}", "fields", fields, "reason", reason, "user", "admin");
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL)
         return cli_fail("out of memory");
-    snprintf(path, sizeof(path), "/v1/members/%s", site);
-    int rc = client_request(&cfg, "POST", path, text, &res, &err);
+    int rc = cli_hub_request(dir, "POST", path, text, &res, &err);
     free(text);
     if (rc != 0)
-        return cli_fail("%s\nthe change is not yet in the membership log: start the hub "
-                        "and run the command again", err.msg);
+        return cli_fail("%s\nthe %s is not yet recorded: start the hub and run the command "
+                        "again", err.msg, what);
     if (res.status != 200) {
-        cli_fail("the hub refused the membership change (HTTP %d): %s", res.status, res.body);
+        cli_fail("the hub refused the %s (HTTP %d): %s", what, res.status, res.body);
         client_response_release(&res);
         return 1;
     }
     client_response_release(&res);
     return 0;
+}
+
+/*
+ * Records a membership change in the trial's membership log: a trial-wide
+ * `member` entry written by the hub, replicated to every node.
+ */
+static int record_member(const char *dir, const char *site, const char *status,
+                         const char *name, const char *reason)
+{
+    char path[256];
+    json_t *fields = json_pack("{s:s,s:s}", "status", status, "name", name);
+    if (fields == NULL)
+        return cli_fail("out of memory");
+    snprintf(path, sizeof(path), "/v1/members/%s", site);
+    int rc = cli_admin_write(dir, path, fields, reason, "membership change");
+    json_decref(fields);
+    return rc;
 }
 
 static struct trial_site *find_site(struct trial_conf *t, const char *id)
@@ -781,7 +811,7 @@ static int site_add(const char *dir, const char *site, const char *out_dir, cons
     printf("site %s added to trial %s: bundle in %s (API port %u)\n"
            "  start it with: trialsyncd --config %s/node.conf\n",
            site, t.id, out_dir, api_port, out_dir);
-    rc = record_member(dir, &t, site, "active", s->name, "site added");
+    rc = record_member(dir, site, "active", s->name, "site added");
     if (rc == 0)
         printf("  recorded in the membership log\n");
 out:
@@ -815,7 +845,7 @@ static int site_revoke(const char *dir, const char *site, const char *reason,
     if (trial_conf_save(dir, &t) != 0)
         goto out;
     printf("site %s revoked: certificate on the CRL (%s/crl.pem)\n", site, ca_dir);
-    rc = record_member(dir, &t, site, "revoked", s->name, reason);
+    rc = record_member(dir, site, "revoked", s->name, reason);
     if (rc == 0)
         printf("  revocation recorded in the membership log; nodes refuse the site now\n");
     if (rc == 0)

@@ -36,6 +36,9 @@ int cli_usage_error(const char *verb, void (*usage)(FILE *out), const char *fmt,
 /* Writes a file with the given mode, refusing to replace one (O_EXCL). */
 int cli_write_file(const char *path, const char *content, int mode, bool exclusive);
 
+/* Writes 2 * bytes random hex digits and a NUL into out (bytes <= 64). */
+int cli_random_hex(char *out, size_t bytes);
+
 /* Creates a random API token file (hex, mode 0600). */
 int cli_write_token(const char *path);
 
@@ -70,7 +73,26 @@ int cli_verify_store(const struct config *cfg, const char *dir, bool readonly,
 void cli_verify_print(const struct config *cfg, const char *what,
                       const struct cli_verify_summary *sum);
 
+struct client_response;
+
+/*
+ * A request to the trial's first hub (DIR/<its dir>), with the hub's
+ * integration credential: the admin's verbs run where the trial directory is.
+ */
+int cli_hub_request(const char *dir, const char *method, const char *path, const char *body,
+                    struct client_response *res, struct ts_error *err);
+
+/*
+ * An admin's change to a trial-wide record, written at the first hub:
+ * POST path {"fields": fields, "reason": reason} on behalf of "admin".  what
+ * names the change in errors.  Returns 0, or 1 after printing why.
+ */
+typedef struct json_t json_t;
+int cli_admin_write(const char *dir, const char *path, json_t *fields, const char *reason,
+                    const char *what);
+
 int cmd_init(int argc, char **argv);
+int cmd_user(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);

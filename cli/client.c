@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "../node/crypto.h"
 #include "../node/pki.h"
 
 /* A response larger than this is not one our API sends. */
@@ -40,11 +41,30 @@ int client_escape(const char *s, char *out, size_t cap)
     return 0;
 }
 
+/*
+ * The credential a request carries: a person's user token from the file
+ * TRIALSYNC_TOKEN_FILE names (users.h; mode 0600, like every secret), else
+ * the node's integration token from its config.
+ */
+bool client_signed_in(void)
+{
+    const char *path = getenv("TRIALSYNC_TOKEN_FILE");
+    return path != NULL && path[0] != '\0';
+}
+
 static int load_token(const struct config *cfg, char *out, size_t cap, struct ts_error *err)
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = pki_read_file(cfg->token_file, &buf, &len, err);
+    const char *path = getenv("TRIALSYNC_TOKEN_FILE");
+    if (client_signed_in()) {
+        int prc = crypto_check_secret_file(path, err);
+        if (prc != 0)
+            return prc;
+    } else {
+        path = cfg->token_file;
+    }
+    int rc = pki_read_file(path, &buf, &len, err);
     if (rc != 0)
         return rc;
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
@@ -52,7 +72,7 @@ static int load_token(const struct config *cfg, char *out, size_t cap, struct ts
     if (len == 0 || len >= cap) {
         free(buf);
         return ts_error_set(err, TS_ERR_CONFIG, "API token file %s is empty or too long",
-                            cfg->token_file);
+                            path);
     }
     memcpy(out, buf, len);
     out[len] = '\0';

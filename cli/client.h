@@ -5,6 +5,7 @@
 #ifndef TS_CLI_CLIENT_H
 #define TS_CLI_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../node/config.h"
@@ -24,6 +25,10 @@ int client_request(const struct config *cfg, const char *method, const char *pat
                    const char *body, struct client_response *res, struct ts_error *err);
 
 void client_response_release(struct client_response *res);
+
+/* True when requests carry a person's token (TRIALSYNC_TOKEN_FILE is set):
+ * the node then knows who is writing, and the CLI names nobody. */
+bool client_signed_in(void);
 
 /* Percent-encodes s for a URL path segment. */
 int client_escape(const char *s, char *out, size_t cap);

@@ -20,6 +20,8 @@ static void usage(FILE *out)
             "  site list --dir DIR                  every site: status, connection, lag\n"
             "  site revoke SITE --dir DIR --reason TEXT\n"
             "  site renew SITE --dir DIR [--out SITEDIR]  a new key and certificate\n"
+            "  user add USER --role ROLE --name TEXT --dir DIR [--site SITE]  a person's account\n"
+            "  user list --dir DIR | user disable USER --dir DIR --reason TEXT | user reset USER\n"
             "  hub add HUB --dir DIR --out HUBDIR [--peer-port N] [--api-port N]\n"
             "  hub renew HUB --dir DIR | hub revoke HUB --dir DIR --reason TEXT\n"
             "  admin revoke --dir DIR --reason TEXT the admin certificate, on the CRL\n"
@@ -78,6 +80,8 @@ int main(int argc, char **argv)
         return cmd_init(argc - 1, argv + 1);
     if (strcmp(verb, "site") == 0)
         return cmd_site(argc - 1, argv + 1);
+    if (strcmp(verb, "user") == 0)
+        return cmd_user(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)

@@ -28,7 +28,9 @@ static void record_usage(const char *verb, FILE *out)
                 "(JSON).  A change to a field that has a value needs --reason.\n"
                 "  TYPE      subject, visit, ae or query\n"
                 "  ID        the record's key, e.g. 101-0003, 101-0003/V1, 101-0003-AE-001\n"
-                "  --user    who is writing (default: the login name)\n");
+                "  --user    whom the node's integration credential acts for (default: the\n"
+                "            login name); with TRIALSYNC_TOKEN_FILE set, the signed-in person\n"
+                "            writes, and --user may only name them\n");
     else if (strcmp(verb, "status") == 0)
         fprintf(out,
                 "usage: trialsync status --node NODEDIR [--json]\n"
@@ -561,11 +563,13 @@ int cmd_record(const char *verb, int argc, char **argv)
             }
             json_object_set_new(fields, name, json_string(eq + 1));
         }
-        if (user == NULL) {
+        if (user == NULL && !client_signed_in()) {
             default_user(user_buf, sizeof(user_buf));
             user = user_buf;
         }
-        json_t *req = json_pack("{s:o,s:s}", "fields", fields, "user", user);
+        json_t *req = json_pack("{s:o}", "fields", fields);
+        if (user != NULL)
+            json_object_set_new(req, "user", json_string(user));
         if (reason != NULL)
             json_object_set_new(req, "reason", json_string(reason));
         body = json_dumps(req, JSON_COMPACT);
