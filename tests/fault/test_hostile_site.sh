@@ -111,6 +111,13 @@ HID=$(sed -n 's/^id *= *//p' "$HUB/node.conf" | head -n 1)
 [ -n "$HID" ] || fail "no id in the hub's node.conf"
 add_site 101
 add_site 102
+# People: a coordinator at each site, a CRO data manager and a CRO viewer.
+for u in "crc101 --role crc --site 101" "crc102 --role crc --site 102" "dm1 --role dm" \
+         "view --role viewer"; do
+    # shellcheck disable=SC2086
+    "$TRIALSYNC" user add $u --name "User ${u%% *}" --dir "$WORK/trial" \
+        > "$WORK/user-add.out" 2>&1 || fail "user add $u: $(cat "$WORK/user-add.out")"
+done
 start_node site101 "$WORK/site-101"
 start_node site102 "$WORK/site-102"
 wait_until 10 "site 101 connected" is_connected 101
@@ -210,6 +217,25 @@ case_supersede() {
     # A write superseding another site's write (site 102's 102-0001, seq 1).
     attack "site 101 superseding a write of site 102" supersedes subject 101-0001 sex=M \
         --reason correction --supersedes 102/1/1
+}
+
+case_users() {  # the entry's user: who the site claims acted
+    attack "site 101 writing as site 102's coordinator" user subject 101-0001 sex=M \
+        --reason correction --user crc102
+    attack "site 101 writing as the CRO's data manager" user subject 101-0001 sex=M \
+        --reason correction --user dm1
+    attack "site 101 writing as a viewer" user subject 101-0001 sex=M --reason correction \
+        --user view
+    attack "site 101 writing as free text, not a user" user subject 101-0001 sex=M \
+        --reason correction --user "Dr. Jane Smith (PI, site 102)"
+    assert_eq '"F"' "$(hub_field subject 101-0001 sex)" "users: 101-0001's sex still F"
+    # A user the hub does not hold: held back (it may be on its way), not applied.
+    local before
+    before=$(hub_snapshot)
+    ANSWER_MS=6000 craft 101 subject 101-0001 sex=M --reason correction --user ghost
+    assert_eq 3 "$EVIL_RC" "users: an unknown user's entry is held back, not acked"
+    assert_unchanged "$before" "users: nothing applied for the unknown user"
+    site_ok 102 "users"
 }
 
 # A refused chain is refused on its link alone: over the very link that
@@ -344,7 +370,7 @@ case_answer() {
     site_ok 102 "after the legit answer"
 }
 
-ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede clock
+ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede users clock
 link_goes_on restart answer"
 for c in ${HOSTILE_SITE_CASES:-$ALL_CASES}; do
     declare -F "case_$c" > /dev/null || fail "no such case: $c (cases: $(echo $ALL_CASES))"

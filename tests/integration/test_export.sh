@@ -128,7 +128,7 @@ users = {e.get("OID") for e in root.iter(O + "User")}
 locs = {e.get("OID") for e in root.iter(O + "Location")}
 defs = {e.get("OID") for e in root.iter(O + "ItemDef")}
 # The query writer (dm) writes no clinical record, so is not named.
-assert {"USR.coder", "USR.monitor", "USR.crc"} <= users and "USR.dm" not in users, users
+assert {"USR.integration:coder", "USR.integration:monitor", "USR.integration:crc"} <= users and "USR.integration:dm" not in users, users
 assert {"LOC.101", "LOC.102", "LOC.hub1"} <= locs, locs
 for ar in root.iter(O + "AuditRecord"):
     kids = [c.tag[len(O):] for c in ar]
@@ -165,8 +165,8 @@ def versions(subject, oid):
     return out
 sex = versions("101-0001", "IT.DM.SEX")
 assert len(sex) == 3 and sex[0][:2] == ("Insert", "F"), sex
-assert {v[1:] for v in sex[1:]} == {("M", "USR.crc", "site: transcription error"),
-                                     ("U", "USR.monitor", "monitor: source says unknown")}, sex
+assert {v[1:] for v in sex[1:]} == {("M", "USR.integration:crc", "site: transcription error"),
+                                     ("U", "USR.integration:monitor", "monitor: source says unknown")}, sex
 assert all(v[0] == "Update" for v in sex[1:]), sex
 eie = versions("101-0003", "IT.DM.EIE")
 assert eie == [("Remove", "Y", eie[0][2], "duplicate of 101-0002")], eie
@@ -175,7 +175,7 @@ for sd in root.iter(O + "SubjectData"):
         types = {e.get("TransactionType") for e in sd.iter() if e.get("TransactionType")} - {None}
         assert types == {"Update", "Remove"}, types  # the subject stays; its data is removed
 coding = versions("101-0001", "IT.AE.AEDECOD")
-assert coding == [("Insert", "Headache", "USR.coder", None)], coding
+assert coding == [("Insert", "Headache", "USR.integration:coder", None)], coding
 EOF2
 ok "odm-audit: every item version (one per audit row of a clinical record) with its AuditRecord"
 ok "odm-audit: Insert, then Update with user and reason, Remove for entered in error; SourceIDs = entry hashes"
@@ -259,7 +259,7 @@ ok "site 101's Dataset-JSON holds none of site 102's records"
 export_ --node "$HUB" --format audit --out "$WORK/audit.csv"
 export_ --node "$HUB" --format audit --audit-format ndjson --out "$WORK/audit.ndjson"
 assert_eq "$(($(wc -l < "$WORK/audit.csv") - 1))" "$(wc -l < "$WORK/audit.ndjson")" "CSV and NDJSON hold the same rows"
-row=$(jq -c 'select(.record_id == "101-0001" and .field == "sex" and .user == "monitor")' "$WORK/audit.ndjson")
+row=$(jq -c 'select(.record_id == "101-0001" and .field == "sex" and .user == "integration:monitor")' "$WORK/audit.ndjson")
 assert_eq F "$(echo "$row" | jq -r .old)" "the audit row shows the old value"
 assert_eq U "$(echo "$row" | jq -r .new)" "... the new value"
 assert_eq "monitor: source says unknown" "$(echo "$row" | jq -r .reason)" "... and the reason"

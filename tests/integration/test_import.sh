@@ -38,7 +38,7 @@ assert_eq "$(printf 'Nausea\nafter dosing')" \
     "CSV: a quoted cell across two lines"
 assert_eq null "$("$TRIALSYNC" get --node "$S1" visit 101-0001/V1 | json .fields.sex)" \
     "CSV: an empty cell writes no field"
-assert_eq migration "$("$TRIALSYNC" history --node "$S1" subject 101-0001 | json '.versions[0].user')" \
+assert_eq integration:migration "$("$TRIALSYNC" history --node "$S1" subject 101-0001 | json '.versions[0].user')" \
     "the audit trail names the importing user"
 
 # ---- NDJSON, including an update that needs a reason ----
@@ -158,7 +158,7 @@ done
 assert_eq 'Headache, mild "tension" type' \
     "$("$TRIALSYNC" get --node "$HUB" ae 101-0001-AE-001 | json .fields.aeterm.value)" \
     "an imported value at the hub"
-assert_eq migration "$("$TRIALSYNC" history --node "$HUB" subject 101-0001 | json '.versions[0].user')" \
+assert_eq integration:migration "$("$TRIALSYNC" history --node "$HUB" subject 101-0001 | json '.versions[0].user')" \
     "the importing user at the hub"
 
 "$TRIALSYNC" import --help | grep -q "header row" || fail "import --help documents CSV"

@@ -80,15 +80,17 @@ assert_eq F "$(jq -r '[.versions[] | select(.field == "sex")][1].old_value' < "$
 assert_eq "transcription error" \
     "$(jq -r '[.versions[] | select(.field == "sex")][1].reason' < "$WORK/hist.json")" \
     "history shows the reason"
-assert_eq monitor "$(jq -r '[.versions[] | select(.field == "sex")][1].user' < "$WORK/hist.json")" \
+assert_eq integration:monitor "$(jq -r '[.versions[] | select(.field == "sex")][1].user' < "$WORK/hist.json")" \
     "history shows the user"
+assert_eq "integration monitor" "$(jq -r '[.versions[] | select(.field == "sex")][1] | "\(.via) \(.on_behalf_of)"' < "$WORK/hist.json")" \
+    "history says the integration credential acted, and for whom"
 assert_contains "$(jq -r '.versions[0].entry_time' < "$WORK/hist.json")" "Z" "times are UTC"
 
 # A client that pipelines requests: three writes in one TCP send, two of them
 # to the same record, all answered in order.
 tok=$(cat "$HUB/api.token")
 req() {  # ID SEX REASON [CONNECTION]
-    local body="{\"fields\":{\"site\":\"101\",\"sex\":\"$2\"},\"reason\":\"$3\"}"
+    local body="{\"fields\":{\"site\":\"101\",\"sex\":\"$2\"},\"reason\":\"$3\",\"user\":\"coordinator\"}"
     printf 'POST /v1/records/subject/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: %s\r\nContent-Length: %d\r\n\r\n%s' \
         "$1" "$tok" "${4:-keep-alive}" "${#body}" "$body"
 }
@@ -107,7 +109,7 @@ assert_eq M "$("$TRIALSYNC" get --node "$HUB" subject 101-0100 | json .fields.se
 big=$(head -c 4000 /dev/zero | tr '\0' 'q')
 mkdir -p "$WORK/q"
 for i in $(seq 1 600); do
-    printf '{"fields":{"target":"subject/101-0001/sex","text":"%s %s","state":"open","source":"dm"},"reason":"round %s"}' \
+    printf '{"fields":{"target":"subject/101-0001/sex","text":"%s %s","state":"open","source":"dm"},"reason":"round %s","user":"dm"}' \
         "$i" "$big" "$i" > "$WORK/q/$i.json"
     [ "$i" = 1 ] || echo next
     printf 'url = "http://127.0.0.1:%s/v1/records/query/Q-hub1-9"\n' "$HUB_API_PORT"

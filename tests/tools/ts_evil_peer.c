@@ -43,7 +43,7 @@
  *                  Options: --site S (scope; default the node's id, "-" for
  *                  ""), --lane safety|bulk (default bulk), --hlc N, --wall MS
  *                  (default: now, and an HLC above now and the store's max),
- *                  --user U (default coordinator), --reason R (default ""),
+ *                  --user U (default integration:coordinator), --reason R (default ""),
  *                  --supersedes ORIGIN/LANE/SEQ (on every write; repeatable).
  *                  TS_EVIL_ANSWER_MS sets how long to wait for an answer.
  *                  Exit 0 refused or closed, 1 acked, 3 held back (a
@@ -326,7 +326,7 @@ static void spec_subject(struct entry_spec *sp, const char *origin, const char *
     sp->type = "subject";
     snprintf(sp->record_id, sizeof(sp->record_id), "%s-%04u", site, nn);
     sp->site = site;
-    sp->user = "coordinator";
+    sp->user = "integration:coordinator";
     sp->reason = "";
     sp->fields[0] = "site";
     sp->values[0] = site;
@@ -633,7 +633,7 @@ static int craft_parse(struct evil *ev, int argc, char **argv)
     cr->type = argv[0];
     cr->id = argv[1];
     cr->site = ev->me.id;
-    cr->user = "coordinator";
+    cr->user = "integration:coordinator";
     cr->reason = "";
     cr->lane = LANE_BULK;
     for (int i = 2; i < argc; i++) {
@@ -762,7 +762,7 @@ static void misbehave(struct evil *ev)
         specs[0].type = "member";
         snprintf(specs[0].record_id, sizeof(specs[0].record_id), "%s", ev->victim);
         specs[0].site = "";
-        specs[0].user = "admin";
+        specs[0].user = "integration:admin";
         specs[0].reason = "forged revocation";
         specs[0].fields[0] = "status";
         specs[0].values[0] = "revoked";
