@@ -1176,7 +1176,11 @@ static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     (void)stored_ms;  /* this node's receive time: differs between nodes */
     bool wanted = true;
     int64_t event_ms = (int64_t)hlc_ms(e->hlc);
-    if (x->user != NULL && strcmp(x->user, e->user) != 0)
+    /* --user NAME: NAME's own writes, and the integration credential's on NAME's
+     * behalf. */
+    const char *on_behalf = NULL;
+    if (x->user != NULL && strcmp(x->user, e->user) != 0 &&
+        !(schema_user_is_integration(e->user, &on_behalf) && strcmp(x->user, on_behalf) == 0))
         wanted = false;
     if (x->since_ms >= 0 && event_ms < x->since_ms)
         wanted = false;

@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  put --node NODEDIR TYPE ID field=value... [--reason TEXT] [--user NAME]\n"
             "  get --node NODEDIR TYPE ID [--json]  displayed values and conflicts\n"
             "  history --node NODEDIR TYPE ID [--json]  every version of every field\n"
+            "  sign --node NODEDIR TYPE ID [--meaning M]  an investigator's e-signature\n"
             "      (a table on a terminal, JSON in a pipe or with --json)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
         return cmd_site(argc - 1, argv + 1);
     if (strcmp(verb, "user") == 0)
         return cmd_user(argc - 1, argv + 1);
+    if (strcmp(verb, "sign") == 0)
+        return cmd_sign(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)

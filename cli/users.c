@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../node/config.h"
 #include "../node/crypto.h"
 #include "../node/schema.h"
 #include "../proto/errors.h"
@@ -321,4 +322,104 @@ int cmd_user(int argc, char **argv)
         rc = save_token(dir, user, out, token);
     memset(token, 0, sizeof(token));
     return rc;
+}
+
+/* ---- sign ------------------------------------------------------------------------ */
+
+static void sign_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: trialsync sign --node NODEDIR TYPE ID [--meaning MEANING]\n"
+            "                      [--secret-file FILE]\n\n"
+            "An investigator's electronic signature (21 CFR 11.50) of a visit (TYPE visit)\n"
+            "or of a subject's whole casebook (TYPE subject: the subject, its visits and\n"
+            "AEs).  Needs TRIALSYNC_TOKEN_FILE (the investigator signed in); the token is\n"
+            "entered again for each signing: read from --secret-file FILE (mode 0600), or\n"
+            "from the terminal.  MEANING: approval (default), review, responsibility,\n"
+            "authorship.  The node records the printed name, the time (UTC), the meaning\n"
+            "and a digest of exactly the versions signed; a later change to a signed value\n"
+            "shows the signature as broken wherever the record is read.\n");
+}
+
+/* The re-entered token: FILE's first line, or a line typed with echo off. */
+static int read_secret(const char *file, char *out, size_t cap)
+{
+    FILE *in = NULL;
+    struct ts_error err = {0};
+    if (file != NULL) {
+        if (crypto_check_secret_file(file, &err) != 0)
+            return cli_fail("%s", err.msg);
+        in = fopen(file, "r");
+        if (in == NULL)
+            return cli_fail("cannot read %s", file);
+    } else {
+        struct crypto_pass pass;
+        crypto_pass_init(&pass, NULL, true);
+        int rc = crypto_pass_get(&pass, "your token (to sign)", false, &err);
+        if (rc == 0)
+            snprintf(out, cap, "%.*s", (int)pass.len, pass.text);
+        crypto_pass_release(&pass);
+        return rc == 0 ? 0 : cli_fail("%s", err.msg);
+    }
+    bool got = fgets(out, (int)cap, in) != NULL;
+    fclose(in);
+    if (!got)
+        return cli_fail("%s is empty", file);
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+int cmd_sign(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"node", required_argument, NULL, 'N'}, {"meaning", required_argument, NULL, 'm'},
+        {"secret-file", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *node_dir = NULL, *meaning = "approval", *secret_file = NULL;
+    int c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, opts, "sign")) != -1) {
+        switch (c) {
+        case 'N': node_dir = optarg; break;
+        case 'm': meaning = optarg; break;
+        case 'S': secret_file = optarg; break;
+        case 'h': sign_usage(stdout); return 0;
+        default: sign_usage(stderr); return 2;
+        }
+    }
+    if (node_dir == NULL)
+        return cli_usage_error("sign", sign_usage, "--node NODEDIR is required");
+    if (argc - optind != 2)
+        return cli_usage_error("sign", sign_usage, "TYPE and ID are required");
+    if (!client_signed_in())
+        return cli_fail("sign: set TRIALSYNC_TOKEN_FILE to your token file: a signature is "
+                        "made by the signer, signed in");
+    static struct config cfg;
+    struct ts_error err = {0};
+    if (config_load_dir(node_dir, &cfg, &err) != 0)
+        return cli_fail("%s", err.msg);
+    char secret[512];
+    if (read_secret(secret_file, secret, sizeof(secret)) != 0)
+        return 1;
+    json_t *req = json_pack("{s:s,s:s,s:s,s:s}", "type", argv[optind], "id", argv[optind + 1],
+                            "meaning", meaning, "secret", secret);
+    memset(secret, 0, sizeof(secret));
+    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (body == NULL)
+        return cli_fail("TYPE and ID must be UTF-8");
+    struct client_response res;
+    int rc = client_request(&cfg, "POST", "/v1/sign", body, &res, &err);
+    memset(body, 0, strlen(body));
+    free(body);
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    int status = res.status;
+    if (status == 200)
+        printf("%s\n", res.body);
+    else
+        cli_fail("the node refused the signature (HTTP %d): %s", status, res.body);
+    client_response_release(&res);
+    return status == 200 ? 0 : 1;
 }

@@ -25,6 +25,7 @@
 
 #include "../proto/codec.h"
 #include "dashboard.h"
+#include "esign.h"
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
@@ -332,7 +333,11 @@ static void handle_get(struct api_conn *c, const char *type, const char *id)
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
-    conn_send_json(c, 200, json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "fields", g.fields));
+    json_t *out = json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "fields", g.fields);
+    json_t *sigs = esign_list(c->api->node->store, type, id);
+    if (sigs != NULL)
+        json_object_set_new(out, "signatures", sigs);
+    conn_send_json(c, 200, out);
 }
 
 struct history_ctx {
@@ -513,6 +518,7 @@ static void handle_digest(struct api_conn *c)
 static json_t *status_json(struct api *a);
 static bool token_matches(const struct api *a, const char *given, size_t given_len);
 static bool authorized(struct api_conn *c);
+static void conn_address(struct api_conn *c, char *out, size_t cap);
 
 static void handle_status(struct api_conn *c)
 {
@@ -696,88 +702,30 @@ static const char *write_user(const struct api_conn *c, const char *named, char 
     return NULL;
 }
 
-static void handle_write(struct api_conn *c, const char *type, const char *id, bool membership)
+/* Answers an error and ends the request (the handlers that end their own). */
+static void conn_refuse(struct api_conn *c, int status, const char *msg)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
-    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
-    char msg[300];
-    size_t n = 0;
+    conn_send_error(c, status, msg);
+    conn_request_done(c);
+}
 
-    if (root == NULL || !json_is_object(root)) {
-        snprintf(msg, sizeof(msg), "body must be a JSON object: %s",
-                 root == NULL ? jerr.text : "not an object");
-        json_decref(root);
-        conn_send_error(c, 400, msg);
-        return;
-    }
-    json_t *jfields = json_object_get(root, "fields");
-    json_t *jreason = json_object_get(root, "reason");
-    json_t *juser = json_object_get(root, "user");
-    if (!json_is_object(jfields) || (jreason != NULL && !json_is_string(jreason)) ||
-        (juser != NULL && !json_is_string(juser))) {
-        json_decref(root);
-        conn_send_error(c, 400,
-                        "body must be {\"fields\": {name: string, ...}, \"reason\": string, "
-                        "\"user\": string}");
-        return;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach(jfields, key, value) {
-        if (n == TS_WRITES_PER_ENTRY_MAX) {
-            json_decref(root);
-            conn_send_error(c, 400, "too many fields in one write (at most 64)");
-            return;
-        }
-        if (!json_is_string(value)) {
-            snprintf(msg, sizeof(msg), "field '%.40s': the value must be a JSON string", key);
-            json_decref(root);
-            conn_send_error(c, 400, msg);
-            return;
-        }
-        fields[n].field = key;
-        fields[n].value = json_string_value(value);
-        n++;
-    }
-
-    char user[TS_USER_BYTES_MAX + 1];
-    const char *refusal = write_user(c, juser != NULL ? json_string_value(juser) : NULL, user,
-                                     sizeof(user));
-    struct validate_error verr;
-    if (refusal == NULL && c->who == WHO_USER &&
-        validate_user_role(c->user.role, type, fields, n, &verr) != 0)
-        refusal = verr.msg;
-    if (refusal != NULL) {
-        conn_send_error(c, c->who == WHO_USER ? 403 : 400, refusal);
-        json_decref(root);
-        return;
-    }
-
+/* Hands one write to the node; write_done (or the refusal here) answers. */
+static void submit_write(struct api_conn *c, const struct node_write *w)
+{
     struct write_wait *ww = calloc(1, sizeof(*ww));
     if (ww == NULL) {
-        json_decref(root);
         conn_send_error(c, 500, "out of memory");
+        conn_request_done(c);
         return;
     }
     ww->conn = c;
-    snprintf(ww->type, sizeof(ww->type), "%s", type);
-    snprintf(ww->id, sizeof(ww->id), "%s", id);
+    snprintf(ww->type, sizeof(ww->type), "%s", w->type);
+    snprintf(ww->id, sizeof(ww->id), "%s", w->id);
 
-    struct node_write w = {
-        .type = type,
-        .id = id,
-        .fields = fields,
-        .n = n,
-        .reason = jreason != NULL ? json_string_value(jreason) : NULL,
-        .user = user,
-        .membership = membership,
-    };
     struct node_write_result now;
     c->busy = true;
     c->refs++;
-    int rc = node_write(c->api->node, &w, write_done, ww, &now);
-    json_decref(root);
+    int rc = node_write(c->api->node, w, write_done, ww, &now);
     if (rc != 0) {
         c->refs--;
         free(ww);
@@ -796,6 +744,151 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
         conn_request_done(c);
     }
     /* Otherwise write_done answers after the group commit. */
+}
+
+static void handle_write(struct api_conn *c, const char *type, const char *id, bool membership)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
+    char msg[300];
+    size_t n = 0;
+
+    if (root == NULL || !json_is_object(root)) {
+        snprintf(msg, sizeof(msg), "body must be a JSON object: %s",
+                 root == NULL ? jerr.text : "not an object");
+        json_decref(root);
+        conn_refuse(c, 400, msg);
+        return;
+    }
+    json_t *jfields = json_object_get(root, "fields");
+    json_t *jreason = json_object_get(root, "reason");
+    json_t *juser = json_object_get(root, "user");
+    if (!json_is_object(jfields) || (jreason != NULL && !json_is_string(jreason)) ||
+        (juser != NULL && !json_is_string(juser))) {
+        json_decref(root);
+        conn_refuse(c, 400,
+                        "body must be {\"fields\": {name: string, ...}, \"reason\": string, "
+                        "\"user\": string}");
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(jfields, key, value) {
+        if (n == TS_WRITES_PER_ENTRY_MAX) {
+            json_decref(root);
+            conn_refuse(c, 400, "too many fields in one write (at most 64)");
+            return;
+        }
+        if (!json_is_string(value)) {
+            snprintf(msg, sizeof(msg), "field '%.40s': the value must be a JSON string", key);
+            json_decref(root);
+            conn_refuse(c, 400, msg);
+            return;
+        }
+        fields[n].field = key;
+        fields[n].value = json_string_value(value);
+        n++;
+    }
+
+    char user[TS_USER_BYTES_MAX + 1];
+    const char *refusal = write_user(c, juser != NULL ? json_string_value(juser) : NULL, user,
+                                     sizeof(user));
+    if (refusal == NULL && strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0)
+        refusal = "a signature is made with 'trialsync sign' (POST /v1/sign), which re-checks "
+                  "the signer's secret and computes what is signed";
+    struct validate_error verr;
+    if (refusal == NULL && c->who == WHO_USER &&
+        validate_user_role(c->user.role, type, fields, n, &verr) != 0)
+        refusal = verr.msg;
+    if (refusal != NULL) {
+        conn_refuse(c, c->who == WHO_USER ? 403 : 400, refusal);
+        json_decref(root);
+        return;
+    }
+
+    struct node_write w = {
+        .type = type,
+        .id = id,
+        .fields = fields,
+        .n = n,
+        .reason = jreason != NULL ? json_string_value(jreason) : NULL,
+        .user = user,
+        .membership = membership,
+    };
+    submit_write(c, &w);
+    json_decref(root);
+}
+
+/* ---- e-signatures ----------------------------------------------------------- */
+
+/*
+ * POST /v1/sign {"type": "subject"|"visit", "id": ID, "meaning": M, "secret":
+ * TOKEN}: the signed-in investigator signs the record (a subject: the whole
+ * casebook) after re-entering their token (21 CFR 11.200: each signing is
+ * authenticated, not carried by the session).  The node computes the digest
+ * of exactly the versions it holds and writes the signature record as theirs.
+ */
+static void handle_sign(struct api_conn *c)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *id = json_string_value(json_object_get(root, "id"));
+    const char *meaning = json_string_value(json_object_get(root, "meaning"));
+    const char *secret = json_string_value(json_object_get(root, "secret"));
+    char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + 2], digest[2 * TS_HASH_BYTES + 1];
+    char sig_id[TS_ID_BYTES_MAX + 1], subject[TS_ID_BYTES_MAX + 1], now[40], why[160];
+    char addr[64];
+
+    if (c->who != WHO_USER || c->user.role != USER_ROLE_INVESTIGATOR) {
+        conn_refuse(c, 403, "only an investigator signs, signed in with their own token");
+        goto out;
+    }
+    if (type == NULL || id == NULL || secret == NULL ||
+        (strcmp(type, "subject") != 0 && strcmp(type, "visit") != 0) ||
+        !schema_key_ok(type, id)) {
+        conn_refuse(c, 400, "body must be {\"type\": \"subject\"|\"visit\", \"id\": ID, "
+                                "\"meaning\": MEANING, \"secret\": YOUR-TOKEN}");
+        goto out;
+    }
+    conn_address(c, addr, sizeof(addr));
+    if (users_reverify(c->api->users, c->user.user, secret, strlen(secret), addr, node_now_ms(),
+                       why, sizeof(why)) != USERS_OK) {
+        trace(TRACE_WARN, "api: signature by '%s' refused: %s", c->user.user, why);
+        conn_refuse(c, 401, why);
+        goto out;
+    }
+    snprintf(target, sizeof(target), "%s/%s", type, id);
+    int rc = esign_digest_hex(c->api->node->store, target, digest);
+    if (rc != 0) {
+        snprintf(why, sizeof(why), "no %s record with id '%.64s' here", type, id);
+        conn_refuse(c, rc == TS_ERR_NOTFOUND ? 404 : 500, why);
+        goto out;
+    }
+    snprintf(subject, sizeof(subject), "%.*s", (int)strcspn(id, "/"), id);
+    if (esign_next_id(c->api->node->store, subject, sig_id) != 0) {
+        conn_refuse(c, 500, "cannot number the signature");
+        goto out;
+    }
+    api_format_time(node_now_ms(), now, sizeof(now));
+    struct validate_field fields[] = {
+        {.field = "target", .value = target},
+        {.field = "meaning", .value = meaning != NULL ? meaning : "approval"},
+        {.field = "name", .value = c->user.name[0] ? c->user.name : c->user.user},
+        {.field = "signed_at", .value = now},
+        {.field = "versions", .value = digest},
+    };
+    struct node_write w = {
+        .type = SCHEMA_SIGNATURE_TYPE,
+        .id = sig_id,
+        .fields = fields,
+        .n = sizeof(fields) / sizeof(fields[0]),
+        .user = c->user.user,
+    };
+    submit_write(c, &w);
+out:
+    json_decref(root);
 }
 
 /* ---- import ------------------------------------------------------------- */
@@ -1286,6 +1379,9 @@ static void dispatch(struct api_conn *c)
          * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */
         handle_write(c, SCHEMA_CRL_TYPE, SCHEMA_CRL_ID, true);
         return;
+    } else if (strcmp(path, "/v1/sign") == 0 && method == HTTP_POST) {
+        handle_sign(c);
+        return;  /* handle_sign ends the request */
     } else if (strncmp(path, "/v1/users/", 10) == 0 && method == HTTP_POST) {
         /* A user account, on an admin's word: {"fields": {...}, "reason": R,
          * "user": ADMIN}. */

@@ -75,6 +75,12 @@ static const struct schema_term terms_user_state[] = {
     { "active", 0 }, { "disabled", 0 }, { NULL, 0 },
 };
 
+/* What a signature means (21 CFR 11.50(a)(3)). */
+static const struct schema_term terms_sig_meaning[] = {
+    { "approval", 0 }, { "review", 0 }, { "responsibility", 0 }, { "authorship", 0 },
+    { NULL, 0 },
+};
+
 /* A site answers a query: it may set its state to answered, nothing else. */
 static const char *const site_terms_query_state[] = { "answered", NULL };
 
@@ -202,6 +208,24 @@ static const struct schema_field crl_fields[] = {
       "", "CRL number" },
 };
 
+/* An investigator's signature: what was signed (the record, and a digest of
+ * exactly the versions of its fields shown when signing), by whom (the
+ * entry's user; the printed name), when, and what it means.  Write-once: a
+ * later change to a signed value breaks the signature (derived from the
+ * state, see node/esign.h); it is never edited. */
+static const struct schema_field signature_fields[] = {
+    { "target", KIND_RECORD, NULL, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "The signed record: subject/<id> (the casebook) or visit/<id>" },
+    { "meaning", KIND_TERM, terms_sig_meaning, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "Meaning of the signature" },
+    { "name", KIND_CODE, NULL, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "Printed name of the signer" },
+    { "signed_at", KIND_DATETIME, NULL, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "Date/time of signing (UTC)" },
+    { "versions", KIND_DIGEST, NULL, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "SHA-256 of the field versions signed" },
+};
+
 /* The people who act through nodes: written at a hub on an admin's word and
  * replicated to every node, so a site signs in its own users while offline.
  * Role and site never change (see schema.h); the secret is a salted slow hash
@@ -234,6 +258,8 @@ static const struct schema_type types[] = {
       COUNT_OF(crl_fields) },
     { SCHEMA_USER_TYPE, "", "a user id, e.g. jsmith", false, HUB | ADMIN, user_fields,
       COUNT_OF(user_fields) },
+    { SCHEMA_SIGNATURE_TYPE, "", "<subject>-SIG-<number>, e.g. 101-0003-SIG-001", true, SITE,
+      signature_fields, COUNT_OF(signature_fields) },
 };
 
 #undef SITE
@@ -351,14 +377,14 @@ static bool visit_key_ok(const char *s, size_t len)
            && lex_all(slash2 + 1, rest - code_len - 1, lex_digit);
 }
 
-static bool ae_key_ok(const char *s, size_t len)
+/* `<subject><infix><digits>`: an AE (-AE-) or a signature (-SIG-) of a subject. */
+static bool infix_key_ok(const char *s, size_t len, const char *infix)
 {
-    static const char infix[] = "-AE-";
     const char *at = strstr(s, infix);
     if (at == NULL || !subject_key_ok(s, (size_t)(at - s)))
         return false;
     const char *num = at + strlen(infix);
-    return lex_all(num, len - (size_t)(num - s), lex_digit);
+    return num < s + len && lex_all(num, len - (size_t)(num - s), lex_digit);
 }
 
 static bool query_key_ok(const char *s, size_t len)
@@ -385,7 +411,7 @@ bool schema_key_ok(const char *type, const char *id)
     if (strcmp(type, "visit") == 0)
         return visit_key_ok(id, len);
     if (strcmp(type, "ae") == 0)
-        return ae_key_ok(id, len);
+        return infix_key_ok(id, len, "-AE-");
     if (strcmp(type, SCHEMA_QUERY_TYPE) == 0)
         return query_key_ok(id, len);
     if (strcmp(type, SCHEMA_MEMBER_TYPE) == 0)
@@ -394,6 +420,8 @@ bool schema_key_ok(const char *type, const char *id)
         return strcmp(id, SCHEMA_CRL_ID) == 0;
     if (strcmp(type, SCHEMA_USER_TYPE) == 0)
         return schema_id_ok(id);
+    if (strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0)
+        return infix_key_ok(id, len, "-SIG-");
     return false;
 }
 
@@ -505,6 +533,9 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
     if (!t->site_scoped)
         return false;
     bool query = strcmp(t->name, SCHEMA_QUERY_TYPE) == 0;
+    /* A signature is the investigator's own act (21 CFR 11.50, 11.100). */
+    if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0)
+        return r == USER_ROLE_INVESTIGATOR;
     switch (r) {
     case USER_ROLE_CRC:
     case USER_ROLE_INVESTIGATOR:

@@ -48,6 +48,8 @@ enum schema_kind {
     KIND_CRL,       /* a PEM X.509 CRL; validate_entry has the CA check its signature */
     KIND_SECRET,    /* a user's salted slow hash: scrypt$<log2 N>$<r>$<p>$<salt>$<hash> */
     KIND_SITE_REF,  /* a site id, or "" for the CRO (user.site) */
+    KIND_RECORD,    /* signature.target: "subject/<id>" or "visit/<id>" of the same subject */
+    KIND_DIGEST,    /* a SHA-256 digest as 64 lowercase hex digits */
 };
 
 /* SDTM character variables hold at most 200 bytes; codes are no longer. */
@@ -192,6 +194,9 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
 bool schema_user_is_integration(const char *user, const char **on_behalf);
 
 #define SCHEMA_USER_TYPE "user"
+/* An investigator's electronic signature of a visit or a subject's casebook
+ * (21 CFR 11.50): key <subject>-SIG-<number>, written once, by a person. */
+#define SCHEMA_SIGNATURE_TYPE "signature"
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
 /* The trial CA's revocation list, carried by replication: one record. */

@@ -170,8 +170,8 @@ static enum users_verdict fail(struct users *u, const char *user_key, const char
     return v;
 }
 
-enum users_verdict users_authenticate(struct users *u, const char *token, size_t len,
-                                      const char *addr, uint64_t now_ms,
+static enum users_verdict check_token(struct users *u, const char *token, size_t len,
+                                      const char *addr, uint64_t now_ms, bool use_cache,
                                       struct users_principal *out, char *why, size_t why_cap)
 {
     char user_key[TS_ID_BYTES_MAX + 8] = "";
@@ -221,7 +221,7 @@ enum users_verdict users_authenticate(struct users *u, const char *token, size_t
     if (strcmp(state, "active") != 0)
         return fail(u, user_key, addr_key, now_ms, USERS_DISABLED, why, why_cap,
                     "this user account is disabled; ask the trial's admin");
-    struct cache_slot *hit = cache_find(u, token_digest);
+    struct cache_slot *hit = use_cache ? cache_find(u, token_digest) : NULL;
     if (hit != NULL && memcmp(hit->record_digest, record_digest, TS_HASH_BYTES) == 0 &&
         now_ms - hit->checked_ms < USERS_CACHE_TTL_MS)
         return USERS_OK;
@@ -236,4 +236,24 @@ enum users_verdict users_authenticate(struct users *u, const char *token, size_t
         return fail(u, user_key, addr_key, now_ms, USERS_BAD, why, why_cap, bad);
     cache_put(u, token_digest, record_digest, now_ms);
     return USERS_OK;
+}
+
+enum users_verdict users_authenticate(struct users *u, const char *token, size_t len,
+                                      const char *addr, uint64_t now_ms,
+                                      struct users_principal *out, char *why, size_t why_cap)
+{
+    return check_token(u, token, len, addr, now_ms, true, out, why, why_cap);
+}
+
+enum users_verdict users_reverify(struct users *u, const char *user, const char *token,
+                                  size_t len, const char *addr, uint64_t now_ms, char *why,
+                                  size_t why_cap)
+{
+    struct users_principal p;
+    enum users_verdict v = check_token(u, token, len, addr, now_ms, false, &p, why, why_cap);
+    if (v == USERS_OK && strcmp(p.user, user) != 0) {
+        snprintf(why, why_cap, "the secret entered is not %s's", user);
+        return USERS_BAD;
+    }
+    return v;
 }

@@ -69,6 +69,15 @@ enum users_verdict users_authenticate(struct users *u, const char *token, size_t
                                       const char *addr, uint64_t now_ms,
                                       struct users_principal *out, char *why, size_t why_cap);
 
+/*
+ * Checks a secret re-entered by the signed-in user (an e-signature, 21 CFR
+ * 11.200): as users_authenticate but never from the cache, and the token must
+ * be user's own.  Failures count against the same limits.
+ */
+enum users_verdict users_reverify(struct users *u, const char *user, const char *token,
+                                  size_t len, const char *addr, uint64_t now_ms, char *why,
+                                  size_t why_cap);
+
 /* Counters since start: failed attempts, and attempts refused by the limiter. */
 void users_counts(const struct users *u, uint64_t *failures, uint64_t *limited);
 

@@ -81,7 +81,8 @@ static void join_types(char *dst, size_t cap)
     const struct schema_type *t = schema_types(&count);
     dst[0] = '\0';
     for (size_t i = 0; i < count; i++) {
-        if (!t[i].site_scoped)
+        /* A signature is made with `trialsync sign`, not written as data. */
+        if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0)
             continue;
         if (dst[0] != '\0')
             append(dst, cap, ", ");
@@ -417,8 +418,36 @@ static void kind_allowed(const char *id, const struct schema_field *f, char *buf
     case KIND_SITE_REF:
         append(buf, cap, "a site id, or empty for the CRO");
         return;
+    case KIND_RECORD:
+        append(buf, cap, "subject/<subject id> or visit/<visit id> of the same subject");
+        return;
+    case KIND_DIGEST:
+        append(buf, cap, "64 lowercase hex digits (SHA-256)");
+        return;
     }
     assert(!"unknown value kind");
+}
+
+static bool lex_lower_hex(char c)
+{
+    return lex_digit(c) || (c >= 'a' && c <= 'f');
+}
+
+/* A signature's target: the subject of signature sig_id ("<subject>-SIG-n"),
+ * or one of that subject's visits. */
+static bool signed_record_ok(const char *sig_id, const char *target)
+{
+    const char *at = strstr(sig_id, "-SIG-");
+    if (at == NULL)
+        return false;
+    size_t subject_len = (size_t)(at - sig_id);
+    if (strncmp(target, "subject/", 8) == 0)
+        return strlen(target + 8) == subject_len &&
+               strncmp(target + 8, sig_id, subject_len) == 0;
+    if (strncmp(target, "visit/", 6) == 0)
+        return schema_key_ok("visit", target + 6) &&
+               strncmp(target + 6, sig_id, subject_len) == 0 && target[6 + subject_len] == '/';
+    return false;
 }
 
 /* scrypt$<log2 N>$<r>$<p>$<salt>$<hash>: small decimal parameters, then two
@@ -569,6 +598,16 @@ static int check_value(const char *type, const char *id, const struct schema_fie
 
     case KIND_SITE_REF:
         if (schema_id_ok(value) && lex_all(value, len, lex_alnum))
+            return 0;
+        break;
+
+    case KIND_RECORD:
+        if (signed_record_ok(id, value))
+            return 0;
+        break;
+
+    case KIND_DIGEST:
+        if (len == 2 * TS_HASH_BYTES && lex_all(value, len, lex_lower_hex))
             return 0;
         break;
 
@@ -910,10 +949,11 @@ int validate_scope(const char *type, const char *id,
     if (type == NULL || id == NULL)
         return TS_ERR_INVALID;
 
-    if (strcmp(type, "subject") == 0 || strcmp(type, "visit") == 0 || strcmp(type, "ae") == 0)
+    const struct schema_type *t = schema_type_find(type);
+    if (t != NULL && t->site_scoped && strcmp(type, SCHEMA_QUERY_TYPE) != 0)
         return schema_site_of_key(id, site) ? 0 : TS_ERR_INVALID;
 
-    if (strcmp(type, "query") == 0) {
+    if (strcmp(type, SCHEMA_QUERY_TYPE) == 0) {
         const char *target = write_value(fields, n, "target");
         if (target == NULL)
             target = current_value(current, ctx, "target");
@@ -1091,6 +1131,10 @@ static int admit_user(const struct entry *e, const struct schema_type *t, unsign
         if (on_behalf[0] == '\0')
             return admit_refuse(err, "user", TS_ERR_AUTH, "the integration credential must name "
                                 "the person it acts for");
+        /* A signature is a person's own act: never on someone's behalf. */
+        if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0)
+            return admit_refuse(err, "user", TS_ERR_AUTH, "a signature is made by the signer, "
+                                "signed in, not by the integration credential");
         return 0;
     }
     if (!schema_id_ok(e->user))

@@ -228,6 +228,10 @@ case_users() {  # the entry's user: who the site claims acted
         --user view
     attack "site 101 writing as free text, not a user" user subject 101-0001 sex=M \
         --reason correction --user "Dr. Jane Smith (PI, site 102)"
+    attack "site 101 forging an investigator's signature with its integration credential" \
+        user signature 101-0001-SIG-001 target=subject/101-0001 meaning=approval \
+        name="Dr. Forged" signed_at=2026-11-01T10:00Z \
+        versions=0000000000000000000000000000000000000000000000000000000000000000
     assert_eq '"F"' "$(hub_field subject 101-0001 sex)" "users: 101-0001's sex still F"
     # A user the hub does not hold: held back (it may be on its way), not applied.
     local before

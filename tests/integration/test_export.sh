@@ -268,7 +268,7 @@ export_ --node "$S2" --format audit --audit-format ndjson --out "$WORK/audit-102
 grep -q '101-' "$WORK/audit-102.ndjson" && fail "site 102's audit trail names a site 101 record"
 ok "site 102's audit trail holds none of site 101's records"
 export_ --node "$HUB" --format audit --audit-format ndjson --user coder --out "$WORK/audit-coder.ndjson"
-assert_eq 5 "$(jq -s 'map(select(.user == "coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
+assert_eq 5 "$(jq -s 'map(select(.user == "integration:coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
 assert_eq 5 "$(wc -l < "$WORK/audit-coder.ndjson")" "... and only them"
 
 # ---- two hubs after convergence: byte-identical exports ----

@@ -116,6 +116,49 @@ refused "a crc does not sign a visit" "investigator" crc101 put --node "$WORK/si
 as inv101 put --node "$WORK/site-101" visit 101-0001/V1 status=signed > /dev/null \
     || fail "an investigator could not sign a visit"
 ok "an investigator signs a visit"
+# ---- e-signatures (21 CFR 11.50, 11.200) -------------------------------------
+
+S1="$WORK/site-101"
+sigs() {  # NODEDIR TYPE ID: the record's signatures as "state meaning user name" lines
+    "$TRIALSYNC" get --node "$1" "$2" "$3" | jq -r '.signatures[] | "\(.state) \(.meaning) \(.user) \(.name)"'
+}
+as crc101 put --node "$S1" visit 101-0001/V2 svstdtc=2026-11-01 status=completed > /dev/null \
+    || fail "crc101 visit V2"
+refused "a crc does not e-sign" "only an investigator" crc101 sign --node "$S1" visit \
+    101-0001/V2 --secret-file "$TRIAL/users/crc101.token"
+printf 'inv101:%s\n' 0123456789abcdef0123456789abcdef0123456789abcdef > "$WORK/wrong.token"
+chmod 600 "$WORK/wrong.token"
+refused "a signature needs the signer's secret re-entered" "wrong or unknown" inv101 sign \
+    --node "$S1" visit 101-0001/V2 --secret-file "$WORK/wrong.token"
+assert_eq "" "$(sigs "$S1" visit 101-0001/V2)" "a refused signature writes nothing"
+as inv101 sign --node "$S1" visit 101-0001/V2 --meaning approval \
+    --secret-file "$TRIAL/users/inv101.token" > "$WORK/sign.out" || fail "inv101 sign: $(cat "$WORK/sign.out")"
+assert_eq "valid approval inv101 Person inv101" "$(sigs "$S1" visit 101-0001/V2)" \
+    "the signed visit shows a valid signature: meaning, signer, printed name"
+"$TRIALSYNC" get --node "$S1" visit 101-0001/V2 | jq -e '.signatures[0].signed_at | endswith("Z")' \
+    > /dev/null || fail "the signature has no UTC time"
+ok "the signature holds its time in UTC"
+wait_until 20 "the signature valid at the hub" sh -c \
+    "'$TRIALSYNC' get --node '$HUB' visit 101-0001/V2 | jq -e '.signatures[0].state == \"valid\"'"
+refused "no one writes a signature record directly" "trialsync sign" crc101 \
+    put --node "$S1" signature 101-0001-SIG-009 target=visit/101-0001/V2 meaning=approval
+# A later change to a signed value breaks the signature, on every node.
+as crc101 put --node "$S1" visit 101-0001/V2 svendtc=2026-11-02 > /dev/null || fail "edit V2"
+assert_eq "broken approval inv101 Person inv101" "$(sigs "$S1" visit 101-0001/V2)" \
+    "a later change shows the signature broken at the site"
+wait_until 20 "the signature broken at the hub" sh -c \
+    "'$TRIALSYNC' get --node '$HUB' visit 101-0001/V2 | jq -e '.signatures[0].state == \"broken\"'"
+ok "... and at the hub, from the same entries"
+# The casebook: the subject and everything under it.
+as inv101 sign --node "$S1" subject 101-0001 --meaning review \
+    --secret-file "$TRIAL/users/inv101.token" > /dev/null || fail "sign the casebook"
+assert_eq "valid review inv101 Person inv101" "$(sigs "$S1" subject 101-0001)" \
+    "a signed casebook shows a valid signature"
+as crc101 put --node "$S1" ae 101-0001-AE-001 aeterm=Headache aesev=MILD aeser=N status=ongoing \
+    > /dev/null || fail "AE after the casebook signature"
+assert_eq "broken review inv101 Person inv101" "$(sigs "$S1" subject 101-0001)" \
+    "a new AE in a signed casebook breaks its signature"
+
 refused "a monitor does not code an AE" "may not write" mon put --node "$HUB" ae \
     101-0001-AE-001 aedecod=Headache
 as mon put --node "$HUB" query "Q-hub1-1" target=subject/101-0001/sex text="Confirm sex" \

@@ -1352,6 +1352,34 @@ static void test_validate_entry_users(void)
                     TS_ERR_AUTH);
     CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:Jane",
                              admit_entry("101", "subject", "101-0001", "101", "sex=F", NULL)), 0);
+    /* A signature: the investigator's own, of a record of the same subject. */
+    static const char digest[] = "versions=0123456789abcdef0123456789abcdef"
+                                 "0123456789abcdef0123456789abcdef";
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "inv101",
+                             admit_entry("101", "signature", "101-0001-SIG-001", "101",
+                                         "target=visit/101-0001/V1", "meaning=approval",
+                                         "signed_at=2026-11-01T10:00Z", digest, NULL)), 0);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "signature", "101-0001-SIG-001", "101",
+                                         "target=visit/101-0001/V1", digest, NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:inv101",
+                             admit_entry("101", "signature", "101-0001-SIG-001", "101",
+                                         "target=visit/101-0001/V1", digest, NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "inv101",
+                             admit_entry("101", "signature", "101-0001-SIG-001", "101",
+                                         "target=visit/101-0002/V1", digest, NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(rule_is("value"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "inv101",
+                             admit_entry("101", "signature", "101-0001-SIG-001", "101",
+                                         "target=subject/101-0001", "versions=ABC", NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT(schema_key_ok("signature", "101-0001-SIG-007"));
+    CU_ASSERT(!schema_key_ok("signature", "101-0001-SIG-"));
+    CU_ASSERT(!schema_key_ok("ae", "101-0001-AE-"));
     /* A person's account is the admin's, through a hub, never a user's. */
     CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1",
                              admit_entry("hub1", "user", "mallory", "", "role=dm",
