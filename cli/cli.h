@@ -94,6 +94,7 @@ int cli_admin_write(const char *dir, const char *path, json_t *fields, const cha
 int cmd_init(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
+int cmd_sdv(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);

@@ -33,6 +33,7 @@ static void usage(FILE *out)
             "  get --node NODEDIR TYPE ID [--json]  displayed values and conflicts\n"
             "  history --node NODEDIR TYPE ID [--json]  every version of every field\n"
             "  sign --node NODEDIR TYPE ID [--meaning M]  an investigator's e-signature\n"
+            "  sdv --node HUBDIR TYPE ID [--fields F,G]  a monitor's source-data verification\n"
             "      (a table on a terminal, JSON in a pipe or with --json)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
@@ -85,6 +86,8 @@ int main(int argc, char **argv)
         return cmd_user(argc - 1, argv + 1);
     if (strcmp(verb, "sign") == 0)
         return cmd_sign(argc - 1, argv + 1);
+    if (strcmp(verb, "sdv") == 0)
+        return cmd_sdv(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)

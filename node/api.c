@@ -337,6 +337,9 @@ static void handle_get(struct api_conn *c, const char *type, const char *id)
     json_t *sigs = esign_list(c->api->node->store, type, id);
     if (sigs != NULL)
         json_object_set_new(out, "signatures", sigs);
+    json_t *sdv = esign_sdv_list(c->api->node->store, type, id);
+    if (sdv != NULL)
+        json_object_set_new(out, "sdv", sdv);
     conn_send_json(c, 200, out);
 }
 
@@ -797,6 +800,9 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
     if (refusal == NULL && strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0)
         refusal = "a signature is made with 'trialsync sign' (POST /v1/sign), which re-checks "
                   "the signer's secret and computes what is signed";
+    if (refusal == NULL && strcmp(type, SCHEMA_SDV_TYPE) == 0)
+        refusal = "source-data verification is marked with 'trialsync sdv' (POST /v1/sdv), "
+                  "which computes what is verified";
     struct validate_error verr;
     if (refusal == NULL && c->who == WHO_USER &&
         validate_user_role(c->user.role, type, fields, n, &verr) != 0)
@@ -860,7 +866,7 @@ static void handle_sign(struct api_conn *c)
         goto out;
     }
     snprintf(target, sizeof(target), "%s/%s", type, id);
-    int rc = esign_digest_hex(c->api->node->store, target, digest);
+    int rc = esign_digest_hex(c->api->node->store, target, NULL, digest);
     if (rc != 0) {
         snprintf(why, sizeof(why), "no %s record with id '%.64s' here", type, id);
         conn_refuse(c, rc == TS_ERR_NOTFOUND ? 404 : 500, why);
@@ -882,6 +888,85 @@ static void handle_sign(struct api_conn *c)
     struct node_write w = {
         .type = SCHEMA_SIGNATURE_TYPE,
         .id = sig_id,
+        .fields = fields,
+        .n = sizeof(fields) / sizeof(fields[0]),
+        .user = c->user.user,
+    };
+    submit_write(c, &w);
+out:
+    json_decref(root);
+}
+
+/*
+ * POST /v1/sdv {"type": "subject"|"visit"|"ae", "id": ID, "fields": [NAME...]}:
+ * the signed-in monitor marks the record's fields (none named: all of them)
+ * verified against the source, as exactly the versions this hub holds.  The
+ * id is <subject>-SDV-<ms>: two hubs marking one subject in the same
+ * millisecond would show as a conflict of the mark, never lose one.
+ */
+static void handle_sdv(struct api_conn *c)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *id = json_string_value(json_object_get(root, "id"));
+    json_t *jfields = json_object_get(root, "fields");
+    char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + 2], digest[2 * TS_HASH_BYTES + 1];
+    char mark_id[TS_ID_BYTES_MAX + 1], now[40], msg[200], list[1025] = "";
+
+    if (c->who != WHO_USER || c->user.role != USER_ROLE_MONITOR) {
+        conn_refuse(c, 403, "source-data verification is a monitor's, signed in with their "
+                            "own token");
+        goto out;
+    }
+    const struct schema_type *t = type != NULL ? schema_type_find(type) : NULL;
+    if (t == NULL || id == NULL || !schema_key_ok(type, id) ||
+        (strcmp(type, "subject") != 0 && strcmp(type, "visit") != 0 &&
+         strcmp(type, "ae") != 0) ||
+        (jfields != NULL && !json_is_array(jfields))) {
+        conn_refuse(c, 400, "body must be {\"type\": \"subject\"|\"visit\"|\"ae\", \"id\": "
+                            "ID, \"fields\": [NAME, ...]}");
+        goto out;
+    }
+    size_t i;
+    json_t *jf;
+    json_array_foreach(jfields, i, jf) {
+        const char *name = json_string_value(jf);
+        if (name == NULL || schema_field_find(t, name) == NULL) {
+            snprintf(msg, sizeof(msg), "'%.40s' is not a field of %s", name != NULL ? name : "",
+                     type);
+            conn_refuse(c, 400, msg);
+            goto out;
+        }
+        size_t used = strlen(list);
+        int n = snprintf(list + used, sizeof(list) - used, "%s%s", used > 0 ? "," : "", name);
+        if (n < 0 || (size_t)n >= sizeof(list) - used) {
+            conn_refuse(c, 400, "too many fields");
+            goto out;
+        }
+    }
+    snprintf(target, sizeof(target), "%s/%s", type, id);
+    int rc = esign_digest_hex(c->api->node->store, target, list, digest);
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "no %s record with id '%.64s' here", type, id);
+        conn_refuse(c, rc == TS_ERR_NOTFOUND ? 404 : 500, msg);
+        goto out;
+    }
+    const char *ae = strstr(id, "-AE-");
+    int subject_len = (int)(ae != NULL ? (size_t)(ae - id) : strcspn(id, "/"));
+    uint64_t now_ms = node_now_ms();
+    snprintf(mark_id, sizeof(mark_id), "%.*s-SDV-%llu", subject_len, id,
+             (unsigned long long)now_ms);
+    api_format_time(now_ms, now, sizeof(now));
+    struct validate_field fields[] = {
+        {.field = "target", .value = target},
+        {.field = "fields", .value = list},
+        {.field = "verified_at", .value = now},
+        {.field = "versions", .value = digest},
+    };
+    struct node_write w = {
+        .type = SCHEMA_SDV_TYPE,
+        .id = mark_id,
         .fields = fields,
         .n = sizeof(fields) / sizeof(fields[0]),
         .user = c->user.user,
@@ -1379,6 +1464,9 @@ static void dispatch(struct api_conn *c)
          * {"fields": {"pem": PEM, "number": N}, "reason": ..., "user": ...}. */
         handle_write(c, SCHEMA_CRL_TYPE, SCHEMA_CRL_ID, true);
         return;
+    } else if (strcmp(path, "/v1/sdv") == 0 && method == HTTP_POST) {
+        handle_sdv(c);
+        return;  /* handle_sdv ends the request */
     } else if (strcmp(path, "/v1/sign") == 0 && method == HTTP_POST) {
         handle_sign(c);
         return;  /* handle_sign ends the request */

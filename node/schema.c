@@ -226,6 +226,21 @@ static const struct schema_field signature_fields[] = {
       "", "SHA-256 of the field versions signed" },
 };
 
+/* Source-data verification: a monitor's mark that the named fields of a
+ * record match the source documents, as exactly the versions a digest names.
+ * Write-once; a later write to a verified field turns it into "needs
+ * re-verification", derived from the state (node/esign.h). */
+static const struct schema_field sdv_fields[] = {
+    { "target", KIND_RECORD, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, false, false,
+      "", "The verified record: subject/<id>, visit/<id> or ae/<id>" },
+    { "fields", KIND_FIELDS, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, true, false,
+      "", "The verified fields (comma-separated); empty: the whole record" },
+    { "verified_at", KIND_DATETIME, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, false, false,
+      "", "Date/time of the verification (UTC)" },
+    { "versions", KIND_DIGEST, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, false, false,
+      "", "SHA-256 of the field versions verified" },
+};
+
 /* The people who act through nodes: written at a hub on an admin's word and
  * replicated to every node, so a site signs in its own users while offline.
  * Role and site never change (see schema.h); the secret is a salted slow hash
@@ -260,6 +275,8 @@ static const struct schema_type types[] = {
       COUNT_OF(user_fields) },
     { SCHEMA_SIGNATURE_TYPE, "", "<subject>-SIG-<number>, e.g. 101-0003-SIG-001", true, SITE,
       signature_fields, COUNT_OF(signature_fields) },
+    { SCHEMA_SDV_TYPE, "", "<subject>-SDV-<number>, e.g. 101-0003-SDV-1796216219711", true, HUB,
+      sdv_fields, COUNT_OF(sdv_fields) },
 };
 
 #undef SITE
@@ -422,6 +439,8 @@ bool schema_key_ok(const char *type, const char *id)
         return schema_id_ok(id);
     if (strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0)
         return infix_key_ok(id, len, "-SIG-");
+    if (strcmp(type, SCHEMA_SDV_TYPE) == 0)
+        return infix_key_ok(id, len, "-SDV-");
     return false;
 }
 
@@ -536,6 +555,9 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
     /* A signature is the investigator's own act (21 CFR 11.50, 11.100). */
     if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0)
         return r == USER_ROLE_INVESTIGATOR;
+    /* Source-data verification is the monitor's (ICH E6 5.18). */
+    if (strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
+        return r == USER_ROLE_MONITOR;
     switch (r) {
     case USER_ROLE_CRC:
     case USER_ROLE_INVESTIGATOR:

@@ -48,7 +48,9 @@ enum schema_kind {
     KIND_CRL,       /* a PEM X.509 CRL; validate_entry has the CA check its signature */
     KIND_SECRET,    /* a user's salted slow hash: scrypt$<log2 N>$<r>$<p>$<salt>$<hash> */
     KIND_SITE_REF,  /* a site id, or "" for the CRO (user.site) */
-    KIND_RECORD,    /* signature.target: "subject/<id>" or "visit/<id>" of the same subject */
+    KIND_RECORD,    /* signature.target: "subject/<id>" or "visit/<id>" of the same subject;
+                     * sdv.target: also "ae/<id>" */
+    KIND_FIELDS,    /* sdv.fields: field names of the target, comma-separated; "" all */
     KIND_DIGEST,    /* a SHA-256 digest as 64 lowercase hex digits */
 };
 
@@ -197,6 +199,9 @@ bool schema_user_is_integration(const char *user, const char **on_behalf);
 /* An investigator's electronic signature of a visit or a subject's casebook
  * (21 CFR 11.50): key <subject>-SIG-<number>, written once, by a person. */
 #define SCHEMA_SIGNATURE_TYPE "signature"
+/* A monitor's source-data verification mark on a subject, visit or AE:
+ * key <subject>-SDV-<number>, written once, at a hub. */
+#define SCHEMA_SDV_TYPE "sdv"
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
 /* The trial CA's revocation list, carried by replication: one record. */

@@ -81,8 +81,10 @@ static void join_types(char *dst, size_t cap)
     const struct schema_type *t = schema_types(&count);
     dst[0] = '\0';
     for (size_t i = 0; i < count; i++) {
-        /* A signature is made with `trialsync sign`, not written as data. */
-        if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0)
+        /* Signatures and SDV marks are made with `trialsync sign` and
+         * `trialsync sdv`, not written as data. */
+        if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0 ||
+            strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0)
             continue;
         if (dst[0] != '\0')
             append(dst, cap, ", ");
@@ -424,8 +426,16 @@ static void kind_allowed(const char *id, const struct schema_field *f, char *buf
     case KIND_DIGEST:
         append(buf, cap, "64 lowercase hex digits (SHA-256)");
         return;
+    case KIND_FIELDS:
+        append(buf, cap, "field names, comma-separated");
+        return;
     }
     assert(!"unknown value kind");
+}
+
+static bool field_list_char(char c)
+{
+    return lex_alnum(c) || c == '_' || c == ',';
 }
 
 static bool lex_lower_hex(char c)
@@ -434,13 +444,20 @@ static bool lex_lower_hex(char c)
 }
 
 /* A signature's target: the subject of signature sig_id ("<subject>-SIG-n"),
- * or one of that subject's visits. */
+ * or one of that subject's visits; an SDV mark's ("<subject>-SDV-n") also one
+ * of its AEs. */
 static bool signed_record_ok(const char *sig_id, const char *target)
 {
     const char *at = strstr(sig_id, "-SIG-");
+    bool sdv = at == NULL;
+    if (sdv)
+        at = strstr(sig_id, "-SDV-");
     if (at == NULL)
         return false;
     size_t subject_len = (size_t)(at - sig_id);
+    if (sdv && strncmp(target, "ae/", 3) == 0)
+        return schema_key_ok("ae", target + 3) && strncmp(target + 3, sig_id, subject_len) == 0 &&
+               strncmp(target + 3 + subject_len, "-AE-", 4) == 0;
     if (strncmp(target, "subject/", 8) == 0)
         return strlen(target + 8) == subject_len &&
                strncmp(target + 8, sig_id, subject_len) == 0;
@@ -608,6 +625,11 @@ static int check_value(const char *type, const char *id, const struct schema_fie
 
     case KIND_DIGEST:
         if (len == 2 * TS_HASH_BYTES && lex_all(value, len, lex_lower_hex))
+            return 0;
+        break;
+
+    case KIND_FIELDS:
+        if (len <= 1024 && lex_all(value, len, field_list_char))
             return 0;
         break;
 
@@ -1131,10 +1153,11 @@ static int admit_user(const struct entry *e, const struct schema_type *t, unsign
         if (on_behalf[0] == '\0')
             return admit_refuse(err, "user", TS_ERR_AUTH, "the integration credential must name "
                                 "the person it acts for");
-        /* A signature is a person's own act: never on someone's behalf. */
-        if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0)
-            return admit_refuse(err, "user", TS_ERR_AUTH, "a signature is made by the signer, "
-                                "signed in, not by the integration credential");
+        /* A signature and an SDV mark are a person's own acts: never on
+         * someone's behalf. */
+        if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0 || strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
+            return admit_refuse(err, "user", TS_ERR_AUTH, "a %s is made by a person signed "
+                                "in, not by the integration credential", t->name);
         return 0;
     }
     if (!schema_id_ok(e->user))

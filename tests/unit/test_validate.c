@@ -1377,6 +1377,28 @@ static void test_validate_entry_users(void)
                              admit_entry("101", "signature", "101-0001-SIG-001", "101",
                                          "target=subject/101-0001", "versions=ABC", NULL)),
                     TS_ERR_INVALID);
+    /* Source-data verification: the monitor's, at a hub, of a record of the
+     * mark's subject (an AE too). */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "mon",
+                             admit_entry("hub1", "sdv", "101-0001-SDV-1796216219711", "101",
+                                         "target=ae/101-0001-AE-002", "fields=aeterm,aesev",
+                                         "verified_at=2026-11-01T10:00Z", digest, NULL)), 0);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1",
+                             admit_entry("hub1", "sdv", "101-0001-SDV-1796216219711", "101",
+                                         "target=ae/101-0001-AE-002", digest, NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "integration:mon",
+                             admit_entry("hub1", "sdv", "101-0001-SDV-1796216219711", "101",
+                                         "target=ae/101-0001-AE-002", digest, NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "mon",
+                             admit_entry("hub1", "sdv", "101-0001-SDV-1796216219711", "101",
+                                         "target=ae/101-0002-AE-002", digest, NULL)),
+                    TS_ERR_INVALID);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "sdv", "101-0001-SDV-1796216219711", "101",
+                                         "target=visit/101-0001/V1", digest, NULL)),
+                    TS_ERR_AUTH);
     CU_ASSERT(schema_key_ok("signature", "101-0001-SIG-007"));
     CU_ASSERT(!schema_key_ok("signature", "101-0001-SIG-"));
     CU_ASSERT(!schema_key_ok("ae", "101-0001-AE-"));
