@@ -91,6 +91,10 @@ static int print_api_error(const struct client_response *res)
 
 static void print_status_table(json_t *s)
 {
+    const char *revoked = json_string_value(json_object_get(s, "revoked"));
+    if (revoked != NULL)
+        printf("REVOKED: %s; this node accepts no writes and no longer connects to its hubs\n",
+               revoked);
     printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s\n",
            json_string_value(json_object_get(s, "node")),
            json_string_value(json_object_get(s, "role")),
@@ -98,8 +102,23 @@ static void print_status_table(json_t *s)
            (long long)json_integer_value(json_object_get(s, "entries")),
            (long long)json_integer_value(json_object_get(s, "records")),
            (long long)json_integer_value(json_object_get(s, "conflicts")),
-           json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
-                                                                 : "REFUSING WRITES (disk low)");
+           json_is_true(json_object_get(s, "accepting_writes"))
+               ? "accepting writes"
+               : (revoked != NULL ? "REFUSING WRITES (revoked)" : "REFUSING WRITES (disk low)"));
+    json_t *dups = json_object_get(s, "duplicate_identity");
+    size_t di;
+    json_t *d;
+    json_array_foreach(dups, di, d) {
+        if (!json_is_true(json_object_get(d, "alarm")))
+            continue;
+        printf("ALARM: two nodes run site %s's bundle: %lld connections from %s refused (last "
+               "%s), the link from %s kept\n",
+               json_string_value(json_object_get(d, "site")),
+               (long long)json_integer_value(json_object_get(d, "refused")),
+               json_string_value(json_object_get(d, "refused_addr")),
+               json_string_value(json_object_get(d, "last")),
+               json_string_value(json_object_get(d, "kept_addr")));
+    }
     json_t *sae = json_object_get(s, "sae");
     const char *role = json_string_value(json_object_get(s, "role"));
     if (json_is_object(sae) && role != NULL && strcmp(role, "hub") == 0)

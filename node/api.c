@@ -716,9 +716,11 @@ static json_t *status_json(struct api *a)
         pki_role_name(n->cfg.role), "trial", n->cfg.trial, "entries", (json_int_t)st.entries,
         "records", (json_int_t)st.records, "conflicts", (json_int_t)st.conflicts, "store_bytes",
         (json_int_t)st.bytes_on_disk, "disk_free_bytes", (json_int_t)free_bytes,
-        "accepting_writes", !low, "uptime_s",
+        "accepting_writes", !low && n->revoked[0] == '\0', "uptime_s",
         (json_int_t)((node_now_ms() - n->started_ms) / 1000), "version_vector", vector,
         "peers");
+    json_object_set_new(s, "revoked",
+                        n->revoked[0] != '\0' ? json_string(n->revoked) : json_null());
     json_object_set_new(s, "writes_refused_disk", json_integer((json_int_t)n->writes_refused_disk));
     json_t *bounds = json_array(), *counts = json_array();
     uint64_t total = 0;
@@ -1202,9 +1204,15 @@ static void dispatch(struct api_conn *c)
     }
 
     if (strcmp(path, "/healthz") == 0 && method == HTTP_GET) {
-        bool low = node_disk_low(c->api->node, NULL);
-        conn_send_json(c, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "node",
-                                         c->api->node->cfg.id, "accepting_writes", !low));
+        /* Alive either way (200); a revoked site says so and why. */
+        struct node *hn = c->api->node;
+        bool low = node_disk_low(hn, NULL);
+        bool revoked = hn->revoked[0] != '\0';
+        json_t *h = json_pack("{s:s,s:s,s:b}", "status", revoked ? "revoked" : "ok", "node",
+                              hn->cfg.id, "accepting_writes", !low && !revoked);
+        if (revoked)
+            json_object_set_new(h, "revoked", json_string(hn->revoked));
+        conn_send_json(c, 200, h);
         conn_request_done(c);
         return;
     }
