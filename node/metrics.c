@@ -490,21 +490,18 @@ static void render_duplicates(struct mbuf *b, const json_t *status)
     struct family alarm = {"trialsync_duplicate_identity_alarm", "gauge",
                            "1 while a second node using the site's identity was refused in "
                            "the last 10 minutes.", false};
-    size_t i;
-    const json_t *d;
-    json_array_foreach((json_t *)dups, i, d) {
-        const char *site = json_string_value(json_object_get(d, "site"));
-        if (site == NULL)
-            continue;
-        struct label l[] = {{"site", site}};
-        sample_json(b, &total, l, ARRAY_LEN(l), json_object_get(d, "refused"));
-    }
-    json_array_foreach((json_t *)dups, i, d) {
-        const char *site = json_string_value(json_object_get(d, "site"));
-        if (site == NULL)
-            continue;
-        struct label l[] = {{"site", site}};
-        sample_json(b, &alarm, l, ARRAY_LEN(l), json_object_get(d, "alarm"));
+    struct family *families[] = {&total, &alarm};
+    const char *fields[] = {"refused", "alarm"};
+    for (size_t k = 0; k < ARRAY_LEN(families); k++) {
+        size_t i;
+        const json_t *d;
+        json_array_foreach((json_t *)dups, i, d) {
+            const char *site = json_string_value(json_object_get(d, "site"));
+            if (site == NULL)
+                continue;
+            struct label l[] = {{"site", site}};
+            sample_json(b, families[k], l, ARRAY_LEN(l), json_object_get(d, fields[k]));
+        }
     }
 }
 

@@ -11,14 +11,7 @@
 
 need_cmd curl curl
 
-new_trial T-REVSITE
-start_node hub "$HUB"
-add_site 101
-add_site 102
-S1="$WORK/site-101"
-S2="$WORK/site-102"
-start_node s101 "$S1"
-start_node s102 "$S2"
+hub_and_two_sites T-REVSITE
 "$TRIALSYNC" put --node "$S1" subject 101-0001 site=101 sex=F status=screening > /dev/null || fail put
 "$TRIALSYNC" put --node "$S2" subject 102-0001 site=102 sex=M status=screening > /dev/null || fail put
 wait_until 20 "101-0001 at the hub" "$TRIALSYNC" get --node "$HUB" subject 101-0001

@@ -13,14 +13,7 @@
 # Every node shows the same thing after healing.
 . "$(dirname "$0")/lib.sh"
 
-new_trial T-WORKFLOWS
-start_node hub "$HUB"
-add_site 101
-add_site 102
-S1="$WORK/site-101"
-S2="$WORK/site-102"
-start_node s101 "$S1"
-start_node s102 "$S2"
+hub_and_two_sites T-WORKFLOWS
 
 put() { "$TRIALSYNC" put --node "$@" > /dev/null || fail "put $*"; }
 field() {  # NODEDIR TYPE ID JQ: a jq filter over .fields of the record
