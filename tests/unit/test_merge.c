@@ -1201,6 +1201,19 @@ static void test_merge_property_any_order_converges(void)
                     live += dead ? 0 : 1;
                 }
                 CU_ASSERT_EQUAL(states[slot].live_count, live);
+                /* What is a conflict, by definition: values that differ, on
+                 * a field whose merge is not a rule; for a status, only
+                 * against a final state shown. */
+                const struct field_state *st = &states[slot];
+                bool differ = false;
+                for (size_t k = 1; k < st->live_count; k++)
+                    differ = differ || strcmp(st->live[k].value, st->live[0].value) != 0;
+                enum merge_policy pol = merge_policy_of(pf->type, pf->field);
+                bool want = differ && pol != MERGE_POLICY_APPEND && pol != MERGE_POLICY_QUERY_STATE;
+                if (pol == MERGE_POLICY_RANK && show >= 0)
+                    want = want && schema_state_final(schema_field(pf->type, pf->field),
+                                                      st->live[show].value);
+                CU_ASSERT_EQUAL(conflict, want);
             }
             field_state_release(&states[slot]);
         }
