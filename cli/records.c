@@ -239,7 +239,8 @@ static void check_note(char *line, size_t cap, size_t *problems, const char *fmt
 /*
  * `status --check`: one line and an exit status for a monitor.  A peer that is
  * not revoked and has been offline longer than offline_max_s (or never seen
- * since the node started) is a problem, unless late_saes_only; so is a late SAE.
+ * since the node started) is a problem, unless late_saes_only; so are a late
+ * SAE, this site's revocation and a site identity two nodes use at once.
  * Returns 0 ("OK: ...") or 1 ("WARNING: ...").
  */
 static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
@@ -272,6 +273,15 @@ static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
     if (late > 0)
         check_note(line, sizeof(line), &problems, "%lld SAE%s late (past 24 h)", late,
                    late == 1 ? "" : "s");
+    /* What a person must act on whatever the monitor watches for. */
+    const char *revoked = json_string_value(json_object_get(s, "revoked"));
+    if (revoked != NULL)
+        check_note(line, sizeof(line), &problems, "REVOKED: %s", revoked);
+    json_array_foreach(json_object_get(s, "duplicate_identity"), i, p) {
+        if (json_is_true(json_object_get(p, "alarm")))
+            check_note(line, sizeof(line), &problems, "two nodes run site %s's bundle",
+                       json_string_value(json_object_get(p, "site")));
+    }
     const char *node = json_string_value(json_object_get(s, "node"));
     if (problems == 0) {
         printf("OK: node %s: %zu/%zu peers connected, no SAE late\n", node != NULL ? node : "?",

@@ -41,6 +41,9 @@ dup=$("$TRIALSYNC" status --node "$HUB" --json | jq -c '.duplicate_identity[] | 
 assert_eq true "$(echo "$dup" | jq .alarm)" "the hub's status (the dashboard's data) carries the alarm"
 assert_contains "$("$TRIALSYNC" status --node "$HUB")" "ALARM: two nodes run site 101's bundle" \
     "trialsync status at the hub names the site"
+rc=0; check=$("$TRIALSYNC" status --node "$HUB" --check) || rc=$?
+assert_eq 1 "$rc" "status --check at the hub fails on the alarm"
+assert_contains "$check" "two nodes run site 101's bundle" "status --check names the site"
 grep -q " error ALARM duplicate identity: a second node connects as site 101" "$WORK/hub.log" \
     || fail "the hub did not trace the alarm at error priority"
 ok "the hub traces the alarm at error priority"

@@ -37,6 +37,9 @@ assert_contains "$why" "this site was revoked on 20" "the status says when"
 assert_contains "$why" "repeated protocol violations" "the status says why (the revocation's reason)"
 assert_contains "$("$TRIALSYNC" status --node "$S1")" "REVOKED: this site was revoked on" \
     "trialsync status prints it first"
+rc=0; check=$("$TRIALSYNC" status --node "$S1" --check) || rc=$?
+assert_eq 1 "$rc" "status --check fails at a revoked site"
+assert_contains "$check" "REVOKED: this site was revoked on" "status --check names the revocation"
 h=$(healthz "$S1")
 assert_eq revoked "$(echo "$h" | jq -r .status)" "/healthz says revoked"
 assert_eq false "$(echo "$h" | jq -r .accepting_writes)" "/healthz: not accepting writes"
