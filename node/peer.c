@@ -27,6 +27,11 @@
  * Outgoing links: a site keeps one link to the first reachable hub of its
  * list and fails over to the next; a hub keeps one link to each hub it lists.
  * Reconnects back off exponentially with jitter.
+ *
+ * One identity, one link: a hub refuses a site's second connection while the
+ * first is live (duplicate_refused); the refused node waits minutes, not
+ * seconds.  A site that learns of its own revocation refuses writes and stops
+ * dialing (self_revocation_check).
  */
 #include "peer.h"
 
