@@ -29,8 +29,9 @@
  * Reconnects back off exponentially with jitter.
  *
  * One identity, one link: a hub refuses a site's second connection while the
- * first is live (duplicate_refused); the refused node waits minutes, not
- * seconds.  A site that learns of its own revocation refuses writes and stops
+ * first is live (duplicate_refused); the refused node retries once after
+ * seconds (its own half-open link is replaced by then), then every few
+ * minutes.  A site that learns of its own revocation refuses writes and stops
  * dialing (self_revocation_check).
  */
 #include "peer.h"
@@ -96,9 +97,16 @@ _Static_assert(PEER_PROTOCOL_VERSION_MIN >= 1 && PEER_PROTOCOL_VERSION_MIN <= PE
  * PEER_KEEPALIVE_MS; a link that died half-open has been silent longer).
  */
 #define PEER_DUPLICATE_LIVE_MS (2 * PEER_KEEPALIVE_MS)
-/* A node refused because another one holds its identity waits this long
- * before it dials again: long enough not to knock the other off every few
- * seconds, short enough to take over within minutes once it is stopped. */
+/*
+ * A node refused because another one holds its identity dials again after
+ * PEER_DUPLICATE_RETRY_MS the first time: by then a link of its own that died
+ * half-open (a NAT rebinding the hub has not noticed) has been silent past
+ * PEER_DUPLICATE_LIVE_MS and is replaced.  Refused again, it is a second node
+ * indeed and waits PEER_DUPLICATE_BACKOFF_MS between attempts: long enough
+ * never to bother the live one, short enough to take over within minutes
+ * once that one is stopped.  Both with jitter (half to all).
+ */
+#define PEER_DUPLICATE_RETRY_MS (2 * (PEER_DUPLICATE_LIVE_MS + PEER_TICK_MS))
 #define PEER_DUPLICATE_BACKOFF_MS (5 * 60 * 1000)
 /* Identities the hub remembers a duplicate of (metric and dashboard alarm). */
 #define PEER_DUPLICATES_MAX 64
@@ -116,8 +124,10 @@ _Static_assert(PEER_DUPLICATE_LIVE_MS > PEER_KEEPALIVE_MS + PEER_TICK_MS,
                "a live link is heard from within the duplicate window");
 _Static_assert(PEER_DUPLICATE_LIVE_MS < PEER_IDLE_TIMEOUT_MS,
                "a link silent past the duplicate window may be a half-open one: replaced");
-_Static_assert(PEER_DUPLICATE_BACKOFF_MS > PEER_RECONNECT_MAX_MS,
-               "a refused duplicate waits longer than any reconnect");
+_Static_assert(PEER_DUPLICATE_RETRY_MS / 2 > PEER_DUPLICATE_LIVE_MS,
+               "the first retry comes after a half-open link has fallen silent");
+_Static_assert(PEER_DUPLICATE_BACKOFF_MS > PEER_DUPLICATE_RETRY_MS,
+               "a node refused twice waits longer than after the first time");
 
 enum session_state {
     SESSION_STATE_HANDSHAKE,
@@ -249,7 +259,11 @@ struct outlink {
     uint64_t next_attempt_ms;
     char peer_id[TS_ID_BYTES_MAX + 1];  /* learned at the first handshake */
     bool parked;   /* the peer hub's own link to us is the one kept */
-    bool duplicate; /* refused: another node holds this identity (long backoff) */
+    /* Refusals in a row because another node holds this identity (reset by
+     * a link that streams): the first waits PEER_DUPLICATE_RETRY_MS, the
+     * next ones PEER_DUPLICATE_BACKOFF_MS. */
+    unsigned duplicate_refusals;
+    bool duplicate; /* the last close was such a refusal */
 };
 
 /* A site identity two nodes were seen using at once (hub side). */
@@ -1362,8 +1376,10 @@ static void handle_hello(struct session *s, const struct frame *f)
     clock_check(s, f->wall_ms);
     set_state(s, SESSION_STATE_STREAMING);
     s->streamed = true;
-    if (s->link != NULL)
+    if (s->link != NULL) {
         s->link->failures = 0;  /* a working link: the next outage backs off from scratch */
+        s->link->duplicate_refusals = 0;
+    }
     for (size_t i = 0; i < m->chains_count; i++)
         todo_push(s, (uint32_t)i);
     session_pump(s);
@@ -1696,10 +1712,14 @@ static void on_frame(struct tls_conn *conn, const uint8_t *body, size_t len)
             strncmp(f.reason, PEER_DUPLICATE_REASON, strlen(PEER_DUPLICATE_REASON)) == 0) {
             /* Another node runs with this node's identity: dialing again
              * at once would knock it off or be refused again. */
-            trace(TRACE_ERROR, "peer %s refused this node: %s; next attempt in %d s", s->peer.id,
-                  f.reason, PEER_DUPLICATE_BACKOFF_MS / 1000);
-            if (s->link != NULL)
+            unsigned seen = s->link != NULL ? s->link->duplicate_refusals : 1;
+            int wait_ms = seen == 0 ? PEER_DUPLICATE_RETRY_MS : PEER_DUPLICATE_BACKOFF_MS;
+            trace(TRACE_ERROR, "peer %s refused this node: %s; next attempt within %d s",
+                  s->peer.id, f.reason, (wait_ms + 999) / 1000);
+            if (s->link != NULL) {
                 s->link->duplicate = true;
+                s->link->duplicate_refusals++;
+            }
         } else {
             trace(TRACE_WARN, "peer %s refused this node: %s", s->peer.id,
                   f.reason != NULL ? f.reason : "");
@@ -1759,7 +1779,8 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
         if (delay > PEER_RECONNECT_MAX_MS)
             delay = PEER_RECONNECT_MAX_MS;
         if (link->duplicate)
-            delay = PEER_DUPLICATE_BACKOFF_MS;
+            delay = link->duplicate_refusals <= 1 ? PEER_DUPLICATE_RETRY_MS
+                                                  : PEER_DUPLICATE_BACKOFF_MS;
         link->duplicate = false;
         uint8_t r = 0;
         crypto_random(&r, 1);
