@@ -84,6 +84,9 @@ for n in "$HUB" "$S1"; do
         > /dev/null || fail "$name: the message time is not ISO 8601 UTC: $msg"
     ok "$name: the message carries its time in ISO 8601 UTC"
 done
+assert_eq '{"node":"101","user":"crc1"}' \
+    "$("$TRIALSYNC" history --node "$HUB" query Q-hub1-1 | jq -cS '.versions[] | select(.field == "messages") | {user, node}')" \
+    "the history names the message's author and node too"
 if "$TRIALSYNC" conflicts --node "$HUB" | jq -e '.conflicts[] | select(.id == "Q-hub1-1" or .id == "101-0001")' > /dev/null; then
     fail "the hub lists the query or the agreed sex as a conflict"
 fi
