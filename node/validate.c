@@ -582,16 +582,14 @@ static bool workflow_forward(const char *type, const char *field, const char *ol
 }
 
 /*
- * A status write against the state displayed now: 0 for one of its moves, a
- * refusal naming the moves allowed otherwise, 1 when old is not a state of the
- * workflow (nothing to judge here; the reason rule still applies).
+ * A status write against the state displayed now, old, one of the workflow's
+ * states: 0 for one of its moves, else a refusal naming the moves allowed.
  */
 static int check_step(const char *type, const struct schema_field *f, const char *old,
                       const char *value, struct validate_error *err)
 {
     const char *const *next = schema_next_states(f, old);
-    if (next == NULL)
-        return 1;
+    assert(next != NULL);
     char allowed[sizeof(err->allowed)];
     allowed[0] = '\0';
     for (size_t i = 0; next[i] != NULL; i++) {
@@ -638,11 +636,10 @@ static int check_change(const char *type, const struct schema_field *f, const ch
                       "field '%s' is write-once: it is '%s' and cannot become '%s'", err->field,
                       old_cut, err->value);
     }
-    if (f->policy == MERGE_POLICY_RANK) {
-        int rc = check_step(type, f, old, value, err);
-        if (rc <= 0)
-            return rc;
-    }
+    /* A state the workflow does not know (none is ever displayed) is left
+     * to the reason rule below. */
+    if (f->policy == MERGE_POLICY_RANK && schema_next_states(f, old) != NULL)
+        return check_step(type, f, old, value, err);
     if (has_reason || f->reason_free)
         return 0;
     if (workflow_forward(type, f->name, old, value, fields, n, current, ctx))
