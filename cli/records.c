@@ -93,6 +93,10 @@ static int print_api_error(const struct client_response *res)
 
 static void print_status_table(json_t *s)
 {
+    const char *revoked = json_string_value(json_object_get(s, "revoked"));
+    if (revoked != NULL)
+        printf("REVOKED: %s; this node accepts no writes and no longer connects to its hubs\n",
+               revoked);
     printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s\n",
            json_string_value(json_object_get(s, "node")),
            json_string_value(json_object_get(s, "role")),
@@ -100,8 +104,23 @@ static void print_status_table(json_t *s)
            (long long)json_integer_value(json_object_get(s, "entries")),
            (long long)json_integer_value(json_object_get(s, "records")),
            (long long)json_integer_value(json_object_get(s, "conflicts")),
-           json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
-                                                                 : "REFUSING WRITES (disk low)");
+           json_is_true(json_object_get(s, "accepting_writes"))
+               ? "accepting writes"
+               : (revoked != NULL ? "REFUSING WRITES (revoked)" : "REFUSING WRITES (disk low)"));
+    json_t *dups = json_object_get(s, "duplicate_identity");
+    size_t di;
+    json_t *d;
+    json_array_foreach(dups, di, d) {
+        if (!json_is_true(json_object_get(d, "alarm")))
+            continue;
+        printf("ALARM: two nodes run site %s's bundle: %lld connections from %s refused (last "
+               "%s), the link from %s kept\n",
+               json_string_value(json_object_get(d, "site")),
+               (long long)json_integer_value(json_object_get(d, "refused")),
+               json_string_value(json_object_get(d, "refused_addr")),
+               json_string_value(json_object_get(d, "last")),
+               json_string_value(json_object_get(d, "kept_addr")));
+    }
     json_t *sae = json_object_get(s, "sae");
     const char *role = json_string_value(json_object_get(s, "role"));
     if (json_is_object(sae) && role != NULL && strcmp(role, "hub") == 0)
@@ -222,7 +241,8 @@ static void check_note(char *line, size_t cap, size_t *problems, const char *fmt
 /*
  * `status --check`: one line and an exit status for a monitor.  A peer that is
  * not revoked and has been offline longer than offline_max_s (or never seen
- * since the node started) is a problem, unless late_saes_only; so is a late SAE.
+ * since the node started) is a problem, unless late_saes_only; so are a late
+ * SAE, this site's revocation and a site identity two nodes use at once.
  * Returns 0 ("OK: ...") or 1 ("WARNING: ...").
  */
 static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
@@ -255,6 +275,15 @@ static int status_check(json_t *s, long long offline_max_s, bool late_saes_only)
     if (late > 0)
         check_note(line, sizeof(line), &problems, "%lld SAE%s late (past 24 h)", late,
                    late == 1 ? "" : "s");
+    /* What a person must act on whatever the monitor watches for. */
+    const char *revoked = json_string_value(json_object_get(s, "revoked"));
+    if (revoked != NULL)
+        check_note(line, sizeof(line), &problems, "REVOKED: %s", revoked);
+    json_array_foreach(json_object_get(s, "duplicate_identity"), i, p) {
+        if (json_is_true(json_object_get(p, "alarm")))
+            check_note(line, sizeof(line), &problems, "two nodes run site %s's bundle",
+                       json_string_value(json_object_get(p, "site")));
+    }
     const char *node = json_string_value(json_object_get(s, "node"));
     if (problems == 0) {
         printf("OK: node %s: %zu/%zu peers connected, no SAE late\n", node != NULL ? node : "?",

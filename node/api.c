@@ -284,10 +284,85 @@ static json_t *write_json(const char *type, const char *field, const struct live
                      "time", t);
 }
 
+/*
+ * One message of an append-only thread as a person reads it: the text, who
+ * wrote it (the entry's user), on which node, and when (the entry's HLC
+ * time, UTC).  The author is "" when the entry is not held here (it always is:
+ * a live write comes from an entry this node applied).
+ */
+static json_t *message_json(struct store *store, const struct live_write *lw)
+{
+    char t[40];
+    api_format_time(lw->hlc >> HLC_LOGICAL_BITS, t, sizeof(t));
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    bool held = store_entry_get(store, &lw->ref, &e, NULL) == 0;
+    json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:I}", "text", lw->value, "author",
+                          held ? e.user : "", "node", lw->ref.origin, "time", t, "seq",
+                          (json_int_t)lw->ref.seq);
+    if (held)
+        entry_release(&e);
+    return m;
+}
+
+/* The workflow (rank) fields of a record, whose losing writes make the
+ * other writes of their entries stale (merge_write_lost). */
+#define API_WORKFLOW_FIELDS_MAX 2
+
 struct get_ctx {
     const char *type;
+    struct store *store;
     json_t *fields;
+    const char *workflow[API_WORKFLOW_FIELDS_MAX];
+    struct field_state workflow_st[API_WORKFLOW_FIELDS_MAX];
+    size_t workflow_count;
 };
+
+/* Reads the record's workflow fields' states into g. */
+static int get_workflow_load(struct get_ctx *g, const char *id)
+{
+    const struct schema_type *t = schema_type_find(g->type);
+    if (t == NULL)
+        return 0;
+    for (size_t i = 0; i < t->count && g->workflow_count < API_WORKFLOW_FIELDS_MAX; i++) {
+        if (t->fields[i].policy != MERGE_POLICY_RANK)
+            continue;
+        size_t k = g->workflow_count;
+        int rc = store_field_get(g->store, g->type, id, t->fields[i].name, &g->workflow_st[k]);
+        if (rc != 0)
+            return rc;
+        g->workflow[k] = t->fields[i].name;
+        g->workflow_count++;
+    }
+    return 0;
+}
+
+static void get_workflow_release(struct get_ctx *g)
+{
+    for (size_t i = 0; i < g->workflow_count; i++)
+        field_state_release(&g->workflow_st[i]);
+    g->workflow_count = 0;
+}
+
+/* The workflow field whose losing write ref's entry made, or NULL. */
+static const char *get_stale_by(const struct get_ctx *g, const char *field,
+                                const struct entry_ref *ref, int *lost_index)
+{
+    for (size_t i = 0; i < g->workflow_count; i++) {
+        const struct field_state *ws = &g->workflow_st[i];
+        if (strcmp(g->workflow[i], field) == 0)
+            continue;
+        if (!merge_write_lost(g->type, g->workflow[i], ws, ref))
+            continue;
+        for (size_t k = 0; k < ws->live_count; k++) {
+            if (strcmp(ws->live[k].ref.origin, ref->origin) == 0
+                && ws->live[k].ref.lane == ref->lane && ws->live[k].ref.seq == ref->seq)
+                *lost_index = (int)k;
+        }
+        return g->workflow[i];
+    }
+    return NULL;
+}
 
 static int get_field_cb(void *ctx, const char *field, const struct field_state *st)
 {
@@ -299,12 +374,34 @@ static int get_field_cb(void *ctx, const char *field, const struct field_state *
     json_t *f = json_object();
     if (merge_policy_of(g->type, field) == MERGE_POLICY_APPEND) {
         json_t *all = json_array();
-        for (size_t k = 0; k < st->live_count; k++)
+        json_t *thread = json_array();
+        for (size_t k = 0; k < st->live_count; k++) {
             json_array_append_new(all, json_string(st->live[k].value));
+            json_array_append_new(thread, message_json(g->store, &st->live[k]));
+        }
         json_object_set_new(f, "value", all);
+        json_object_set_new(f, "thread", thread);
     } else {
         json_object_set_new(f, "value", json_string(shown_value(g->type, field,
                                                                 st->live[i].value)));
+    }
+    /* A value written with a workflow state that lost to a final one: its
+     * writer had not seen the subject (visit, AE) closed.  Shown, flagged. */
+    int lost = -1;
+    const char *by = get_stale_by(g, field, &st->live[i].ref, &lost);
+    if (by != NULL) {
+        conflict = true;
+        const struct field_state *ws = NULL;
+        for (size_t k = 0; k < g->workflow_count; k++)
+            if (strcmp(g->workflow[k], by) == 0)
+                ws = &g->workflow_st[k];
+        assert(ws != NULL);
+        int won = merge_display(g->type, by, ws);
+        assert(won >= 0);
+        assert(lost >= 0);
+        json_object_set_new(f, "stale",
+                            json_pack("{s:s,s:s,s:s}", "field", by, "written_with",
+                                      ws->live[lost].value, "lost_to", ws->live[won].value));
     }
     json_object_set_new(f, "conflict", json_boolean(conflict));
     if (conflict) {
@@ -319,8 +416,11 @@ static int get_field_cb(void *ctx, const char *field, const struct field_state *
 
 static void handle_get(struct api_conn *c, const char *type, const char *id)
 {
-    struct get_ctx g = {.type = type, .fields = json_object()};
-    int rc = store_record_fields(c->api->node->store, type, id, get_field_cb, &g);
+    struct get_ctx g = {.type = type, .store = c->api->node->store, .fields = json_object()};
+    int rc = get_workflow_load(&g, id);
+    if (rc == 0)
+        rc = store_record_fields(c->api->node->store, type, id, get_field_cb, &g);
+    get_workflow_release(&g);
     if (rc == TS_ERR_NOTFOUND) {
         json_decref(g.fields);
         char msg[200];
@@ -469,23 +569,66 @@ static void handle_records(struct api_conn *c, const char *query)
     conn_send_json(c, 200, json_pack("{s:o,s:I}", "records", list, "count", (json_int_t)count));
 }
 
+struct conflicts_ctx {
+    struct store *store;
+    json_t *list;
+};
+
+/*
+ * The other fields written by the entries of a workflow field's losing
+ * writes (merge_write_lost): each as {field, value, origin, seq}.  They were
+ * written by someone who had not seen the final state shown.
+ */
+static json_t *stale_fields_json(struct store *store, const char *type, const char *field,
+                                 const struct field_state *st)
+{
+    json_t *out = json_array();
+    for (size_t k = 0; k < st->live_count; k++) {
+        if (!merge_write_lost(type, field, st, &st->live[k].ref))
+            continue;
+        struct entry e;
+        memset(&e, 0, sizeof(e));
+        if (store_entry_get(store, &st->live[k].ref, &e, NULL) != 0)
+            continue;
+        for (size_t w = 0; w < e.writes_count; w++) {
+            if (strcmp(e.writes[w].field, field) == 0)
+                continue;
+            json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:I}", "field",
+                                                 e.writes[w].field, "value", e.writes[w].value,
+                                                 "origin", e.origin, "seq", (json_int_t)e.seq));
+        }
+        entry_release(&e);
+    }
+    return out;
+}
+
 static int conflicts_cb(void *ctx, const char *type, const char *id, const char *field,
                         const struct field_state *st)
 {
+    struct conflicts_ctx *cc = ctx;
+    /* The index is kept by the store; the rule of what is a conflict is
+     * merge_conflict's, asked again here so an index written under an older
+     * rule never shows a rule's outcome as a conflict. */
+    if (!merge_conflict(type, field, st))
+        return 0;
     json_t *vals = json_array();
     for (size_t k = 0; k < st->live_count; k++)
         json_array_append_new(vals, write_json(type, field, &st->live[k]));
     int i = merge_display(type, field, st);
-    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s,s:o}", "type", type, "id", id,
-                                         "field", field, "displayed",
-                                         i >= 0 ? shown_value(type, field, st->live[i].value) : "", "values", vals));
+    json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:o}", "type", type, "id", id, "field", field,
+                             "displayed", i >= 0 ? shown_value(type, field, st->live[i].value) : "",
+                             "values", vals);
+    if (merge_policy_of(type, field) == MERGE_POLICY_RANK)
+        json_object_set_new(item, "stale_fields", stale_fields_json(cc->store, type, field, st));
+    json_array_append_new(cc->list, item);
     return 0;
 }
 
 static void handle_conflicts(struct api_conn *c)
 {
     json_t *list = json_array();
-    int rc = store_conflicts(c->api->node->store, conflicts_cb, list);
+    struct conflicts_ctx cc = {.store = c->api->node->store, .list = list};
+    int rc = store_conflicts(c->api->node->store, conflicts_cb, &cc);
     if (rc != 0) {
         json_decref(list);
         conn_send_error(c, 500, ts_strerror(rc));
@@ -626,9 +769,11 @@ static json_t *status_json(struct api *a)
         pki_role_name(n->cfg.role), "trial", n->cfg.trial, "entries", (json_int_t)st.entries,
         "records", (json_int_t)st.records, "conflicts", (json_int_t)st.conflicts, "store_bytes",
         (json_int_t)st.bytes_on_disk, "disk_free_bytes", (json_int_t)free_bytes,
-        "accepting_writes", !low, "uptime_s",
+        "accepting_writes", !low && n->revoked[0] == '\0', "uptime_s",
         (json_int_t)((node_now_ms() - n->started_ms) / 1000), "version_vector", vector,
         "peers");
+    json_object_set_new(s, "revoked",
+                        n->revoked[0] != '\0' ? json_string(n->revoked) : json_null());
     json_object_set_new(s, "writes_refused_disk", json_integer((json_int_t)n->writes_refused_disk));
     json_t *bounds = json_array(), *counts = json_array();
     uint64_t total = 0;
@@ -1396,9 +1541,15 @@ static void dispatch(struct api_conn *c)
     }
 
     if (strcmp(path, "/healthz") == 0 && method == HTTP_GET) {
-        bool low = node_disk_low(c->api->node, NULL);
-        conn_send_json(c, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "node",
-                                         c->api->node->cfg.id, "accepting_writes", !low));
+        /* Alive either way (200); a revoked site says so and why. */
+        struct node *hn = c->api->node;
+        bool low = node_disk_low(hn, NULL);
+        bool revoked = hn->revoked[0] != '\0';
+        json_t *h = json_pack("{s:s,s:s,s:b}", "status", revoked ? "revoked" : "ok", "node",
+                              hn->cfg.id, "accepting_writes", !low && !revoked);
+        if (revoked)
+            json_object_set_new(h, "revoked", json_string(hn->revoked));
+        conn_send_json(c, 200, h);
         conn_request_done(c);
         return;
     }

@@ -4,15 +4,22 @@
  * Every request but GET /healthz carries "Authorization: Bearer <token>",
  * the token being the content of the node's token file (mode 0600).  Routes:
  *   POST /v1/records/TYPE/ID          write fields {"fields":{..},"reason":..,"user":..}
- *   GET  /v1/records/TYPE/ID          displayed values and conflicting values
+ *   GET  /v1/records/TYPE/ID          displayed values and conflicting values;
+ *                                     query messages also as a "thread" of
+ *                                     {text, author, node, time}; a value
+ *                                     written with a status that lost to a
+ *                                     final one is "stale" (merge_write_lost)
  *   GET  /v1/records/TYPE/ID/history  every version of every field
  *   GET  /v1/records?type=TYPE        the records held
- *   GET  /v1/conflicts                every field with more than one live value
+ *   GET  /v1/conflicts                every field in conflict (merge_conflict);
+ *                                     a status also lists its "stale_fields"
  *   GET  /v1/status                   node, counts, version vector, peers
  *   GET  /v1/digest                   state digest
  *   GET  /v1/saes                     serious adverse events and their 24-hour clock
  *   POST /v1/backup                   {"path": "/new/dir"}: a checkpoint of the store there
- *   GET  /healthz                     liveness for load balancers and systemd
+ *   GET  /healthz                     liveness for load balancers and systemd;
+ *                                     "status":"revoked" (still 200) once a site
+ *                                     knows it was revoked
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
  * (TS_API_CONNECTIONS_MAX).  A write is answered only after its group commit.
  */

@@ -196,6 +196,11 @@ static struct display_key display_key_of(enum merge_policy policy, const char *t
         k.major = lw->round;
         k.minor = merge_rank(type, field, lw->value);
         break;
+    case MERGE_POLICY_ROUND:
+        /* The store stamps every write of a query entry with the round the
+         * entry writes, so the round field's own value is its round. */
+        k.major = lw->round;
+        break;
     case MERGE_POLICY_LATEST:
     case MERGE_POLICY_WRITE_ONCE:
     case MERGE_POLICY_APPEND:
@@ -225,7 +230,7 @@ static int display_cmp(enum merge_policy policy, const char *type, const char *f
 }
 
 /*
- * LATEST, WORST, RANK, QUERY_STATE: the greatest write under display_cmp.
+ * LATEST, WORST, RANK, QUERY_STATE, ROUND: the greatest write under display_cmp.
  * WRITE_ONCE: the earliest write by (hlc, origin, lane, seq), the first one.
  * APPEND: every live write is shown; the index returned is the newest one.
  */
@@ -250,12 +255,69 @@ int merge_display(const char *type, const char *field, const struct field_state 
     return (int)best;
 }
 
+/* True when every live write of s holds the same value. */
+static bool live_values_agree(const struct field_state *s)
+{
+    for (size_t i = 1; i < s->live_count; i++) {
+        if (strcmp(s->live[i].value, s->live[0].value) != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Which live writes a person must look at:
+ *   - none when they all hold the same value (two nodes agreed while apart);
+ *   - none for append-only messages and the query's (round, state) and round,
+ *     whose merge is a rule DOMAIN.md states (an answer crossing a cancel);
+ *   - for a status, only when the shown state is final and another live write
+ *     differs from it: concurrent final states (died against withdrawn), or a
+ *     write that lost to a final state it had not seen (a late "randomized"
+ *     against "died"), whose entry may carry other fields (merge_write_lost);
+ *     concurrent steps along the way (enrolled against randomized) are the
+ *     rank rule at work;
+ *   - otherwise (clinical values, worst-wins, keys), any disagreement.
+ */
 bool merge_conflict(const char *type, const char *field, const struct field_state *s)
 {
     assert(s != NULL);
     if (s->live_count < 2)
         return false;
-    return merge_policy_of(type, field) != MERGE_POLICY_APPEND;
+    if (live_values_agree(s))
+        return false;
+    switch (merge_policy_of(type, field)) {
+    case MERGE_POLICY_APPEND:
+    case MERGE_POLICY_QUERY_STATE:
+    case MERGE_POLICY_ROUND:
+        return false;
+    case MERGE_POLICY_RANK: {
+        int shown = merge_display(type, field, s);
+        assert(shown >= 0);
+        return schema_state_final(schema_field(type, field), s->live[shown].value);
+    }
+    case MERGE_POLICY_LATEST:
+    case MERGE_POLICY_WORST:
+    case MERGE_POLICY_WRITE_ONCE:
+        break;
+    }
+    return true;
+}
+
+bool merge_write_lost(const char *type, const char *field, const struct field_state *s,
+                      const struct entry_ref *ref)
+{
+    assert(s != NULL);
+    assert(ref != NULL);
+    if (merge_policy_of(type, field) != MERGE_POLICY_RANK || !merge_conflict(type, field, s))
+        return false;
+    int shown = merge_display(type, field, s);
+    assert(shown >= 0);
+    for (size_t i = 0; i < s->live_count; i++) {
+        if (ref_cmp(&s->live[i].ref, ref) != 0)
+            continue;
+        return strcmp(s->live[i].value, s->live[shown].value) != 0;
+    }
+    return false;
 }
 
 /* ---- apply ------------------------------------------------------------- */

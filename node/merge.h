@@ -7,9 +7,11 @@
  *     dead = union of the supersedes lists of every write applied
  *     live = writes applied that are not in dead
  * which does not depend on the order of application, nor on duplicates.  The
- * value shown to a person follows the field's policy (DOMAIN.md); more than
- * one live write is a conflict (except for append-only fields, whose live
- * writes are all shown, in (hlc, origin) order).
+ * value shown to a person follows the field's policy (DOMAIN.md); live writes
+ * that disagree are a conflict, except where the policy is a rule a person
+ * need not judge (merge_conflict): append-only fields, whose live writes are
+ * all shown in (hlc, origin) order, query state and round, and the steps of a
+ * workflow before a final state.
  *
  * Encoding is canonical: live sorted by (hlc, origin, lane, seq), dead sorted
  * by (origin, lane, seq), so equal states encode to equal bytes.
@@ -87,8 +89,23 @@ int merge_field_apply(struct field_state *s, const struct merge_write *w);
  */
 int merge_display(const char *type, const char *field, const struct field_state *s);
 
-/* True when the field has more than one live write and its policy flags that. */
+/*
+ * True when the field's live writes disagree in a way a person must resolve:
+ * never for writes that hold one value, for query messages, state or round
+ * (their merge is a rule); for a status, only when the shown state is final
+ * and another live write differs from it; for every other field, when any two
+ * live values differ.
+ */
 bool merge_conflict(const char *type, const char *field, const struct field_state *s);
+
+/*
+ * True when ref (an entry) wrote a live state of the workflow field whose
+ * state is s, and that state lost to a different, final state shown instead
+ * (merge_conflict holds).  The other fields that entry wrote are stale: they
+ * were written by someone who had not seen the final state.
+ */
+bool merge_write_lost(const char *type, const char *field, const struct field_state *s,
+                      const struct entry_ref *ref);
 
 /*
  * Workflow rank of a status value (higher wins), or -1 when the value is not

@@ -478,6 +478,33 @@ static void render_clock(struct mbuf *b, const json_t *status)
                  "1 while this site's clock is off a hub's by more than the skew bound.");
 }
 
+/* Hub: site identities two nodes were seen using at once (peer.c). */
+static void render_duplicates(struct mbuf *b, const json_t *status)
+{
+    const json_t *dups = json_object_get(status, "duplicate_identity");
+    if (!json_is_array(dups))
+        return;
+    struct family total = {"trialsync_duplicate_identity_total", "counter",
+                           "Connections refused because another node held the site's identity "
+                           "on a live link (two nodes run one bundle).", false};
+    struct family alarm = {"trialsync_duplicate_identity_alarm", "gauge",
+                           "1 while a second node using the site's identity was refused in "
+                           "the last 10 minutes.", false};
+    struct family *families[] = {&total, &alarm};
+    const char *fields[] = {"refused", "alarm"};
+    for (size_t k = 0; k < ARRAY_LEN(families); k++) {
+        size_t i;
+        const json_t *d;
+        json_array_foreach((json_t *)dups, i, d) {
+            const char *site = json_string_value(json_object_get(d, "site"));
+            if (site == NULL)
+                continue;
+            struct label l[] = {{"site", site}};
+            sample_json(b, families[k], l, ARRAY_LEN(l), json_object_get(d, fields[k]));
+        }
+    }
+}
+
 static void render_sae_totals(struct mbuf *b, const json_t *status)
 {
     const json_t *sae = json_object_get(status, "sae");
@@ -659,6 +686,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     render_build_info(&b, status);
     render_peers(&b, status);
     render_handshake_failures(&b, status);
+    render_duplicates(&b, status);
     render_sae_totals(&b, status);
     render_clock(&b, status);
     if (json_is_object(saes))

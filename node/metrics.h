@@ -27,6 +27,9 @@
  *   trialsync_sae_deadline_timestamp_seconds{sae,site}  one per SAE not yet
  *       acknowledged, its 24 h deadline as Unix time (alert on
  *       `... - time() < 6*3600`)                                      [gauge]
+ *   trialsync_duplicate_identity_total{site} [counter] and
+ *       trialsync_duplicate_identity_alarm{site} (0/1) [gauge]: a hub
+ *       refused a second node connecting with a site's identity
  *   trialsync_conflicts_open, trialsync_store_size_bytes,
  *   trialsync_disk_free_bytes, trialsync_entries, trialsync_records,
  *   trialsync_accepting_writes (0/1), trialsync_uptime_seconds,

@@ -422,7 +422,8 @@ struct chain_heads {
 };
 
 /*
- * Refuses writes while the node stops or its disk is low: 0, or the code
+ * Refuses writes while the node stops, once it knows it was revoked, or
+ * while its disk is low: 0, or the code
  * with *now filled.
  */
 static int node_accepting(struct node *n, struct node_write_result *now)
@@ -430,6 +431,9 @@ static int node_accepting(struct node *n, struct node_write_result *now)
     uint64_t free_bytes = 0;
     if (n->closing)
         return result_error(now, TS_ERR_IO, "node is %s", "stopping");
+    if (n->revoked[0] != '\0')
+        return result_error(now, TS_ERR_AUTH,
+                            "%s; this node accepts no writes (reads still work)", n->revoked);
     if (node_disk_low(n, &free_bytes)) {
         n->writes_refused_disk++;
         memset(now, 0, sizeof(*now));

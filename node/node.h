@@ -56,6 +56,10 @@ typedef void (*node_commit_cb)(void *ctx);
 
 struct node_pending;
 
+/* node.revoked: "this site was revoked on <date>: <reason>", a reason
+ * (TS_REASON_BYTES_MAX) and a date with room to spare. */
+#define NODE_REVOKED_BYTES_MAX (TS_REASON_BYTES_MAX + 128)
+
 /* Commit (fsync) latency histogram bounds, in seconds; one more bucket above. */
 #define NODE_COMMIT_BUCKETS 10
 extern const double node_commit_bounds_s[NODE_COMMIT_BUCKETS];
@@ -87,6 +91,9 @@ struct node {
     uint64_t started_ms;
     uint64_t commits;              /* group commits done */
     uint64_t writes_refused_disk;  /* writes refused below the free-disk threshold */
+    /* Set once this site learns of its own revocation (peer.c): why, in one
+     * sentence; "" while not revoked.  A revoked node refuses every write. */
+    char revoked[NODE_REVOKED_BYTES_MAX + 1];
     bool closing;
 };
 

@@ -27,6 +27,12 @@
  * Outgoing links: a site keeps one link to the first reachable hub of its
  * list and fails over to the next; a hub keeps one link to each hub it lists.
  * Reconnects back off exponentially with jitter.
+ *
+ * One identity, one link: a hub refuses a site's second connection while the
+ * first is live (duplicate_refused); the refused node retries once after
+ * seconds (its own half-open link is replaced by then), then every few
+ * minutes.  A site that learns of its own revocation refuses writes and stops
+ * dialing (self_revocation_check).
  */
 #include "peer.h"
 
@@ -84,6 +90,28 @@ _Static_assert(PEER_PROTOCOL_VERSION_MIN >= 1 && PEER_PROTOCOL_VERSION_MIN <= PE
 #define PEER_RECONNECT_MIN_MS 200
 /* Capped so that every site is back within 5 s of a hub restart (TARGETS). */
 #define PEER_RECONNECT_MAX_MS 3000
+/*
+ * A site session the hub heard from within this long is live: a second
+ * connection with the same identity is then a second node running the same
+ * bundle, not the first one reconnecting (a live link sends at least every
+ * PEER_KEEPALIVE_MS; a link that died half-open has been silent longer).
+ */
+#define PEER_DUPLICATE_LIVE_MS (2 * PEER_KEEPALIVE_MS)
+/*
+ * A node refused because another one holds its identity dials again after
+ * PEER_DUPLICATE_RETRY_MS the first time: by then a link of its own that died
+ * half-open (a NAT rebinding the hub has not noticed) has been silent past
+ * PEER_DUPLICATE_LIVE_MS and is replaced.  Refused again, it is a second node
+ * indeed and waits PEER_DUPLICATE_BACKOFF_MS between attempts: long enough
+ * never to bother the live one, short enough to take over within minutes
+ * once that one is stopped.  Both with jitter (half to all).
+ */
+#define PEER_DUPLICATE_RETRY_MS (2 * (PEER_DUPLICATE_LIVE_MS + PEER_TICK_MS))
+#define PEER_DUPLICATE_BACKOFF_MS (5 * 60 * 1000)
+/* Identities the hub remembers a duplicate of (metric and dashboard alarm). */
+#define PEER_DUPLICATES_MAX 64
+/* A duplicate alarm clears when no second node was refused for this long. */
+#define PEER_DUPLICATE_ALARM_MS (10 * 60 * 1000)
 /* Origin certificates whose keys are cached: every origin, and a few
  * rotations of each. */
 #define PEER_ORIGINS_MAX (2 * TS_CHAINS_MAX)
@@ -92,6 +120,14 @@ _Static_assert(PEER_BATCH_BYTES_MAX <= TS_BATCH_BYTES_MAX, "a sent batch must de
 _Static_assert(PEER_KEEPALIVE_MS * 3 < PEER_IDLE_TIMEOUT_MS,
                "keepalives must arrive well within the idle timeout");
 _Static_assert(PEER_RECONNECT_MIN_MS < PEER_RECONNECT_MAX_MS, "backoff range");
+_Static_assert(PEER_DUPLICATE_LIVE_MS > PEER_KEEPALIVE_MS + PEER_TICK_MS,
+               "a live link is heard from within the duplicate window");
+_Static_assert(PEER_DUPLICATE_LIVE_MS < PEER_IDLE_TIMEOUT_MS,
+               "a link silent past the duplicate window may be a half-open one: replaced");
+_Static_assert(PEER_DUPLICATE_RETRY_MS / 2 > PEER_DUPLICATE_LIVE_MS,
+               "the first retry comes after a half-open link has fallen silent");
+_Static_assert(PEER_DUPLICATE_BACKOFF_MS > PEER_DUPLICATE_RETRY_MS,
+               "a node refused twice waits longer than after the first time");
 
 enum session_state {
     SESSION_STATE_HANDSHAKE,
@@ -223,6 +259,20 @@ struct outlink {
     uint64_t next_attempt_ms;
     char peer_id[TS_ID_BYTES_MAX + 1];  /* learned at the first handshake */
     bool parked;   /* the peer hub's own link to us is the one kept */
+    /* Refusals in a row because another node holds this identity (reset by
+     * a link that streams): the first waits PEER_DUPLICATE_RETRY_MS, the
+     * next ones PEER_DUPLICATE_BACKOFF_MS. */
+    unsigned duplicate_refusals;
+    bool duplicate; /* the last close was such a refusal */
+};
+
+/* A site identity two nodes were seen using at once (hub side). */
+struct duplicate {
+    char id[TS_ID_BYTES_MAX + 1];
+    uint64_t refused;        /* second connections refused */
+    uint64_t last_ms;        /* when the last one was */
+    char addr[64];           /* the address of the last one refused */
+    char kept_addr[64];      /* the address of the link kept */
 };
 
 struct peer_mgr {
@@ -274,12 +324,20 @@ struct peer_mgr {
     char *crl_pem;
     size_t crl_len;
     int64_t crl_number;
+    /* Hub: identities seen on two live links at once. */
+    struct duplicate duplicates[PEER_DUPLICATES_MAX];
+    size_t duplicates_count;
+    /* Site: the CRL number last searched for this node's own serial (-2
+     * before the first search), and whether it stopped dialing its hubs
+     * because it learned it was revoked (node.revoked says why). */
+    int64_t self_crl_checked;
+    bool self_revoked;
 };
 
 static const char *failure_reason_names[] = {
-    "certificate", "role", "revoked", "trial", "protocol", "other",
+    "certificate", "role", "revoked", "trial", "protocol", "duplicate", "other",
 };
-enum { FAIL_CERT, FAIL_ROLE, FAIL_REVOKED, FAIL_TRIAL, FAIL_PROTOCOL, FAIL_OTHER };
+enum { FAIL_CERT, FAIL_ROLE, FAIL_REVOKED, FAIL_TRIAL, FAIL_PROTOCOL, FAIL_DUPLICATE, FAIL_OTHER };
 
 /* ---- chains ----------------------------------------------------------------- */
 
@@ -1011,6 +1069,131 @@ static void session_free(struct session *s)
     free(s);
 }
 
+/* ---- one identity, one node -------------------------------------------------------- */
+
+/* The refusal reason's prefix, which the refused node recognizes. */
+#define PEER_DUPLICATE_REASON "identity in use"
+
+static struct duplicate *duplicate_get(struct peer_mgr *m, const char *id)
+{
+    for (size_t i = 0; i < m->duplicates_count; i++)
+        if (strcmp(m->duplicates[i].id, id) == 0)
+            return &m->duplicates[i];
+    if (m->duplicates_count == PEER_DUPLICATES_MAX)
+        return NULL;
+    struct duplicate *d = &m->duplicates[m->duplicates_count++];
+    memset(d, 0, sizeof(*d));
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    return d;
+}
+
+/*
+ * A second connection from a site whose first link is live (heard from within
+ * PEER_DUPLICATE_LIVE_MS): two nodes run the same bundle.  The first link is
+ * kept and the new one refused with a reason that says so; the hub counts it
+ * and raises an alarm naming the site.  True when s was refused.  A link
+ * silent longer is taken for a half-open one and replaced, as before.
+ */
+static bool duplicate_refused(struct peer_mgr *m, struct session *s, struct session *old,
+                              const struct peer_info *info)
+{
+    uint64_t now = node_now_ms();
+    if (s->peer.role != PKI_ROLE_SITE || s->link != NULL || old->link != NULL)
+        return false;
+    if (old->state != SESSION_STATE_STREAMING || now - info->last_seen_ms >= PEER_DUPLICATE_LIVE_MS)
+        return false;
+    struct duplicate *d = duplicate_get(m, s->peer.id);
+    bool first = d != NULL && (d->refused == 0 || now - d->last_ms >= PEER_DUPLICATE_ALARM_MS);
+    if (d != NULL) {
+        d->refused++;
+        d->last_ms = now;
+        snprintf(d->addr, sizeof(d->addr), "%s", tls_conn_peer_addr(s->conn));
+        snprintf(d->kept_addr, sizeof(d->kept_addr), "%s", tls_conn_peer_addr(old->conn));
+    }
+    if (first)
+        trace(TRACE_ERROR,
+              "ALARM duplicate identity: a second node connects as site %s from %s while its "
+              "link from %s is live; the first link is kept, the second refused: two nodes "
+              "must never run the same site bundle", s->peer.id, tls_conn_peer_addr(s->conn),
+              tls_conn_peer_addr(old->conn));
+    session_refuse(s, FAIL_DUPLICATE,
+                   PEER_DUPLICATE_REASON ": site %s is already connected from %s (link live); "
+                   "two nodes are running the same site bundle: stop one of them",
+                   s->peer.id, tls_conn_peer_addr(old->conn));
+    return true;
+}
+
+/* ---- a revoked site knows it -------------------------------------------------------- */
+
+/*
+ * This site's revocation in the membership log: true with when (the entry's
+ * wall time, UTC) and why (its reason for change) filled.
+ */
+static bool self_member_revoked(struct peer_mgr *m, char *when, size_t when_cap, char *why,
+                                size_t why_cap)
+{
+    struct field_state st;
+    memset(&st, 0, sizeof(st));
+    if (store_field_get(m->node->store, MEMBER_TYPE, m->node->cfg.id, "status", &st) != 0)
+        return false;
+    bool revoked = false;
+    for (size_t i = 0; i < st.live_count && !revoked; i++) {
+        if (strcmp(st.live[i].value, "revoked") != 0)
+            continue;
+        revoked = true;
+        struct entry e;
+        memset(&e, 0, sizeof(e));
+        if (store_entry_get(m->node->store, &st.live[i].ref, &e, NULL) == 0) {
+            api_format_time(e.wall_ms, when, when_cap);
+            snprintf(why, why_cap, "%s", e.reason[0] != '\0' ? e.reason : "no reason recorded");
+            entry_release(&e);
+        } else {
+            api_format_time((st.live[i].hlc >> HLC_LOGICAL_BITS), when, when_cap);
+            snprintf(why, why_cap, "no reason recorded");
+        }
+    }
+    field_state_release(&st);
+    return revoked;
+}
+
+/*
+ * A site learns of its own revocation from what replicates to it: its member
+ * record (status revoked) or the CRL in force naming its certificate.  From
+ * then on it refuses writes (node.revoked), says why in its status, /healthz
+ * and, once, its trace, and stops dialing its hubs: they would refuse it, and
+ * a revocation is never undone (a re-admitted site gets a new bundle and a
+ * restart).  Called every tick; the CRL is searched once per CRL number.
+ */
+static void self_revocation_check(struct peer_mgr *m)
+{
+    struct node *n = m->node;
+    if (n->cfg.role != PKI_ROLE_SITE || m->self_revoked)
+        return;
+    char when[40] = "", why[TS_REASON_BYTES_MAX + 64] = "";
+    const char *source = NULL;
+    if (self_member_revoked(m, when, sizeof(when), why, sizeof(why))) {
+        source = "its member record";
+    } else if (m->crl_pem != NULL && m->crl_number != m->self_crl_checked) {
+        m->self_crl_checked = m->crl_number;
+        int64_t at_s = 0;
+        if (pki_crl_revoked(m->crl_pem, m->crl_len, n->cert_serial, &at_s, NULL) == 1) {
+            api_format_time(at_s > 0 ? (uint64_t)at_s * 1000 : 0, when, sizeof(when));
+            snprintf(why, sizeof(why), "certificate %s is on the trial's revocation list",
+                     n->cert_serial);
+            source = "the revocation list";
+        }
+    }
+    if (source == NULL)
+        return;
+    m->self_revoked = true;
+    snprintf(n->revoked, sizeof(n->revoked), "this site was revoked on %s: %s", when, why);
+    trace(TRACE_ERROR,
+          "REVOKED: %s (learned from %s); this node accepts no more writes and stops "
+          "connecting to its hubs; reads still work", n->revoked, source);
+    for (int i = 0; i < m->links_count; i++)
+        m->links[i].next_attempt_ms = UINT64_MAX;
+}
+
 /* ---- tls callbacks --------------------------------------------------------------- */
 
 static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
@@ -1063,6 +1246,9 @@ static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
     }
     if (s->link != NULL)
         snprintf(s->link->peer_id, sizeof(s->link->peer_id), "%s", peer->id);
+    if (info->session != NULL && info->session != s &&
+        duplicate_refused(m, s, info->session, info))
+        return 0;
     if (info->session != NULL && info->session != s) {
         struct session *old = info->session;
         bool new_out = s->link != NULL, old_out = old->link != NULL;
@@ -1190,8 +1376,10 @@ static void handle_hello(struct session *s, const struct frame *f)
     clock_check(s, f->wall_ms);
     set_state(s, SESSION_STATE_STREAMING);
     s->streamed = true;
-    if (s->link != NULL)
+    if (s->link != NULL) {
         s->link->failures = 0;  /* a working link: the next outage backs off from scratch */
+        s->link->duplicate_refusals = 0;
+    }
     for (size_t i = 0; i < m->chains_count; i++)
         todo_push(s, (uint32_t)i);
     session_pump(s);
@@ -1520,8 +1708,22 @@ static void on_frame(struct tls_conn *conn, const uint8_t *body, size_t len)
                                  f.reason != NULL ? f.reason : "");
             break;
         }
-        trace(TRACE_WARN, "peer %s refused this node: %s", s->peer.id,
-              f.reason != NULL ? f.reason : "");
+        if (f.reason != NULL &&
+            strncmp(f.reason, PEER_DUPLICATE_REASON, strlen(PEER_DUPLICATE_REASON)) == 0) {
+            /* Another node runs with this node's identity: dialing again
+             * at once would knock it off or be refused again. */
+            unsigned seen = s->link != NULL ? s->link->duplicate_refusals : 1;
+            int wait_ms = seen == 0 ? PEER_DUPLICATE_RETRY_MS : PEER_DUPLICATE_BACKOFF_MS;
+            trace(TRACE_ERROR, "peer %s refused this node: %s; next attempt within %d s",
+                  s->peer.id, f.reason, (wait_ms + 999) / 1000);
+            if (s->link != NULL) {
+                s->link->duplicate = true;
+                s->link->duplicate_refusals++;
+            }
+        } else {
+            trace(TRACE_WARN, "peer %s refused this node: %s", s->peer.id,
+                  f.reason != NULL ? f.reason : "");
+        }
         set_state(s, SESSION_STATE_CLOSING);
         tls_conn_close(conn, TS_ERR_AUTH, "refused by the peer");
         break;
@@ -1576,10 +1778,14 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
         uint64_t delay = (uint64_t)PEER_RECONNECT_MIN_MS << shift;
         if (delay > PEER_RECONNECT_MAX_MS)
             delay = PEER_RECONNECT_MAX_MS;
+        if (link->duplicate)
+            delay = link->duplicate_refusals <= 1 ? PEER_DUPLICATE_RETRY_MS
+                                                  : PEER_DUPLICATE_BACKOFF_MS;
+        link->duplicate = false;
         uint8_t r = 0;
         crypto_random(&r, 1);
         delay = delay / 2 + (delay / 2) * r / 255;  /* jitter: half to all of it */
-        link->next_attempt_ms = now + delay;
+        link->next_attempt_ms = m->self_revoked ? UINT64_MAX : now + delay;
     }
 }
 
@@ -1670,6 +1876,7 @@ static void tick_cb(uv_timer_t *t)
     uint64_t now = node_now_ms();
 
     reload_crl_if_changed(m);
+    self_revocation_check(m);
     safety_tick(m->safety, m->node->wall_ms());
     for (struct session *s = m->sessions, *next; s != NULL; s = next) {
         next = s->next;
@@ -1694,7 +1901,8 @@ static void tick_cb(uv_timer_t *t)
     }
     for (int i = 0; i < m->links_count; i++) {
         struct outlink *link = &m->links[i];
-        if (link->session == NULL && !link->parked && now >= link->next_attempt_ms)
+        if (link->session == NULL && !link->parked && !m->self_revoked &&
+            now >= link->next_attempt_ms)
             link_connect(link);
     }
 }
@@ -2018,6 +2226,21 @@ static void status_extend(void *ctx, json_t *status)
         json_object_set_new(clock, "offset_ms", json_integer((json_int_t)m->clock_alarm_offset_ms));
     }
     json_object_set_new(status, "clock", clock);
+    /* Hub: identities two nodes were seen using at once; alarm while the
+     * last refusal is recent. */
+    json_t *dups = json_array();
+    uint64_t now_ms = node_now_ms();
+    for (size_t i = 0; i < m->duplicates_count; i++) {
+        const struct duplicate *d = &m->duplicates[i];
+        char last[40];
+        api_format_time(d->last_ms, last, sizeof(last));
+        json_array_append_new(
+            dups, json_pack("{s:s,s:I,s:s,s:s,s:s,s:b}", "site", d->id, "refused",
+                            (json_int_t)d->refused, "last", last, "refused_addr", d->addr,
+                            "kept_addr", d->kept_addr, "alarm",
+                            now_ms - d->last_ms < PEER_DUPLICATE_ALARM_MS));
+    }
+    json_object_set_new(status, "duplicate_identity", dups);
 }
 
 /* ---- start / stop ---------------------------------------------------------------- */
@@ -2074,6 +2297,7 @@ int peer_mgr_start(struct peer_mgr **out, struct node *n, struct ts_error *err)
     if (rc != 0)
         goto out_free;
     crl_load_in_force(m);
+    m->self_crl_checked = -2;  /* no CRL number: the first one in force is searched */
     /* This node's own certificate: its batches are verified like any
      * origin's (a chain restored from a hub), by (origin, serial). */
     if (origin_learn(m, cfg->id, n->cert_pem, strlen(n->cert_pem), false, err) == NULL) {

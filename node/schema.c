@@ -81,6 +81,54 @@ static const struct schema_term terms_sig_meaning[] = {
     { NULL, 0 },
 };
 
+/*
+ * The moves of each workflow (DOMAIN.md), checked by validate_write against
+ * the displayed state.  A move may skip states on the way forward (a visit
+ * recorded as completed without having been started); it never goes back, and
+ * screen_failed follows screening only.  A state without moves is final: the
+ * merge flags concurrent final states, and a write that lost to one, for a
+ * person (merge_conflict).
+ */
+struct schema_step {
+    const char *from;
+    const char *const *to;   /* NULL-ended */
+};
+
+static const char *const next_none[] = { NULL };
+static const char *const next_screening[] = { "enrolled", "randomized", "screen_failed", NULL };
+static const char *const next_enrolled[] = { "randomized", "withdrawn", "lost_to_followup",
+                                             "died", NULL };
+static const char *const next_randomized[] = { "completed", "withdrawn", "lost_to_followup",
+                                               "died", NULL };
+static const struct schema_step steps_subject_status[] = {
+    { "screening", next_screening }, { "enrolled", next_enrolled },
+    { "randomized", next_randomized }, { "screen_failed", next_none },
+    { "completed", next_none }, { "lost_to_followup", next_none },
+    { "withdrawn", next_none }, { "died", next_none }, { NULL, NULL },
+};
+static const char *const next_scheduled[] = { "started", "completed", "skipped", NULL };
+static const char *const next_started[] = { "completed", NULL };
+static const char *const next_visit_completed[] = { "signed", NULL };
+static const struct schema_step steps_visit_status[] = {
+    { "scheduled", next_scheduled }, { "started", next_started },
+    { "completed", next_visit_completed }, { "skipped", next_none }, { "signed", next_none },
+    { NULL, NULL },
+};
+static const char *const next_ongoing[] = { "resolved", NULL };
+static const struct schema_step steps_ae_status[] = {
+    { "ongoing", next_ongoing }, { "resolved", next_none }, { NULL, NULL },
+};
+
+/* Which terms each workflow's steps belong to. */
+static const struct {
+    const struct schema_term *terms;
+    const struct schema_step *steps;
+} workflows[] = {
+    { terms_subject_status, steps_subject_status },
+    { terms_visit_status, steps_visit_status },
+    { terms_ae_status, steps_ae_status },
+};
+
 /* A site answers a query: it may set its state to answered, nothing else. */
 static const char *const site_terms_query_state[] = { "answered", NULL };
 
@@ -182,7 +230,7 @@ static const struct schema_field query_fields[] = {
       site_terms_query_state, false, false, "", "Query state" },
     /* A site's answer carries the round it answers (validate_entry: never
      * a round the CRO has not opened, never without an answer). */
-    { "round", KIND_ROUND, NULL, MERGE_POLICY_LATEST, HUB | SITE, NULL, false, false,
+    { "round", KIND_ROUND, NULL, MERGE_POLICY_ROUND, HUB | SITE, NULL, false, false,
       "", "Query round" },
     { "messages", KIND_TEXT, NULL, MERGE_POLICY_APPEND, HUB | SITE, NULL, false, true,
       "", "Query messages (append-only)" },
@@ -336,6 +384,28 @@ bool schema_term_ok(const struct schema_field *f, const char *value)
             return true;
     }
     return false;
+}
+
+const char *const *schema_next_states(const struct schema_field *f, const char *from)
+{
+    if (f == NULL || f->terms == NULL || from == NULL)
+        return NULL;
+    for (size_t w = 0; w < COUNT_OF(workflows); w++) {
+        if (workflows[w].terms != f->terms)
+            continue;
+        for (const struct schema_step *st = workflows[w].steps; st->from != NULL; st++) {
+            if (strcmp(st->from, from) == 0)
+                return st->to;
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
+bool schema_state_final(const struct schema_field *f, const char *value)
+{
+    const char *const *next = schema_next_states(f, value);
+    return next != NULL && next[0] == NULL;
 }
 
 bool schema_site_may_write(const struct schema_field *f, const char *value)

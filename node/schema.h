@@ -29,7 +29,8 @@ enum merge_policy {
     MERGE_POLICY_LATEST,      /* highest (hlc, origin) shown; conflicts flagged */
     MERGE_POLICY_WORST,       /* worst severity / grade / Y shown; conflicts flagged */
     MERGE_POLICY_RANK,        /* highest workflow rank shown */
-    MERGE_POLICY_QUERY_STATE, /* highest (round, state rank) shown */
+    MERGE_POLICY_QUERY_STATE, /* highest (round, state rank) shown; a rule, never a conflict */
+    MERGE_POLICY_ROUND,       /* query round: highest round shown; a rule, never a conflict */
     MERGE_POLICY_WRITE_ONCE,  /* keys: earliest (hlc, origin) shown; a second value is a conflict */
     MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
 };
@@ -106,6 +107,18 @@ int schema_term_rank(const struct schema_field *f, const char *value);
 
 /* True when value is one of f's terms. */
 bool schema_term_ok(const struct schema_field *f, const char *value);
+
+/*
+ * The workflow of a status field (DOMAIN.md "Workflows as state machines"):
+ * the states f may move to from the state `from`, as a NULL-ended list, empty
+ * when `from` is final.  NULL when f is not a workflow field or `from` is not
+ * one of its states.  Only forward moves are listed; going back is never a
+ * move (entered-in-error undoes a mistaken record).
+ */
+const char *const *schema_next_states(const struct schema_field *f, const char *from);
+
+/* True when value is a final state of the workflow field f (no next state). */
+bool schema_state_final(const struct schema_field *f, const char *value);
 
 /* True when a site may write value to f (its writers and site_terms). */
 bool schema_site_may_write(const struct schema_field *f, const char *value);

@@ -18,8 +18,12 @@
  * Rules this file adds where DOMAIN.md leaves a choice (each tested):
  *   - A reason for change is not needed for an append-only field (query
  *     messages: nothing is changed), nor for a workflow moving forward
- *     (status, query state and query round to a higher rank or round); a
- *     workflow moved backwards is a correction and needs one.
+ *     (status along its moves, query state and query round to a higher rank
+ *     or round).  A status moves only along the moves of schema.c's
+ *     workflows from the state displayed now, reason or not: never back, and
+ *     screen_failed only from screening; entered-in-error (eie=Y) undoes a
+ *     mistaken record.  The query state moved back within a round is a
+ *     correction and needs a reason.
  *   - "" is a value only for optional fields (dates, codes, AE coding); it
  *     means "no value" and, like any change, needs a reason once the field
  *     has a value.  Keys, controlled terms and query fields refuse it.
@@ -683,6 +687,38 @@ static bool workflow_forward(const char *type, const char *field, const char *ol
     return false;
 }
 
+/*
+ * A status write against the state displayed now, old, one of the workflow's
+ * states: 0 for one of its moves, else a refusal naming the moves allowed.
+ */
+static int check_step(const char *type, const struct schema_field *f, const char *old,
+                      const char *value, struct validate_error *err)
+{
+    const char *const *next = schema_next_states(f, old);
+    assert(next != NULL);
+    char allowed[sizeof(err->allowed)];
+    allowed[0] = '\0';
+    for (size_t i = 0; next[i] != NULL; i++) {
+        if (strcmp(next[i], value) == 0)
+            return 0;
+        if (i > 0)
+            append(allowed, sizeof(allowed), ", ");
+        append(allowed, sizeof(allowed), next[i]);
+    }
+    char old_cut[sizeof(err->value)];
+    printable_copy(old_cut, sizeof(old_cut), old);
+    error_about(err, f->name, value, allowed);
+    if (next[0] == NULL)
+        return refuse(err, TS_ERR_INVALID,
+                      "field '%s': a %s in '%s' cannot move to '%s': '%s' is final; to undo a "
+                      "mistaken record mark it entered in error (eie=Y with a reason)",
+                      err->field, type, old_cut, err->value, old_cut);
+    return refuse(err, TS_ERR_INVALID,
+                  "field '%s': a %s in '%s' cannot move to '%s'; allowed next states: %s "
+                  "(to undo a mistaken record mark it entered in error: eie=Y with a reason)",
+                  err->field, type, old_cut, err->value, err->allowed);
+}
+
 static int check_change(const char *type, const struct schema_field *f, const char *value,
                         const char *reason, const struct validate_field *fields, size_t n,
                         validate_current_fn current, void *ctx, struct validate_error *err)
@@ -706,6 +742,10 @@ static int check_change(const char *type, const struct schema_field *f, const ch
                       "field '%s' is write-once: it is '%s' and cannot become '%s'", err->field,
                       old_cut, err->value);
     }
+    /* A state the workflow does not know (none is ever displayed) is left
+     * to the reason rule below. */
+    if (f->policy == MERGE_POLICY_RANK && schema_next_states(f, old) != NULL)
+        return check_step(type, f, old, value, err);
     if (has_reason || f->reason_free)
         return 0;
     if (workflow_forward(type, f->name, old, value, fields, n, current, ctx))

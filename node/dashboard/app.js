@@ -443,6 +443,25 @@ function renderNode(status) {
   return node;
 }
 
+// Alarms the node raises that a person must act on: two nodes running one
+// site's bundle (hub), this site revoked (site).
+function renderAlarms(status) {
+  const lines = [];
+  if (typeof status.revoked === 'string') {
+    lines.push('REVOKED: ' + status.revoked + '. This node accepts no writes.');
+  }
+  const dups = Array.isArray(status.duplicate_identity) ? status.duplicate_identity : [];
+  for (const d of dups) {
+    if (d.alarm !== true) continue;
+    lines.push('Two nodes run site ' + str(d.site) + '\'s bundle: ' + fmtNum(d.refused) +
+      ' connections from ' + str(d.refused_addr) + ' refused (last ' + str(d.last) +
+      '); the link from ' + str(d.kept_addr) + ' is kept. Stop one of them.');
+  }
+  const box = byId('alarms');
+  box.replaceChildren(...lines.map(t => el('p', {text: t})));
+  box.hidden = lines.length === 0;
+}
+
 function showProblem(text, link) {
   const b = byId('banner');
   b.replaceChildren(text);
@@ -465,6 +484,7 @@ async function refresh() {
     await refreshQueries(queries);
     const now = Date.now();
     const node = renderNode(status);
+    renderAlarms(status);
     updateNames(status);
     const late = renderSaes(saes, status, now);
     renderSites(status, now);

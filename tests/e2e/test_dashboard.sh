@@ -77,14 +77,7 @@ dom_id() {
 }
 
 # ---- a hub and two sites ------------------------------------------------------
-new_trial T-DASH
-start_node hub "$HUB"
-add_site 101
-add_site 102
-S1="$WORK/site-101"
-S2="$WORK/site-102"
-start_node s101 "$S1"
-start_node s102 "$S2"
+hub_and_two_sites T-DASH
 TOKEN=$(cat "$HUB/api.token")
 BASE="http://127.0.0.1:$HUB_API_PORT"
 api() { curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" "$BASE$1"; }

@@ -80,6 +80,20 @@ add_site() {
         || fail "site add $1: $(cat "$WORK/site-add-$1.out")"
 }
 
+# hub_and_two_sites TRIAL [HUBNAME]: a new trial with its hub (traced as
+# HUBNAME, default hub) and sites 101 and 102 running; S1 and S2 name the
+# sites' directories.
+hub_and_two_sites() {
+    new_trial "$1"
+    start_node "${2:-hub}" "$HUB"
+    add_site 101
+    add_site 102
+    S1="$WORK/site-101"
+    S2="$WORK/site-102"
+    start_node s101 "$S1"
+    start_node s102 "$S2"
+}
+
 # Deadlines are generous on purpose: the suites must pass on a machine whose
 # cores are busy with other work (and under ASan), so a deadline only bounds a
 # hang; it never measures speed.

@@ -7,14 +7,7 @@ need_cmd openssl openssl
 
 crl_number() { openssl crl -in "$1" -noout -crlnumber 2>/dev/null | cut -d= -f2; }
 
-new_trial T-CRL
-start_node hub1 "$HUB"
-add_site 101
-add_site 102
-S1="$WORK/site-101"
-S2="$WORK/site-102"
-start_node s101 "$S1"
-start_node s102 "$S2"
+hub_and_two_sites T-CRL hub1
 "$TRIALSYNC" put --node "$S2" subject 102-0001 site=102 sex=F status=screening > /dev/null || fail put
 wait_until 20 "102 replicated" "$TRIALSYNC" get --node "$HUB" subject 102-0001
 connected() { "$TRIALSYNC" status --node "$HUB" --json | jq -e ".peers[] | select(.id == \"$1\") | .connected == $2" > /dev/null; }

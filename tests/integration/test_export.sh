@@ -21,14 +21,7 @@ DSJ_SCHEMA="$SHARED/cdisc-dataset-json-1.1/dataset.schema.json"
 [ -f "$ODM_XSD" ] || fail "no ODM schema at $ODM_XSD (the shared folder sits beside the project root)"
 [ -f "$DSJ_SCHEMA" ] || fail "no Dataset-JSON schema at $DSJ_SCHEMA"
 
-new_trial T-EXP
-start_node hub "$HUB"
-add_site 101
-add_site 102
-S1="$WORK/site-101"
-S2="$WORK/site-102"
-start_node s101 "$S1"
-start_node s102 "$S2"
+hub_and_two_sites T-EXP
 
 put() { "$TRIALSYNC" put --node "$@" > /dev/null || fail "put $*"; }
 put "$S1" subject 101-0001 site=101 sex=F brthdtc=1961-04 rficdtc=2026-01-10 armcd=A status=enrolled

@@ -108,7 +108,7 @@ static void test_merge_policy_of_fields(void)
     CU_ASSERT_EQUAL(merge_policy_of("query", "messages"), MERGE_POLICY_APPEND);
     CU_ASSERT_EQUAL(merge_policy_of("subject", "sex"), MERGE_POLICY_LATEST);
     CU_ASSERT_EQUAL(merge_policy_of("ae", "aeterm"), MERGE_POLICY_LATEST);
-    CU_ASSERT_EQUAL(merge_policy_of("query", "round"), MERGE_POLICY_LATEST);
+    CU_ASSERT_EQUAL(merge_policy_of("query", "round"), MERGE_POLICY_ROUND);
     /* The same field name under another type follows that type. */
     CU_ASSERT_EQUAL(merge_policy_of("visit", "site"), MERGE_POLICY_LATEST);
     CU_ASSERT_EQUAL(merge_policy_of("subject", "aesev"), MERGE_POLICY_LATEST);
@@ -315,7 +315,8 @@ static void test_merge_query_state_display(void)
     CU_ASSERT_EQUAL(apply_round(&s, "hub", 100, 1, "cancelled"), 1);
     CU_ASSERT_EQUAL(apply_round(&s, "site-101", 200, 1, "answered"), 1);
     CU_ASSERT_STRING_EQUAL(shown("query", "state", &s), "cancelled");
-    CU_ASSERT_TRUE(merge_conflict("query", "state", &s));
+    /* The rule decides; nobody has to. */
+    CU_ASSERT_FALSE(merge_conflict("query", "state", &s));
 
     /* A re-query opens round 2: the round outranks any state of round 1. */
     CU_ASSERT_EQUAL(apply_round(&s, "hub", 50, 2, "open"), 1);
@@ -323,6 +324,88 @@ static void test_merge_query_state_display(void)
     CU_ASSERT_EQUAL(s.live[merge_display("query", "state", &s)].round, 2);
     CU_ASSERT_EQUAL(apply_round(&s, "site-101", 40, 2, "answered"), 1);
     CU_ASSERT_STRING_EQUAL(shown("query", "state", &s), "answered");
+    field_state_release(&s);
+}
+
+/* An answer crossing a cancel writes round "1" twice: the same value, and
+ * the round is a rule anyway (highest shown), never a conflict. */
+static void test_merge_query_round_is_a_rule(void)
+{
+    struct field_state r = { 0 };
+
+    CU_ASSERT_EQUAL(apply_round(&r, "hub", 100, 1, "1"), 1);
+    CU_ASSERT_EQUAL(apply_round(&r, "site-101", 200, 1, "1"), 1);
+    CU_ASSERT_EQUAL(r.live_count, 2);
+    CU_ASSERT_FALSE(merge_conflict("query", "round", &r));
+    /* A re-query (round 2) crossing a late round-1 answer stamped later:
+     * the higher round is shown, not the later stamp. */
+    CU_ASSERT_EQUAL(apply_round(&r, "hub", 300, 2, "2"), 1);
+    CU_ASSERT_EQUAL(apply_round(&r, "site-101", 400, 1, "1"), 1);
+    CU_ASSERT_STRING_EQUAL(shown("query", "round", &r), "2");
+    CU_ASSERT_FALSE(merge_conflict("query", "round", &r));
+    field_state_release(&r);
+}
+
+/* Two nodes writing the same value while apart agree: no conflict, one
+ * value shown, both writes kept (history has both). */
+static void test_merge_same_value_is_no_conflict(void)
+{
+    static const struct { const char *type, *field, *a, *b; } cases[] = {
+        { "subject", "sex", "F", "M" },
+        { "ae", "aesev", "SEVERE", "MILD" },
+        { "subject", "site", "101", "102" },
+        { "subject", "status", "died", "withdrawn" },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct field_state s = { 0 };
+        CU_ASSERT_EQUAL(apply(&s, "site-101", 1, 100, cases[c].a, NULL, 0), 1);
+        CU_ASSERT_EQUAL(apply(&s, "hub", 1, 200, cases[c].a, NULL, 0), 1);
+        CU_ASSERT_EQUAL(s.live_count, 2);
+        CU_ASSERT_FALSE(merge_conflict(cases[c].type, cases[c].field, &s));
+        CU_ASSERT_STRING_EQUAL(shown(cases[c].type, cases[c].field, &s), cases[c].a);
+        /* A third node disagreeing makes it a conflict again. */
+        CU_ASSERT_EQUAL(apply(&s, "site-102", 1, 150, cases[c].b, NULL, 0), 1);
+        CU_ASSERT_TRUE(merge_conflict(cases[c].type, cases[c].field, &s));
+        field_state_release(&s);
+    }
+}
+
+/* Statuses: concurrent steps along the way are the rank rule; a final state
+ * against anything else is for a person, and the loser's entry is stale. */
+static void test_merge_rank_conflict_only_at_final_states(void)
+{
+    struct field_state s = { 0 };
+    struct entry_ref late = ref_of("site-101", LANE_BULK, 7);
+    struct entry_ref hub = ref_of("hub", LANE_BULK, 1);
+
+    CU_ASSERT_EQUAL(apply(&s, "hub", 1, 100, "enrolled", NULL, 0), 1);
+    CU_ASSERT_EQUAL(apply(&s, "site-101", 7, 200, "randomized", NULL, 0), 1);
+    CU_ASSERT_STRING_EQUAL(shown("subject", "status", &s), "randomized");
+    CU_ASSERT_FALSE(merge_conflict("subject", "status", &s));
+    CU_ASSERT_FALSE(merge_write_lost("subject", "status", &s, &hub));
+    field_state_release(&s);
+
+    /* A late "randomized" (stamped later) against "died". */
+    CU_ASSERT_EQUAL(apply(&s, "hub", 1, 100, "died", NULL, 0), 1);
+    CU_ASSERT_EQUAL(apply(&s, "site-101", 7, 200, "randomized", NULL, 0), 1);
+    CU_ASSERT_STRING_EQUAL(shown("subject", "status", &s), "died");
+    CU_ASSERT_TRUE(merge_conflict("subject", "status", &s));
+    CU_ASSERT_TRUE(merge_write_lost("subject", "status", &s, &late));
+    CU_ASSERT_FALSE(merge_write_lost("subject", "status", &s, &hub));
+    /* Not a rank field: never lost. */
+    CU_ASSERT_FALSE(merge_write_lost("subject", "sex", &s, &late));
+    /* A write that saw both resolves it. */
+    struct entry_ref both[2] = { hub, late };
+    CU_ASSERT_EQUAL(apply(&s, "hub", 2, 300, "died", both, 2), 1);
+    CU_ASSERT_FALSE(merge_conflict("subject", "status", &s));
+    CU_ASSERT_FALSE(merge_write_lost("subject", "status", &s, &late));
+    field_state_release(&s);
+
+    /* Two final states: ranked, and flagged. */
+    CU_ASSERT_EQUAL(apply(&s, "hub", 1, 100, "completed", NULL, 0), 1);
+    CU_ASSERT_EQUAL(apply(&s, "site-101", 7, 50, "lost_to_followup", NULL, 0), 1);
+    CU_ASSERT_STRING_EQUAL(shown("subject", "status", &s), "lost_to_followup");
+    CU_ASSERT_TRUE(merge_conflict("subject", "status", &s));
     field_state_release(&s);
 }
 
@@ -1118,6 +1201,19 @@ static void test_merge_property_any_order_converges(void)
                     live += dead ? 0 : 1;
                 }
                 CU_ASSERT_EQUAL(states[slot].live_count, live);
+                /* What is a conflict, by definition: values that differ, on
+                 * a field whose merge is not a rule; for a status, only
+                 * against a final state shown. */
+                const struct field_state *st = &states[slot];
+                bool differ = false;
+                for (size_t k = 1; k < st->live_count; k++)
+                    differ = differ || strcmp(st->live[k].value, st->live[0].value) != 0;
+                enum merge_policy pol = merge_policy_of(pf->type, pf->field);
+                bool want = differ && pol != MERGE_POLICY_APPEND && pol != MERGE_POLICY_QUERY_STATE;
+                if (pol == MERGE_POLICY_RANK && show >= 0)
+                    want = want && schema_state_final(schema_field(pf->type, pf->field),
+                                                      st->live[show].value);
+                CU_ASSERT_EQUAL(conflict, want);
             }
             field_state_release(&states[slot]);
         }
@@ -1147,6 +1243,10 @@ int main(void)
         { "test_merge_worst_unknown_value_ranks_lowest", test_merge_worst_unknown_value_ranks_lowest },
         { "test_merge_rank_display_and_conflict", test_merge_rank_display_and_conflict },
         { "test_merge_query_state_display", test_merge_query_state_display },
+    { "test_merge_query_round_is_a_rule", test_merge_query_round_is_a_rule },
+    { "test_merge_same_value_is_no_conflict", test_merge_same_value_is_no_conflict },
+    { "test_merge_rank_conflict_only_at_final_states",
+      test_merge_rank_conflict_only_at_final_states },
         { "test_merge_write_once_display_and_conflict", test_merge_write_once_display_and_conflict },
         { "test_merge_append_never_conflicts", test_merge_append_never_conflicts },
         { "test_merge_out_of_order_supersede", test_merge_out_of_order_supersede },

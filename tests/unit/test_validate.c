@@ -15,6 +15,7 @@
 
 #include "../../node/hlc.h"
 #include "../../node/merge.h"
+#include "../../node/schema.h"
 #include "../../node/validate.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -550,16 +551,82 @@ static void test_validate_workflow_forward_needs_no_reason(void)
     record_set(&cur, "status", "screening");
     struct validate_field f = { "status", "enrolled" };
     CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &f, 1, NULL, &cur), 0);
-    /* Backwards is a correction. */
+    /* Backwards is never a move, reason or not. */
     cur.pairs[0][1] = "randomized";
     CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &f, 1, NULL, &cur), TS_ERR_INVALID);
-    CU_ASSERT(msg_has("changing 'randomized' to 'enrolled' needs a reason"));
-    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &f, 1, "randomized in error", &cur), 0);
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &f, 1, "randomized in error", &cur),
+                    TS_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(E.field, "status");
+    CU_ASSERT(msg_has("cannot move to 'enrolled'"));
+    CU_ASSERT_STRING_EQUAL(E.allowed, "completed, withdrawn, lost_to_followup, died");
 
     struct record visit = { .n = 0 };
     record_set(&visit, "status", "completed");
     struct validate_field sign = { "status", "signed" };
     CU_ASSERT_EQUAL(hub_write("visit", "101-0003/V2", &sign, 1, NULL, &visit), 0);
+}
+
+/* DOMAIN.md's state machines, enforced against the displayed state. */
+static void test_validate_status_moves(void)
+{
+    struct record cur = { .n = 0 };
+    record_set(&cur, "status", "completed");
+    struct validate_field back = { "status", "enrolled" };
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &back, 1, "entered wrongly", &cur),
+                    TS_ERR_INVALID);
+    CU_ASSERT(msg_has("'completed' is final"));
+    CU_ASSERT(msg_has("entered in error"));
+    CU_ASSERT_STRING_EQUAL(E.allowed, "");
+    /* The way to undo a mistaken record. */
+    struct validate_field eie = { "eie", "Y" };
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &eie, 1, "wrong subject", &cur), 0);
+    /* Rewriting the state shown is no move. */
+    struct validate_field same = { "status", "completed" };
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &same, 1, NULL, &cur), 0);
+
+    /* screen_failed follows screening only. */
+    struct validate_field sf = { "status", "screen_failed" };
+    cur.pairs[0][1] = "enrolled";
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &sf, 1, "failed", &cur), TS_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(E.allowed, "randomized, withdrawn, lost_to_followup, died");
+    cur.pairs[0][1] = "screening";
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &sf, 1, NULL, &cur), 0);
+    /* Forward jumps are moves; a new record may start anywhere. */
+    struct validate_field rand = { "status", "randomized" };
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &rand, 1, NULL, &cur), 0);
+    CU_ASSERT_EQUAL(hub_write("subject", "101-0003", &rand, 1, NULL, NULL), 0);
+    /* Site and CRO alike. */
+    cur.pairs[0][1] = "died";
+    CU_ASSERT_EQUAL(site_write("101", "subject", "101-0003", &rand, 1, "typo", &cur),
+                    TS_ERR_INVALID);
+
+    struct record visit = { .n = 0 };
+    record_set(&visit, "status", "signed");
+    struct validate_field started = { "status", "started" };
+    CU_ASSERT_EQUAL(hub_write("visit", "101-0003/V2", &started, 1, "reopen", &visit),
+                    TS_ERR_INVALID);
+    struct record ae = { .n = 0 };
+    record_set(&ae, "status", "resolved");
+    struct validate_field ongoing = { "status", "ongoing" };
+    CU_ASSERT_EQUAL(hub_write("ae", "101-0003-AE-001", &ongoing, 1, "recurred", &ae),
+                    TS_ERR_INVALID);
+
+    /* Every state of every workflow has its moves; finals are the ranks'
+     * tops, so the merge never shows a non-final state over a final one. */
+    static const char *const types[] = { "subject", "visit", "ae" };
+    for (size_t t = 0; t < 3; t++) {
+        const struct schema_field *f = schema_field(types[t], "status");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        for (size_t i = 0; f->terms[i].value != NULL; i++) {
+            const char *const *next = schema_next_states(f, f->terms[i].value);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(next);
+            for (size_t k = 0; next[k] != NULL; k++) {
+                CU_ASSERT(schema_term_rank(f, next[k]) > f->terms[i].rank);
+                CU_ASSERT(!schema_state_final(f, f->terms[i].value));
+            }
+        }
+    }
+    CU_ASSERT_PTR_NULL(schema_next_states(schema_field("subject", "sex"), "F"));
 }
 
 static void test_validate_query_state_and_round_forward(void)
@@ -1467,6 +1534,7 @@ int main(void)
         { "test_validate_ae_severity_and_grade", test_validate_ae_severity_and_grade },
         { "test_validate_ae_outcome_and_action", test_validate_ae_outcome_and_action },
         { "test_validate_statuses", test_validate_statuses },
+        { "test_validate_status_moves", test_validate_status_moves },
         { "test_validate_query_source_and_round", test_validate_query_source_and_round },
         { "test_validate_query_target", test_validate_query_target },
         { "test_validate_text_fields", test_validate_text_fields },
