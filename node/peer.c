@@ -170,6 +170,9 @@ struct origin_key {
  * away; a clock far ahead is held much longer, one retry a second is cheap. */
 #define PEER_HOLD_RETRY_MS 1000
 
+struct peer_mgr;
+static uint64_t link_clock_ms(const struct peer_mgr *m);
+
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
     "type", "key", "field", "value", "role", "user", "scope", "supersedes", "revoked", "other",
@@ -333,6 +336,17 @@ struct peer_mgr {
     int64_t self_crl_checked;
     bool self_revoked;
 };
+
+/*
+ * The clock of reconnect schedules: the loop's monotonic time, so a wall
+ * clock stepped back (a site whose time is corrected by an hour) never holds
+ * a link down for the size of the step, and one stepped forward never skips
+ * a backoff.
+ */
+static uint64_t link_clock_ms(const struct peer_mgr *m)
+{
+    return uv_now(m->node->loop);
+}
 
 static const char *failure_reason_names[] = {
     "certificate", "role", "revoked", "trial", "protocol", "duplicate", "other",
@@ -1761,13 +1775,13 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
         for (int i = 0; i < m->links_count; i++) {
             if (m->links[i].parked && strcmp(m->links[i].peer_id, s->peer.id) == 0) {
                 m->links[i].parked = false;
-                m->links[i].next_attempt_ms = node_now_ms();
+                m->links[i].next_attempt_ms = link_clock_ms(m);
             }
         }
     }
     session_free(s);
     if (link != NULL && !m->stopping) {
-        uint64_t now = node_now_ms();
+        uint64_t now = link_clock_ms(m);
         /* Only a link that exchanged hellos resets the backoff (on_hello);
          * a refusal or a failed handshake makes the next attempt wait longer. */
         if (!streamed)
@@ -1813,7 +1827,7 @@ static void link_connect(struct outlink *link)
         trace(TRACE_WARN, "cannot connect to %s:%u: %s", a->host, a->port, err.msg);
         session_free(s);
         link->failures++;
-        link->next_attempt_ms = node_now_ms() + PEER_RECONNECT_MAX_MS;
+        link->next_attempt_ms = link_clock_ms(m) + PEER_RECONNECT_MAX_MS;
         return;
     }
     link->session = s;
@@ -1902,7 +1916,7 @@ static void tick_cb(uv_timer_t *t)
     for (int i = 0; i < m->links_count; i++) {
         struct outlink *link = &m->links[i];
         if (link->session == NULL && !link->parked && !m->self_revoked &&
-            now >= link->next_attempt_ms)
+            link_clock_ms(m) >= link->next_attempt_ms)
             link_connect(link);
     }
 }

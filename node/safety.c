@@ -23,6 +23,9 @@ struct sae {
     uint64_t written_ms;     /* site: when its oldest unacknowledged write was committed */
     uint64_t received_ms;    /* hub: when it first arrived here */
     uint64_t acked_ms;       /* site: when a hub acknowledged it */
+    uint64_t backup_ms;      /* reported by a backup channel then (sae_backup_dtc); 0: not */
+    char backup_by[128];
+    uint64_t handled_ms;     /* the CRO's safety reviewer marked it handled (sae_handled_dtc) */
     int alarms;              /* site: 0, 1 or 2 alarms raised */
 };
 
@@ -170,6 +173,10 @@ static bool sae_refresh(struct safety *s, struct sae *a)
     ae_field(s, a->id, "aeterm", a->aeterm, sizeof(a->aeterm));
     utf8_trim(a->aeterm);  /* cut to fit, never inside a character */
     a->aware_ms = safety_parse_time(ae_field(s, a->id, "sae_aware_dtc", buf, sizeof(buf)));
+    a->backup_ms = safety_parse_time(ae_field(s, a->id, "sae_backup_dtc", buf, sizeof(buf)));
+    ae_field(s, a->id, "sae_backup_by", a->backup_by, sizeof(a->backup_by));
+    utf8_trim(a->backup_by);
+    a->handled_ms = safety_parse_time(ae_field(s, a->id, "sae_handled_dtc", buf, sizeof(buf)));
     char site[TS_ID_BYTES_MAX + 1];
     if (!schema_site_of_key(a->id, site))
         site[0] = '\0';
@@ -187,7 +194,14 @@ static bool is_serious_ae(struct safety *s, const struct entry *e)
 
 void safety_local_commit(struct safety *s, const struct entry *e, uint64_t now_ms)
 {
-    if (!s->is_site || e->lane != LANE_SAFETY || !is_serious_ae(s, e))
+    if (!s->is_site) {
+        /* A hub's own write to an SAE it tracks (marked handled): refreshed. */
+        struct sae *h = strcmp(e->record_type, "ae") == 0 ? sae_find(s, e->record_id) : NULL;
+        if (h != NULL)
+            sae_refresh(s, h);
+        return;
+    }
+    if (e->lane != LANE_SAFETY || !is_serious_ae(s, e))
         return;
     struct sae *a = sae_get(s, e->record_id);
     if (a == NULL)
@@ -210,7 +224,16 @@ void safety_local_commit(struct safety *s, const struct entry *e, uint64_t now_m
 
 void safety_applied(struct safety *s, const struct entry *e, uint64_t now_ms)
 {
-    if (s->is_site || strcmp(e->record_type, "ae") != 0 || !is_serious_ae(s, e))
+    if (strcmp(e->record_type, "ae") != 0)
+        return;
+    if (s->is_site) {
+        /* The CRO marking one of this site's SAEs handled. */
+        struct sae *h = sae_find(s, e->record_id);
+        if (h != NULL)
+            sae_refresh(s, h);
+        return;
+    }
+    if (!is_serious_ae(s, e))
         return;
     struct sae *a = sae_get(s, e->record_id);
     if (a == NULL)
@@ -253,7 +276,9 @@ void safety_tick(struct safety *s, uint64_t now_ms)
         return;
     for (size_t i = 0; i < s->count; i++) {
         struct sae *a = &s->saes[i];
-        if (a->acked_ms != 0 || a->written_ms == 0 || now_ms < a->written_ms)
+        /* Reported by phone or fax: the staff have done what the alarm asks. */
+        if (a->acked_ms != 0 || a->backup_ms != 0 || a->written_ms == 0 ||
+            now_ms < a->written_ms)
             continue;
         uint64_t age_ms = now_ms - a->written_ms;
         if (a->alarms == 0 && age_ms >= (uint64_t)cfg->sae_alarm_first_s * 1000) {
@@ -275,9 +300,18 @@ void safety_tick(struct safety *s, uint64_t now_ms)
     }
 }
 
+/* True when a backup-channel report reached the CRO within the deadline. */
+static bool sae_backup_in_time(const struct sae *a)
+{
+    return a->backup_ms != 0 && a->aware_ms != 0 &&
+           a->backup_ms <= a->aware_ms + SAFETY_DEADLINE_MS;
+}
+
+/* Late: the CRO learned of it after the deadline, by replication and by no
+ * backup channel in time.  Stays true in the SAE's history once handled. */
 static bool sae_late(const struct safety *s, const struct sae *a, uint64_t now_ms)
 {
-    if (a->aware_ms == 0)
+    if (a->aware_ms == 0 || sae_backup_in_time(a))
         return false;
     uint64_t deadline = a->aware_ms + SAFETY_DEADLINE_MS;
     if (s->is_site)
@@ -287,7 +321,7 @@ static bool sae_late(const struct safety *s, const struct sae *a, uint64_t now_m
 
 static bool sae_at_risk(const struct safety *s, const struct sae *a, uint64_t now_ms)
 {
-    if (!s->is_site || a->acked_ms != 0 || a->aware_ms == 0)
+    if (!s->is_site || a->acked_ms != 0 || a->aware_ms == 0 || a->backup_ms != 0)
         return false;
     uint64_t deadline = a->aware_ms + SAFETY_DEADLINE_MS;
     return now_ms + SAFETY_AT_RISK_MS >= deadline && now_ms <= deadline;
@@ -301,6 +335,10 @@ void safety_summarize(struct safety *s, uint64_t now_ms, struct safety_summary *
         const struct sae *a = &s->saes[i];
         if (s->is_site && a->acked_ms == 0)
             out->in_flight++;
+        /* Handled by the CRO's safety reviewer: the tiles, metrics and alerts
+         * clear; the SAE's own row keeps its lateness. */
+        if (a->handled_ms != 0)
+            continue;
         if (sae_late(s, a, now_ms))
             out->late++;
         if (sae_at_risk(s, a, now_ms))
@@ -331,6 +369,13 @@ json_t *safety_json(struct safety *s, uint64_t now_ms)
                       "late", sae_late(s, a, now_ms), "at_risk", sae_at_risk(s, a, now_ms),
                       "acked", s->is_site ? a->acked_ms != 0 : a->received_ms != 0, "alarms",
                       a->alarms);
+        if (row != NULL) {
+            json_object_set_new(row, "backup_time", time_or_null(a->backup_ms));
+            json_object_set_new(row, "backup_by", json_string(a->backup_by));
+            json_object_set_new(row, "backup_in_time", json_boolean(sae_backup_in_time(a)));
+            json_object_set_new(row, "handled_time", time_or_null(a->handled_ms));
+            json_object_set_new(row, "handled", json_boolean(a->handled_ms != 0));
+        }
         /* A row that cannot be built still names the SAE: it must not vanish. */
         if (row == NULL)
             row = json_pack("{s:s,s:s}", "id", a->id, "site", a->site);

@@ -202,6 +202,18 @@ static const struct schema_field ae_fields[] = {
       "AEOUT", "Outcome of adverse event" },
     { "sae_aware_dtc", KIND_DATETIME, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
       "", "Date/time the site became aware of the serious AE" },
+    /* The backup channel (phone, fax) when replication could not carry the
+     * SAE in time: it stops the site's alarms and, within the deadline,
+     * counts as reported in time (node/safety.h). */
+    { "sae_backup_dtc", KIND_DATETIME, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "", "Date/time the SAE was reported by a backup channel" },
+    { "sae_backup_by", KIND_CODE, NULL, MERGE_POLICY_LATEST, SITE | HUB, NULL, true, false,
+      "", "Backup channel and who took the report" },
+    /* The CRO's safety reviewer: reviewed and reported onward. */
+    { "sae_handled_dtc", KIND_DATETIME, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "", "Date/time the CRO's safety reviewer marked the SAE handled" },
+    { "sae_handled_note", KIND_TEXT, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "", "How the SAE was handled (review, onward report)" },
     { "status", KIND_TERM, terms_ae_status, MERGE_POLICY_RANK, SITE | HUB, NULL, false, false,
       "", "Adverse event status" },
     { "eie", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
@@ -628,6 +640,9 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
     /* Source-data verification is the monitor's (ICH E6 5.18). */
     if (strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
         return r == USER_ROLE_MONITOR;
+    /* Marking an SAE handled is the safety reviewer's alone. */
+    if (strcmp(t->name, "ae") == 0 && strncmp(f->name, "sae_handled", 11) == 0)
+        return r == USER_ROLE_SAFETY;
     switch (r) {
     case USER_ROLE_CRC:
     case USER_ROLE_INVESTIGATOR:
