@@ -798,6 +798,10 @@ static json_t *status_json(struct api *a)
      * that does not change from one scrape to the next. */
     json_object_set_new(s, "started_at_ms", json_integer((json_int_t)n->started_ms));
     json_object_set_new(s, "process", process_json());
+    uint64_t fails = 0, limited = 0;
+    users_counts(a->users, &fails, &limited);
+    json_object_set_new(s, "signin", json_pack("{s:I,s:I}", "failures", (json_int_t)fails,
+                                               "limited", (json_int_t)limited));
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;

@@ -505,6 +505,19 @@ static void render_duplicates(struct mbuf *b, const json_t *status)
     }
 }
 
+/* People's sign-ins refused at this node (users.h), and those the limiter
+ * refused without checking: a rising rate is someone guessing. */
+static void render_signin(struct mbuf *b, const json_t *status)
+{
+    const json_t *si = json_object_get(status, "signin");
+    if (!json_is_object(si))
+        return;
+    sample_field(b, si, "failures", "trialsync_api_signin_failures_total", "counter",
+                 "Sign-ins with a user token refused (wrong, unknown or disabled).");
+    sample_field(b, si, "limited", "trialsync_api_signin_limited_total", "counter",
+                 "Sign-ins refused unchecked after too many failures for a user or address.");
+}
+
 static void render_sae_totals(struct mbuf *b, const json_t *status)
 {
     const json_t *sae = json_object_get(status, "sae");
@@ -688,6 +701,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     render_handshake_failures(&b, status);
     render_duplicates(&b, status);
     render_sae_totals(&b, status);
+    render_signin(&b, status);
     render_clock(&b, status);
     if (json_is_object(saes))
         render_sae_deadlines(&b, saes);

@@ -219,6 +219,12 @@ done
 grep -q "sign-in refused for user 'mon'.*too many failed sign-ins" "$WORK/hub.log" \
     || fail "the limiter did not engage (no 'too many failed sign-ins' in the hub's trace)"
 ok "failed sign-ins are limited per user and traced"
+metrics=$(curl -s -H "Authorization: Bearer $PROM_TOKEN" "http://$API/metrics")
+limited=$(printf '%s\n' "$metrics" | sed -n 's/^trialsync_api_signin_limited_total \([0-9]*\)$/\1/p')
+failures=$(printf '%s\n' "$metrics" | sed -n 's/^trialsync_api_signin_failures_total \([0-9]*\)$/\1/p')
+[ "${limited:-0}" -ge 1 ] && [ "${failures:-0}" -ge 5 ] \
+    || fail "the sign-in metrics do not show the guessing (failures=$failures limited=$limited)"
+ok "metrics count refused sign-ins ($failures) and limited ones ($limited)"
 chmod 644 "$WORK/guess.token"
 if TRIALSYNC_TOKEN_FILE="$WORK/guess.token" "$TRIALSYNC" get --node "$HUB" subject 101-0001 \
     > "$WORK/mode.out" 2>&1; then fail "a world-readable token file was used"; fi

@@ -781,12 +781,14 @@ static void test_metrics_hub_status_lines(void)
      * counters) + 101's last seen timestamp, age and clock offset + every
      * failure reason + 4 sae + clock alarm + 8 node + start time + the node's
      * and the CA's certificate expiry + 11 buckets + sum + count + 5 process
-     * + the hub's unacknowledged SAE deadlines. */
+     * + the hub's unacknowledged SAE deadlines + 2 sign-in counters. */
     size_t peers = json_array_size(json_object_get(s, "peers"));
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
     CU_ASSERT_EQUAL(check_well_formed(out), 2 + peers * 13 + 3 + json_object_size(fails) + 4 + 1 +
-                                                8 + 1 + 2 + 11 + 2 + 5 + deadlines);
+                                                8 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
+    assert_line(out, "# TYPE trialsync_api_signin_failures_total counter");
+    assert_line(out, "# TYPE trialsync_api_signin_limited_total counter");
     /* The hub's own certificate, as the node read it at start: in the future. */
     const char *ce = strstr(out, "\ntrialsync_cert_expiry_timestamp_seconds{node=\"");
     CU_ASSERT_PTR_NOT_NULL(ce);
