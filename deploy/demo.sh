@@ -65,15 +65,29 @@ run "$TS" site add 102 --dir "$DIR/trial" --out "$S2" --name "Charité, Berlin" 
 start site-101 "$S1"
 start site-102 "$S2"
 
-say "3. Sites record subjects, visits and an adverse event"
-run "$TS" put --node "$S1" subject 101-0001 site=101 sex=F brthdtc=1961-04 status=screening --user coordinator.anna
-run "$TS" put --node "$S1" visit 101-0001/V1 svstdtc=2026-11-20 status=completed --user coordinator.anna
-run "$TS" put --node "$S2" subject 102-0001 site=102 sex=M brthdtc=1958 status=screening --user dr.weber
-run "$TS" put --node "$S2" ae 102-0001-AE-001 aeterm=Nausea aestdtc=2026-11-21 aesev=MILD aeser=N status=ongoing --user dr.weber
-wait_count "$HUB" subject 2
-echo "   the hub now holds $(count "$HUB" subject) subjects from both sites"
+say "3. People get accounts: a coordinator, an investigator, a CRO monitor (tokens 0600)"
+USERS="$DIR/trial/users"
+run "$TS" user add anna --role crc --site 101 --name "Anna Kowalski" --dir "$DIR/trial"
+run "$TS" user add weber --role investigator --site 102 --name "Dr. Lena Weber" --dir "$DIR/trial"
+run "$TS" user add lee --role monitor --name "Lee Chen" --dir "$DIR/trial"
+for _ in $(seq 1 300); do
+    "$TS" get --node "$S1" user anna > /dev/null 2>&1 && "$TS" get --node "$S2" user weber > /dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "   the accounts replicated to the sites, which sign their people in even offline"
 
-say "4. The CRO hub goes down; the sites keep recording"
+say "4. Sites record subjects, visits and an adverse event, each person signed in"
+run env TRIALSYNC_TOKEN_FILE="$USERS/anna.token" "$TS" put --node "$S1" subject 101-0001 site=101 sex=F brthdtc=1961-04 status=screening
+run env TRIALSYNC_TOKEN_FILE="$USERS/anna.token" "$TS" put --node "$S1" visit 101-0001/V1 svstdtc=2026-11-20 status=completed
+run env TRIALSYNC_TOKEN_FILE="$USERS/weber.token" "$TS" put --node "$S2" subject 102-0001 site=102 sex=M brthdtc=1958 status=screening
+run env TRIALSYNC_TOKEN_FILE="$USERS/weber.token" "$TS" put --node "$S2" ae 102-0001-AE-001 aeterm=Nausea aestdtc=2026-11-21 aesev=MILD aeser=N status=ongoing
+wait_count "$HUB" subject 2
+echo "   the hub now holds $(count "$HUB" subject) subjects from both sites; its audit trail names the person and role:"
+"$TS" history --node "$HUB" subject 101-0001 --json | jq -c '.versions[0] | {field, new_value, user, role, via, node}' | sed 's/^/   /'
+echo "   a coordinator may not act at another site's node:"
+if TRIALSYNC_TOKEN_FILE="$USERS/anna.token" "$TS" get --node "$S2" subject 102-0001 2>&1 | sed 's/^/   /'; then :; fi
+
+say "5. The CRO hub goes down; the sites keep recording"
 stop hub
 for i in $(seq 2 26); do
     "$TS" put --node "$S1" subject "$(printf '101-%04d' "$i")" site=101 sex=U status=screening --user coordinator.anna > /dev/null
@@ -85,7 +99,7 @@ run "$TS" put --node "$S1" subject 101-0001 status=enrolled --user coordinator.a
 echo "   site 101 while the hub is down:"
 "$TS" status --node "$S1" | sed 's/^/   /'
 
-say "5. The hub is back: sites catch up (the serious AE on the safety lane first)"
+say "6. The hub is back: sites catch up (the serious AE on the safety lane first)"
 start hub "$HUB"
 wait_count "$HUB" subject 52
 wait_count "$HUB" ae 2
@@ -95,14 +109,22 @@ echo "   the SAE at the hub, with its 24-hour deadline:"
 "$TS" saes --node "$HUB" | jq -c '.saes[] | {id, aeterm, aware_time, received_time, deadline, late}' | sed 's/^/   /'
 echo "   site 101 sees it acknowledged: $("$TS" saes --node "$S1" | jq -c '[.saes[] | {id, acked}]')"
 
-say "6. The CRO raises a data query about subject 101-0001; only site 101 receives it"
-run "$TS" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/brthdtc text="Please confirm the birth month" state=open source=dm --user monitor.lee
+say "7. The CRO raises a data query about subject 101-0001; only site 101 receives it"
+run env TRIALSYNC_TOKEN_FILE="$USERS/lee.token" "$TS" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/brthdtc text="Please confirm the birth month" state=open source=monitor
 for _ in $(seq 1 100); do "$TS" get --node "$S1" query Q-hub1-1 > /dev/null 2>&1 && break; sleep 0.1; done
 echo "   site 101 sees: $("$TS" get --node "$S1" query Q-hub1-1 | jq -c '.fields.text.value')"
 if "$TS" get --node "$S2" query Q-hub1-1 > /dev/null 2>&1; then echo "   site 102 holds it (unexpected)"; else echo "   site 102 does not hold it"; fi
 echo "   site 102 holds $(count "$S2" subject) subjects, none of site 101's"
+echo "   the monitor verifies site 102's subject against the source; its investigator signs it:"
+run env TRIALSYNC_TOKEN_FILE="$USERS/lee.token" "$TS" sdv --node "$HUB" subject 102-0001
+run env TRIALSYNC_TOKEN_FILE="$USERS/weber.token" "$TS" sign --node "$S2" subject 102-0001 --meaning approval --secret-file "$USERS/weber.token"
+for _ in $(seq 1 100); do
+    "$TS" get --node "$HUB" subject 102-0001 | jq -e '(.signatures | length) > 0' > /dev/null && break
+    sleep 0.1
+done
+echo "   at the hub: $("$TS" get --node "$HUB" subject 102-0001 | jq -c '{sdv: [.sdv[] | {user, state}], signatures: [.signatures[] | {name, meaning, state}]}')"
 
-say "7. A concurrent edit: site 101 and the CRO change one field without seeing each other"
+say "8. A concurrent edit: site 101 and the CRO change one field without seeing each other"
 stop hub
 run "$TS" put --node "$S1" subject 101-0002 sex=F --reason "source document says female" --user coordinator.anna
 stop site-101
@@ -122,11 +144,11 @@ for _ in $(seq 1 100); do
     "$TS" status --node "$HUB" --json | jq -e '([.peers[] | select(.connected | not)] | length) == 0 and ([.peers[] | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety] | add // 0) == 0' > /dev/null && break
     sleep 0.1
 done
-say "8. Replication status at the hub"
+say "9. Replication status at the hub"
 run "$TS" status --node "$HUB"
 run "$TS" site list --dir "$DIR/trial"
 
-say "9. Everything stops cleanly"
+say "10. Everything stops cleanly"
 stop site-101
 stop site-102
 stop hub
