@@ -326,6 +326,39 @@ int cmd_user(int argc, char **argv)
 
 /* ---- sign ------------------------------------------------------------------------ */
 
+/*
+ * POSTs req (consumed) to path at the node in node_dir with the signed-in
+ * person's token; prints the answer, or why it was refused naming what.
+ * Returns the exit status.
+ */
+static int signed_in_post(const char *node_dir, const char *path, json_t *req,
+                          const char *what)
+{
+    static struct config cfg;
+    struct ts_error err = {0};
+    if (config_load_dir(node_dir, &cfg, &err) != 0) {
+        json_decref(req);
+        return cli_fail("%s", err.msg);
+    }
+    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (body == NULL)
+        return cli_fail("the arguments must be UTF-8");
+    struct client_response res;
+    int rc = client_request(&cfg, "POST", path, body, &res, &err);
+    memset(body, 0, strlen(body));   /* it may hold a re-entered secret */
+    free(body);
+    if (rc != 0)
+        return cli_fail("%s", err.msg);
+    int status = res.status;
+    if (status == 200)
+        printf("%s\n", res.body);
+    else
+        cli_fail("the node refused the %s (HTTP %d): %s", what, status, res.body);
+    client_response_release(&res);
+    return status == 200 ? 0 : 1;
+}
+
 static void sign_usage(FILE *out)
 {
     fprintf(out,
@@ -395,33 +428,13 @@ int cmd_sign(int argc, char **argv)
     if (!client_signed_in())
         return cli_fail("sign: set TRIALSYNC_TOKEN_FILE to your token file: a signature is "
                         "made by the signer, signed in");
-    static struct config cfg;
-    struct ts_error err = {0};
-    if (config_load_dir(node_dir, &cfg, &err) != 0)
-        return cli_fail("%s", err.msg);
     char secret[512];
     if (read_secret(secret_file, secret, sizeof(secret)) != 0)
         return 1;
     json_t *req = json_pack("{s:s,s:s,s:s,s:s}", "type", argv[optind], "id", argv[optind + 1],
                             "meaning", meaning, "secret", secret);
     memset(secret, 0, sizeof(secret));
-    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
-    if (body == NULL)
-        return cli_fail("TYPE and ID must be UTF-8");
-    struct client_response res;
-    int rc = client_request(&cfg, "POST", "/v1/sign", body, &res, &err);
-    memset(body, 0, strlen(body));
-    free(body);
-    if (rc != 0)
-        return cli_fail("%s", err.msg);
-    int status = res.status;
-    if (status == 200)
-        printf("%s\n", res.body);
-    else
-        cli_fail("the node refused the signature (HTTP %d): %s", status, res.body);
-    client_response_release(&res);
-    return status == 200 ? 0 : 1;
+    return signed_in_post(node_dir, "/v1/sign", req, "signature");
 }
 
 /* ---- sdv ------------------------------------------------------------------------- */
@@ -461,10 +474,6 @@ int cmd_sdv(int argc, char **argv)
     if (!client_signed_in())
         return cli_fail("sdv: set TRIALSYNC_TOKEN_FILE to your token file: a verification is "
                         "made by the monitor, signed in");
-    static struct config cfg;
-    struct ts_error err = {0};
-    if (config_load_dir(node_dir, &cfg, &err) != 0)
-        return cli_fail("%s", err.msg);
     json_t *list = json_array();
     for (const char *p = fields != NULL ? fields : ""; *p != '\0';) {
         size_t len = strcspn(p, ",");
@@ -474,20 +483,5 @@ int cmd_sdv(int argc, char **argv)
     }
     json_t *req = json_pack("{s:s,s:s,s:o}", "type", argv[optind], "id", argv[optind + 1],
                             "fields", list);
-    char *body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
-    if (body == NULL)
-        return cli_fail("TYPE, ID and the fields must be UTF-8");
-    struct client_response res;
-    int rc = client_request(&cfg, "POST", "/v1/sdv", body, &res, &err);
-    free(body);
-    if (rc != 0)
-        return cli_fail("%s", err.msg);
-    int status = res.status;
-    if (status == 200)
-        printf("%s\n", res.body);
-    else
-        cli_fail("the node refused the verification (HTTP %d): %s", status, res.body);
-    client_response_release(&res);
-    return status == 200 ? 0 : 1;
+    return signed_in_post(node_dir, "/v1/sdv", req, "verification");
 }

@@ -112,12 +112,10 @@ HID=$(sed -n 's/^id *= *//p' "$HUB/node.conf" | head -n 1)
 add_site 101
 add_site 102
 # People: a coordinator at each site, a CRO data manager and a CRO viewer.
-for u in "crc101 --role crc --site 101" "crc102 --role crc --site 102" "dm1 --role dm" \
-         "view --role viewer"; do
-    # shellcheck disable=SC2086
-    "$TRIALSYNC" user add $u --name "User ${u%% *}" --dir "$WORK/trial" \
-        > "$WORK/user-add.out" 2>&1 || fail "user add $u: $(cat "$WORK/user-add.out")"
-done
+add_user crc101 crc --site 101
+add_user crc102 crc --site 102
+add_user dm1 dm
+add_user view viewer
 start_node site101 "$WORK/site-101"
 start_node site102 "$WORK/site-102"
 wait_until 10 "site 101 connected" is_connected 101

@@ -94,6 +94,23 @@ hub_and_two_sites() {
     start_node s102 "$S2"
 }
 
+# add_user USER ROLE [--site SITE]: a person's account in the trial (the
+# first hub must run), printed name "Person USER"; the token lands in
+# $WORK/trial/users/USER.token.
+add_user() {
+    local u=$1 role=$2
+    shift 2
+    "$TRIALSYNC" user add "$u" --role "$role" --name "Person $u" --dir "$WORK/trial" "$@" \
+        > "$WORK/user-$u.out" 2>&1 || fail "user add $u: $(cat "$WORK/user-$u.out")"
+}
+
+# as USER CMD...: the CLI signed in as USER (TRIALSYNC_TOKEN_FILE).
+as() {
+    local u=$1
+    shift
+    TRIALSYNC_TOKEN_FILE="$WORK/trial/users/$u.token" "$TRIALSYNC" "$@"
+}
+
 # Deadlines are generous on purpose: the suites must pass on a machine whose
 # cores are busy with other work (and under ASan), so a deadline only bounds a
 # hang; it never measures speed.

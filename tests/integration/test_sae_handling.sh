@@ -25,16 +25,9 @@ start_node s101 "$S1" FAKETIME_TIMESTAMP_FILE="$WORK/site.clock" FAKETIME_NO_CAC
     FAKETIME_DONT_FAKE_MONOTONIC=1 \
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
     LD_PRELOAD="$FAKETIME_LIB"
-for u in "crc101 --role crc --site 101" "safe --role safety" "dm1 --role dm"; do
-    # shellcheck disable=SC2086
-    "$TRIALSYNC" user add $u --name "Person ${u%% *}" --dir "$TRIAL" > "$WORK/u.out" 2>&1 \
-        || fail "user add $u: $(cat "$WORK/u.out")"
-done
-as() {
-    local u=$1
-    shift
-    TRIALSYNC_TOKEN_FILE="$TRIAL/users/$u.token" "$TRIALSYNC" "$@"
-}
+add_user crc101 crc --site 101
+add_user safe safety
+add_user dm1 dm
 wait_until 20 "crc101's account at the site" "$TRIALSYNC" get --node "$S1" user crc101
 api() {  # NODEDIR PATH
     local port

@@ -13,16 +13,8 @@ start_node hub "$HUB"
 add_site 101
 S1="$WORK/site-101"
 start_node site101 "$S1"
-for u in "crc101 --role crc --site 101" "mon --role monitor"; do
-    # shellcheck disable=SC2086
-    "$TRIALSYNC" user add $u --name "Person ${u%% *}" --dir "$TRIAL" > "$WORK/u.out" 2>&1 \
-        || fail "user add $u: $(cat "$WORK/u.out")"
-done
-as() {
-    local u=$1
-    shift
-    TRIALSYNC_TOKEN_FILE="$TRIAL/users/$u.token" "$TRIALSYNC" "$@"
-}
+add_user crc101 crc --site 101
+add_user mon monitor
 wait_until 20 "crc101's account at the site" "$TRIALSYNC" get --node "$S1" user crc101
 
 as crc101 put --node "$S1" subject 101-0001 site=101 sex=F status=screening > /dev/null \

@@ -21,12 +21,6 @@ start_node site102 "$WORK/site-102"
 
 # ---- accounts ----------------------------------------------------------------
 
-add_user() {  # USER ROLE [--site S]
-    local u=$1 role=$2
-    shift 2
-    "$TRIALSYNC" user add "$u" --role "$role" --name "Person $u" --dir "$TRIAL" "$@" \
-        > "$WORK/user-$u.out" 2>&1 || fail "user add $u: $(cat "$WORK/user-$u.out")"
-}
 add_user crc101 crc --site 101
 add_user inv101 investigator --site 101
 add_user crc102 crc --site 102
@@ -69,12 +63,6 @@ wait_until 20 "crc101's account reaching site 101" \
 wait_until 20 "inv101's account reaching site 101" \
     "$TRIALSYNC" get --node "$WORK/site-101" user inv101
 
-# as USER CMD...: runs the CLI with USER's token.
-as() {
-    local u=$1
-    shift
-    TRIALSYNC_TOKEN_FILE="$TRIAL/users/$u.token" "$TRIALSYNC" "$@"
-}
 # refused MESSAGE NEEDLE USER CMD...: the command fails and says NEEDLE.
 refused() {
     local msg=$1 needle=$2
