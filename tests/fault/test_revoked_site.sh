@@ -82,7 +82,7 @@ assert_contains "$("$TRIALSYNC" status --node "$S2" --json | jq -r .revoked)" "i
 grep -q " error REVOKED: .*learned from the revocation list" "$WORK/s102.log" \
     || fail "site 102 did not trace its revocation at error priority"
 ok "site 102 traced it at error priority"
-code=$(post "$S2" /v1/records/subject/102-0002 '{"fields":{"site":"102","sex":"M","status":"screening"}}')
+code=$(post "$S2" /v1/records/subject/102-0002 '{"fields":{"site":"102","sex":"M","status":"screening"},"user":"crc2"}')
 assert_eq 403 "$code" "site 102 refuses writes with 403"
 
 stop_node s101
