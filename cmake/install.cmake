@@ -64,3 +64,7 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/deploy/debian/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 include(CPack)
+
+# Bash completion, where bash-completion looks for it on demand.
+install(FILES ${CMAKE_SOURCE_DIR}/deploy/bash-completion/trialsync
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)

@@ -33,9 +33,25 @@ for v in $verbs; do
     for o in $(grep -o -- '--[a-z][a-z-]*' "$WORK/help-$v" | sort -u); do
         grep -q -- "$o\b" "$WORK/trialsync.1.src" \
             || fail "trialsync(1) does not mention '$o' of '$v --help'"
+        grep -q -- "$o\b" "$TS_SRC/deploy/bash-completion/trialsync" \
+            || fail "the bash completion does not offer '$o' of '$v --help'"
     done
 done
 ok "trialsync(1) describes every verb and option: $(echo $verbs)"
+for v in $verbs; do
+    grep -q "\b$v\b" "$TS_SRC/deploy/bash-completion/trialsync" \
+        || fail "the bash completion does not offer the verb '$v'"
+done
+ok "the bash completion offers every verb and option"
+# It completes in a real bash: the verbs, then an action, then the options.
+comp() {  # WORDS...: what the completion offers after them (the last is the word typed)
+    bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _trialsync; printf "%s\n" "${COMPREPLY[@]}"' \
+        _ "$TS_SRC/deploy/bash-completion/trialsync" "$@"
+}
+assert_contains "$(comp trialsync us)" "user" "completion: 'trialsync us' offers user"
+assert_contains "$(comp trialsync user d)" "disable" "completion: 'user d' offers disable"
+assert_contains "$(comp trialsync user add ana --ro)" "--role" "completion: 'user add --ro' offers --role"
+assert_contains "$(comp trialsync user add ana --role m)" "monitor" "completion: --role offers the roles"
 grep -q -- '--version' "$WORK/trialsync.1.src" || fail "trialsync(1) lacks --version"
 
 # trialsyncd(8): its options and signals.

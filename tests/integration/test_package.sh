@@ -29,11 +29,11 @@ files="usr/sbin/trialsyncd usr/bin/trialsync usr/lib/systemd/system/trialsyncd.s
        usr/lib/sysusers.d/trialsync.conf usr/lib/tmpfiles.d/trialsync.conf
        usr/share/doc/trialsync/examples/node.conf.example usr/share/doc/trialsync/operations.md
        usr/share/man/man1/trialsync.1 usr/share/man/man8/trialsyncd.8
-       usr/share/man/man5/trialsync.conf.5"
+       usr/share/man/man5/trialsync.conf.5 usr/share/bash-completion/completions/trialsync"
 for f in $files; do
     [ -f "$ROOT/$f" ] || fail "make install did not install /$f"
 done
-ok "make install installs the binaries, unit, sysusers.d, tmpfiles.d, example config, docs, man pages"
+ok "make install installs the binaries, unit, sysusers.d, tmpfiles.d, example config, docs, man pages, bash completion"
 
 UNIT="$ROOT/usr/lib/systemd/system/trialsyncd.service"
 exec_path=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$UNIT")
