@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""ts_api_abuse.py: a load generator that abuses a node's local HTTP API.
+"""ts_api_abuse.py: a load generator that abuses a node's local HTTP API
+(and, in silent mode, any TCP port: the peer port's handshake slots).
 
 Test-only.  Two kinds of abuse, each for --seconds, then a one-line summary
 on stdout ("key=value ..."), so a suite can run it in the background and
@@ -12,6 +13,8 @@ check what the node did meanwhile:
   slowloris  --conns N connections at once, each sending the headers of a
              GET one byte a second and never finishing them; a connection
              the node closes is opened again at its next second.
+  silent     --conns N connections at once that never send a byte; one the
+             node closes is opened again at its next second.
 
 Probes, each a single check that prints what it saw:
 
@@ -127,9 +130,14 @@ def flood(a):
     return stats
 
 
-def slowloris(a):
-    req = ("GET /v1/status HTTP/1.1\r\nHost: %s\r\nUser-Agent: slow\r\n" % a.host).encode()
-    req += b"X-Padding: " + b"a" * 4096
+def silent(a):
+    return slowloris(a, b"")
+
+
+def slowloris(a, req=None):
+    if req is None:
+        req = ("GET /v1/status HTTP/1.1\r\nHost: %s\r\nUser-Agent: slow\r\n" % a.host).encode()
+        req += b"X-Padding: " + b"a" * 4096
     conns = [None] * a.conns
     offs = [0] * a.conns
     stats = {"opened": 0, "closed_by_node": 0}
@@ -154,6 +162,8 @@ def slowloris(a):
                 offs[i] = 0
                 if s is not None:
                     stats["opened"] += 1
+                continue
+            if not req:
                 continue
             try:
                 s.send(req[offs[i] % len(req):offs[i] % len(req) + 1])
@@ -239,8 +249,8 @@ def hold_authed(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["flood", "slowloris", "probe-body", "probe-timeout",
-                                    "hold-authed"])
+    p.add_argument("mode", choices=["flood", "slowloris", "silent", "probe-body",
+                                    "probe-timeout", "hold-authed"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--conns", type=int, default=1000)
@@ -252,7 +262,7 @@ def main():
     if a.sources < 1 or a.sources > 250:
         p.error("--sources must be 1 to 250")
     raise_fd_limit(a.conns)
-    modes = {"flood": flood, "slowloris": slowloris, "probe-body": probe_body,
+    modes = {"flood": flood, "slowloris": slowloris, "silent": silent, "probe-body": probe_body,
              "probe-timeout": probe_timeout, "hold-authed": hold_authed}
     stats = modes[a.mode](a)
     print(a.mode + " " + " ".join("%s=%d" % kv for kv in sorted(stats.items())))
