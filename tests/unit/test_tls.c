@@ -897,20 +897,39 @@ static void mute_start(struct mute_client *m)
     CU_ASSERT_EQUAL(uv_tcp_connect(&m->req, &m->tcp, (struct sockaddr *)&sa, mute_connect_cb), 0);
 }
 
+/* Starts a server with those deadlines and a mute client m, and checks the
+ * server closes m with a reason containing why. */
+static void mute_timed_out(struct mute_client *m, uint32_t hello_ms, uint32_t handshake_ms,
+                           const char *why)
+{
+    struct tls_conn_opts opts;
+    tls_conn_opts_default(&opts);
+    opts.hello_timeout_ms = hello_ms;
+    opts.handshake_timeout_ms = handshake_ms;
+    start_server(ctx_for("hub", TRIAL), 0, &opts);
+    mute_start(m);
+    CU_ASSERT(run_until(&m->connected, 1, LOOP_MS));
+    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
+    CU_ASSERT(contains(w.srv.close_text, why));
+    CU_ASSERT(run_until(&m->eof, 1, LOOP_MS));
+}
+
+/* Starts a server with one handshake slot and lets m take it. */
+static void one_slot_held_by(struct mute_client *m)
+{
+    start_server(ctx_for("hub", TRIAL), 1, NULL);
+    mute_start(m);
+    CU_ASSERT(run_until(&m->connected, 1, LOOP_MS));
+    run_for(50);
+    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
+}
+
 static void test_tls_handshake_timeout(void)
 {
     world_init();
-    struct tls_conn_opts opts;
-    tls_conn_opts_default(&opts);
-    opts.handshake_timeout_ms = 200;
-    start_server(ctx_for("hub", TRIAL), 0, &opts);
     struct mute_client m = {0};
-    mute_start(&m);
-    CU_ASSERT(run_until(&m.connected, 1, LOOP_MS));
-    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
-    CU_ASSERT(contains(w.srv.close_text, "handshake timeout"));
-    CU_ASSERT(run_until(&m.eof, 1, LOOP_MS));
+    mute_timed_out(&m, TLS_HELLO_TIMEOUT_MS_DEFAULT, 200, "handshake timeout");
     CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 0);
     uv_close((uv_handle_t *)&m.tcp, NULL);
     world_release();
@@ -919,13 +938,9 @@ static void test_tls_handshake_timeout(void)
 static void test_tls_handshake_cap(void)
 {
     world_init();
-    start_server(ctx_for("hub", TRIAL), 1, NULL);
     /* The only slot goes to a client that spoke (one byte), then stalls. */
     struct mute_client m1 = {.speak = true};
-    mute_start(&m1);
-    CU_ASSERT(run_until(&m1.connected, 1, LOOP_MS));
-    run_for(50);
-    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
+    one_slot_held_by(&m1);
     /* A real client finds no silent connection to evict: refused, and the
      * first keeps its slot. */
     start_client(ctx_for("site", TRIAL));
@@ -973,19 +988,9 @@ static void test_tls_handshake_cap_silent_waits(void)
 static void test_tls_hello_timeout(void)
 {
     world_init();
-    struct tls_conn_opts opts;
-    tls_conn_opts_default(&opts);
-    opts.hello_timeout_ms = 200;
-    opts.handshake_timeout_ms = 20000;
-    start_server(ctx_for("hub", TRIAL), 0, &opts);
     struct mute_client m = {0};
-    mute_start(&m);
-    CU_ASSERT(run_until(&m.connected, 1, LOOP_MS));
     /* Closed at the ClientHello deadline, long before the handshake's. */
-    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
-    CU_ASSERT(contains(w.srv.close_text, "handshake timeout: no ClientHello within 200 ms"));
-    CU_ASSERT(run_until(&m.eof, 1, LOOP_MS));
+    mute_timed_out(&m, 200, 20000, "handshake timeout: no ClientHello within 200 ms");
     /* A real client, whose ClientHello comes at once, is not cut off by it. */
     start_client(ctx_for("site", TRIAL));
     CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
@@ -998,12 +1003,8 @@ static void test_tls_hello_timeout(void)
 static void test_tls_silent_evicted_for_a_peer(void)
 {
     world_init();
-    start_server(ctx_for("hub", TRIAL), 1, NULL);
     struct mute_client m1 = {0};
-    mute_start(&m1);
-    CU_ASSERT(run_until(&m1.connected, 1, LOOP_MS));
-    run_for(50);
-    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
+    one_slot_held_by(&m1);
     /* The only slot is held by a silent client; a real peer takes it. */
     start_client(ctx_for("site", TRIAL));
     CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
