@@ -99,12 +99,13 @@ ok "headers that never end are closed by the node ($out; API_HEADER_TIMEOUT_MS i
 [ "$(api_stat timed_out)" -ge 1 ] || fail "status does not count the timed-out connection"
 ok "status counts the timed-out connection"
 
-# 32 authenticated requests from one address, each waiting for a body: the
-# 33rd connection from there finds no connection it may evict and gets 503.
-out=$(python3 "$ABUSE" hold-authed --port "$HUB_API_PORT" --conns 32 --sources 5 \
+# 128 (API_CONNECTIONS_PER_ADDR_MAX) authenticated requests from one address,
+# each waiting for a body: the next connection from there finds no
+# connection it may evict and gets 503.
+out=$(python3 "$ABUSE" hold-authed --port "$HUB_API_PORT" --conns 128 --sources 5 \
     --token-file "$HUB/api.token" --seconds 20)
 assert_contains "$out" "extra_status=503" "a cap full of authenticated requests answers 503 ($out)"
-assert_contains "$out" "held_open=32" "the authenticated requests kept their connections ($out)"
+assert_contains "$out" "held_open=128" "the authenticated requests kept their connections ($out)"
 
 # ---- sustained abuse, the CLI asked meanwhile ---------------------------------
 
