@@ -147,6 +147,22 @@ int client_request(const struct config *cfg, const char *method, const char *pat
     return rc;
 }
 
+/* True when buf (len bytes, NUL-terminated) holds a whole response: its
+ * headers and as many body bytes as its Content-Length says. */
+static bool response_complete(const char *buf, size_t len)
+{
+    const char *sep = strstr(buf, "\r\n\r\n");
+    if (sep == NULL)
+        return false;
+    size_t body_off = (size_t)(sep + 4 - buf);
+    const char *cl = strstr(buf, "\r\nContent-Length: ");
+    if (cl == NULL || cl > sep)
+        return false;
+    char *end = NULL;
+    unsigned long long want = strtoull(cl + 18, &end, 10);
+    return end != cl + 18 && want == (unsigned long long)(len - body_off);
+}
+
 static int request_once(const struct config *cfg, const char *method, const char *path,
                         const char *body, struct client_response *out, struct ts_error *err)
 {
@@ -200,6 +216,11 @@ static int request_once(const struct config *cfg, const char *method, const char
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            /* A node that closes with our request unread (a 503 when its
+             * connection slots are full) resets the link after its answer. */
+            buf[len] = '\0';
+            if (errno == ECONNRESET && response_complete(buf, len))
+                break;
             rc = ts_error_set(err, TS_ERR_IO, "reading the node's answer failed: %s%s",
                               strerror(errno),
                               errno == EAGAIN ? " (no answer within 60 s)" : "");

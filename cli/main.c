@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "\n"
             "Records (through a running node's local API):\n"
             "  put --node NODEDIR TYPE ID field=value... [--reason TEXT] [--user NAME]\n"
+            "      (or --fields-file PATH|-: the fields as JSON, kept out of ps)\n"
             "  get --node NODEDIR TYPE ID [--json]  displayed values and conflicts\n"
             "  history --node NODEDIR TYPE ID [--json]  every version of every field\n"
             "  sign --node NODEDIR TYPE ID [--meaning M]  an investigator's e-signature\n"

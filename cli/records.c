@@ -23,11 +23,16 @@ static void record_usage(const char *verb, FILE *out)
     if (strcmp(verb, "put") == 0)
         fprintf(out,
                 "usage: trialsync put --node NODEDIR TYPE ID field=value... [--reason TEXT] "
-                "[--user NAME]\n\n"
+                "[--user NAME]\n"
+                "       trialsync put --node NODEDIR TYPE ID --fields-file PATH|- [field=value...]"
+                "\n\n"
                 "Writes fields of one record through the node's API; prints the entry made\n"
                 "(JSON).  A change to a field that has a value needs --reason.\n"
                 "  TYPE      subject, visit, ae or query\n"
                 "  ID        the record's key, e.g. 101-0003, 101-0003/V1, 101-0003-AE-001\n"
+                "  --fields-file PATH  the fields as a JSON object {\"field\": \"value\", ...}\n"
+                "            read from PATH, or from standard input with '-', so patient\n"
+                "            values do not appear in the process's arguments (ps)\n"
                 "  --user    whom the node's integration credential acts for (default: the\n"
                 "            login name); with TRIALSYNC_TOKEN_FILE set, the signed-in person\n"
                 "            writes, and --user may only name them\n");
@@ -471,12 +476,80 @@ static int print_history_table(json_t *h)
     return 0;
 }
 
+/* The largest --fields-file: every field at its largest value fits, quoted
+ * and escaped, and the request stays under the API's bound. */
+#define FIELDS_FILE_BYTES_MAX (TS_HTTP_REQUEST_BYTES_MAX - 16 * 1024)
+
+/*
+ * Reads put's fields from path ("-": standard input): one JSON object of
+ * field name -> string value, added to fields.  Prints what is wrong and
+ * returns non-zero on an unreadable, oversized or malformed file.
+ */
+static int read_fields_file(const char *path, json_t *fields)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "r");
+    if (f == NULL)
+        return cli_fail("--fields-file %s: %s", path, strerror(errno));
+    char *buf = malloc(FIELDS_FILE_BYTES_MAX + 1);
+    if (buf == NULL) {
+        if (!is_stdin)
+            fclose(f);
+        return cli_fail("out of memory");
+    }
+    size_t len = fread(buf, 1, FIELDS_FILE_BYTES_MAX + 1, f);
+    bool failed = ferror(f) != 0;
+    if (!is_stdin)
+        fclose(f);
+    const char *name = is_stdin ? "standard input" : path;
+    int rc = 0;
+    if (failed) {
+        rc = cli_fail("--fields-file: cannot read %s", name);
+        goto out_free_buf;
+    }
+    if (len > FIELDS_FILE_BYTES_MAX) {
+        rc = cli_fail("--fields-file: %s is larger than %d bytes", name, FIELDS_FILE_BYTES_MAX);
+        goto out_free_buf;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        rc = cli_fail("--fields-file: %s is not JSON: %s (line %d)", name, jerr.text, jerr.line);
+        goto out_free_buf;
+    }
+    if (!json_is_object(root)) {
+        rc = cli_fail("--fields-file: %s must hold one JSON object {\"field\": \"value\", ...}",
+                      name);
+        goto out_free_root;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value) {
+        if (!json_is_string(value)) {
+            rc = cli_fail("--fields-file: field '%.40s': the value must be a JSON string", key);
+            goto out_free_root;
+        }
+        if (key[0] == '\0' || strlen(key) > TS_FIELD_BYTES_MAX) {
+            rc = cli_fail("--fields-file: field name '%.40s' must be 1 to %d bytes", key,
+                          TS_FIELD_BYTES_MAX);
+            goto out_free_root;
+        }
+        json_object_set(fields, key, value);
+    }
+out_free_root:
+    json_decref(root);
+out_free_buf:
+    free(buf);
+    return rc;
+}
+
 int cmd_record(const char *verb, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"node", required_argument, NULL, 'n'},
         {"reason", required_argument, NULL, 'r'},
         {"user", required_argument, NULL, 'u'},
+        {"fields-file", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'j'},
         {"check", no_argument, NULL, 'c'},
         {"offline-max-s", required_argument, NULL, 'o'},
@@ -484,7 +557,7 @@ int cmd_record(const char *verb, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *node_dir = NULL, *reason = NULL, *user = NULL;
+    const char *node_dir = NULL, *reason = NULL, *user = NULL, *fields_file = NULL;
     bool as_json = false, check = false, late_saes_only = false;
     long long offline_max_s = STATUS_OFFLINE_MAX_S_DEFAULT;
     const char *offline_arg = NULL;
@@ -498,6 +571,7 @@ int cmd_record(const char *verb, int argc, char **argv)
         case 'n': node_dir = optarg; break;
         case 'r': reason = optarg; break;
         case 'u': user = optarg; break;
+        case 'f': fields_file = optarg; break;
         case 'j': as_json = true; break;
         case 'c': check = true; break;
         case 'o': offline_arg = optarg; break;
@@ -531,8 +605,11 @@ int cmd_record(const char *verb, int argc, char **argv)
         return usage_error(verb, "TYPE and ID are required");
     if (needs_record && npos == 1)
         return usage_error(verb, "ID is required after TYPE '%s'", pos[0]);
-    if (is_put && npos == 2)
-        return usage_error(verb, "no fields given: write at least one field=value");
+    if (fields_file != NULL && !is_put)
+        return usage_error(verb, "--fields-file goes with put");
+    if (is_put && npos == 2 && fields_file == NULL)
+        return usage_error(verb, "no fields given: write at least one field=value, or give "
+                           "--fields-file PATH");
     if (!is_put && needs_record && npos > 2)
         return usage_error(verb, "unexpected argument '%s'", pos[2]);
     if (is_records && npos > 1)
@@ -571,6 +648,10 @@ int cmd_record(const char *verb, int argc, char **argv)
     if (is_put) {
         char user_buf[128];
         json_t *fields = json_object();
+        if (fields_file != NULL && read_fields_file(fields_file, fields) != 0) {
+            json_decref(fields);
+            return 1;
+        }
         for (size_t i = 2; i < npos; i++) {
             const char *eq = strchr(pos[i], '=');
             if (eq == NULL || eq == pos[i]) {
@@ -595,6 +676,14 @@ int cmd_record(const char *verb, int argc, char **argv)
         if (user == NULL && !client_signed_in()) {
             default_user(user_buf, sizeof(user_buf));
             user = user_buf;
+        }
+        if (json_object_size(fields) == 0) {
+            json_decref(fields);
+            return cli_fail("no fields given: %s holds an empty object", fields_file);
+        }
+        if (json_object_size(fields) > TS_WRITES_PER_ENTRY_MAX) {
+            json_decref(fields);
+            return cli_fail("too many fields (at most %d in one write)", TS_WRITES_PER_ENTRY_MAX);
         }
         json_t *req = json_pack("{s:o}", "fields", fields);
         if (user != NULL)

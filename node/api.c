@@ -8,6 +8,15 @@
  *      └──────── response queued ───────┘
  *   any ──error / peer closed / api_stop──> CLOSING ──uv_close cb──> freed
  *
+ * While READING, a connection is in one of three phases, each with its own
+ * deadline (conn_arm; api_tick_cb closes what is overdue): HEADERS (from
+ * accept, or from a request's first byte, to the end of its headers), BODY
+ * (headers complete to message complete) and IDLE (between keep-alive
+ * requests).  A BUSY connection has no deadline: the node is answering.
+ * Credentials are checked in on_headers_complete: an unauthenticated request
+ * with a body is answered 401 and the connection finished there, before any
+ * of the body is read.  accept_cb enforces the connection caps (conn_admit).
+ *
  * http-parser is paused at each message end so pipelined bytes wait in
  * `leftover` until the response of the request before them is queued.  A
  * connection is freed only in its close callback; a write's commit callback
@@ -18,9 +27,11 @@
 #include <assert.h>
 #include <http_parser.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "../proto/codec.h"
@@ -42,18 +53,43 @@
 #define API_COOKIE_BYTES_MAX 2048
 /* A backup target path: far above any real one, far below PATH_MAX. */
 #define API_BACKUP_PATH_BYTES_MAX 1024
+/* What conn_read_first takes at accept: a request line and headers of the
+ * CLI, a browser or a scraper (a browser's cookies included) fit. */
+#define API_FIRST_READ_BYTES 4096
+/* One socket read: libuv's usual 64 KiB. */
+#define API_READ_BYTES (64 * 1024)
+/* Connections judge_unread reads for one newcomer over a cap: a whole
+ * per-address cap, and a bound on the system calls a flood can cause. */
+#define API_ADMIT_READS_MAX API_CONNECTIONS_PER_ADDR_MAX
+/* Connections accepted per loop iteration: enough for any real burst of
+ * clients, few enough that reads and closes run between bursts of a flood. */
+#define API_ACCEPTS_PER_WAKEUP_MAX 16u
 
 struct api {
     struct node *node;
     uv_tcp_t listener;
+    uv_timer_t tick;          /* deadlines: api_tick_cb */
+    uv_prepare_t accept_resume; /* accept_resume_cb, before each poll */
+    unsigned accepts_this_wakeup;
+    bool accept_pending;      /* libuv holds an accepted socket for us */
     char token[API_TOKEN_BYTES_MAX + 1];
     size_t token_len;
     struct api_hooks hooks;
     struct users *users;      /* people's tokens, checked against their records */
-    size_t connections;
-    struct api_conn *conns;   /* every open connection, for api_stop */
+    size_t connections;       /* allocated, closing ones included */
+    size_t connections_open;  /* not closing: what the caps count */
+    struct api_conn *conns;   /* every connection, newest first */
     bool stopping;
     bool listener_closed;
+    bool tick_closed;
+    bool accept_resume_closed;
+    /* What the abuse bounds did, for status (GET /v1/status "api"). */
+    uint64_t evicted;         /* closed to admit a newcomer over a cap */
+    uint64_t refused_full;    /* answered 503: every slot in an authenticated request */
+    uint64_t timed_out;       /* headers, body or idle deadline passed */
+    uint64_t refused_unauth_body; /* 401 at the headers, body never read */
+    bool read_buf_lent;       /* alloc_cb gave read_buf out, read_cb has not returned */
+    char read_buf[API_READ_BYTES];
     /* notAfter of the certificates the node started with (0: unreadable):
      * a renewed certificate takes effect, and shows here, at restart. */
     int64_t cert_not_after_s;
@@ -64,6 +100,13 @@ struct api_conn {
     uv_tcp_t tcp;
     struct api *api;
     struct api_conn *next, *prev;
+    struct sockaddr_storage addr;   /* the client's; family AF_UNSPEC when unknown */
+    uint64_t deadline_ms;           /* uv_now time it is closed at; 0: none */
+    uint64_t accepted_ms;           /* uv_now time of accept */
+    bool read_any;                  /* a byte of it was read */
+    bool authed;                    /* this request's headers carried valid credentials */
+    bool proven;                    /* some request of it did (conn_admit's priority) */
+    bool body_refused;              /* unauthenticated with a body: 401 at the headers */
     http_parser parser;
     char url[API_URL_BYTES_MAX + 1];
     size_t url_len;
@@ -104,6 +147,7 @@ static void conn_finish(struct api_conn *c);
 static void listener_closed_cb(uv_handle_t *h);
 static void conn_unref(struct api_conn *c);
 static void conn_feed(struct api_conn *c, const char *data, size_t len);
+static void conn_arm(struct api_conn *c, uint32_t timeout_ms);
 
 void api_format_time(uint64_t ms, char *out, size_t cap)
 {
@@ -252,8 +296,10 @@ static void conn_request_done(struct api_conn *c)
     c->cookie_len = 0;
     c->request_bytes = 0;
     c->message_done = false;
+    c->authed = false;
     if (c->closing)
         return;
+    conn_arm(c, API_IDLE_TIMEOUT_MS);
     http_parser_pause(&c->parser, 0);
     if (c->leftover_len > 0) {
         char *rest = c->leftover;
@@ -802,6 +848,12 @@ static json_t *status_json(struct api *a)
     users_counts(a->users, &fails, &limited);
     json_object_set_new(s, "signin", json_pack("{s:I,s:I}", "failures", (json_int_t)fails,
                                                "limited", (json_int_t)limited));
+    json_object_set_new(
+        s, "api",
+        json_pack("{s:I,s:I,s:I,s:I,s:I}", "connections", (json_int_t)a->connections_open,
+                  "evicted", (json_int_t)a->evicted, "refused_full", (json_int_t)a->refused_full,
+                  "timed_out", (json_int_t)a->timed_out, "refused_unauthenticated_body",
+                  (json_int_t)a->refused_unauth_body));
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;
@@ -1674,6 +1726,7 @@ static void dispatch(struct api_conn *c)
 static int on_message_begin(http_parser *p)
 {
     struct api_conn *c = p->data;
+    conn_arm(c, API_HEADER_TIMEOUT_MS);
     c->url_len = 0;
     c->auth_len = 0;
     c->cookie_len = 0;
@@ -1740,12 +1793,29 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/*
+ * The headers are whole: the credentials are judged here, before any of the
+ * body is read, so a client without them cannot make the node buffer a body
+ * (conn_feed answers 401 and finishes the connection).  A request without a
+ * body goes on to dispatch, which answers the public routes (/healthz, the
+ * dashboard's sign-in form) and refuses the rest.
+ */
 static int on_headers_complete(http_parser *p)
 {
     struct api_conn *c = p->data;
     c->header_name_len = 0;
     c->header_is_auth = false;
     c->header_is_cookie = false;
+    c->authed = authorized(c);
+    if (c->authed)
+        c->proven = true;
+    bool has_body = (p->flags & F_CHUNKED) != 0 ||
+                    (p->content_length > 0 && p->content_length != ULLONG_MAX);
+    if (!c->authed && has_body) {
+        c->body_refused = true;
+        return -1;  /* HPE_CB_headers_complete: conn_feed answers */
+    }
+    conn_arm(c, API_BODY_TIMEOUT_MS);
     return 0;
 }
 
@@ -1768,6 +1838,7 @@ static int on_message_complete(http_parser *p)
 {
     struct api_conn *c = p->data;
     c->message_done = true;
+    conn_arm(c, 0);  /* being answered: the node, not the client, holds it now */
     http_parser_pause(p, 1);
     return 0;
 }
@@ -1786,7 +1857,8 @@ static const http_parser_settings parser_settings = {
 
 static void api_maybe_free(struct api *a)
 {
-    if (a->stopping && a->listener_closed && a->connections == 0) {
+    if (a->stopping && a->listener_closed && a->tick_closed && a->accept_resume_closed &&
+        a->connections == 0) {
         users_free(a->users);
         free(a);
     }
@@ -1822,6 +1894,8 @@ static void conn_close(struct api_conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    assert(c->api->connections_open > 0);
+    c->api->connections_open--;
     uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
 }
 
@@ -1854,6 +1928,8 @@ static void conn_finish(struct api_conn *c)
 
 static void conn_feed(struct api_conn *c, const char *data, size_t len)
 {
+    if (len > 0)
+        c->read_any = true;
     while (len > 0 && !c->closing && !c->shutting_down) {
         if (c->busy) {
             /* Pipelined bytes wait until this request is answered. */
@@ -1874,6 +1950,19 @@ static void conn_feed(struct api_conn *c, const char *data, size_t len)
         c->request_bytes += len;
         size_t used = http_parser_execute(&c->parser, &parser_settings, data, len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_CB_headers_complete && c->body_refused) {
+            /* conn_send finishes the connection (Connection: close) and stops
+             * reading: the body stays unread in the kernel until the close. */
+            c->keep_alive = false;
+            c->api->refused_unauth_body++;
+            conn_send_error(c, 401,
+                            "missing or wrong API token: send 'Authorization: Bearer <token>' "
+                            "with the content of the node's token file (checked before the "
+                            "body is read)");
+            if (!c->shutting_down)
+                conn_close(c);
+            return;
+        }
         if (e != HPE_OK && e != HPE_PAUSED) {
             c->keep_alive = false;
             if (e == HPE_CB_body || e == HPE_CB_url || e == HPE_CB_header_value)
@@ -1901,11 +1990,16 @@ static void conn_feed(struct api_conn *c, const char *data, size_t len)
     }
 }
 
+/* Every connection reads into the API's one buffer: libuv hands it to
+ * read_cb before it asks for another, and conn_feed copies what it keeps, so
+ * a flood of readers costs no allocation per read. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base != NULL ? suggested : 0;
+    struct api_conn *c = container_of((uv_tcp_t *)h, struct api_conn, tcp);
+    (void)suggested;
+    assert(!c->api->read_buf_lent);
+    c->api->read_buf_lent = true;
+    *buf = uv_buf_init(c->api->read_buf, sizeof(c->api->read_buf));
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1917,14 +2011,217 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     } else if (nread > 0) {
         conn_feed(c, buf->base, (size_t)nread);
     }
-    free(buf->base);
+    /* UV_ENOBUFS aside, libuv returns the buffer alloc_cb lent. */
+    assert(buf->base == NULL || buf->base == c->api->read_buf);
+    c->api->read_buf_lent = false;
 }
 
+/* Sets c's deadline timeout_ms from now (0: none). */
+static void conn_arm(struct api_conn *c, uint32_t timeout_ms)
+{
+    c->deadline_ms = timeout_ms == 0 ? 0 : uv_now(c->tcp.loop) + timeout_ms;
+}
+
+/* Closes every connection past its deadline; runs every API_TICK_MS. */
+static void api_tick_cb(uv_timer_t *t)
+{
+    struct api *a = container_of(t, struct api, tick);
+    uint64_t now = uv_now(t->loop);
+    /* conn_close only marks and asks uv_close: the list stays intact. */
+    for (struct api_conn *c = a->conns; c != NULL; c = c->next) {
+        if (c->closing || c->deadline_ms == 0 || now < c->deadline_ms)
+            continue;
+        assert(!c->busy);
+        a->timed_out++;
+        conn_close(c);
+    }
+}
+
+static bool addr_same_host(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
+{
+    if (x->ss_family != y->ss_family)
+        return false;
+    if (x->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)x)->sin_addr,
+                      &((const struct sockaddr_in *)y)->sin_addr, sizeof(struct in_addr)) == 0;
+    if (x->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
+                      &((const struct sockaddr_in6 *)y)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+/*
+ * True when closing c costs nobody an answer: it is not being answered, not
+ * inside a request whose credentials were good, and has nothing queued (one
+ * finishing after its last answer has handed that answer to the kernel).  A
+ * connection this node has not read from yet is spared for
+ * API_EVICT_GRACE_MS: its request may be waiting unread behind the accepts of
+ * a flood, and evicting it would judge it without reading it.  A newcomer
+ * that has proven its credentials skips that grace (skip_grace): it goes
+ * before connections that have shown nothing.
+ */
+static bool conn_evictable(const struct api_conn *c, uint64_t now, bool skip_grace)
+{
+    if (c->closing || c->busy || c->authed || c->tcp.write_queue_size > 0)
+        return false;
+    return skip_grace || c->read_any || now - c->accepted_ms >= API_EVICT_GRACE_MS;
+}
+
+/* The oldest evictable connection other than self, from host's address when
+ * host is not NULL; NULL when there is none. */
+static struct api_conn *oldest_evictable(struct api *a, const struct api_conn *self,
+                                         const struct sockaddr_storage *host)
+{
+    struct api_conn *oldest = NULL;
+    uint64_t now = uv_now(a->listener.loop);
+    for (struct api_conn *o = a->conns; o != NULL; o = o->next)  /* newest first */
+        if (o != self && conn_evictable(o, now, self->proven) &&
+            (host == NULL || addr_same_host(&o->addr, host)))
+            oldest = o;
+    return oldest;
+}
+
+static void conn_read_first(struct api_conn *c);
+
+/*
+ * Reads what the oldest not-yet-read connections of the scope (host's
+ * address, or all when host is NULL) have sent, at most API_ADMIT_READS_MAX
+ * of them: a full cap of connections accepted in a burst is judged (answered,
+ * refused at its headers, or seen to dribble) before a newcomer is refused.
+ */
+static void judge_unread(struct api *a, const struct api_conn *self,
+                         const struct sockaddr_storage *host)
+{
+    struct api_conn *o = a->conns;
+    while (o != NULL && o->next != NULL)
+        o = o->next;
+    unsigned reads = 0;
+    for (; o != NULL && reads < API_ADMIT_READS_MAX; o = o->prev) {
+        if (o == self || o->closing || o->read_any ||
+            (host != NULL && !addr_same_host(&o->addr, host)))
+            continue;
+        conn_read_first(o);
+        reads++;
+    }
+}
+
+/* Closes the oldest evictable connection of the scope (see judge_unread);
+ * false when there is none. */
+static bool evict_one(struct api *a, const struct api_conn *self,
+                      const struct sockaddr_storage *host)
+{
+    struct api_conn *victim = oldest_evictable(a, self, host);
+    if (victim == NULL) {
+        judge_unread(a, self, host);
+        victim = oldest_evictable(a, self, host);
+    }
+    if (victim == NULL)
+        return false;
+    a->evicted++;
+    conn_close(victim);
+    return true;
+}
+
+/*
+ * Makes room for the newly accepted c under both caps by evicting the oldest
+ * evictable connection of the scope that is full (its address, then all).
+ * False when a cap is full of connections inside authenticated requests (or
+ * not yet read, and within their grace).
+ */
+static bool conn_admit(struct api *a, struct api_conn *c)
+{
+    if (c->busy)
+        return true;  /* being answered (conn_read_first): over a cap only until then */
+    size_t same_addr = 0;
+    for (const struct api_conn *o = a->conns; o != NULL; o = o->next)
+        if (o != c && !o->closing && addr_same_host(&o->addr, &c->addr))
+            same_addr++;
+    /* Loops: connections judged and being answered at accept are let in
+     * over a cap (conn_read_first), so a scope can be more than one over. */
+    for (; same_addr >= API_CONNECTIONS_PER_ADDR_MAX; same_addr--)
+        if (!evict_one(a, c, &c->addr))
+            return false;
+    while (a->connections_open > TS_API_CONNECTIONS_MAX)
+        if (!evict_one(a, c, NULL))
+            return false;
+    assert(a->connections_open <= TS_API_CONNECTIONS_MAX);
+    return true;
+}
+
+/* Answers 503 with one non-blocking write of a constant and closes: a
+ * refusal costs no allocation and no read. */
+static void conn_refuse_full(struct api_conn *c)
+{
+    static const char busy[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Content-Length: 60\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        "{\"error\":\"too many API connections, try again in a second\"}\n";
+    c->api->refused_full++;
+    uv_buf_t b = uv_buf_init((char *)busy, sizeof(busy) - 1);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    conn_close(c);
+}
+
+/*
+ * Reads what a client has already sent, at once, without waiting for the
+ * loop to poll it: accept_one judges a newcomer this way before admitting it,
+ * and judge_unread the connections holding a full cap.  A client that sends
+ * its request with its connect (the CLI, a scraper) is answered here, or is
+ * inside an authenticated request, before any accept could evict it.  At
+ * most API_FIRST_READ_BYTES; the rest of its bytes come through read_cb.
+ */
+static void conn_read_first(struct api_conn *c)
+{
+    char buf[API_FIRST_READ_BYTES];
+    if (c->closing || c->shutting_down)
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return;
+    ssize_t got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (got > 0)
+        conn_feed(c, buf, (size_t)got);
+    /* 0 (the client left) and errors (EAGAIN: nothing yet) are read_cb's. */
+}
+
+static void accept_one(struct api *a);
+
+/*
+ * libuv accepts while the backlog holds connections, and a flood refills it
+ * as fast as this node closes what it evicts, so one wakeup could accept
+ * without end, reading nobody and freeing nothing.  After
+ * API_ACCEPTS_PER_WAKEUP_MAX accepts, the next one is left pending: libuv
+ * stops watching the listener until accept_resume_cb takes it, before the
+ * loop next polls, so reads and close callbacks run in between.
+ */
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct api *a = container_of((uv_tcp_t *)server, struct api, listener);
     if (status < 0 || a->stopping)
         return;
+    if (a->accepts_this_wakeup >= API_ACCEPTS_PER_WAKEUP_MAX) {
+        a->accept_pending = true;
+        return;
+    }
+    a->accepts_this_wakeup++;
+    accept_one(a);
+}
+
+static void accept_resume_cb(uv_prepare_t *h)
+{
+    struct api *a = container_of(h, struct api, accept_resume);
+    a->accepts_this_wakeup = 0;
+    if (a->accept_pending && !a->stopping) {
+        a->accept_pending = false;
+        a->accepts_this_wakeup++;
+        accept_one(a);  /* its uv_accept makes libuv watch the listener again */
+    }
+}
+
+static void accept_one(struct api *a)
+{
+    uv_stream_t *server = (uv_stream_t *)&a->listener;
     struct api_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
@@ -1936,15 +2233,27 @@ static void accept_cb(uv_stream_t *server, int status)
         a->conns->prev = c;
     a->conns = c;
     a->connections++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        a->connections > TS_API_CONNECTIONS_MAX) {
+    a->connections_open++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
+    int addr_len = (int)sizeof(c->addr);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &addr_len) != 0)
+        c->addr.ss_family = AF_UNSPEC;
+    c->accepted_ms = uv_now(server->loop);
+    conn_arm(c, API_HEADER_TIMEOUT_MS);
     uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    /* Judged before admitted: what it sent decides whether it may go
+     * before the connections that hold the slots. */
+    conn_read_first(c);
+    if (c->closing || c->shutting_down)
+        return;  /* answered and finishing, or refused at its headers */
+    if (!conn_admit(a, c))
+        conn_refuse_full(c);
 }
 
 static int load_token(struct api *a, const char *path, struct ts_error *err)
@@ -2017,6 +2326,8 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
         return ts_error_set(err, TS_ERR_CONFIG, "[api] listen: '%s' is not an IP address",
                             n->cfg.api.host);
     }
+    a->tick_closed = true;  /* until the handles are started below */
+    a->accept_resume_closed = true;
     uv_tcp_init(n->loop, &a->listener);
     rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&addr, 0);
     if (rc == 0)
@@ -2029,8 +2340,28 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
         uv_close((uv_handle_t *)&a->listener, listener_closed_cb);
         return TS_ERR_CONFIG;
     }
+    uv_timer_init(n->loop, &a->tick);
+    a->tick_closed = false;
+    uv_timer_start(&a->tick, api_tick_cb, API_TICK_MS, API_TICK_MS);
+    uv_prepare_init(n->loop, &a->accept_resume);
+    a->accept_resume_closed = false;
+    uv_prepare_start(&a->accept_resume, accept_resume_cb);
     *out = a;
     return 0;
+}
+
+static void tick_closed_cb(uv_handle_t *h)
+{
+    struct api *a = container_of((uv_timer_t *)h, struct api, tick);
+    a->tick_closed = true;
+    api_maybe_free(a);
+}
+
+static void accept_resume_closed_cb(uv_handle_t *h)
+{
+    struct api *a = container_of((uv_prepare_t *)h, struct api, accept_resume);
+    a->accept_resume_closed = true;
+    api_maybe_free(a);
 }
 
 static void listener_closed_cb(uv_handle_t *h)
@@ -2048,5 +2379,7 @@ void api_stop(struct api *a)
     for (struct api_conn *c = a->conns; c != NULL; c = c->next)
         if (!c->closing)
             conn_close(c);
+    uv_close((uv_handle_t *)&a->tick, tick_closed_cb);
+    uv_close((uv_handle_t *)&a->accept_resume, accept_resume_closed_cb);
     uv_close((uv_handle_t *)&a->listener, listener_closed_cb);
 }

@@ -21,7 +21,19 @@
  *                                     "status":"revoked" (still 200) once a site
  *                                     knows it was revoked
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
- * (TS_API_CONNECTIONS_MAX).  A write is answered only after its group commit.
+ * (TS_API_CONNECTIONS_MAX in all, API_CONNECTIONS_PER_ADDR_MAX from one
+ * address).  A write is answered only after its group commit.
+ *
+ * Abuse bounds: a request's credentials are checked as soon as its headers
+ * are complete, so an unauthenticated request that carries a body is answered
+ * 401 and closed before one byte of the body is read.  Headers, body and the
+ * idle time between keep-alive requests each have a deadline.  A connection
+ * over a cap evicts the oldest connection of that scope that is not inside an
+ * authenticated request (one that has not finished its headers, or sits idle
+ * between requests); when every one is inside such a request the newcomer is
+ * answered 503 and closed, before anything is read from it.  So connections
+ * that never authenticate cannot keep a token holder (the CLI, Prometheus, a
+ * signed-in dashboard) out.
  */
 #ifndef TS_API_H
 #define TS_API_H
@@ -30,6 +42,42 @@
 
 #include "../proto/errors.h"
 #include "node.h"
+
+/* From the first byte of a request (or from accept) to the end of its
+ * headers.  A local client sends its headers in one write; 10 s covers a
+ * host stalled by swapping or a sanitizer build, while a client dribbling a
+ * byte a second (slowloris) loses its slot long before its headers end. */
+#define API_HEADER_TIMEOUT_MS 10000u
+/* From the end of the headers to the end of the body: the largest body
+ * (TS_HTTP_REQUEST_BYTES_MAX, 256 KiB) takes milliseconds on loopback and
+ * under 30 s at 9 KiB/s on a poor remote link. */
+#define API_BODY_TIMEOUT_MS 30000u
+/* Between keep-alive requests: longer than Prometheus' default 15 s scrape
+ * interval, so a scraper keeps its connection, yet an idle connection does
+ * not hold a slot for long (idle connections are evicted first anyway). */
+#define API_IDLE_TIMEOUT_MS 30000u
+/* How often deadlines are checked: the timeouts above are honoured to within
+ * this, and one check walks at most TS_API_CONNECTIONS_MAX connections. */
+#define API_TICK_MS 500u
+/* Connections from one IP address: the CLI, dashboard tabs (browsers open 6
+ * per host), a scraper and a data-entry integration or load tool with 64
+ * keep-alive clients (bench/run.sh) fit together on loopback, yet one address
+ * holds only a quarter of TS_API_CONNECTIONS_MAX. */
+#define API_CONNECTIONS_PER_ADDR_MAX 128u
+/* A connection not yet read from is not evicted for this long: a client
+ * sends its request right after its connect, so a quarter second covers that
+ * client being descheduled in between on a busy host, while one that sent
+ * nothing for that long is no client waiting on an answer. */
+#define API_EVICT_GRACE_MS 250u
+
+_Static_assert(API_CONNECTIONS_PER_ADDR_MAX * 4 <= TS_API_CONNECTIONS_MAX,
+               "one address holds a small share of the API's connections");
+_Static_assert(API_TICK_MS * 4 <= API_HEADER_TIMEOUT_MS,
+               "the tick must be fine enough for the shortest deadline");
+_Static_assert(API_EVICT_GRACE_MS < API_HEADER_TIMEOUT_MS,
+               "a silent connection becomes evictable well before its deadline");
+_Static_assert(API_HEADER_TIMEOUT_MS <= API_BODY_TIMEOUT_MS,
+               "a body may take longer than headers");
 
 struct api;
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crypto.h"
 #include "validate.h"
 
 struct parse_ctx {
@@ -243,6 +244,27 @@ int config_load(const char *path, struct config *c, struct ts_error *err)
         return ts_error_set(err, TS_ERR_CONFIG,
                             "%s: [safety] sae_alarm_second_s must be later than sae_alarm_first_s",
                             path);
+    return 0;
+}
+
+int config_check_files(const struct config *c, struct ts_error *err)
+{
+    const struct {
+        const char *path;
+        const char *what;
+    } files[] = {
+        {c->path, "config file"},
+        {c->ca, "CA certificate"},
+        {c->crl, "CRL"},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i].path[0] == '\0')
+            continue;  /* no CRL configured */
+        int rc = crypto_check_trusted_file(files[i].path, files[i].what, err);
+        /* A missing file is the loader's to report, in its own words. */
+        if (rc != 0 && rc != TS_ERR_NOTFOUND)
+            return rc;
+    }
     return 0;
 }
 

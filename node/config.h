@@ -67,4 +67,13 @@ int config_addr_parse(const char *s, struct config_addr *out);
 /* Resolves the node directory argument of the CLI: DIR/node.conf. */
 int config_load_dir(const char *node_dir, struct config *c, struct ts_error *err);
 
+/*
+ * Refuses a config file, CA certificate or CRL (when configured) that group
+ * or others may write, or that belongs to another user than the effective
+ * one or root (crypto_check_trusted_file): whoever could write them could
+ * redirect the node or choose whom it trusts.  TS_ERR_PERM with the file and
+ * the fix (chmod go-w FILE).  trialsyncd runs it at startup.
+ */
+int config_check_files(const struct config *c, struct ts_error *err);
+
 #endif

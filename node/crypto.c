@@ -146,11 +146,15 @@ void crypto_chain_hash(const uint8_t prev[TS_HASH_BYTES], const uint8_t *entry,
 }
 
 /*
- * Checks the file open on fd: regular, owned by the effective user, no group
- * or other bits.  what names the file in messages ("key file").
+ * Checks the file open on fd: regular, owned by the effective user (or, when
+ * trusted is set, by root), and none of the mode bits in forbidden.  what
+ * names the file in messages ("key file").  A secret forbids 077 (nobody
+ * else may read it); a trusted file (the config, the CA certificate, the
+ * CRL: public, but what the node believes) forbids 022 (nobody else may
+ * write it).
  */
-static int check_secret_fd(int fd, const char *path, const char *what,
-                           struct ts_error *err)
+static int check_file_fd(int fd, const char *path, const char *what, mode_t forbidden,
+                         bool trusted, struct ts_error *err)
 {
     struct stat st;
 
@@ -159,17 +163,29 @@ static int check_secret_fd(int fd, const char *path, const char *what,
                             strerror(errno));
     if (!S_ISREG(st.st_mode))
         return ts_error_set(err, TS_ERR_PERM, "%s %s is not a regular file", what, path);
-    if (st.st_uid != geteuid())
+    if (st.st_uid != geteuid() && !(trusted && st.st_uid == 0))
         return ts_error_set(err, TS_ERR_PERM,
                             "%s %s is owned by uid %lu but trialsync runs as uid %lu; "
-                            "it must belong to the user that runs trialsync (chown)",
+                            "it must belong to the user that runs trialsync%s (chown)",
                             what, path, (unsigned long)st.st_uid,
-                            (unsigned long)geteuid());
-    if ((st.st_mode & 077) != 0)
+                            (unsigned long)geteuid(), trusted ? " or to root" : "");
+    if ((st.st_mode & forbidden) != 0 && !trusted)
         return ts_error_set(err, TS_ERR_PERM,
                             "%s %s has mode 0%03o; it must be 0600 (chmod 600 %s)",
                             what, path, (unsigned)(st.st_mode & 07777), path);
+    if ((st.st_mode & forbidden) != 0)
+        return ts_error_set(err, TS_ERR_PERM,
+                            "%s %s has mode 0%03o: others could change what this node "
+                            "trusts; it must not be writable by group or others "
+                            "(chmod go-w %s)",
+                            what, path, (unsigned)(st.st_mode & 07777), path);
     return 0;
+}
+
+static int check_secret_fd(int fd, const char *path, const char *what,
+                           struct ts_error *err)
+{
+    return check_file_fd(fd, path, what, 077, false, err);
 }
 
 /*
@@ -187,6 +203,20 @@ static int open_secret(const char *path, const char *what, int *fd_out,
     }
     *fd_out = fd;
     return 0;
+}
+
+int crypto_check_trusted_file(const char *path, const char *what, struct ts_error *err)
+{
+    int fd = -1;
+
+    assert(path != NULL);
+    assert(what != NULL);
+    int rc = open_secret(path, what, &fd, err);
+    if (rc != 0)
+        return rc;
+    rc = check_file_fd(fd, path, what, 022, true, err);
+    close(fd);
+    return rc;
 }
 
 int crypto_check_secret_file(const char *path, struct ts_error *err)

@@ -111,6 +111,15 @@ bool crypto_verify(struct crypto_pubkey *p, const uint8_t *msg, size_t len,
  */
 int crypto_check_secret_file(const char *path, struct ts_error *err);
 
+/*
+ * Checks that a file the node trusts without it being secret (its config,
+ * the CA certificate, the CRL) is a regular file owned by the effective user
+ * or root and not writable by group or others; TS_ERR_PERM naming the file,
+ * its mode and the fix (chmod go-w FILE), TS_ERR_NOTFOUND when it does not
+ * exist.  what names the file in messages ("config file").
+ */
+int crypto_check_trusted_file(const char *path, const char *what, struct ts_error *err);
+
 /* Fills buf with cryptographically random bytes. */
 int crypto_random(uint8_t *buf, size_t len);
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
@@ -140,9 +141,13 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Every file the node creates (store files, backups, the CRL copy) is
+     * for its own user alone: RocksDB creates its files with 0666 & ~umask. */
+    umask(077);
+
     static struct config cfg;
     struct ts_error err = {0};
-    if (config_load(config_path, &cfg, &err) != 0) {
+    if (config_load(config_path, &cfg, &err) != 0 || config_check_files(&cfg, &err) != 0) {
         fprintf(stderr, "trialsyncd: %s\n", err.msg);
         return 1;
     }

@@ -145,6 +145,8 @@ struct tls_conn {
     bool shutdown_done;        /* CLOSING: our FIN is out */
     bool peer_eof;             /* CLOSING: the peer's FIN came in */
     bool close_set;            /* close_code and close_text are final */
+    bool rx_any;               /* a byte came from the peer (a silent conn may be evicted) */
+    bool waiting;              /* accepted silent over a cap: admitted when it speaks */
     unsigned handles_open;
     int uv_err;                /* the last libuv write error, for messages */
 
@@ -154,6 +156,7 @@ struct tls_conn {
     struct pki_identity peer;
     char addr[TLS_ADDR_BYTES];
     uint64_t last_rx_ms;
+    uint64_t started_ms;       /* uv_now at accept or tls_connect */
 
     size_t plain_bytes;        /* queued, not yet encrypted */
     size_t wire_bytes;         /* encrypted, not yet taken by the kernel */
@@ -184,6 +187,7 @@ struct tls_listener {
     void *data;
     unsigned handshaking;
     unsigned handshaking_max;
+    unsigned waiting;          /* conns with waiting set */
     unsigned conns_live;       /* accepted conns not yet freed */
     int port;
     bool closing;
@@ -423,6 +427,8 @@ static bool conn_check(const struct tls_conn *c)
         return false;
     if (c->hs_counted && c->listener == NULL)
         return false;
+    if (c->waiting && (c->hs_counted || c->state != CONN_HANDSHAKE))
+        return false;
     if ((c->out_head == NULL) != (c->plain_bytes == 0))
         return false;
     if (c->rx.hdr_have > 4)
@@ -447,6 +453,11 @@ static void conn_set_state(struct tls_conn *c, enum conn_state to)
         assert(c->listener->handshaking > 0);
         c->listener->handshaking--;
         c->hs_counted = false;
+    }
+    if (c->waiting) {
+        assert(c->listener->waiting > 0);
+        c->listener->waiting--;
+        c->waiting = false;
     }
     if (c->ctx->trace)
         fprintf(stderr, "tls: peer %s: %s -> %s\n", c->addr, conn_state_name(c->state),
@@ -474,6 +485,7 @@ static void conn_finish(struct tls_conn *c)
     assert(c->handles_open == 0);
     assert(!c->resolving);
     assert(!c->hs_counted);
+    assert(!c->waiting);
     assert(c->wire_bytes == 0);
     struct tls_ctx *ctx = c->ctx;
     if (c->ctx_prev != NULL)
@@ -725,16 +737,47 @@ static void conn_arm_idle(struct tls_conn *c)
         uv_timer_start(&c->timer, conn_timer_cb, c->opts.idle_timeout_ms, 0);
 }
 
+/* True once a server conn has read the peer's whole ClientHello (OpenSSL
+ * has moved past reading it). */
+static bool conn_hello_read(const struct tls_conn *c)
+{
+    OSSL_HANDSHAKE_STATE st = SSL_get_state(c->ssl);
+    return st != TLS_ST_BEFORE && st != TLS_ST_SR_CLNT_HELLO;
+}
+
+/* The first deadline of a new conn: a server conn must have sent its
+ * ClientHello by hello_timeout_ms, and every conn must be through its
+ * handshake by handshake_timeout_ms. */
+static uint64_t conn_first_deadline_ms(const struct tls_conn *c)
+{
+    if (c->server && c->opts.hello_timeout_ms != 0 &&
+        c->opts.hello_timeout_ms < c->opts.handshake_timeout_ms)
+        return c->opts.hello_timeout_ms;
+    return c->opts.handshake_timeout_ms;
+}
+
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct tls_conn *c = container_of(t, struct tls_conn, timer);
     switch (c->state) {
     case CONN_RESOLVING:
     case CONN_CONNECTING:
-    case CONN_HANDSHAKE:
+    case CONN_HANDSHAKE: {
+        uint64_t since = uv_now(c->loop) - c->started_ms;
+        if (since < c->opts.handshake_timeout_ms) {
+            if (c->server && !conn_hello_read(c)) {
+                conn_close(c, TS_ERR_IO, CLOSE_ABORT,
+                           "handshake timeout: no ClientHello within %u ms",
+                           (unsigned)c->opts.hello_timeout_ms);
+                break;
+            }
+            uv_timer_start(&c->timer, conn_timer_cb, c->opts.handshake_timeout_ms - since, 0);
+            break;
+        }
         conn_close(c, TS_ERR_IO, CLOSE_ABORT, "handshake timeout: not done after %u ms (%s)",
                    (unsigned)c->opts.handshake_timeout_ms, conn_state_name(c->state));
         break;
+    }
     case CONN_OPEN: {
         if (c->opts.idle_timeout_ms == 0)
             break;
@@ -1002,6 +1045,8 @@ static void conn_resume_cb(uv_idle_t *h)
     conn_read_frames(c);
 }
 
+static bool listener_admit_waiting(struct tls_conn *c);
+
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tls_conn *c = container_of((uv_tcp_t *)s, struct tls_conn, tcp);
@@ -1031,6 +1076,9 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     assert(buf->base == (char *)c->rx_wire);
     assert((size_t)nread <= sizeof(c->rx_wire));
     c->last_rx_ms = uv_now(c->loop);
+    c->rx_any = true;
+    if (c->waiting && !listener_admit_waiting(c))
+        return;
     if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
         ERR_clear_error();
         conn_close(c, TS_ERR_NOMEM, CLOSE_ABORT, "out of memory buffering input");
@@ -1134,7 +1182,8 @@ static struct tls_conn *conn_new(struct uv_loop_s *loop, struct tls_ctx *ctx, bo
         ctx->conns->ctx_prev = c;
     ctx->conns = c;
     ctx->conns_live++;
-    uv_timer_start(&c->timer, conn_timer_cb, opts->handshake_timeout_ms, 0);
+    c->started_ms = uv_now(loop);
+    uv_timer_start(&c->timer, conn_timer_cb, conn_first_deadline_ms(c), 0);
     return c;
 
 out_free_rbio:
@@ -1197,6 +1246,7 @@ static void conn_resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *
 void tls_conn_opts_default(struct tls_conn_opts *o)
 {
     o->handshake_timeout_ms = TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    o->hello_timeout_ms = TLS_HELLO_TIMEOUT_MS_DEFAULT;
     o->idle_timeout_ms = 0;
 }
 
@@ -1363,6 +1413,101 @@ static unsigned listener_handshaking_from(const struct tls_listener *l, const ch
     return count;
 }
 
+/* True when the peer of the just-accepted c has bytes waiting: a real peer
+ * sends its ClientHello with its connect.  They are peeked, not taken. */
+static bool conn_has_bytes_waiting(const struct tls_conn *c)
+{
+    uv_os_fd_t fd;
+    uint8_t byte;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return false;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+/*
+ * Closes the oldest conn of l handshaking silently (not one byte received)
+ * from the IP address of addr, or from anywhere when addr is NULL, to give
+ * its slot to a newcomer that has spoken.  False when there is none.
+ */
+static bool listener_evict_silent(struct tls_listener *l, const char *addr)
+{
+    size_t n = addr != NULL ? addr_host_len(addr) : 0;
+    struct tls_conn *oldest = NULL;
+    for (struct tls_conn *o = l->ctx->conns; o != NULL; o = o->ctx_next) {  /* newest first */
+        if (o->listener != l || !o->hs_counted || o->rx_any || o->close_set)
+            continue;
+        if (addr != NULL && (addr_host_len(o->addr) != n || memcmp(o->addr, addr, n) != 0))
+            continue;
+        oldest = o;
+    }
+    if (oldest == NULL)
+        return false;
+    conn_close(oldest, TS_ERR_TOOBIG, CLOSE_ABORT,
+               "evicted: silent since accept, its handshake slot went to a peer that spoke");
+    assert(!oldest->hs_counted);
+    return true;
+}
+
+/*
+ * Gives the accepted c a handshake slot, or decides to wait (true) or refuses
+ * (closes c, false).  A conn that has spoken (its ClientHello is here) may
+ * take the slot of the oldest silent conn of a full scope.  A silent one
+ * over a cap waits, reading but holding no slot, until its first bytes
+ * (listener_admit_waiting) or its ClientHello deadline: a real peer's
+ * ClientHello can trail its connect by the time it takes to make a key
+ * share.  At most TLS_WAITING_MAX wait; a newcomer past that closes the
+ * oldest waiting one, which a flood of silent conns must therefore renew
+ * faster than a real peer speaks.
+ */
+static bool listener_admit(struct tls_conn *c, bool spoke)
+{
+    struct tls_listener *l = c->listener;
+    assert(!c->hs_counted);
+    unsigned same_addr = listener_handshaking_from(l, c->addr);
+    bool addr_full = same_addr >= TLS_HANDSHAKING_PER_ADDR_MAX;
+    bool all_full = l->handshaking >= l->handshaking_max;
+    if (addr_full && spoke)
+        addr_full = !listener_evict_silent(l, c->addr);
+    if (!addr_full && all_full && spoke)
+        all_full = !listener_evict_silent(l, NULL);
+    if (!addr_full && !all_full) {
+        c->hs_counted = true;
+        l->handshaking++;
+        return true;
+    }
+    if (spoke) {
+        if (addr_full)
+            conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT,
+                       "too many handshakes in progress from this address (%u)", same_addr);
+        else
+            conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT, "too many handshakes in progress (%u)",
+                       l->handshaking_max);
+        return false;
+    }
+    if (l->waiting >= TLS_WAITING_MAX) {
+        struct tls_conn *oldest = NULL;
+        for (struct tls_conn *o = l->ctx->conns; o != NULL; o = o->ctx_next)
+            if (o->listener == l && o->waiting)
+                oldest = o;
+        assert(oldest != NULL);
+        conn_close(oldest, TS_ERR_TOOBIG, CLOSE_ABORT,
+                   "too many handshakes in progress (%u) and too many silent connections "
+                   "waiting for a slot (%u)", l->handshaking_max, TLS_WAITING_MAX);
+    }
+    c->waiting = true;
+    l->waiting++;
+    return true;
+}
+
+/* c, waiting, has sent its first bytes: admits it (true) or closes it. */
+static bool listener_admit_waiting(struct tls_conn *c)
+{
+    assert(c->waiting);
+    c->waiting = false;
+    c->listener->waiting--;
+    return listener_admit(c, true);
+}
+
 static void listener_connection_cb(uv_stream_t *server, int status)
 {
     struct tls_listener *l = container_of((uv_tcp_t *)server, struct tls_listener, tcp);
@@ -1394,20 +1539,9 @@ static void listener_connection_cb(uv_stream_t *server, int status)
     int ss_len = (int)sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &ss_len) == 0)
         addr_format((const struct sockaddr *)&ss, c->addr, sizeof(c->addr));
-    if (l->handshaking >= l->handshaking_max) {
-        conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT, "too many handshakes in progress (%u)",
-                   l->handshaking_max);
-        return;
-    }
-    unsigned same_addr = listener_handshaking_from(l, c->addr);
-    if (same_addr >= TLS_HANDSHAKING_PER_ADDR_MAX) {
-        conn_close(c, TS_ERR_TOOBIG, CLOSE_ABORT,
-                   "too many handshakes in progress from this address (%u)", same_addr);
-        return;
-    }
-    c->hs_counted = true;
-    l->handshaking++;
     (void)uv_tcp_nodelay(&c->tcp, 1);
+    if (!listener_admit(c, conn_has_bytes_waiting(c)))
+        return;
     rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
     if (rc != 0)
         conn_close(c, TS_ERR_IO, CLOSE_ABORT, "read failed: %s", uv_strerror(rc));

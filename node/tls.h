@@ -16,9 +16,10 @@
  *    before anything is allocated for it.  At most TLS_FRAMES_PER_WAKEUP_MAX
  *    frames are delivered per loop iteration; the rest wait for the next one.
  *  - Queued outbound bytes are bounded by TLS_SEND_QUEUE_BYTES_MAX.
- *  - Handshakes are bounded in time (handshake_timeout_ms) and, on a
- *    listener, in number (handshaking_max); established links may have an
- *    idle timeout.
+ *  - Handshakes are bounded in time (handshake_timeout_ms; an accepted
+ *    conn must also have sent its ClientHello by hello_timeout_ms) and, on a
+ *    listener, in number (handshaking_max, and TLS_HANDSHAKING_PER_ADDR_MAX
+ *    per address); established links may have an idle timeout.
  *  - Every refusal and failure ends in one on_close call with a TS_ERR_*
  *    code and a sentence for the trace, e.g.
  *    "peer 127.0.0.1:43210: certificate verify failed: certificate revoked".
@@ -66,10 +67,22 @@
  * once after a hub restart, while a flood of stalled clients cannot take
  * every slot for longer than one handshake timeout. */
 #define TLS_HANDSHAKING_MAX_DEFAULT 64u
-/* Concurrent handshakes from one IP address: half the listener's slots, so a
- * flood from one address always leaves the other half to everyone else, while
- * many sites behind one NAT can still reconnect together. */
-#define TLS_HANDSHAKING_PER_ADDR_MAX (TLS_HANDSHAKING_MAX_DEFAULT / 2)
+/* From accept to the peer's whole ClientHello, which a real peer sends with
+ * its connect: 3 s covers a lost first segment and its retransmission (the
+ * initial TCP retransmission timeout is 1 s) on a poor WAN link, and frees a
+ * slot held by a silent client three times sooner than the full handshake
+ * timeout.  0 in tls_conn_opts: only the handshake timeout applies. */
+#define TLS_HELLO_TIMEOUT_MS_DEFAULT 3000u
+/* Concurrent handshakes from one IP address: a handshake takes a few round
+ * trips, so even a dozen sites behind one NAT reconnecting together after a
+ * hub restart get through four at a time within a second, while holding the
+ * listener's slots takes 16 addresses.  A newcomer that has sent its
+ * ClientHello evicts a silent connection (see tls_listen). */
+#define TLS_HANDSHAKING_PER_ADDR_MAX 4u
+/* Silent connections accepted over a cap, waiting for their first bytes: a
+ * real peer speaks within milliseconds, so a flood must open this many
+ * silent connections in that time to push one out. */
+#define TLS_WAITING_MAX 64u
 /* After close is asked, how long the final bytes (alert, close_notify) may
  * take to reach the kernel before the socket is closed regardless. */
 #define TLS_CLOSE_LINGER_MS 2000u
@@ -78,8 +91,10 @@
 
 _Static_assert(TLS_SEND_QUEUE_BYTES_MAX >= 4u * (TS_FRAME_BYTES_MAX + 4u),
                "the send queue must hold several maximal frames");
-_Static_assert(TLS_HANDSHAKING_PER_ADDR_MAX < TLS_HANDSHAKING_MAX_DEFAULT,
-               "one address must not be able to take every handshake slot");
+_Static_assert(TLS_HANDSHAKING_PER_ADDR_MAX * 8 <= TLS_HANDSHAKING_MAX_DEFAULT,
+               "one address must take only a small share of the handshake slots");
+_Static_assert(TLS_HELLO_TIMEOUT_MS_DEFAULT < TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT,
+               "the ClientHello deadline comes before the handshake's");
 _Static_assert(TS_FRAME_BYTES_MAX < UINT32_MAX,
                "a frame length must fit the 4-byte prefix");
 
@@ -164,10 +179,11 @@ struct tls_conn_cbs {
 
 struct tls_conn_opts {
     uint32_t handshake_timeout_ms;  /* from accept or tls_connect to verified; > 0 */
+    uint32_t hello_timeout_ms;      /* accepted conns: from accept to the whole ClientHello; 0 = none */
     uint32_t idle_timeout_ms;       /* once open, without bytes received; 0 = none */
 };
 
-/* TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT and no idle timeout. */
+/* TLS_HANDSHAKE_TIMEOUT_MS_DEFAULT, TLS_HELLO_TIMEOUT_MS_DEFAULT, no idle timeout. */
 void tls_conn_opts_default(struct tls_conn_opts *o);
 
 /*
@@ -236,10 +252,17 @@ bool tls_conn_is_open(const struct tls_conn *c);
  * ephemeral port, see tls_listener_port).  Each accepted conn uses cbs
  * (copied), opts (NULL: defaults) and starts with tls_conn_data() == data.
  * At most handshaking_max conns of this listener handshake at once (0:
- * TLS_HANDSHAKING_MAX_DEFAULT); a connection beyond that is accepted and
- * closed at once (on_close: TS_ERR_TOOBIG, "too many handshakes in
- * progress"), so a flood of stalled clients cannot starve real peers for
- * longer than the handshake timeout.  Returns 0 and *out, or TS_ERR_INVALID
+ * TLS_HANDSHAKING_MAX_DEFAULT), at most TLS_HANDSHAKING_PER_ADDR_MAX from one
+ * IP address.  A connection beyond either cap whose ClientHello is already
+ * waiting when it is accepted takes the slot of the oldest connection of
+ * that scope that has not sent one byte (closed: TS_ERR_TOOBIG, "evicted:
+ * silent since accept ..").  One still silent waits, holding no slot, until
+ * its first bytes (then the same rule applies) or its ClientHello deadline
+ * (opts->hello_timeout_ms); at most TLS_WAITING_MAX wait, the oldest closed
+ * first.  One that spoke and finds nothing to evict is closed at once
+ * (on_close: TS_ERR_TOOBIG, "too many handshakes in progress").  So a flood
+ * of silent clients cannot keep a real peer out, and clients that speak but
+ * stall hold at most a few slots per address for the handshake timeout.  Returns 0 and *out, or TS_ERR_INVALID
  * (bad address) / TS_ERR_IO (e.g. the port is in use) / TS_ERR_NOMEM.
  */
 int tls_listen(struct uv_loop_s *loop, struct tls_ctx *ctx, const char *host, int port,

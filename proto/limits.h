@@ -46,8 +46,10 @@
 #define TS_CHAINS_MAX 4096
 /* One HTTP request to the local API, headers and body together. */
 #define TS_HTTP_REQUEST_BYTES_MAX (256 * 1024)
-/* Concurrent local API connections. */
-#define TS_API_CONNECTIONS_MAX 1024
+/* Concurrent local API connections: each holds a descriptor, and a node
+ * started with the usual soft RLIMIT_NOFILE of 1024 needs the rest for
+ * RocksDB's files and its peer links. */
+#define TS_API_CONNECTIONS_MAX 512
 /* Rows of one import request (POST /v1/import): they become one group
  * commit, so they must fit in one batch per lane.  1000 rows of a few hundred
  * bytes are about 250 KiB of JSON, under the request limit, and amortise a

@@ -38,12 +38,14 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../node/crypto.h"
 #include "../proto/codec.h"
@@ -1127,6 +1129,56 @@ static int load_meta(struct store *s, bool created, bool readonly, struct ts_err
     return rc != 0 ? rc : rc2;
 }
 
+/*
+ * Makes dir (created here when missing) mode 0700 and every file in it mode
+ * 0600: the store holds patient data and nobody but the node's user reads
+ * it.  An existing directory or file with wider modes is tightened rather
+ * than refused, so a store made before this rule (or copied in with cp) is
+ * fixed on its next open; one this user cannot chmod is refused.  Files
+ * RocksDB creates later get the process umask: trialsyncd sets 077.
+ */
+static int dir_secure(const char *dir, struct ts_error *err)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return ts_error_set(err, TS_ERR_IO, "store %s: cannot create it: %s", dir,
+                            strerror(errno));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return ts_error_set(err, TS_ERR_IO, "store %s: %s", dir, strerror(errno));
+    int rc = 0;
+    struct stat st;
+    if (fstat(dfd, &st) != 0) {
+        rc = ts_error_set(err, TS_ERR_IO, "store %s: %s", dir, strerror(errno));
+        goto out_close_dir;
+    }
+    if ((st.st_mode & 077) != 0 && fchmod(dfd, 0700) != 0) {
+        rc = ts_error_set(err, TS_ERR_PERM,
+                          "store %s has mode 0%03o and cannot be made 0700: %s (chmod 700 %s)",
+                          dir, (unsigned)(st.st_mode & 07777), strerror(errno), dir);
+        goto out_close_dir;
+    }
+    DIR *d = fdopendir(dup(dfd));
+    if (d == NULL) {
+        rc = ts_error_set(err, TS_ERR_IO, "store %s: %s", dir, strerror(errno));
+        goto out_close_dir;
+    }
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            (st.st_mode & 077) == 0)
+            continue;
+        if (fchmodat(dfd, de->d_name, 0600, 0) != 0)
+            rc = ts_error_set(err, TS_ERR_PERM,
+                              "store file %s/%s has mode 0%03o and cannot be made 0600: %s",
+                              dir, de->d_name, (unsigned)(st.st_mode & 07777),
+                              strerror(errno));
+    }
+    closedir(d);
+out_close_dir:
+    close(dfd);
+    return rc;
+}
+
 int store_open(const char *dir, struct store **out, struct ts_error *err)
 {
     *out = NULL;
@@ -1135,6 +1187,9 @@ int store_open(const char *dir, struct store **out, struct ts_error *err)
 
     enum dir_kind kind;
     int rc = dir_inspect(dir, &kind, err);
+    if (rc != 0)
+        return rc;
+    rc = dir_secure(dir, err);
     if (rc != 0)
         return rc;
 

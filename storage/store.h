@@ -31,7 +31,10 @@
 
 struct store;
 
-/* Opens (creating when missing) the store in dir. */
+/* Opens (creating when missing) the store in dir.  dir is made mode 0700 and
+ * the files in it 0600 (wider modes are tightened; TS_ERR_PERM when they
+ * cannot be); files created later follow the process umask (077 in
+ * trialsyncd). */
 int store_open(const char *dir, struct store **out, struct ts_error *err);
 void store_close(struct store *s);
 

@@ -378,7 +378,9 @@ case_revoked() {
 
 case_stall() {
     # hold only bounds the tool: the hub must close every silent connection
-    # (its handshake timeout is 10 s) well before it.
+    # (at its ClientHello deadline, 3 s, or sooner when too many wait for a
+    # slot) well before it.  A sustained flood, renewed as the hub closes it,
+    # is tests/fault/test_peer_slots.sh.
     local n=${HOSTILE_STALL_N:-200} hold=60
     mark
     "$EVIL" stall "$WORK/site-101" 127.0.0.1 "$HUB_PEER_PORT" "$n" "$hold" 127.0.0.2 \
@@ -387,23 +389,17 @@ case_stall() {
     wait_until 10 "the stalled connections opened" grep -q "^stall: holding" "$WORK/stall.out"
     ok "$(grep '^stall: holding' "$WORK/stall.out")"
     real_site_ok "during the stall (established link)"
-    # A real site connecting now, while the silent connections hold the hub.
+    # A real site connecting now, after the silent connections came.
     stop_node site101
     start_node site101 "$WORK/site-101"
     local t1=$SECONDS
-    wait_until 5 "site 101 reconnecting while $n silent connections stall the hub" \
-        is_connected 101
-    # The hub had timed out none of the silent connections when site 101 was
-    # seen connected: the reconnect happened during the stall.
-    local timed_out
-    timed_out=$(since_mark | grep -c "connection 127.0.0.2:[0-9]*.*handshake timeout" || true)
-    [ "$timed_out" = 0 ] || fail "the stall was over ($timed_out silent connections timed out) before site 101 was seen reconnected"
-    ok "site 101 reconnected within $((SECONDS - t1 + 1)) s while the silent connections were still open"
+    wait_until 5 "site 101 reconnecting after $n silent connections" is_connected 101
+    ok "site 101 reconnected within $((SECONDS - t1 + 1)) s"
     real_site_ok "during the stall (new link)"
     wait "$STALL_PID" || fail "the hub did not close every stalled connection: $(cat "$WORK/stall.out")"
     STALL_PID=
     ok "$(grep '^stall: [0-9]' "$WORK/stall.out")"
-    assert_trace "stalled connections: traced" "connection 127.0.0.2:" "handshake timeout"
+    assert_trace "stalled connections: traced" "connection 127.0.0.2:" "no ClientHello within"
     kill -0 "${NODE_PIDS[hub]}" || fail "the hub died"
     real_site_ok "after the stall"
 }

@@ -30,6 +30,7 @@ expect_usage "usage: trialsync site add" site add 101 --dir "$WORK/trial"
 expect_usage "--out PATH is required" backup --node "$WORK/x"
 expect_usage "--node NODEDIR is required" get subject 101-0001
 expect_usage "no fields given" put --node "$WORK/x" subject 101-0001
+expect_usage "--fields-file goes with put" get --node "$WORK/x" subject 101-0001 --fields-file -
 expect_usage "unexpected argument 'extra'" get --node "$WORK/x" subject 101-0001 extra
 expect_usage "unknown action 'renue'" crl renue --dir "$WORK/trial"
 
@@ -115,5 +116,50 @@ ok "status --check names the offline site: $(cat "$WORK/check")"
 assert_eq 0 "$(check_rc --offline-max-s 3600)" "an offline site within --offline-max-s is OK"
 expect_usage "is not a number of seconds" status --node "$HUB" --check --offline-max-s soon
 expect_usage "go with --check" status --node "$HUB" --offline-max-s 5
+
+# ---- put --fields-file: values as JSON on standard input or in a file ----------
+printf '{"sex": "F", "brthdtc": "1970-01-02"}' \
+    | "$TRIALSYNC" put --node "$HUB" subject 101-0002 --fields-file - > /dev/null \
+    || fail "put --fields-file -"
+assert_eq "F 1970-01-02" \
+    "$("$TRIALSYNC" get --node "$HUB" subject 101-0002 | jq -r '"\(.fields.sex.value) \(.fields.brthdtc.value)"')" \
+    "put --fields-file - writes the fields read from standard input"
+printf '{"sex": "M"}\n' > "$WORK/fields.json"
+"$TRIALSYNC" put --node "$HUB" subject 101-0003 --fields-file "$WORK/fields.json" brthdtc=1980 \
+    > /dev/null || fail "put --fields-file PATH field=value"
+assert_eq "M 1980" \
+    "$("$TRIALSYNC" get --node "$HUB" subject 101-0003 | jq -r '"\(.fields.sex.value) \(.fields.brthdtc.value)"')" \
+    "put --fields-file PATH adds the file's fields to the arguments'"
+# put_fails STDIN_TEXT EXPECTED: put --fields-file - exits 1 saying EXPECTED.
+put_fails() {
+    local rc=0
+    printf '%s' "$1" | "$TRIALSYNC" put --node "$HUB" subject 101-0004 --fields-file - sex=F \
+        > "$WORK/out" 2> "$WORK/err" || rc=$?
+    assert_eq 1 "$rc" "put --fields-file with '$1' fails"
+    assert_contains "$(cat "$WORK/err")" "$2" "put --fields-file with '$1' says '$2'"
+}
+put_fails '{"brthdtc": 1970}' "field 'brthdtc': the value must be a JSON string"
+put_fails '["sex", "F"]' "must hold one JSON object"
+put_fails '{"sex": "F"' "standard input is not JSON"
+put_fails '{"sex": "M"}' "field 'sex' is given twice"
+"$TRIALSYNC" get --node "$HUB" subject 101-0004 > /dev/null 2>&1 && fail "a refused put wrote 101-0004"
+ok "a refused --fields-file writes nothing"
+# While put waits for its standard input, its arguments hold no value.
+mkfifo "$WORK/fields.fifo"
+"$TRIALSYNC" put --node "$HUB" subject 101-0005 --fields-file - < "$WORK/fields.fifo" \
+    > "$WORK/fifo.out" 2>&1 &
+put_pid=$!
+exec 3> "$WORK/fields.fifo"
+put_started() { tr '\0' ' ' < "/proc/$put_pid/cmdline" | grep -q -- '--fields-file'; }
+wait_until 10 "put running, waiting for its fields" put_started
+cmdline=$(tr '\0' ' ' < "/proc/$put_pid/cmdline")
+assert_contains "$cmdline" "--fields-file -" "put is running, reading its fields"
+case "$cmdline" in *1955-07-30*) fail "the value is in put's arguments: $cmdline" ;; esac
+ok "the value is not in put's arguments ($cmdline)"
+printf '{"brthdtc": "1955-07-30", "sex": "F"}' >&3
+exec 3>&-
+wait "$put_pid" || fail "put reading a pipe: $(cat "$WORK/fifo.out")"
+assert_eq 1955-07-30 "$("$TRIALSYNC" get --node "$HUB" subject 101-0005 | json .fields.brthdtc.value)" \
+    "the value read from the pipe was written"
 
 done_checks

@@ -84,4 +84,33 @@ assert_eq "-----BEGIN PRIVATE KEY-----" "$(head -n 1 "$WORK/plain/ca/ca.key")" \
     "init without --encrypt-ca writes the CA key unencrypted"
 
 stop_node hub
+
+# The config, the CA certificate and the CRL are not secret, but whoever can
+# write them chooses where the node listens and whom it trusts: trialsyncd
+# refuses each when group or others may write it, naming the file and the fix.
+for f in node.conf ca.crt crl.pem; do
+    [ -f "$WORK/trial/hub/$f" ] || fail "the hub has no $f"
+    chmod g+w "$WORK/trial/hub/$f"
+    if timeout 60 "$TRIALSYNCD" --config "$WORK/trial/hub/node.conf" \
+        > "$WORK/mode-$f.out" 2>&1; then
+        fail "trialsyncd started with a group-writable $f"
+    fi
+    assert_contains "$(cat "$WORK/mode-$f.out")" "$WORK/trial/hub/$f has mode 06" \
+        "the refusal names $f and its mode"
+    assert_contains "$(cat "$WORK/mode-$f.out")" \
+        "others could change what this node trusts; it must not be writable by group or others (chmod go-w $WORK/trial/hub/$f)" \
+        "trialsyncd refuses a group-writable $f"
+    chmod go-w "$WORK/trial/hub/$f"
+done
+chmod 755 "$WORK/trial/hub/data"
+start_node hub "$WORK/trial/hub"
+ok "with chmod go-w the hub starts again"
+# Its store: a 0700 directory of 0600 files, the 0755 directory tightened
+# at open and every file the node created since made 0600 (umask 077).
+"$TRIALSYNC" put --node "$WORK/trial/hub" subject 101-0001 site=101 sex=F > /dev/null \
+    || fail "put at the hub"
+assert_eq 700 "$(stat -c %a "$WORK/trial/hub/data")" "the store directory is 0700"
+wide=$(find "$WORK/trial/hub/data" -type f ! -perm 600 -printf '%m %p\n')
+assert_eq "" "$wide" "every store file is 0600"
+stop_node hub
 done_checks

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../../node/crypto.h"
 #include "../../node/merge.h"
@@ -1467,6 +1468,35 @@ static void test_store_open_errors(void)
     store_close(s);
 }
 
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    CU_ASSERT_FATAL(stat(path, &st) == 0);
+    return st.st_mode & 07777;
+}
+
+/* The store's directory ends 0700 and its files 0600, whatever they were:
+ * created fresh, or an existing store opened after its modes were widened. */
+static void test_store_modes_tightened(void)
+{
+    struct ts_error err = {0};
+    struct store *s = NULL;
+    char dir[600], file[700];
+    snprintf(dir, sizeof(dir), "%s/db", unit_tmpdir("modes"));
+    CU_ASSERT_FATAL(store_open(dir, &s, &err) == 0);
+    CU_ASSERT_EQUAL(mode_of(dir), 0700);
+    store_close(s);
+
+    CU_ASSERT_FATAL(chmod(dir, 0755) == 0);
+    snprintf(file, sizeof(file), "%s/IDENTITY", dir);  /* RocksDB keeps it as it is */
+    CU_ASSERT_FATAL(chmod(file, 0644) == 0);
+    CU_ASSERT_EQUAL(mode_of(file), 0644);
+    CU_ASSERT_FATAL(store_open(dir, &s, &err) == 0);
+    CU_ASSERT_EQUAL(mode_of(dir), 0700);
+    CU_ASSERT_EQUAL(mode_of(file), 0600);
+    store_close(s);
+}
+
 static void test_store_meta_roundtrip(void)
 {
     struct store *s = open_store("meta");
@@ -1659,6 +1689,7 @@ int main(void)
         {"test_store_stats_counts", test_store_stats_counts},
         {"test_store_open_errors", test_store_open_errors},
         {"test_store_meta_roundtrip", test_store_meta_roundtrip},
+        {"test_store_modes_tightened", test_store_modes_tightened},
         {"test_store_own_entries_without_verify", test_store_own_entries_without_verify},
         {"test_store_format_migrates_forward", test_store_format_migrates_forward},
         {"test_store_format_newer_refused", test_store_format_newer_refused},

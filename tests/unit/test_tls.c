@@ -850,10 +850,12 @@ static void test_tls_owner_refuses_peer(void)
     world_release();
 }
 
-/* A TCP client that connects and then says nothing. */
+/* A TCP client that connects and then says nothing (or, with speak set,
+ * one byte of a TLS record header and then nothing). */
 struct mute_client {
     uv_tcp_t tcp;
     uv_connect_t req;
+    bool speak;
     int connected;
     int eof;
 };
@@ -879,6 +881,10 @@ static void mute_connect_cb(uv_connect_t *req, int status)
     struct mute_client *m = req->handle->data;
     CU_ASSERT_EQUAL(status, 0);
     m->connected++;
+    if (m->speak) {
+        uv_buf_t b = uv_buf_init("\x16", 1);
+        CU_ASSERT_EQUAL(uv_try_write(req->handle, &b, 1), 1);
+    }
     uv_read_start(req->handle, mute_alloc_cb, mute_read_cb);
 }
 
@@ -891,20 +897,39 @@ static void mute_start(struct mute_client *m)
     CU_ASSERT_EQUAL(uv_tcp_connect(&m->req, &m->tcp, (struct sockaddr *)&sa, mute_connect_cb), 0);
 }
 
+/* Starts a server with those deadlines and a mute client m, and checks the
+ * server closes m with a reason containing why. */
+static void mute_timed_out(struct mute_client *m, uint32_t hello_ms, uint32_t handshake_ms,
+                           const char *why)
+{
+    struct tls_conn_opts opts;
+    tls_conn_opts_default(&opts);
+    opts.hello_timeout_ms = hello_ms;
+    opts.handshake_timeout_ms = handshake_ms;
+    start_server(ctx_for("hub", TRIAL), 0, &opts);
+    mute_start(m);
+    CU_ASSERT(run_until(&m->connected, 1, LOOP_MS));
+    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
+    CU_ASSERT(contains(w.srv.close_text, why));
+    CU_ASSERT(run_until(&m->eof, 1, LOOP_MS));
+}
+
+/* Starts a server with one handshake slot and lets m take it. */
+static void one_slot_held_by(struct mute_client *m)
+{
+    start_server(ctx_for("hub", TRIAL), 1, NULL);
+    mute_start(m);
+    CU_ASSERT(run_until(&m->connected, 1, LOOP_MS));
+    run_for(50);
+    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
+}
+
 static void test_tls_handshake_timeout(void)
 {
     world_init();
-    struct tls_conn_opts opts;
-    tls_conn_opts_default(&opts);
-    opts.handshake_timeout_ms = 200;
-    start_server(ctx_for("hub", TRIAL), 0, &opts);
     struct mute_client m = {0};
-    mute_start(&m);
-    CU_ASSERT(run_until(&m.connected, 1, LOOP_MS));
-    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_IO);
-    CU_ASSERT(contains(w.srv.close_text, "handshake timeout"));
-    CU_ASSERT(run_until(&m.eof, 1, LOOP_MS));
+    mute_timed_out(&m, TLS_HELLO_TIMEOUT_MS_DEFAULT, 200, "handshake timeout");
     CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 0);
     uv_close((uv_handle_t *)&m.tcp, NULL);
     world_release();
@@ -913,26 +938,81 @@ static void test_tls_handshake_timeout(void)
 static void test_tls_handshake_cap(void)
 {
     world_init();
-    start_server(ctx_for("hub", TRIAL), 1, NULL);
-    struct mute_client m1 = {0};
+    /* The only slot goes to a client that spoke (one byte), then stalls. */
+    struct mute_client m1 = {.speak = true};
+    one_slot_held_by(&m1);
+    /* A real client finds no silent connection to evict: refused, and the
+     * first keeps its slot. */
+    start_client(ctx_for("site", TRIAL));
+    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_TOOBIG);
+    CU_ASSERT(contains(w.srv.close_text, "too many handshakes in progress"));
+    CU_ASSERT(run_until(&w.cli.closes, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.cli.handshakes, 0);
+    CU_ASSERT_EQUAL(m1.eof, 0);
+    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
+    /* The slot frees up when the stalled client leaves. */
+    uv_close((uv_handle_t *)&m1.tcp, NULL);
+    CU_ASSERT(run_until(&w.srv.closes, 2, LOOP_MS));
+    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 0);
+    world_release();
+}
+
+/* A silent client over a full cap holds no slot: it waits for its first
+ * bytes and is closed at the ClientHello deadline. */
+static void test_tls_handshake_cap_silent_waits(void)
+{
+    world_init();
+    struct tls_conn_opts opts;
+    tls_conn_opts_default(&opts);
+    opts.hello_timeout_ms = 300;
+    start_server(ctx_for("hub", TRIAL), 1, &opts);
+    struct mute_client m1 = {.speak = true};
     struct mute_client m2 = {0};
     mute_start(&m1);
     CU_ASSERT(run_until(&m1.connected, 1, LOOP_MS));
     run_for(50);
-    CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
     mute_start(&m2);
-    /* The second is accepted and closed at once; the first keeps its slot. */
-    CU_ASSERT(run_until(&w.srv.closes, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_TOOBIG);
-    CU_ASSERT(contains(w.srv.close_text, "too many handshakes in progress"));
-    CU_ASSERT(run_until(&m2.eof, 1, LOOP_MS));
-    CU_ASSERT_EQUAL(m1.eof, 0);
+    CU_ASSERT(run_until(&m2.connected, 1, LOOP_MS));
+    run_for(50);
     CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 1);
-    /* The slot frees up when the mute client leaves. */
-    uv_close((uv_handle_t *)&m1.tcp, NULL);
-    CU_ASSERT(run_until(&w.srv.closes, 2, LOOP_MS));
+    CU_ASSERT(run_until(&m2.eof, 1, LOOP_MS));
+    CU_ASSERT(run_until(&m1.eof, 1, LOOP_MS));
+    CU_ASSERT(contains(w.srv.close_text, "no ClientHello within 300 ms"));
     CU_ASSERT_EQUAL(tls_listener_handshaking(w.listener), 0);
+    uv_close((uv_handle_t *)&m1.tcp, NULL);
     uv_close((uv_handle_t *)&m2.tcp, NULL);
+    world_release();
+}
+
+static void test_tls_hello_timeout(void)
+{
+    world_init();
+    struct mute_client m = {0};
+    /* Closed at the ClientHello deadline, long before the handshake's. */
+    mute_timed_out(&m, 200, 20000, "handshake timeout: no ClientHello within 200 ms");
+    /* A real client, whose ClientHello comes at once, is not cut off by it. */
+    start_client(ctx_for("site", TRIAL));
+    CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
+    run_for(400);
+    CU_ASSERT_EQUAL(w.srv.closes, 1);
+    uv_close((uv_handle_t *)&m.tcp, NULL);
+    world_release();
+}
+
+static void test_tls_silent_evicted_for_a_peer(void)
+{
+    world_init();
+    struct mute_client m1 = {0};
+    one_slot_held_by(&m1);
+    /* The only slot is held by a silent client; a real peer takes it. */
+    start_client(ctx_for("site", TRIAL));
+    CU_ASSERT(run_until(&w.srv.handshakes, 1, LOOP_MS));
+    CU_ASSERT(run_until(&w.cli.handshakes, 1, LOOP_MS));
+    CU_ASSERT(run_until(&m1.eof, 1, LOOP_MS));
+    CU_ASSERT_EQUAL(w.srv.close_code, TS_ERR_TOOBIG);
+    CU_ASSERT(contains(w.srv.close_text, "evicted: silent since accept"));
+    uv_close((uv_handle_t *)&m1.tcp, NULL);
     world_release();
 }
 
@@ -1126,6 +1206,9 @@ int main(void)
         {"test_tls_owner_refuses_peer", test_tls_owner_refuses_peer},
         {"test_tls_handshake_timeout", test_tls_handshake_timeout},
         {"test_tls_handshake_cap", test_tls_handshake_cap},
+        {"test_tls_handshake_cap_silent_waits", test_tls_handshake_cap_silent_waits},
+        {"test_tls_hello_timeout", test_tls_hello_timeout},
+        {"test_tls_silent_evicted_for_a_peer", test_tls_silent_evicted_for_a_peer},
         {"test_tls_idle_timeout", test_tls_idle_timeout},
         {"test_tls_connect_by_name", test_tls_connect_by_name},
         {"test_tls_connect_and_listen_errors", test_tls_connect_and_listen_errors},
