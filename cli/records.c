@@ -91,7 +91,9 @@ static int print_api_error(const struct client_response *res)
 
 static void print_status_table(json_t *s)
 {
-    printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s\n",
+    json_t *storage = json_object_get(s, "storage");
+    const char *state = json_string_value(json_object_get(storage, "state"));
+    printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s%s\n",
            json_string_value(json_object_get(s, "node")),
            json_string_value(json_object_get(s, "role")),
            json_string_value(json_object_get(s, "trial")),
@@ -99,7 +101,12 @@ static void print_status_table(json_t *s)
            (long long)json_integer_value(json_object_get(s, "records")),
            (long long)json_integer_value(json_object_get(s, "conflicts")),
            json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
-                                                                 : "REFUSING WRITES (disk low)");
+                                                                 : "REFUSING WRITES: ",
+           json_is_true(json_object_get(s, "accepting_writes")) ? ""
+                                                                 : (state != NULL ? state : "disk low"));
+    const char *why = json_string_value(json_object_get(storage, "why"));
+    if (why != NULL && why[0] != '\0')
+        printf("storage %s: %s\n", state != NULL ? state : "?", why);
     json_t *sae = json_object_get(s, "sae");
     const char *role = json_string_value(json_object_get(s, "role"));
     if (json_is_object(sae) && role != NULL && strcmp(role, "hub") == 0)

@@ -562,7 +562,8 @@ static json_t *status_json(struct api *a)
     memset(&st, 0, sizeof(st));
     store_stats(n->store, &st);
     store_vv(n->store, &vv, &vv_count);
-    bool low = node_disk_low(n, &free_bytes);
+    node_disk_low(n, &free_bytes);
+    bool low = node_health_check(n) != NODE_HEALTH_OK;
     json_t *vector = json_array();
     for (size_t i = 0; i < vv_count; i++)
         json_array_append_new(vector, json_pack("{s:s,s:s,s:I}", "origin", vv[i].origin, "lane",
@@ -578,6 +579,9 @@ static json_t *status_json(struct api *a)
         (json_int_t)((node_now_ms() - n->started_ms) / 1000), "version_vector", vector,
         "peers");
     json_object_set_new(s, "writes_refused_disk", json_integer((json_int_t)n->writes_refused_disk));
+    json_object_set_new(s, "storage", json_pack("{s:s,s:s,s:I}", "state", node_health_name(n->health),
+                                                "why", n->health_why, "disk_guard_bytes",
+                                                (json_int_t)node_disk_guard_bytes(n)));
     json_t *bounds = json_array(), *counts = json_array();
     uint64_t total = 0;
     for (size_t b = 0; b < NODE_COMMIT_BUCKETS; b++)
@@ -1060,9 +1064,14 @@ static void dispatch(struct api_conn *c)
     }
 
     if (strcmp(path, "/healthz") == 0 && method == HTTP_GET) {
-        bool low = node_disk_low(c->api->node, NULL);
-        conn_send_json(c, 200, json_pack("{s:s,s:s,s:b}", "status", "ok", "node",
-                                         c->api->node->cfg.id, "accepting_writes", !low));
+        /* Not 200 while the node cannot take writes (node.h's states). */
+        struct node *n = c->api->node;
+        enum node_health h = node_health_check(n);
+        json_t *body = json_pack("{s:s,s:s,s:b}", "status", node_health_name(h), "node",
+                                 n->cfg.id, "accepting_writes", h == NODE_HEALTH_OK);
+        if (h != NODE_HEALTH_OK)
+            json_object_set_new(body, "why", json_string(n->health_why));
+        conn_send_json(c, h == NODE_HEALTH_OK ? 200 : 503, body);
         conn_request_done(c);
         return;
     }
