@@ -31,6 +31,10 @@
 #include "trace.h"
 #include "util.h"
 
+/* Free space above the disk guard at which a disk_low node takes writes
+ * again: a flush frees about a memtable's log (4 MiB), so 8 MiB is more than
+ * one flush's swing. */
+#define NODE_DISK_RESUME_BYTES (8ULL << 20)
 /* Writers waiting on one group: every entry of both lanes. */
 #define NODE_WAITERS_MAX (LANE_COUNT * TS_BATCH_ENTRIES_MAX)
 /* Fields whose state one write looks at: its own plus those rules consult. */
@@ -180,15 +184,24 @@ enum node_health node_health_check(struct node *n)
         node_health_set(n, NODE_HEALTH_STORAGE_FAILED, err.msg);
         return n->health;
     }
-    if (node_disk_low(n, &free_bytes)) {
+    bool low = node_disk_low(n, &free_bytes);
+    /* Leaving disk_low takes NODE_DISK_RESUME_BYTES more than entering it,
+     * so a node at the threshold does not flap with each flush that frees a
+     * log file. */
+    if (!low && n->health == NODE_HEALTH_DISK_LOW &&
+        free_bytes < node_disk_guard_bytes(n) + NODE_DISK_RESUME_BYTES)
+        low = true;
+    if (low) {
         snprintf(why, sizeof(why),
                  "%llu MiB free on %s, below the threshold of %llu MiB ([storage] "
                  "disk_free_min_mb = %llu, plus %llu MiB the store needs to flush and compact "
-                 "what it took); writes refused and peers' batches held, reads still work",
+                 "what it took); writes refused and peers' batches held until %llu MiB are "
+                 "free, reads still work",
                  (unsigned long long)(free_bytes >> 20), n->cfg.data_dir,
                  (unsigned long long)(node_disk_guard_bytes(n) >> 20),
                  (unsigned long long)(n->cfg.disk_free_min_bytes >> 20),
-                 (unsigned long long)(STORE_WRITE_HEADROOM_BYTES >> 20));
+                 (unsigned long long)(STORE_WRITE_HEADROOM_BYTES >> 20),
+                 (unsigned long long)((node_disk_guard_bytes(n) + NODE_DISK_RESUME_BYTES) >> 20));
         node_health_set(n, NODE_HEALTH_DISK_LOW, why);
     } else {
         node_health_set(n, NODE_HEALTH_OK, "");
