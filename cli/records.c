@@ -102,16 +102,23 @@ static void print_status_table(json_t *s)
     if (revoked != NULL)
         printf("REVOKED: %s; this node accepts no writes and no longer connects to its hubs\n",
                revoked);
-    printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s\n",
+    json_t *storage = json_object_get(s, "storage");
+    const char *state = json_string_value(json_object_get(storage, "state"));
+    printf("node %s (%s) of trial %s: %lld entries, %lld records, %lld conflicts, %s%s\n",
            json_string_value(json_object_get(s, "node")),
            json_string_value(json_object_get(s, "role")),
            json_string_value(json_object_get(s, "trial")),
            (long long)json_integer_value(json_object_get(s, "entries")),
            (long long)json_integer_value(json_object_get(s, "records")),
            (long long)json_integer_value(json_object_get(s, "conflicts")),
+           json_is_true(json_object_get(s, "accepting_writes")) ? "accepting writes"
+                                                                 : "REFUSING WRITES: ",
            json_is_true(json_object_get(s, "accepting_writes"))
-               ? "accepting writes"
-               : (revoked != NULL ? "REFUSING WRITES (revoked)" : "REFUSING WRITES (disk low)"));
+               ? ""
+               : (revoked != NULL ? "revoked" : (state != NULL ? state : "disk low")));
+    const char *why = json_string_value(json_object_get(storage, "why"));
+    if (why != NULL && why[0] != '\0')
+        printf("storage %s: %s\n", state != NULL ? state : "?", why);
     json_t *dups = json_object_get(s, "duplicate_identity");
     size_t di;
     json_t *d;

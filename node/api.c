@@ -803,7 +803,8 @@ static json_t *status_json(struct api *a)
     memset(&st, 0, sizeof(st));
     store_stats(n->store, &st);
     store_vv(n->store, &vv, &vv_count);
-    bool low = node_disk_low(n, &free_bytes);
+    node_disk_low(n, &free_bytes);
+    bool low = node_health_check(n) != NODE_HEALTH_OK;
     json_t *vector = json_array();
     for (size_t i = 0; i < vv_count; i++)
         json_array_append_new(vector, json_pack("{s:s,s:s,s:I}", "origin", vv[i].origin, "lane",
@@ -821,6 +822,9 @@ static json_t *status_json(struct api *a)
     json_object_set_new(s, "revoked",
                         n->revoked[0] != '\0' ? json_string(n->revoked) : json_null());
     json_object_set_new(s, "writes_refused_disk", json_integer((json_int_t)n->writes_refused_disk));
+    json_object_set_new(s, "storage", json_pack("{s:s,s:s,s:I}", "state", node_health_name(n->health),
+                                                "why", n->health_why, "disk_guard_bytes",
+                                                (json_int_t)node_disk_guard_bytes(n)));
     json_t *bounds = json_array(), *counts = json_array();
     uint64_t total = 0;
     for (size_t b = 0; b < NODE_COMMIT_BUCKETS; b++)
@@ -1597,15 +1601,20 @@ static void dispatch(struct api_conn *c)
     }
 
     if (strcmp(path, "/healthz") == 0 && method == HTTP_GET) {
-        /* Alive either way (200); a revoked site says so and why. */
-        struct node *hn = c->api->node;
-        bool low = node_disk_low(hn, NULL);
-        bool revoked = hn->revoked[0] != '\0';
-        json_t *h = json_pack("{s:s,s:s,s:b}", "status", revoked ? "revoked" : "ok", "node",
-                              hn->cfg.id, "accepting_writes", !low && !revoked);
+        /* Not 200 while the node cannot take writes (node.h's states), nor
+         * once a site knows it was revoked (it says so and why). */
+        struct node *n = c->api->node;
+        enum node_health h = node_health_check(n);
+        bool revoked = n->revoked[0] != '\0';
+        bool ok = h == NODE_HEALTH_OK && !revoked;
+        json_t *body = json_pack("{s:s,s:s,s:b}", "status",
+                                 revoked ? "revoked" : node_health_name(h), "node", n->cfg.id,
+                                 "accepting_writes", ok);
         if (revoked)
-            json_object_set_new(h, "revoked", json_string(hn->revoked));
-        conn_send_json(c, 200, h);
+            json_object_set_new(body, "revoked", json_string(n->revoked));
+        if (h != NODE_HEALTH_OK || revoked)
+            json_object_set_new(body, "why", json_string(revoked ? n->revoked : n->health_why));
+        conn_send_json(c, ok ? 200 : 503, body);
         conn_request_done(c);
         return;
     }

@@ -17,9 +17,10 @@
  *   GET  /v1/digest                   state digest
  *   GET  /v1/saes                     serious adverse events and their 24-hour clock
  *   POST /v1/backup                   {"path": "/new/dir"}: a checkpoint of the store there
- *   GET  /healthz                     liveness for load balancers and systemd;
- *                                     "status":"revoked" (still 200) once a site
- *                                     knows it was revoked
+ *   GET  /healthz                     liveness for load balancers and systemd: 200
+ *                                     when the storage state is ok, else 503 (node.h);
+ *                                     "status":"revoked" (503) once a site knows it
+ *                                     was revoked
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
  * (TS_API_CONNECTIONS_MAX in all, API_CONNECTIONS_PER_ADDR_MAX from one
  * address).  A write is answered only after its group commit.

@@ -167,8 +167,13 @@ static int on_value(void *user, const char *section, const char *key, const char
             if (!parse_u64(value, 1024 * 1024, &n))
                 return fail(p, line, section, key, "must be a whole number of MiB (0 to 1048576)");
             c->disk_free_min_bytes = n * 1024 * 1024;
+        } else if (strcmp(key, "failed_exit_s") == 0) {
+            if (!parse_u64(value, 3600, &n))
+                return fail(p, line, section, key, "must be a whole number of seconds (0 to 3600)");
+            c->failed_exit_s = (uint32_t)n;
         } else {
-            return fail(p, line, section, key, "unknown key (allowed: disk_free_min_mb)");
+            return fail(p, line, section, key,
+                        "unknown key (allowed: disk_free_min_mb, failed_exit_s)");
         }
     } else if (strcmp(section, "safety") == 0) {
         if (strcmp(key, "sae_alarm_first_s") == 0 || strcmp(key, "sae_alarm_second_s") == 0) {
@@ -200,6 +205,7 @@ static void set_defaults(struct config *c)
     resolve_path(c, "node.key", c->key, sizeof(c->key));
     resolve_path(c, "ca.crt", c->ca, sizeof(c->ca));
     c->disk_free_min_bytes = 64ULL * 1024 * 1024;
+    c->failed_exit_s = CONFIG_FAILED_EXIT_S_DEFAULT;
     c->clock_skew_max_ms = CONFIG_CLOCK_SKEW_MAX_MS_DEFAULT;
     c->sae_alarm_first_s = 3600;
     c->sae_alarm_second_s = 12 * 3600;

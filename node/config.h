@@ -20,6 +20,10 @@
 /* Hubs a site lists to fail over between. */
 #define CONFIG_HUBS_MAX 8
 /* Five minutes: NTP-synced hospital clocks are within seconds of each other. */
+/* Long enough for in-flight answers to reach their clients and for a
+ * monitor to scrape the state; short, so the supervisor restarts the node
+ * (and recovery replays its log) within seconds. */
+#define CONFIG_FAILED_EXIT_S_DEFAULT 5
 #define CONFIG_CLOCK_SKEW_MAX_MS_DEFAULT (300ULL * 1000)
 
 struct config_addr {
@@ -53,6 +57,9 @@ struct config {
     uint64_t clock_skew_max_ms;
     /* [storage] */
     uint64_t disk_free_min_bytes;
+    /* Seconds a node whose storage failed stays up (answering writers with
+     * the error, showing storage_failed) before it exits non-zero. */
+    uint32_t failed_exit_s;
     /* [safety] */
     uint32_t sae_alarm_first_s;   /* unacknowledged SAE alarm, first */
     uint32_t sae_alarm_second_s;  /* and second */

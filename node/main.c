@@ -6,7 +6,9 @@
  * Traces to stderr.  Exits non-zero with a message on a bad config, an unsafe
  * key or token file, a certificate that does not match the config, a store
  * that cannot be opened, or a port in use.  SIGINT and SIGTERM commit what is
- * pending and stop cleanly (exit 0).  SIGHUP reloads (reload_cb): the
+ * pending and stop cleanly (exit 0).  After a storage failure (node.h) it
+ * exits 75 within [storage] failed_exit_s, or at a signal, so systemd
+ * restarts it and recovery replays the log.  SIGHUP reloads (reload_cb): the
  * revocation list, and the settings that can change live.
  *
  * Under systemd (Type=notify) it sends READY=1 once the API and the peer
@@ -28,11 +30,19 @@
 #include "node.h"
 #include "peer.h"
 #include "trace.h"
+#include "util.h"
 #include "version.h"
+
+/* Exit status after the storage failed (sysexits' EX_TEMPFAIL): non-zero, so
+ * systemd's Restart=on-failure starts the node again and recovery replays
+ * its log. */
+#define DAEMON_EXIT_STORAGE_FAILED 75
 
 struct daemon {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t failed_exit;       /* storage_failed: the exit, failed_exit_s later */
+    bool storage_failed;
     const char *config_path;
     struct node *node;
     struct api *api;
@@ -53,20 +63,52 @@ static void usage(FILE *out)
             "      --version       print the version\n");
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* Stops everything; uv_run returns once the handles are closed. */
+static void daemon_stop(struct daemon *d)
 {
-    struct daemon *d = h->data;
     if (d->stopping)
         return;
     d->stopping = true;
     sd_notify(0, "STOPPING=1");
-    trace(TRACE_INFO, "signal %d: stopping", signum);
     peer_mgr_stop(d->peers);
     api_stop(d->api);
     node_close(d->node);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
+    uv_close((uv_handle_t *)&d->failed_exit, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (d->stopping)
+        return;
+    trace(TRACE_INFO, "signal %d: stopping", signum);
+    daemon_stop(d);
+}
+
+static void failed_exit_cb(uv_timer_t *t)
+{
+    struct daemon *d = container_of(t, struct daemon, failed_exit);
+    trace(TRACE_ERROR, "storage_failed: exiting %d so the node restarts and recovers its log",
+          DAEMON_EXIT_STORAGE_FAILED);
+    daemon_stop(d);
+}
+
+/*
+ * The node's storage failed (node.h: no write is trusted again).  The node
+ * stays up failed_exit_s, answering writers with the error and showing
+ * storage_failed, then exits non-zero; a stop meanwhile exits non-zero too.
+ */
+static void storage_failed_cb(void *ctx)
+{
+    struct daemon *d = ctx;
+    d->storage_failed = true;
+    sd_notifyf(0, "STATUS=storage_failed: %s", d->node->health_why);
+    if (!d->stopping)
+        uv_timer_start(&d->failed_exit, failed_exit_cb, (uint64_t)d->node->cfg.failed_exit_s * 1000,
+                       0);
 }
 
 /*
@@ -160,6 +202,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "trialsyncd: %s\n", err.msg);
         return 1;
     }
+    uv_timer_init(&d.loop, &d.failed_exit);
+    d.node->on_storage_failed = storage_failed_cb;
+    d.node->on_storage_failed_ctx = &d;
     if (peer_mgr_start(&d.peers, d.node, &err) != 0) {
         fprintf(stderr, "trialsyncd: %s\n", err.msg);
         node_close(d.node);
@@ -196,6 +241,10 @@ int main(int argc, char **argv)
     peer_mgr_free(d.peers);
     uv_loop_close(&d.loop);
     trace_flush();
+    if (d.storage_failed) {
+        trace(TRACE_ERROR, "stopped after a storage failure: exit %d", DAEMON_EXIT_STORAGE_FAILED);
+        return DAEMON_EXIT_STORAGE_FAILED;
+    }
     trace(TRACE_INFO, "stopped");
     return 0;
 }

@@ -563,6 +563,35 @@ static void render_sae_deadlines(struct mbuf *b, const json_t *saes)
     }
 }
 
+/*
+ * The storage state (node.h): one sample per state, 1 for the node's, so an
+ * alert reads trialsync_storage_state{state!="ok"} == 1.  The state names
+ * are the status's; one the list does not know is still shown.
+ */
+static void render_storage_state(struct mbuf *b, const json_t *storage)
+{
+    static const char *const states[] = {"ok", "disk_low", "storage_failed"};
+    struct family f = {"trialsync_storage_state", "gauge",
+                       "1 for the node's storage state (ok, disk_low, storage_failed), 0 for "
+                       "the others.", false};
+    const char *state = json_string_value(json_object_get(storage, "state"));
+    if (state == NULL)
+        return;
+    bool known = false;
+    for (size_t i = 0; i < ARRAY_LEN(states); i++) {
+        struct label l[] = {{"state", states[i]}};
+        bool is = strcmp(state, states[i]) == 0;
+        known = known || is;
+        sample_text(b, &f, "", l, ARRAY_LEN(l), is ? "1" : "0");
+    }
+    if (!known) {
+        struct label l[] = {{"state", state}};
+        sample_text(b, &f, "", l, ARRAY_LEN(l), "1");
+    }
+    sample_field(b, storage, "disk_guard_bytes", "trialsync_disk_guard_bytes", "gauge",
+                 "Free bytes below which writes are refused and peers' batches held.");
+}
+
 static void render_node_totals(struct mbuf *b, const json_t *status)
 {
     sample_field(b, status, "conflicts", "trialsync_conflicts_open", "gauge",
@@ -576,9 +605,10 @@ static void render_node_totals(struct mbuf *b, const json_t *status)
     sample_field(b, status, "records", "trialsync_records", "gauge",
                  "Records the node holds.");
     sample_field(b, status, "accepting_writes", "trialsync_accepting_writes", "gauge",
-                 "1 while the node accepts writes, 0 while disk is low.");
+                 "1 while the node accepts writes, 0 while its storage state is not ok.");
     sample_field(b, status, "writes_refused_disk", "trialsync_writes_refused_disk_total",
                  "counter", "Writes refused because free disk was below the threshold.");
+    render_storage_state(b, json_object_get(status, "storage"));
     sample_field(b, status, "uptime_s", "trialsync_uptime_seconds", "gauge",
                  "Seconds since the node started.");
     const json_t *started_ms = json_object_get(status, "started_at_ms");

@@ -34,6 +34,8 @@
  *   trialsync_disk_free_bytes, trialsync_entries, trialsync_records,
  *   trialsync_accepting_writes (0/1), trialsync_uptime_seconds,
  *   trialsync_start_time_seconds (Unix time)                          [gauges]
+ *   trialsync_storage_state{state} 1 for the node's state, 0 for the
+ *       others (ok, disk_low, storage_failed), trialsync_disk_guard_bytes [gauges]
  *   trialsync_writes_refused_disk_total                               [counter]
  *   trialsync_commit_duration_seconds                                 [histogram]
  *       _bucket{le} cumulative, le="+Inf" last, then _sum and _count; the

@@ -28,8 +28,13 @@
 #include "merge.h"
 #include "pki.h"
 #include "schema.h"
+#include "trace.h"
 #include "util.h"
 
+/* Free space above the disk guard at which a disk_low node takes writes
+ * again: a flush frees about a memtable's log (4 MiB), so 8 MiB is more than
+ * one flush's swing. */
+#define NODE_DISK_RESUME_BYTES (8ULL << 20)
 /* Writers waiting on one group: every entry of both lanes. */
 #define NODE_WAITERS_MAX (LANE_COUNT * TS_BATCH_ENTRIES_MAX)
 /* Fields whose state one write looks at: its own plus those rules consult. */
@@ -129,6 +134,102 @@ static void flush_check_cb(uv_check_t *h)
     node_flush(n);
 }
 
+const char *node_health_name(enum node_health h)
+{
+    switch (h) {
+    case NODE_HEALTH_OK: return "ok";
+    case NODE_HEALTH_DISK_LOW: return "disk_low";
+    case NODE_HEALTH_STORAGE_FAILED: return "storage_failed";
+    }
+    return "unknown";
+}
+
+/* The one place the health state changes: traces each transition. */
+static void node_health_set(struct node *n, enum node_health h, const char *why)
+{
+    /* storage_failed is final (node.h). */
+    assert(n->health != NODE_HEALTH_STORAGE_FAILED || h == NODE_HEALTH_STORAGE_FAILED);
+    enum node_health was = n->health;
+    snprintf(n->health_why, sizeof(n->health_why), "%s", h == NODE_HEALTH_OK ? "" : why);
+    if (was == h)
+        return;
+    n->health = h;
+    if (h == NODE_HEALTH_OK)
+        trace(TRACE_INFO, "storage: %s -> ok: writes and batches accepted again",
+              node_health_name(was));
+    else if (h == NODE_HEALTH_DISK_LOW)
+        trace(TRACE_ERROR, "storage: %s -> disk_low: %s", node_health_name(was), why);
+    else
+        trace(TRACE_ERROR, "storage: %s -> storage_failed: %s; no write is tried again, "
+              "writers get an error, and the node exits non-zero so it restarts and "
+              "recovers its log", node_health_name(was), why);
+    if (h == NODE_HEALTH_STORAGE_FAILED && n->on_storage_failed != NULL)
+        n->on_storage_failed(n->on_storage_failed_ctx);
+}
+
+uint64_t node_disk_guard_bytes(const struct node *n)
+{
+    return n->cfg.disk_free_min_bytes + STORE_WRITE_HEADROOM_BYTES;
+}
+
+enum node_health node_health_check(struct node *n)
+{
+    struct ts_error err = {0};
+    uint64_t free_bytes = 0;
+    char why[sizeof(n->health_why)];
+
+    if (n->health == NODE_HEALTH_STORAGE_FAILED || n->store == NULL)
+        return n->health;
+    if (store_health(n->store, &err) != 0) {
+        node_health_set(n, NODE_HEALTH_STORAGE_FAILED, err.msg);
+        return n->health;
+    }
+    bool low = node_disk_low(n, &free_bytes);
+    /* Leaving disk_low takes NODE_DISK_RESUME_BYTES more than entering it,
+     * so a node at the threshold does not flap with each flush that frees a
+     * log file. */
+    if (!low && n->health == NODE_HEALTH_DISK_LOW &&
+        free_bytes < node_disk_guard_bytes(n) + NODE_DISK_RESUME_BYTES)
+        low = true;
+    if (low) {
+        snprintf(why, sizeof(why),
+                 "%llu MiB free on %s, below the threshold of %llu MiB ([storage] "
+                 "disk_free_min_mb = %llu, plus %llu MiB the store needs to flush and compact "
+                 "what it took); writes refused and peers' batches held until %llu MiB are "
+                 "free, reads still work",
+                 (unsigned long long)(free_bytes >> 20), n->cfg.data_dir,
+                 (unsigned long long)(node_disk_guard_bytes(n) >> 20),
+                 (unsigned long long)(n->cfg.disk_free_min_bytes >> 20),
+                 (unsigned long long)(STORE_WRITE_HEADROOM_BYTES >> 20),
+                 (unsigned long long)((node_disk_guard_bytes(n) + NODE_DISK_RESUME_BYTES) >> 20));
+        node_health_set(n, NODE_HEALTH_DISK_LOW, why);
+    } else {
+        node_health_set(n, NODE_HEALTH_OK, "");
+    }
+    return n->health;
+}
+
+int node_admit(struct node *n, struct ts_error *err)
+{
+    switch (node_health_check(n)) {
+    case NODE_HEALTH_OK:
+        return 0;
+    case NODE_HEALTH_DISK_LOW:
+        n->writes_refused_disk++;
+        return ts_error_set(err, TS_ERR_DISKFULL, "refusing writes: %s", n->health_why);
+    case NODE_HEALTH_STORAGE_FAILED:
+        break;
+    }
+    return ts_error_set(err, TS_ERR_AGAIN,
+                        "refusing writes: storage_failed: %s; the node restarts and recovers "
+                        "its log: retry then", n->health_why);
+}
+
+bool node_admit_failure(struct node *n)
+{
+    return node_health_check(n) == NODE_HEALTH_STORAGE_FAILED;
+}
+
 bool node_disk_low(struct node *n, uint64_t *free_bytes)
 {
     struct statvfs sv;
@@ -140,7 +241,7 @@ bool node_disk_low(struct node *n, uint64_t *free_bytes)
     uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
     if (free_bytes != NULL)
         *free_bytes = avail;
-    return avail < n->cfg.disk_free_min_bytes;
+    return avail < node_disk_guard_bytes(n);
 }
 
 int node_open(struct node **out, uv_loop_t *loop, const struct config *cfg,
@@ -203,6 +304,8 @@ int node_open(struct node **out, uv_loop_t *loop, const struct config *cfg,
     reload_heads(n);
     uv_check_init(loop, &n->flush_check);
     n->started_ms = node_now_ms();
+    n->health = NODE_HEALTH_OK;
+    node_health_check(n);  /* a disk already low is traced at start */
     *out = n;
     return 0;
 
@@ -428,24 +531,14 @@ struct chain_heads {
  */
 static int node_accepting(struct node *n, struct node_write_result *now)
 {
-    uint64_t free_bytes = 0;
     if (n->closing)
         return result_error(now, TS_ERR_IO, "node is %s", "stopping");
     if (n->revoked[0] != '\0')
         return result_error(now, TS_ERR_AUTH,
                             "%s; this node accepts no writes (reads still work)", n->revoked);
-    if (node_disk_low(n, &free_bytes)) {
-        n->writes_refused_disk++;
-        memset(now, 0, sizeof(*now));
-        now->code = TS_ERR_DISKFULL;
-        ts_error_set(&now->err, TS_ERR_DISKFULL,
-                     "refusing writes: %llu MiB free on %s, below the threshold of %llu MiB "
-                     "([storage] disk_free_min_mb); reads still work",
-                     (unsigned long long)(free_bytes >> 20), n->cfg.data_dir,
-                     (unsigned long long)(n->cfg.disk_free_min_bytes >> 20));
-        return TS_ERR_DISKFULL;
-    }
-    return 0;
+    memset(now, 0, sizeof(*now));
+    now->code = node_admit(n, &now->err);
+    return now->code;
 }
 
 /*
@@ -817,6 +910,12 @@ int node_flush(struct node *n)
         uv_check_stop(&n->flush_check);
 
     memset(batches, 0, sizeof(batches));
+    /* After a failed sync nothing is written again (node.h): the group's
+     * writers are answered with the error. */
+    if (n->health == NODE_HEALTH_STORAGE_FAILED)
+        rc = ts_error_set(&err, TS_ERR_AGAIN,
+                          "storage_failed: %s; nothing written; the node restarts and recovers "
+                          "its log: retry then", n->health_why);
     for (uint8_t lane = 0; lane < LANE_COUNT && rc == 0; lane++) {
         struct pending_lane *pl = &p->lanes[lane];
         if (pl->count == 0)
@@ -844,6 +943,13 @@ int node_flush(struct node *n)
         rc = store_apply(n->store, n->cfg.trial, batches, nb, NULL, NULL, true, n->wall_ms(),
                          NULL, &err);
         commit_observe(n, monotonic_s() - t0);
+        if (rc != 0 && node_admit_failure(n)) {
+            /* The sync's outcome is unknown: the entries may or may not be
+             * in the log recovery replays (docs/operations.md). */
+            struct ts_error cause = err;
+            ts_error_set(&err, rc, "storage_failed: %s; this write may or may not be present "
+                         "after the node restarts", cause.msg);
+        }
     }
     n->commits++;
     /* The safety lane's entries are few (SAEs, membership): decode them for

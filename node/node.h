@@ -67,6 +67,31 @@ extern const double node_commit_bounds_s[NODE_COMMIT_BUCKETS];
 /* Called for each safety-lane entry of this node's own chain once committed. */
 typedef void (*node_entry_cb)(void *ctx, const struct entry *e);
 
+/*
+ * What the node can do with its store.  node_health_set() traces every change
+ * (at error priority away from ok); /healthz, /metrics and status show it.
+ *
+ *   ok ──free space below the guard (node_admit, node_health_check)──> disk_low
+ *   disk_low ──space returns (node_admit, node_health_check)──> ok
+ *   ok, disk_low ──a store write or sync fails, a RocksDB background error
+ *                  (node_flush, node_admit_failure, node_health_check)──> storage_failed
+ *
+ * storage_failed is final: after a failed fsync the kernel may have dropped
+ * the dirty pages it could not write (PostgreSQL's "fsyncgate"), so a later
+ * sync that succeeds proves nothing; no write is tried again, every writer
+ * is answered with an error, and on_storage_failed lets the daemon exit
+ * non-zero so its supervisor restarts it and recovery replays the log.
+ */
+enum node_health {
+    NODE_HEALTH_OK,
+    NODE_HEALTH_DISK_LOW,
+    NODE_HEALTH_STORAGE_FAILED,
+};
+#define NODE_HEALTH_COUNT 3
+
+/* Called once, when the node enters storage_failed. */
+typedef void (*node_failed_cb)(void *ctx);
+
 struct node {
     uv_loop_t *loop;
     struct config cfg;
@@ -94,6 +119,10 @@ struct node {
     /* Set once this site learns of its own revocation (peer.c): why, in one
      * sentence; "" while not revoked.  A revoked node refuses every write. */
     char revoked[NODE_REVOKED_BYTES_MAX + 1];
+    enum node_health health;
+    char health_why[sizeof(((struct ts_error *)0)->msg)];  /* "" while ok */
+    node_failed_cb on_storage_failed;
+    void *on_storage_failed_ctx;
     bool closing;
 };
 
@@ -142,8 +171,37 @@ void node_reload_heads(struct node *n);
 /* Commits the pending group now (synchronously); 0 when nothing was pending. */
 int node_flush(struct node *n);
 
-/* True when the data directory's free space is below the threshold. */
+/*
+ * Free space below which no writer (local writes, received batches) is let
+ * in: the configured floor ([storage] disk_free_min_mb) plus the store's own
+ * headroom (STORE_WRITE_HEADROOM_BYTES), so what was let in never takes the
+ * disk below the floor while RocksDB flushes and compacts it.
+ */
+uint64_t node_disk_guard_bytes(const struct node *n);
+
+/* True when the data directory's free space is below node_disk_guard_bytes. */
 bool node_disk_low(struct node *n, uint64_t *free_bytes);
+
+/*
+ * The one guard in front of every writer: 0 when a write may go to the
+ * store; else TS_ERR_DISKFULL (disk low: the state becomes disk_low) or
+ * TS_ERR_AGAIN (storage_failed: the node is about to restart), with err
+ * saying why in words a person can act on.  Counts refusals for disk.
+ */
+int node_admit(struct node *n, struct ts_error *err);
+
+/*
+ * After a failed store call: when the store says it can no longer be written
+ * (store_health), enters storage_failed.  Returns true when the node is in
+ * storage_failed.
+ */
+bool node_admit_failure(struct node *n);
+
+/* Re-reads free space and the store's health; moves the state.  Any time. */
+enum node_health node_health_check(struct node *n);
+
+/* "ok", "disk_low", "storage_failed". */
+const char *node_health_name(enum node_health h);
 
 /* Wall clock in ms since the epoch. */
 uint64_t node_now_ms(void);

@@ -169,6 +169,12 @@ struct origin_key {
  * waits for (a query's creation relayed by another hub) is usually a moment
  * away; a clock far ahead is held much longer, one retry a second is cheap. */
 #define PEER_HOLD_RETRY_MS 1000
+/* How long a sender waits before offering a batch again that this node held
+ * because its disk is low (or its storage failed, until it restarts): space
+ * returns in an operator's time, and each offer resends up to a batch
+ * (TS_BATCH_BYTES_MAX), so a few seconds keep the link cheap and the
+ * catch-up prompt once space is back. */
+#define PEER_HOLD_DISK_MS 5000
 
 struct peer_mgr;
 static uint64_t link_clock_ms(const struct peer_mgr *m);
@@ -1448,6 +1454,18 @@ static void send_chain_refusal(struct session *s, const struct batch *b, uint64_
     }
 }
 
+/* Holds b because the store cannot take it now (node_admit): see PEER_HOLD_DISK_MS. */
+static void hold_for_storage(struct session *s, const struct batch *b, int idx, const char *why)
+{
+    if (s->info != NULL)
+        s->info->batches_held++;
+    s->recv_block[idx] = b->first_seq;
+    trace(TRACE_WARN, "peer %s: batch %s/%s from seq %" PRIu64 " held for %u ms: %s", s->peer.id,
+          b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq,
+          (unsigned)PEER_HOLD_DISK_MS, why);
+    send_chain_refusal(s, b, b->first_seq, PEER_HOLD_DISK_MS, why);
+}
+
 static void handle_batch(struct session *s, const struct frame *f)
 {
     struct peer_mgr *m = s->m;
@@ -1522,6 +1540,13 @@ static void handle_batch(struct session *s, const struct frame *f)
                            "waiting for the held batch to come again");
         return;
     }
+    /* The one disk guard for every writer (node_admit): a batch this node
+     * cannot take now is held, the link stays up and the sender offers it
+     * again later; no reconnect, nothing applied. */
+    if (node_admit(m->node, &err) != 0) {
+        hold_for_storage(s, b, idx, err.msg);
+        return;
+    }
     s->recv_block[idx] = 0;
     m->applying = s;
     m->refused_rule[0] = '\0';
@@ -1570,6 +1595,12 @@ static void handle_batch(struct session *s, const struct frame *f)
                  b->origin, b->lane == LANE_SAFETY ? "safety" : "bulk", b->first_seq, last,
                  ts_strerror(rc), err.msg);
         send_chain_refusal(s, b, b->first_seq, 0, reason);
+        return;
+    }
+    if (rc != 0 && node_admit_failure(m->node)) {
+        /* The store failed under this batch: the node restarts, and the peer
+         * offers the batch again then (or to another hub). */
+        hold_for_storage(s, b, idx, m->node->health_why);
         return;
     }
     if (rc == TS_ERR_FORK) {
@@ -1891,6 +1922,7 @@ static void tick_cb(uv_timer_t *t)
 
     reload_crl_if_changed(m);
     self_revocation_check(m);
+    node_health_check(m->node);  /* disk low or back, a RocksDB background error */
     safety_tick(m->safety, m->node->wall_ms());
     for (struct session *s = m->sessions, *next; s != NULL; s = next) {
         next = s->next;

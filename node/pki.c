@@ -53,9 +53,18 @@
 #define PKI_PATH_BYTES_MAX 4096
 /* 100 years: more than any trial, and far from time arithmetic overflow. */
 #define PKI_DAYS_MAX 36500
-/* Certificates start 5 minutes in the past so a peer whose clock is a
- * little behind accepts a certificate issued just now. */
-#define PKI_BACKDATE_SECONDS (5 * 60)
+/*
+ * Every certificate and revocation list the CLI issues starts this long
+ * before it is issued, so a node whose clock is behind the issuer's still
+ * accepts it.  Two days: a clock set to local time instead of UTC is off by
+ * at most 14 hours, a site PC whose clock battery died over a long weekend
+ * and was then set by hand can be a day or more behind, and such a site
+ * must still reach a hub to deliver its SAEs (its clock alarm says what to
+ * fix).  Backdating widens nothing an attacker can use: a certificate is
+ * only usable with its key, issued now, and revocation does not look at
+ * notBefore (docs/security.md).
+ */
+#define PKI_CLOCK_MARGIN_S (2 * 24 * 60 * 60)
 /* 128 random bits: unpredictable and practically unique serials. */
 #define PKI_SERIAL_BYTES 16
 /* X.520 ub-common-name: OpenSSL refuses a longer CN. */
@@ -710,7 +719,7 @@ static int cert_set_serial(X509 *x, struct ts_error *err)
 
 static int cert_set_validity(X509 *x, int days, time_t now, struct ts_error *err)
 {
-    if (X509_time_adj_ex(X509_getm_notBefore(x), 0, -PKI_BACKDATE_SECONDS, &now) == NULL ||
+    if (X509_time_adj_ex(X509_getm_notBefore(x), 0, -PKI_CLOCK_MARGIN_S, &now) == NULL ||
         X509_time_adj_ex(X509_getm_notAfter(x), days, 0, &now) == NULL)
         return ossl_error(err, TS_ERR_INVALID, "cannot set a validity of %d days", days);
     return 0;
@@ -1383,7 +1392,7 @@ static int crl_write_with(const char *ca_dir, const struct ca *ca, struct ts_err
     }
     int64_t previous = crl_number_previous(crl_path);
     int64_t crl_number = previous >= (int64_t)now ? previous + 1 : (int64_t)now;
-    last = X509_time_adj_ex(NULL, 0, 0, &now);
+    last = X509_time_adj_ex(NULL, 0, -PKI_CLOCK_MARGIN_S, &now);
     next = X509_time_adj_ex(NULL, PKI_CRL_DAYS, 0, &now);
     number = ASN1_INTEGER_new();
     if (last == NULL || next == NULL || number == NULL ||

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -705,6 +706,24 @@ static void conn_close(struct tls_conn *c, int code, enum close_mode mode,
     conn_close_handles(c);
 }
 
+/*
+ * The peer's certificate starts after this node's clock.  Certificates start
+ * two days before issue (pki.c), so this clock is further behind than that:
+ * the reason says what the clock reads and what to fix.
+ */
+static void conn_fail_not_yet_valid(struct tls_conn *c)
+{
+    char now_text[32] = "?";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) != NULL)
+        strftime(now_text, sizeof(now_text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    conn_close(c, TS_ERR_AUTH, CLOSE_DRAIN,
+               "certificate verify failed: %s: this node's clock reads %s, before the "
+               "certificate's start; set the clock right (NTP)",
+               X509_verify_cert_error_string(X509_V_ERR_CERT_NOT_YET_VALID), now_text);
+}
+
 /* Closes c after a failed OpenSSL call, with the most useful reason. */
 static void conn_fail_ssl(struct tls_conn *c, const char *what)
 {
@@ -715,6 +734,8 @@ static void conn_fail_ssl(struct tls_conn *c, const char *what)
         c->peer_known = false;
     if (c->refusal[0] != '\0')
         conn_close(c, TS_ERR_AUTH, CLOSE_DRAIN, "certificate refused: %s", c->refusal);
+    else if (vr == X509_V_ERR_CERT_NOT_YET_VALID)
+        conn_fail_not_yet_valid(c);
     else if (vr != X509_V_OK)
         conn_close(c, TS_ERR_AUTH, CLOSE_DRAIN, "certificate verify failed: %s",
                    X509_verify_cert_error_string(vr));

@@ -211,6 +211,10 @@ struct store {
     uint64_t records;
     uint64_t conflicts;
     uint32_t format_version;   /* after open: always STORE_FORMAT_VERSION */
+    /* The first write RocksDB failed (a sync, ENOSPC): "" while none has.
+     * Sticky: after a failed sync the pages it covered may be gone, so no
+     * later write of this process is trusted (store_health). */
+    char write_failure[sizeof(((struct ts_error *)0)->msg)];
 
     /* store_apply scratch, kept between calls to save allocations. */
     rocksdb_writebatch_t *wb;
@@ -334,6 +338,15 @@ static int rdb_error(const struct store *s, char *errptr, const char *what, stru
         code = TS_ERR_CORRUPT;
     ts_error_set(err, code, "store %s: %s: %s", s->dir, what, errptr);
     rocksdb_free(errptr);
+    return code;
+}
+
+/* rdb_error for a write: the store remembers the first one (store_health). */
+static int rdb_write_error(struct store *s, char *errptr, const char *what, struct ts_error *err)
+{
+    int code = rdb_error(s, errptr, what, err);
+    if (s->write_failure[0] == '\0')
+        snprintf(s->write_failure, sizeof(s->write_failure), "%s", err->msg);
     return code;
 }
 
@@ -2040,7 +2053,7 @@ int store_apply(struct store *s, const char *trial, const struct batch *batches,
         char *errptr = NULL;
         rocksdb_write(s->db, sync ? s->wo_sync : s->wo_nosync, s->wb, &errptr);
         if (errptr != NULL)
-            rc = rdb_error(s, errptr, "write", err);
+            rc = rdb_write_error(s, errptr, "write", err);
     }
     if (rc == 0) {
         apply_commit(&a);
@@ -3269,7 +3282,22 @@ int store_meta_put(struct store *s, const char *key, const void *val, size_t len
     rocksdb_put_cf(s->db, sync ? s->wo_sync : s->wo_nosync, s->cf[STORE_CF_META],
                    (const char *)k.b, k.len, val != NULL ? val : "", len, &errptr);
     if (errptr != NULL)
-        return rdb_error(s, errptr, "write metadata", err);
+        return rdb_write_error(s, errptr, "write metadata", err);
+    return 0;
+}
+
+int store_health(struct store *s, struct ts_error *err)
+{
+    if (s->write_failure[0] != '\0')
+        return ts_error_set(err, TS_ERR_IO, "%s", s->write_failure);
+    /* A flush or compaction that failed (a sync, ENOSPC) stops RocksDB's
+     * writes as well; the count only grows. */
+    uint64_t bg = 0;
+    if (s->db != NULL && rocksdb_property_int(s->db, "rocksdb.background-errors", &bg) == 0 &&
+        bg > 0)
+        return ts_error_set(err, TS_ERR_IO,
+                            "store %s: %" PRIu64 " RocksDB background error(s) (a flush or "
+                            "compaction failed; its info LOG says which)", s->dir, bg);
     return 0;
 }
 

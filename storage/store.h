@@ -223,6 +223,34 @@ int store_checkpoint(struct store *s, const char *dir, struct ts_error *err);
  */
 uint32_t store_format_version(void);
 
+/*
+ * Whether the store can still be written: 0, or TS_ERR_IO with err saying
+ * why: a write of this process failed in RocksDB (a failed sync, ENOSPC, any
+ * I/O error: remembered from the first, never cleared), or RocksDB counted a
+ * background error (a flush or compaction failed), after which it refuses
+ * every write.  Debian's RocksDB C API cannot resume a store from either, so
+ * the caller stops writing and the process restarts (node.h).
+ */
+int store_health(struct store *s, struct ts_error *err);
+
+/*
+ * Free space a store needs beyond its owner's floor to take one more write
+ * without that floor being crossed while RocksDB works it through:
+ * - the largest write: one batch of TS_BATCH_BYTES_MAX of entries, written
+ *   to the write-ahead log as the entries plus their state and index rows
+ *   (each field value is stored again in state): at most 3 x 1 MiB;
+ * - a memtable flush: the memtables (8 MiB at most, STORE_MEMTABLES_BYTES_MAX
+ *   in store.c) are written as table files before the log they replace is
+ *   deleted, and values that do not compress take their full size: 8 MiB;
+ * - compaction: level 0 is compacted when it holds 4 files (RocksDB's
+ *   default trigger) of at most one memtable (4 MiB, the oplog's), and a
+ *   compaction writes its output before it deletes its inputs: 16 MiB, plus
+ *   the overlapping part of the next level, bounded in practice by the
+ *   rewritten state and index rows of those files: 4 MiB more.
+ * 3 + 8 + 16 + 4 = 31 MiB, rounded up to 32 MiB.
+ */
+#define STORE_WRITE_HEADROOM_BYTES (32ULL << 20)
+
 /* Small named metadata values (membership, settings); TS_ERR_NOTFOUND. */
 int store_meta_get(struct store *s, const char *key, char **val, size_t *len);
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len,

@@ -5,7 +5,9 @@
 # (never applies them early, never lets them pull its clock), the site raises
 # a clock alarm from the hub's hello, and once its clock is set right the held
 # entries arrive and the alarm clears.  A site behind: its entries are
-# admitted (nothing from the future) and the alarm names the offset.
+# admitted (nothing from the future) and the alarm names the offset, 3 hours
+# behind included (certificates start two days before issue); 3 days behind,
+# beyond that margin, the site cannot connect and its trace says why.
 . "$(dirname "$0")/../integration/lib.sh"
 need_cmd curl curl
 
@@ -94,9 +96,8 @@ wait_until 20 "site 101's clock alarm clearing" alarm_is false
 ok "the alarm clears once the site's clock is within the bound"
 
 # 3. Behind: nothing from the future, so the hub admits its entries at once;
-# the site still raises the alarm (its audit times would be wrong).  Certificates
-# start 5 minutes in the past, so a site further behind could not even shake
-# hands: 200 s behind, against a site bound of 60 s.
+# the site still raises the alarm (its audit times would be wrong): 200 s
+# behind, against a site bound of 60 s.
 stop_node s101
 sed -i 's/^\[peer\]$/[peer]\nclock_skew_max_s = 60/' "$S1/node.conf"
 grep -q '^clock_skew_max_s = 60' "$S1/node.conf" || fail "could not set the site's skew bound"
@@ -113,6 +114,42 @@ ok "the site sees the hub's clock $offset ms ahead of its own"
     > /dev/null || fail "put 101-0002"
 wait_until 30 "the write of a site behind reaching the hub" hub_has 101-0002
 ok "a site behind the hub is admitted at once"
+
+# 4. Three hours behind: certificates start two days before issue (pki.c), so
+# the site still shakes hands and its SAE reaches the hub at once.
+stop_node s101
+echo "-10800s" > "$WORK/site.clock"
+start_faked s101 "$S1" "$WORK/site.clock"
+"$TRIALSYNC" put --node "$S1" ae 101-0002-AE-001 aeterm="Anaphylaxis" aestdtc=2026-11-21 \
+    aesev=SEVERE aeser=Y aeslife=Y sae_aware_dtc="$(date -u -d '4 hours ago' +%Y-%m-%dT%H:%M:%SZ)" status=ongoing \
+    --user crc > /dev/null || fail "put the SAE at the site 3 h behind"
+wait_until 30 "the SAE of a site 3 h behind reaching the hub" \
+    "$TRIALSYNC" get --node "$HUB" ae 101-0002-AE-001
+ok "a site 3 h behind connects and its SAE reaches the hub"
+offset=$(status "$S1" | jq -r .clock.offset_ms)
+[ "$offset" -ge 10000000 ] || fail "the site 3 h behind should see the hub about +10800000 ms ahead, got $offset"
+ok "and its clock alarm names the offset ($offset ms)"
+grep -q "not yet valid" "$WORK/s101.log" "$WORK/hub.log" \
+    && fail "a certificate was 'not yet valid' for a site 3 h behind: $(grep -h -m1 'not yet valid' "$WORK/s101.log" "$WORK/hub.log")"
+ok "no certificate was refused as not yet valid"
+
+# 5. Three days behind, beyond the two-day margin: the hub's certificate has
+# not started yet by the site's clock, the site says so in its trace, and
+# nothing it writes reaches the hub.
+stop_node s101
+echo "-259200s" > "$WORK/site.clock"
+from=$(log_lines "$WORK/s101.log")
+start_faked s101 "$S1" "$WORK/site.clock"
+"$TRIALSYNC" put --node "$S1" ae 101-0003-AE-001 aeterm="Anaphylaxis" aestdtc=2026-11-21 \
+    aesev=SEVERE aeser=Y aeslife=Y sae_aware_dtc="$(date -u -d '4 days ago' +%Y-%m-%dT%H:%M:%SZ)" status=ongoing \
+    --user crc > /dev/null || fail "put the SAE at the site 3 days behind"
+not_yet() { since_line "$WORK/s101.log" "$from" | grep -q "certificate is not yet valid: this node's clock reads .*set the clock right"; }
+wait_until 30 "the site 3 days behind tracing why it cannot connect" not_yet
+ok "beyond the margin the site's trace says why: $(since_line "$WORK/s101.log" "$from" | grep -m1 'not yet valid' | cut -c1-200)"
+"$TRIALSYNC" get --node "$HUB" ae 101-0003-AE-001 > /dev/null 2>&1 \
+    && fail "the SAE of a site 3 days behind reached the hub: its certificate check let it through"
+[ "$(peer_stat "$HUB" 101 .connected)" != true ] || fail "the hub shows the site 3 days behind as connected"
+ok "nothing of the site 3 days behind reaches the hub"
 
 stop_node s101
 stop_node hub

@@ -34,6 +34,7 @@ static void test_config_minimal_and_defaults(void)
     CU_ASSERT_STRING_EQUAL(c.hubs[1].host, "::1");
     CU_ASSERT_EQUAL(c.hubs[1].port, 7801);
     CU_ASSERT_EQUAL(c.disk_free_min_bytes, 64ULL << 20);
+    CU_ASSERT_EQUAL(c.failed_exit_s, CONFIG_FAILED_EXIT_S_DEFAULT);
     CU_ASSERT_EQUAL(c.sae_alarm_first_s, 3600);
     CU_ASSERT_EQUAL(c.sae_alarm_second_s, 43200);
     /* Relative paths are relative to the file's directory. */
@@ -66,6 +67,8 @@ static void test_config_refusals(void)
             "HOST:PORT");
     refused("[node]\nid = 1\nrole = site\ntrial = T1\n[storage]\ndisk_free_min_mb = -5\n",
             "whole number");
+    refused("[node]\nid = 1\nrole = site\ntrial = T1\n[storage]\nfailed_exit_s = 3601\n",
+            "0 to 3600");
     refused("[node]\nid = 1\nrole = site\ntrial = T1\n[safety]\nsae_alarm_first_s = 100\n"
             "sae_alarm_second_s = 50\n",
             "later than");

@@ -779,16 +779,25 @@ static void test_metrics_hub_status_lines(void)
 
     /* 1 info + 1 build info + per peer (connected, revoked, 4 behind, 7
      * counters) + 101's last seen timestamp, age and clock offset + every
-     * failure reason + 4 sae + clock alarm + 8 node + start time + the node's
+     * failure reason + 4 sae + clock alarm + 8 node + 3 storage states + the
+     * disk guard + start time + the node's
      * and the CA's certificate expiry + 11 buckets + sum + count + 5 process
      * + the hub's unacknowledged SAE deadlines + 2 sign-in counters. */
     size_t peers = json_array_size(json_object_get(s, "peers"));
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
     CU_ASSERT_EQUAL(check_well_formed(out), 2 + peers * 13 + 3 + json_object_size(fails) + 4 + 1 +
-                                                8 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
+                                                8 + 3 + 1 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
     assert_line(out, "# TYPE trialsync_api_signin_failures_total counter");
     assert_line(out, "# TYPE trialsync_api_signin_limited_total counter");
+    /* The storage state: one sample per state, 1 for the node's. */
+    assert_line(out, "trialsync_storage_state{state=\"ok\"} 1");
+    assert_line(out, "trialsync_storage_state{state=\"disk_low\"} 0");
+    assert_line(out, "trialsync_storage_state{state=\"storage_failed\"} 0");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(s, "storage"), "state")),
+                           "ok");
+    CU_ASSERT(json_integer_value(json_object_get(json_object_get(s, "storage"), "disk_guard_bytes")) >=
+              (json_int_t)STORE_WRITE_HEADROOM_BYTES);
     /* The hub's own certificate, as the node read it at start: in the future. */
     const char *ce = strstr(out, "\ntrialsync_cert_expiry_timestamp_seconds{node=\"");
     CU_ASSERT_PTR_NOT_NULL(ce);
