@@ -10,20 +10,12 @@
 #include <assert.h>
 #include <string.h>
 
+#include "util.h"
+
 void session_table_init(struct session_table *t)
 {
     assert(t != NULL);
     memset(t, 0, sizeof(*t));
-}
-
-static void to_hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 bool session_text_equal(const char *a, size_t a_len, const char *b, size_t b_len)
@@ -78,8 +70,8 @@ struct session *session_open(struct session_table *t, const struct users_princip
         t->evicted++;
     }
     memset(slot, 0, sizeof(*slot));
-    to_hex(id_random, SESSION_RANDOM_BYTES, slot->id);
-    to_hex(csrf_random, SESSION_RANDOM_BYTES, slot->csrf);
+    util_hex(id_random, SESSION_RANDOM_BYTES, slot->id);
+    util_hex(csrf_random, SESSION_RANDOM_BYTES, slot->csrf);
     slot->who = *who;
     memcpy(slot->record_digest, record_digest, TS_HASH_BYTES);
     slot->opened_ms = now_ms;
