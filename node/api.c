@@ -561,9 +561,10 @@ static void handle_metrics(struct api_conn *c)
 static const char *user_may_reach(struct api_conn *c, const char *path, bool write);
 
 /* The dashboard: the page for a browser signed in (its ts_session cookie);
- * without a session, the sign-in page (login.html, whose script POSTs the
- * person's token to /v1/session). */
-static void handle_dashboard(struct api_conn *c)
+ * without a session, or asked for with ?signin (a page that lost its CSRF
+ * token signs in afresh), the sign-in page (login.html, whose script POSTs
+ * the person's token to /v1/session). */
+static void handle_dashboard(struct api_conn *c, const char *query)
 {
     char csp[DASHBOARD_CSP_BYTES_MAX];
     char extra[DASHBOARD_CSP_BYTES_MAX + 64];
@@ -571,7 +572,8 @@ static void handle_dashboard(struct api_conn *c)
         csp[0] = '\0';
     snprintf(extra, sizeof(extra), "Content-Security-Policy: %s\r\n", csp);
     size_t len = 0;
-    if (!authorized(c) || user_may_reach(c, "/dashboard", false) != NULL) {
+    if (strcmp(query, "signin") == 0 || !authorized(c) ||
+        user_may_reach(c, "/dashboard", false) != NULL) {
         const char *form = dashboard_login_html(&len);
         conn_send_extra(c, 401, DASHBOARD_CONTENT_TYPE, extra, form, len);
         return;
@@ -1456,7 +1458,7 @@ static void dispatch(struct api_conn *c)
         return;
     }
     if (strcmp(path, "/dashboard") == 0 && method == HTTP_GET) {
-        handle_dashboard(c);
+        handle_dashboard(c, query);
         conn_request_done(c);
         return;
     }
@@ -1489,8 +1491,11 @@ static void dispatch(struct api_conn *c)
         conn_request_done(c);
         return;
     }
-    if (c->session != NULL && !(method == HTTP_GET && dashboard_file(path, &file, &file_len,
-                                                                      &file_type))) {
+    /* The page's files carry no data, and browsers ask for /favicon.ico on
+     * their own: neither needs the CSRF token. */
+    bool page_file = method == HTTP_GET && (dashboard_file(path, &file, &file_len, &file_type) ||
+                                            strcmp(path, "/favicon.ico") == 0);
+    if (c->session != NULL && !page_file) {
         const char *refusal =
             session_request_refusal(c, method != HTTP_GET && method != HTTP_HEAD);
         if (refusal != NULL) {

@@ -59,8 +59,8 @@
 const char *dashboard_html(size_t *len);
 
 /*
- * The sign-in page, for GET /dashboard without a session (answer it with
- * 401): a form whose script (login.js) POSTs the person's user token as
+ * The sign-in page, for GET /dashboard without a session or with ?signin
+ * (answer it with 401): a form whose script (login.js) POSTs the person's user token as
  * JSON to /v1/session, then opens /dashboard; static, as above.
  */
 const char *dashboard_login_html(size_t *len);

@@ -450,7 +450,7 @@ function renderNode(status) {
 function showProblem(text, link) {
   const b = byId('banner');
   b.replaceChildren(text);
-  if (link) b.append(' ', el('a', {href: '/dashboard', text: 'Sign in again'}), '.');
+  if (link) b.append(' ', el('a', {href: '/dashboard?signin', text: 'Sign in again'}), '.');
   b.hidden = false;
   document.body.classList.add('stale');
 }
