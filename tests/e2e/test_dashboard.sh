@@ -226,6 +226,10 @@ assert_eq "mon monitor null" "$(jq -r '"\(.user) \(.role) \(.csrf_token)"' "$WOR
 code=$(curl -sS -o "$WORK/page.html" -D "$WORK/page.headers" -w '%{http_code}' \
     -H "Cookie: ts_session=$MON_SID" "$BASE/dashboard")
 assert_eq 200 "$code" "the session opens the dashboard"
+code=$(curl -sS -o "$WORK/signin-again.html" -w '%{http_code}' -H "Cookie: ts_session=$MON_SID" \
+    "$BASE/dashboard?signin")
+assert_eq 401 "$code" "/dashboard?signin shows the sign-in page even to a signed-in browser"
+assert_contains "$(cat "$WORK/signin-again.html")" "<form id='signin'" "(for a page that lost its CSRF token)"
 assert_contains "$(tr -d '\r' < "$WORK/page.headers")" "Content-Type: text/html" "the dashboard is HTML"
 csp=$(tr -d '\r' < "$WORK/page.headers" | grep -i '^Content-Security-Policy:' || true)
 assert_contains "$csp" "default-src 'none'" "the dashboard carries a Content-Security-Policy"
