@@ -44,6 +44,15 @@ static struct session *find(struct session_table *t, const char *id, uint64_t no
     return session_find(t, id, strlen(id), now_ms);
 }
 
+/* An empty table t with one session, opened at T0 by mon1, whose id is copied to id. */
+static struct session *open_fresh(struct session_table *t, char id[SESSION_TEXT_BYTES])
+{
+    session_table_init(t);
+    struct session *s = open_one(t, "mon1", T0);
+    snprintf(id, SESSION_TEXT_BYTES, "%s", s->id);
+    return s;
+}
+
 static void test_session_ids_are_the_random_bytes_in_hex(void)
 {
     static struct session_table t;
@@ -64,10 +73,8 @@ static void test_session_ids_are_the_random_bytes_in_hex(void)
 static void test_session_found_only_by_its_exact_id(void)
 {
     static struct session_table t;
-    session_table_init(&t);
-    struct session *s = open_one(&t, "mon1", T0);
     char id[SESSION_TEXT_BYTES];
-    snprintf(id, sizeof(id), "%s", s->id);
+    struct session *s = open_fresh(&t, id);
     CU_ASSERT_PTR_EQUAL(find(&t, id, T0), s);
     /* One digit changed, one missing, one more, the CSRF token, nothing. */
     id[5] = id[5] == '0' ? '1' : '0';
@@ -84,10 +91,8 @@ static void test_session_found_only_by_its_exact_id(void)
 static void test_session_idle_expiry(void)
 {
     static struct session_table t;
-    session_table_init(&t);
-    struct session *s = open_one(&t, "mon1", T0);
     char id[SESSION_TEXT_BYTES];
-    snprintf(id, sizeof(id), "%s", s->id);
+    struct session *s = open_fresh(&t, id);
     /* Used just before each idle limit: it lives on, past the idle limit in total. */
     uint64_t now = T0;
     for (int i = 0; i < 3; i++) {
@@ -107,10 +112,8 @@ static void test_session_idle_expiry(void)
 static void test_session_absolute_expiry(void)
 {
     static struct session_table t;
-    session_table_init(&t);
-    struct session *s = open_one(&t, "mon1", T0);
     char id[SESSION_TEXT_BYTES];
-    snprintf(id, sizeof(id), "%s", s->id);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(open_fresh(&t, id));
     /* Polled every 2 s like an open dashboard: never idle, yet it ends at
      * the absolute limit. */
     uint64_t now = T0;
@@ -129,10 +132,8 @@ static void test_session_absolute_expiry(void)
 static void test_session_clock_going_back_is_no_fresh_start(void)
 {
     static struct session_table t;
-    session_table_init(&t);
-    struct session *s = open_one(&t, "mon1", T0);
     char id[SESSION_TEXT_BYTES];
-    snprintf(id, sizeof(id), "%s", s->id);
+    struct session *s = open_fresh(&t, id);
     CU_ASSERT_PTR_EQUAL(find(&t, id, T0 - 60000), s);
     CU_ASSERT_EQUAL(s->used_ms, T0);
     CU_ASSERT_PTR_NULL(find(&t, id, T0 + SESSION_IDLE_MS));
