@@ -35,12 +35,14 @@
 #include <time.h>
 
 #include "../proto/codec.h"
+#include "crypto.h"
 #include "dashboard.h"
 #include "esign.h"
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
 #include "procstat.h"
+#include "session.h"
 #include "trace.h"
 #include "users.h"
 #include "util.h"
@@ -49,8 +51,11 @@
 #define API_URL_BYTES_MAX 2048
 #define API_TOKEN_BYTES_MAX 256
 #define API_HEADER_NAME_BYTES_MAX 64
-/* The Cookie header: the dashboard's token cookie and a browser's others. */
+/* The Cookie header: the dashboard's session cookie and a browser's others. */
 #define API_COOKIE_BYTES_MAX 2048
+/* X-CSRF-Token, Content-Type, Origin and Host: a CSRF token is 64 hex
+ * digits, an origin or host a scheme and a name; a longer value is refused. */
+#define API_SMALL_HEADER_BYTES_MAX 256
 /* A backup target path: far above any real one, far below PATH_MAX. */
 #define API_BACKUP_PATH_BYTES_MAX 1024
 /* What conn_read_first takes at accept: a request line and headers of the
@@ -64,6 +69,11 @@
 /* Connections accepted per loop iteration: enough for any real burst of
  * clients, few enough that reads and closes run between bursts of a flood. */
 #define API_ACCEPTS_PER_WAKEUP_MAX 16u
+/* A sign-in body ({"token": "USER:SECRET"}) is read before any credential
+ * is known, so it is held to far less than an ordinary request. */
+#define API_SIGNIN_BODY_BYTES_MAX 1024
+/* The cookie naming a dashboard session (session.h); never a token. */
+#define API_SESSION_COOKIE "ts_session"
 
 struct api {
     struct node *node;
@@ -76,6 +86,8 @@ struct api {
     size_t token_len;
     struct api_hooks hooks;
     struct users *users;      /* people's tokens, checked against their records */
+    struct session_table sessions;   /* the dashboard's signed-in browsers */
+    uint64_t session_requests_refused; /* cookie requests without CSRF token, JSON or Origin */
     size_t connections;       /* allocated, closing ones included */
     size_t connections_open;  /* not closing: what the caps count */
     struct api_conn *conns;   /* every connection, newest first */
@@ -94,6 +106,16 @@ struct api {
      * a renewed certificate takes effect, and shows here, at restart. */
     int64_t cert_not_after_s;
     int64_t ca_not_after_s;
+};
+
+/* The headers read besides Authorization and Cookie, for the dashboard's writes. */
+enum api_header {
+    API_HEADER_NONE,
+    API_HEADER_CSRF,           /* X-CSRF-Token */
+    API_HEADER_CONTENT_TYPE,
+    API_HEADER_ORIGIN,
+    API_HEADER_HOST,
+    API_HEADER_COUNT
 };
 
 struct api_conn {
@@ -118,6 +140,9 @@ struct api_conn {
     size_t auth_len;
     char cookie[API_COOKIE_BYTES_MAX + 1];
     size_t cookie_len;
+    enum api_header header_small;   /* which small header's value is being read */
+    char small[API_HEADER_COUNT][API_SMALL_HEADER_BYTES_MAX + 1];
+    size_t small_len[API_HEADER_COUNT];
     char *body;
     size_t body_len;
     size_t request_bytes;
@@ -133,6 +158,9 @@ struct api_conn {
     /* Who the request comes from, set by authorized(). */
     enum { WHO_NOBODY, WHO_INTEGRATION, WHO_USER } who;
     struct users_principal user;
+    /* The dashboard session that authenticated this request (its cookie),
+     * or NULL; valid until the request ends. */
+    struct session *session;
     char refused_why[128];   /* why a user token was refused, for the 401 */
 };
 
@@ -294,6 +322,8 @@ static void conn_request_done(struct api_conn *c)
     c->url_len = 0;
     c->auth_len = 0;
     c->cookie_len = 0;
+    memset(c->small_len, 0, sizeof(c->small_len));
+    c->session = NULL;
     c->request_bytes = 0;
     c->message_done = false;
     c->authed = false;
@@ -684,16 +714,6 @@ static void handle_conflicts(struct api_conn *c)
     conn_send_json(c, 200, json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count));
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static void handle_digest(struct api_conn *c)
 {
     uint8_t d[TS_HASH_BYTES];
@@ -703,7 +723,7 @@ static void handle_digest(struct api_conn *c)
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
-    hex(d, sizeof(d), h);
+    util_hex(d, sizeof(d), h);
     conn_send_json(c, 200, json_pack("{s:s,s:s}", "node", c->api->node->cfg.id, "digest", h));
 }
 
@@ -739,31 +759,22 @@ static void handle_metrics(struct api_conn *c)
     free(text);
 }
 
-/* The dashboard: the page for a browser holding the token cookie; a token in
- * the query sets the cookie (then redirects, so the token leaves the URL);
- * without either, a form asking for the token. */
+static const char *user_may_reach(struct api_conn *c, const char *path, bool write);
+
+/* The dashboard: the page for a browser signed in (its ts_session cookie);
+ * without a session, or asked for with ?signin (a page that lost its CSRF
+ * token signs in afresh), the sign-in page (login.html, whose script POSTs
+ * the person's token to /v1/session). */
 static void handle_dashboard(struct api_conn *c, const char *query)
 {
-    if (strncmp(query, "token=", 6) == 0) {
-        const char *tok = query + 6;
-        size_t tl = strcspn(tok, "&");
-        if (token_matches(c->api, tok, tl)) {
-            char extra[API_TOKEN_BYTES_MAX + 160];
-            snprintf(extra, sizeof(extra),
-                     "Location: /dashboard\r\nSet-Cookie: ts_token=%.*s; HttpOnly; "
-                     "SameSite=Strict; Path=/\r\n",
-                     (int)tl, tok);
-            conn_send_extra(c, 302, "text/plain", extra, "", 0);
-            return;
-        }
-    }
     char csp[DASHBOARD_CSP_BYTES_MAX];
     char extra[DASHBOARD_CSP_BYTES_MAX + 64];
     if (dashboard_csp(csp, sizeof(csp)) != 0)
         csp[0] = '\0';
     snprintf(extra, sizeof(extra), "Content-Security-Policy: %s\r\n", csp);
     size_t len = 0;
-    if (!authorized(c)) {
+    if (strcmp(query, "signin") == 0 || !authorized(c) ||
+        user_may_reach(c, "/dashboard", false) != NULL) {
         const char *form = dashboard_login_html(&len);
         conn_send_extra(c, 401, DASHBOARD_CONTENT_TYPE, extra, form, len);
         return;
@@ -825,6 +836,10 @@ static json_t *status_json(struct api *a)
     json_object_set_new(s, "storage", json_pack("{s:s,s:s,s:I}", "state", node_health_name(n->health),
                                                 "why", n->health_why, "disk_guard_bytes",
                                                 (json_int_t)node_disk_guard_bytes(n)));
+    json_object_set_new(s, "dashboard_sessions",
+                        json_integer((json_int_t)session_count(&a->sessions)));
+    json_object_set_new(s, "dashboard_requests_refused",
+                        json_integer((json_int_t)a->session_requests_refused));
     json_t *bounds = json_array(), *counts = json_array();
     uint64_t total = 0;
     for (size_t b = 0; b < NODE_COMMIT_BUCKETS; b++)
@@ -1465,12 +1480,7 @@ static bool parse_record_path(char *path, char **type, char **id, bool *history)
 /* Compares a given token with the node's in constant time. */
 static bool token_matches(const struct api *a, const char *given, size_t given_len)
 {
-    if (given_len != a->token_len)
-        return false;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < given_len; i++)
-        diff |= (unsigned char)(given[i] ^ a->token[i]);
-    return diff == 0;
+    return session_text_equal(given, given_len, a->token, a->token_len);
 }
 
 /* The value of cookie `name` in a Cookie header, or NULL. */
@@ -1508,11 +1518,45 @@ static void conn_address(struct api_conn *c, char *out, size_t cap)
 }
 
 /*
- * A request is authorized by "Authorization: Bearer <token>" or the
- * dashboard's ts_token cookie holding the same token.  The token is the
+ * The dashboard session the ts_session cookie names, if it is live and its
+ * person's account still lets them in (users_recheck: a disable or a reset
+ * ends it at its next request).  Sets c->who, c->user and c->session.
+ */
+static bool session_authorized(struct api_conn *c)
+{
+    struct api *a = c->api;
+    size_t len = 0;
+    const char *id = cookie_value(c->cookie, c->cookie_len, API_SESSION_COOKIE, &len);
+    if (id == NULL)
+        return false;
+    struct session *s = session_find(&a->sessions, id, len, node_now_ms());
+    if (s == NULL) {
+        snprintf(c->refused_why, sizeof(c->refused_why),
+                 "your dashboard session has ended (signed out, idle or too old): sign in again");
+        return false;
+    }
+    enum users_verdict v = users_recheck(a->users, s->who.user, s->record_digest, &c->user);
+    if (v != USERS_OK) {
+        trace(TRACE_INFO, "api: dashboard session of user '%s' ended: the account is %s",
+              s->who.user, v == USERS_DISABLED ? "disabled" : "gone or its token reset");
+        session_end(&a->sessions, s);
+        snprintf(c->refused_why, sizeof(c->refused_why),
+                 "your dashboard session has ended: the account was disabled or its token "
+                 "reset; ask the trial's admin");
+        return false;
+    }
+    c->who = WHO_USER;
+    c->session = s;
+    return true;
+}
+
+/*
+ * A request is authorized by "Authorization: Bearer <token>" or by the
+ * dashboard's ts_session cookie (session_authorized).  The token is the
  * node's integration credential (its token file), or a person's user token
  * ("<user>:<secret>", users.h) checked against the user's record.  Sets
- * c->who; a failed user sign-in is traced (repeats are summarised).
+ * c->who (and c->session for a cookie); a failed user sign-in is traced
+ * (repeats are summarised).
  */
 static bool authorized(struct api_conn *c)
 {
@@ -1521,15 +1565,14 @@ static bool authorized(struct api_conn *c)
     const char *tok = NULL;
     size_t len = 0;
     c->who = WHO_NOBODY;
+    c->session = NULL;
     c->refused_why[0] = '\0';
     if (c->auth_len >= sizeof(prefix) - 1 && strncmp(c->auth, prefix, sizeof(prefix) - 1) == 0) {
         tok = c->auth + sizeof(prefix) - 1;
         len = c->auth_len - (sizeof(prefix) - 1);
     } else {
-        tok = cookie_value(c->cookie, c->cookie_len, "ts_token", &len);
+        return session_authorized(c);
     }
-    if (tok == NULL)
-        return false;
     if (token_matches(a, tok, len)) {
         c->who = WHO_INTEGRATION;
         return true;
@@ -1578,6 +1621,199 @@ static const char *user_may_reach(struct api_conn *c, const char *path, bool wri
     return NULL;
 }
 
+/* ---- dashboard sessions ------------------------------------------------ */
+
+/* True when the Content-Type header is application/json (parameters aside). */
+static bool content_is_json(const struct api_conn *c)
+{
+    const char *v = c->small[API_HEADER_CONTENT_TYPE];
+    size_t n = strcspn(v, ";");
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return c->small_len[API_HEADER_CONTENT_TYPE] > 0 && n == 16 &&
+           strncasecmp(v, "application/json", 16) == 0;
+}
+
+/* True when the Origin header is "http://" + the Host header: the node's own page. */
+static bool origin_is_own(const struct api_conn *c)
+{
+    const char *origin = c->small[API_HEADER_ORIGIN];
+    size_t origin_len = c->small_len[API_HEADER_ORIGIN];
+    size_t host_len = c->small_len[API_HEADER_HOST];
+    if (host_len == 0 || origin_len != 7 + host_len)
+        return false;
+    return strncmp(origin, "http://", 7) == 0 &&
+           strncasecmp(origin + 7, c->small[API_HEADER_HOST], host_len) == 0;
+}
+
+/*
+ * Why a request authenticated by a session cookie is refused, or NULL.
+ * Every one (but the page and its files) must carry the session's CSRF
+ * token, which only the node's own page holds (the sign-in answered it; the
+ * page keeps it in its origin's storage): browsers send cookies to every
+ * port of a host, so the cookie alone, sent by a page elsewhere or copied by
+ * a server on another port, reads nothing.  A write must also be JSON and
+ * come from the node's own page (Origin).  A page elsewhere (another port of
+ * the same host counts as the same site, so SameSite sends the cookie) can
+ * send none of these.
+ */
+static const char *session_request_refusal(const struct api_conn *c, bool write)
+{
+    const struct session *s = c->session;
+    assert(s != NULL);
+    if (!write) {
+        if (!session_text_equal(c->small[API_HEADER_CSRF], c->small_len[API_HEADER_CSRF],
+                                s->csrf, strlen(s->csrf)))
+            return "a request from a browser session needs the X-CSRF-Token header holding "
+                   "the token the sign-in answered (the node's own page sends it)";
+        return NULL;
+    }
+    if (c->small_len[API_HEADER_ORIGIN] == 0)
+        return "a write from a browser session must carry an Origin header (this node's own "
+               "dashboard page sends one)";
+    if (!origin_is_own(c))
+        return "this write comes from a page of another origin than this node's: refused "
+               "(cross-site request forgery protection)";
+    if (!session_text_equal(c->small[API_HEADER_CSRF], c->small_len[API_HEADER_CSRF], s->csrf,
+                            strlen(s->csrf)))
+        return "a write from a browser session needs the X-CSRF-Token header holding the "
+               "token the sign-in answered (the node's own page sends it)";
+    if (!content_is_json(c))
+        return "a write from a browser session must be sent as Content-Type: application/json";
+    return NULL;
+}
+
+/* The session's person, as the sign-in and GET /v1/session answer it. */
+static json_t *session_json(const struct api_conn *c, const struct session *s)
+{
+    if (c->who == WHO_INTEGRATION)
+        return json_pack("{s:b}", "integration", 1);
+    assert(c->who == WHO_USER);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "user", c->user.user, "role",
+                          schema_user_role_name(c->user.role), "site", c->user.site, "name",
+                          c->user.name);
+    if (s != NULL) {
+        json_object_set_new(j, "idle_timeout_s", json_integer(SESSION_IDLE_MS / 1000));
+        uint64_t ends_ms = s->opened_ms + SESSION_ABSOLUTE_MS;
+        json_object_set_new(j, "ends_at_ms", json_integer((json_int_t)ends_ms));
+    }
+    return j;
+}
+
+/*
+ * POST /v1/session {"token": "USER:SECRET"}: a person signs the browser in.
+ * Answers the session's CSRF token and sets the ts_session cookie, which
+ * holds only the random session id.  The integration credential opens no
+ * session: a browser works as a person.
+ */
+static void handle_session_open(struct api_conn *c)
+{
+    struct api *a = c->api;
+    char addr[64], why[128];
+    conn_address(c, addr, sizeof(addr));
+    if (!content_is_json(c)) {
+        conn_send_error(c, 400, "sign in with Content-Type: application/json and a body "
+                                "{\"token\": \"USER:SECRET\"}");
+        return;
+    }
+    /* A browser always names the page it posts from: a page elsewhere
+     * cannot sign this browser in to an account of its choosing. */
+    if (c->small_len[API_HEADER_ORIGIN] > 0 && !origin_is_own(c)) {
+        a->session_requests_refused++;
+        trace(TRACE_WARN, "api: sign-in from a page of another origin refused (from %s)",
+              addr[0] ? addr : "?");
+        conn_send_error(c, 403, "sign in from this node's own /dashboard page");
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    const char *tok = json_string_value(json_object_get(body, "token"));
+    if (tok == NULL) {
+        json_decref(body);
+        conn_send_error(c, 400, "the body must be {\"token\": \"USER:SECRET\"}");
+        return;
+    }
+    size_t len = strlen(tok);
+    if (token_matches(a, tok, len)) {
+        json_decref(body);
+        conn_send_error(c, 403, "the node's integration credential opens no dashboard session: "
+                                "sign in with your own user token (trialsync user add ... "
+                                "--role viewer gives one)");
+        return;
+    }
+    enum users_verdict v = users_authenticate(a->users, tok, len, addr, node_now_ms(), &c->user,
+                                              why, sizeof(why));
+    json_decref(body);
+    if (v != USERS_OK) {
+        trace(TRACE_WARN, "api: dashboard sign-in refused for user '%.64s' from %s: %s",
+              c->user.user, addr[0] ? addr : "?", why);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "sign-in refused: %s", why);
+        conn_send_error(c, 401, msg);
+        return;
+    }
+    c->who = WHO_USER;
+    const char *why_not = c->user.role == USER_ROLE_METRICS
+                              ? "a metrics account reads /metrics only and opens no dashboard "
+                                "session"
+                              : user_may_reach(c, "/dashboard", false);
+    if (why_not != NULL) {
+        conn_send_error(c, 403, why_not);
+        return;
+    }
+    uint8_t digest[TS_HASH_BYTES], id_random[SESSION_RANDOM_BYTES], csrf_random[SESSION_RANDOM_BYTES];
+    if (users_record_digest(a->users, c->user.user, digest) != 0 ||
+        crypto_random(id_random, sizeof(id_random)) != 0 ||
+        crypto_random(csrf_random, sizeof(csrf_random)) != 0) {
+        conn_send_error(c, 500, "cannot open a session now; try again");
+        return;
+    }
+    struct session *s =
+        session_open(&a->sessions, &c->user, digest, id_random, csrf_random, node_now_ms());
+    memset(id_random, 0, sizeof(id_random));
+    memset(csrf_random, 0, sizeof(csrf_random));
+    trace(TRACE_INFO, "api: dashboard session opened for user '%s' (%s) from %s", c->user.user,
+          schema_user_role_name(c->user.role), addr[0] ? addr : "?");
+    /* Max-Age: the browser forgets the cookie when the node would. */
+    char extra[SESSION_TEXT_BYTES + 128];
+    snprintf(extra, sizeof(extra),
+             "Set-Cookie: " API_SESSION_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; "
+             "Max-Age=%u\r\n",
+             s->id, SESSION_ABSOLUTE_MS / 1000);
+    json_t *answer = session_json(c, s);
+    /* The CSRF token is answered here only: the page keeps it. */
+    json_object_set_new(answer, "csrf_token", json_string(s->csrf));
+    char *text = json_dumps(answer, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(answer);
+    if (text == NULL) {
+        session_end(&a->sessions, s);
+        conn_send_error(c, 500, "out of memory");
+        return;
+    }
+    conn_send_extra(c, 200, "application/json", extra, text, strlen(text));
+    free(text);
+}
+
+/*
+ * POST /v1/session/end or DELETE /v1/session: forgets the cookie's session
+ * (a write like any other: the session's CSRF token and own Origin, checked
+ * before this runs) and clears the cookie.  Without a live session there is
+ * nothing to forget, and the cookie is cleared all the same.
+ */
+static void handle_session_end(struct api_conn *c)
+{
+    static const char clear[] = "Set-Cookie: " API_SESSION_COOKIE "=; HttpOnly; SameSite=Strict; "
+                                "Path=/; Max-Age=0\r\n";
+    bool ended = c->session != NULL;
+    if (ended) {
+        trace(TRACE_INFO, "api: dashboard session of user '%s' signed out", c->user.user);
+        session_end(&c->api->sessions, c->session);
+        c->session = NULL;
+    }
+    const char *body = ended ? "{\"signed_out\":true}\n" : "{\"signed_out\":false}\n";
+    conn_send_extra(c, 200, "application/json", clear, body, strlen(body));
+}
+
 static void dispatch(struct api_conn *c)
 {
     struct http_parser_url u;
@@ -1623,13 +1859,64 @@ static void dispatch(struct api_conn *c)
         conn_request_done(c);
         return;
     }
-    if (!authorized(c)) {
+    const char *file = NULL, *file_type = NULL;
+    size_t file_len = 0;
+    if (method == HTTP_GET && dashboard_public_file(path, &file, &file_len, &file_type)) {
+        conn_send(c, 200, file_type, file, file_len);
+        conn_request_done(c);
+        return;
+    }
+    if (strcmp(path, "/v1/session") == 0 && method == HTTP_POST) {
+        handle_session_open(c);
+        conn_request_done(c);
+        return;
+    }
+    bool session_end_path = (strcmp(path, "/v1/session/end") == 0 && method == HTTP_POST) ||
+                            (strcmp(path, "/v1/session") == 0 && method == HTTP_DELETE);
+    /* Credentials were checked when the headers ended; a session may have
+     * ended while the body was read, so an accepted one is checked again (a
+     * refused one is not: it would count as a second failed sign-in). */
+    if (c->authed)
+        c->authed = authorized(c);
+    if (!c->authed && session_end_path) {
+        handle_session_end(c);
+        conn_request_done(c);
+        return;
+    }
+    if (c->who == WHO_NOBODY) {
         conn_send_error(c, 401,
                         c->refused_why[0] != '\0'
                             ? c->refused_why
                             : "missing or wrong API token: send 'Authorization: Bearer "
                               "<token>' with your user token, or the content of the node's "
                               "token file");
+        conn_request_done(c);
+        return;
+    }
+    /* The page's files carry no data, and browsers ask for /favicon.ico on
+     * their own: neither needs the CSRF token. */
+    bool page_file = method == HTTP_GET && (dashboard_file(path, &file, &file_len, &file_type) ||
+                                            strcmp(path, "/favicon.ico") == 0);
+    if (c->session != NULL && !page_file) {
+        const char *refusal =
+            session_request_refusal(c, method != HTTP_GET && method != HTTP_HEAD);
+        if (refusal != NULL) {
+            char addr[64];
+            conn_address(c, addr, sizeof(addr));
+            c->api->session_requests_refused++;
+            trace(TRACE_WARN,
+                  "api: refused a browser-session request %s %.128s by user '%s' from %s "
+                  "(Origin '%.96s'): %s",
+                  http_method_str(method), path, c->user.user, addr[0] ? addr : "?",
+                  c->small_len[API_HEADER_ORIGIN] > 0 ? c->small[API_HEADER_ORIGIN] : "none",
+                  refusal);
+            conn_send_error(c, 403, refusal);
+            conn_request_done(c);
+            return;
+        }
+    }
+    if (session_end_path) {
+        handle_session_end(c);
         conn_request_done(c);
         return;
     }
@@ -1647,8 +1934,11 @@ static void dispatch(struct api_conn *c)
         return;
     }
 
-    const char *file = NULL, *file_type = NULL;
-    size_t file_len = 0;
+    if (method == HTTP_GET && strcmp(path, "/v1/session") == 0) {
+        conn_send_json(c, 200, session_json(c, c->session));
+        conn_request_done(c);
+        return;
+    }
     if (method == HTTP_GET && dashboard_file(path, &file, &file_len, &file_type)) {
         conn_send(c, 200, file_type, file, file_len);
         conn_request_done(c);
@@ -1739,6 +2029,7 @@ static int on_message_begin(http_parser *p)
     c->url_len = 0;
     c->auth_len = 0;
     c->cookie_len = 0;
+    memset(c->small_len, 0, sizeof(c->small_len));
     c->header_name_len = 0;
     return 0;
 }
@@ -1753,13 +2044,31 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* Which of the small headers name is (case-insensitive), or API_HEADER_NONE. */
+static enum api_header small_header_of(const char *name)
+{
+    static const char *const names[API_HEADER_COUNT] = {
+        [API_HEADER_CSRF] = "x-csrf-token",
+        [API_HEADER_CONTENT_TYPE] = "content-type",
+        [API_HEADER_ORIGIN] = "origin",
+        [API_HEADER_HOST] = "host",
+    };
+    for (int h = API_HEADER_NONE + 1; h < API_HEADER_COUNT; h++) {
+        if (strcasecmp(name, names[h]) == 0)
+            return (enum api_header)h;
+    }
+    return API_HEADER_NONE;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct api_conn *c = p->data;
-    if (c->header_is_auth || c->header_is_cookie || c->header_name_len == (size_t)-1)
+    if (c->header_is_auth || c->header_is_cookie || c->header_small != API_HEADER_NONE ||
+        c->header_name_len == (size_t)-1)
         c->header_name_len = 0;
     c->header_is_auth = false;
     c->header_is_cookie = false;
+    c->header_small = API_HEADER_NONE;
     if (c->header_name_len + len > API_HEADER_NAME_BYTES_MAX) {
         c->header_name_len = API_HEADER_NAME_BYTES_MAX;  /* too long to be one we read */
         return 0;
@@ -1774,17 +2083,21 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     struct api_conn *c = p->data;
     /* header_name_len == (size_t)-1: more of a value already classified as
      * one we do not read (a value can arrive split across reads). */
-    if (!c->header_is_auth && !c->header_is_cookie && c->header_name_len == (size_t)-1)
+    bool reading = c->header_is_auth || c->header_is_cookie || c->header_small != API_HEADER_NONE;
+    if (!reading && c->header_name_len == (size_t)-1)
         return 0;
-    if (!c->header_is_auth && !c->header_is_cookie) {
+    if (!reading) {
         c->header_name[c->header_name_len] = '\0';
         c->header_is_auth = strcasecmp(c->header_name, "authorization") == 0;
         c->header_is_cookie = strcasecmp(c->header_name, "cookie") == 0;
+        c->header_small = small_header_of(c->header_name);
         c->header_name_len = 0;
         if (c->header_is_auth)
             c->auth_len = 0;
         else if (c->header_is_cookie)
             c->cookie_len = 0;
+        else if (c->header_small != API_HEADER_NONE)
+            c->small_len[c->header_small] = 0;
         else
             c->header_name_len = (size_t)-1;  /* next field starts a new name */
     }
@@ -1798,6 +2111,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             return 1;
         memcpy(c->cookie + c->cookie_len, at, len);
         c->cookie_len += len;
+    } else if (c->header_small != API_HEADER_NONE) {
+        size_t *n = &c->small_len[c->header_small];
+        if (*n + len > API_SMALL_HEADER_BYTES_MAX)
+            return 1;
+        memcpy(c->small[c->header_small] + *n, at, len);
+        *n += len;
+        c->small[c->header_small][*n] = '\0';
     }
     return 0;
 }
@@ -1815,12 +2135,21 @@ static int on_headers_complete(http_parser *p)
     c->header_name_len = 0;
     c->header_is_auth = false;
     c->header_is_cookie = false;
+    c->header_small = API_HEADER_NONE;
     c->authed = authorized(c);
     if (c->authed)
         c->proven = true;
     bool has_body = (p->flags & F_CHUNKED) != 0 ||
                     (p->content_length > 0 && p->content_length != ULLONG_MAX);
-    if (!c->authed && has_body) {
+    /* The one body read before any credential: a sign-in, which carries
+     * the credential, small and of a declared length. */
+    static const char signin_path[] = "/v1/session";
+    size_t sp = sizeof(signin_path) - 1;
+    bool signin = p->method == HTTP_POST && (p->flags & F_CHUNKED) == 0 &&
+                  p->content_length <= API_SIGNIN_BODY_BYTES_MAX && c->url_len >= sp &&
+                  memcmp(c->url, signin_path, sp) == 0 &&
+                  (c->url_len == sp || c->url[sp] == '?');
+    if (!c->authed && has_body && !signin) {
         c->body_refused = true;
         return -1;  /* HPE_CB_headers_complete: conn_feed answers */
     }
@@ -2322,6 +2651,7 @@ int api_start(struct api **out, struct node *n, const struct api_hooks *hooks,
         free(a);
         return rc;
     }
+    session_table_init(&a->sessions);
     a->users = users_new(n->store);
     if (a->users == NULL) {
         free(a);

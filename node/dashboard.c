@@ -13,9 +13,9 @@
  * are the node's own /v1 paths, /dashboard and /dashboard/FILE); every value
  * from the API is put in the page as text (textContent, setAttribute), never
  * parsed as markup.  dashboard_csp allows scripts and styles from the node
- * itself ('self': the dashboard's app.js and style.css, which need the token
- * like any API path; every answer carries nosniff, so no JSON answer runs as
- * a script) and the sign-in page's one inline style by its SHA-256.
+ * itself ('self': the dashboard's app.js and style.css, which need a session
+ * like any API path, and the sign-in page's login.js, which is public; every
+ * answer carries nosniff, so no JSON answer runs as a script) and the sign-in page's one inline style by its SHA-256.
  */
 #include "dashboard.h"
 
@@ -56,6 +56,19 @@ const char *dashboard_html(size_t *len)
 const char *dashboard_login_html(size_t *len)
 {
     return asset_text("login.html", len);
+}
+
+/* The sign-in page's script: public, as the sign-in page is; it holds nothing
+ * but the code that POSTs the token the person types to /v1/session. */
+bool dashboard_public_file(const char *path, const char **body, size_t *len,
+                           const char **content_type)
+{
+    assert(path != NULL);
+    if (strcmp(path, "/dashboard/login.js") != 0)
+        return false;
+    *body = asset_text("login.js", len);
+    *content_type = "text/javascript; charset=utf-8";
+    return true;
 }
 
 /* The files the page loads by URL, and the type each is served as. */
@@ -132,8 +145,9 @@ int dashboard_csp(char *out, size_t cap)
     /* The dashboard loads its script and styles by URL: an inline one would be refused. */
     assert(strstr(page, "<script>") == NULL);
     assert(strstr(page, "<style>") == NULL);
-    /* The login page runs no script: a script element there would need its own hash. */
-    assert(strstr(login, "<script") == NULL);
+    /* The login page's script is a file too (login.js): an inline one would need its own hash. */
+    assert(strstr(login, "<script>") == NULL);
+    assert(strstr(login, "<script src='/dashboard/login.js'></script>") != NULL);
     element_hash(login, "<style>", "</style>", login_style);
     int n = snprintf(out, cap,
                      "default-src 'none'; script-src 'self'; "

@@ -1,13 +1,17 @@
 /*
  * dashboard.h: the web page CRO operators watch (GET /dashboard), and the
- * page that asks for the API token when a browser has none.
+ * page that signs a person in when a browser has no session.
  *
  * The pages are built into the node: they load nothing from any other
  * address (no CDN, no font or script from elsewhere) and read the node's own
  * API from the browser: GET /v1/status, /v1/saes, /v1/conflicts,
  * /v1/records?type=query and /v1/records/query/ID, every 2 s, authenticated
- * by the ts_token cookie the API sets.  The dashboard shows the node, every
- * peer (connected or disconnected, last seen, entries behind per lane in
+ * by the ts_session cookie the sign-in sets (session.h; it holds a random
+ * session id, never a token); the sign-in answers the session's CSRF token,
+ * which login.js keeps in the origin's localStorage and app.js sends as
+ * X-CSRF-Token with every request (GET /v1/session names the person signed
+ * in; the page's one write is sign-out, POST /v1/session/end).  The dashboard shows the
+ * node, every peer (connected or disconnected, last seen, entries behind per lane in
  * both directions, throughput of the last minute), every serious adverse
  * event with its awareness, received and deadline times and a LATE / AT
  * RISK / on time flag, open conflicts and open queries.
@@ -15,6 +19,9 @@
  * Element ids and classes a test or a scraper may rely on:
  *   #node, #role, #trial, #refreshed (last good refresh, "HH:MM:SS UTC"),
  *   #banner (shown while the node cannot be read or refuses the cookie);
+ *   #who (the person signed in: "NAME (USER, ROLE)"), button#signout;
+ *   on the sign-in page: form#signin, input#token, #error (why the node
+ *   refused, shown only then);
  *   table#sites   problem rows first (revoked; disconnected, longest first;
  *       behind, most first; SAEs late, then in flight; then by id);
  *       tr[data-peer=ID][data-severity="ok"|"warn"|"bad"]  td.name (the site's name, its id when
@@ -46,15 +53,15 @@
 
 /*
  * The dashboard page: static UTF-8 HTML, NUL-terminated, *len bytes without
- * the NUL.  Serve it to a request the token or the ts_token cookie
- * authenticates.
+ * the NUL.  Serve it to a request a user token or the ts_session
+ * cookie authenticates.
  */
 const char *dashboard_html(size_t *len);
 
 /*
- * The sign-in page, for GET /dashboard without credentials (answer it with
- * 401): a form sending the token as GET /dashboard?token=...; static, as
- * above.
+ * The sign-in page, for GET /dashboard without a session or with ?signin
+ * (answer it with 401): a form whose script (login.js) POSTs the person's user token as
+ * JSON to /v1/session, then opens /dashboard; static, as above.
  */
 const char *dashboard_login_html(size_t *len);
 
@@ -65,6 +72,14 @@ const char *dashboard_login_html(size_t *len);
  * any other path.  Serve them only to an authenticated request, as the page.
  */
 bool dashboard_file(const char *path, const char **body, size_t *len, const char **content_type);
+
+/*
+ * The sign-in page's script, GET /dashboard/login.js: served to anyone, as
+ * the sign-in page is.  Sets *body, *len, *content_type as dashboard_file
+ * does for that path and returns true; false for any other path.
+ */
+bool dashboard_public_file(const char *path, const char **body, size_t *len,
+                           const char **content_type);
 
 /*
  * The Content-Security-Policy header value both pages need: nothing loads

@@ -609,6 +609,12 @@ static void render_node_totals(struct mbuf *b, const json_t *status)
     sample_field(b, status, "writes_refused_disk", "trialsync_writes_refused_disk_total",
                  "counter", "Writes refused because free disk was below the threshold.");
     render_storage_state(b, json_object_get(status, "storage"));
+    sample_field(b, status, "dashboard_sessions", "trialsync_dashboard_sessions", "gauge",
+                 "Dashboard sessions open (people signed in through a browser).");
+    sample_field(b, status, "dashboard_requests_refused",
+                 "trialsync_dashboard_requests_refused_total", "counter",
+                 "Browser-session requests refused: no CSRF token, or a write not JSON or "
+                 "from another origin.");
     sample_field(b, status, "uptime_s", "trialsync_uptime_seconds", "gauge",
                  "Seconds since the node started.");
     const json_t *started_ms = json_object_get(status, "started_at_ms");

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../proto/errors.h"
 #include "../storage/store.h"
 #include "crypto.h"
 #include "merge.h"
@@ -128,6 +129,68 @@ static bool user_field(struct users *u, const char *id, const char *field, char 
     return ok;
 }
 
+/*
+ * Reads user id's record into *p (id, role, site, name) and the digest that
+ * binds a check to its secret hash and state, the state being "active" or
+ * not in *active; the secret hash into secret (cap bytes).  False when the
+ * record is missing or unusable.
+ */
+static bool record_load(struct users *u, const char *id, struct users_principal *p,
+                        uint8_t record_digest[TS_HASH_BYTES], bool *active, char *secret,
+                        size_t secret_cap)
+{
+    char role[32], state[16];
+    assert(secret_cap == CRYPTO_SECRET_TEXT_MAX + 1);
+    if (!user_field(u, id, "role", role, sizeof(role)) ||
+        !user_field(u, id, "secret", secret, secret_cap) ||
+        !user_field(u, id, "state", state, sizeof(state)))
+        return false;
+    p->role = schema_user_role_find(role);
+    if (p->role == USER_ROLE_NONE)
+        return false;
+    if (!user_field(u, id, "site", p->site, sizeof(p->site)))
+        p->site[0] = '\0';
+    if (!user_field(u, id, "name", p->name, sizeof(p->name)))
+        p->name[0] = '\0';
+    /* The record digest binds a cached token or a session to the hash and
+     * state it was checked against: a reset or a disable forgets it at once. */
+    char record_text[CRYPTO_SECRET_TEXT_MAX + 1 + sizeof(state) + 1];
+    snprintf(record_text, sizeof(record_text), "%s\n%s", secret, state);
+    crypto_sha256(record_text, strlen(record_text), record_digest);
+    *active = strcmp(state, "active") == 0;
+    return true;
+}
+
+enum users_verdict users_recheck(struct users *u, const char *user,
+                                 const uint8_t record_digest[TS_HASH_BYTES],
+                                 struct users_principal *out)
+{
+    char secret[CRYPTO_SECRET_TEXT_MAX + 1];
+    uint8_t now_digest[TS_HASH_BYTES];
+    bool active = false;
+    assert(u != NULL && user != NULL && record_digest != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->user, sizeof(out->user), "%s", user);
+    if (!record_load(u, user, out, now_digest, &active, secret, sizeof(secret)))
+        return USERS_BAD;
+    memset(secret, 0, sizeof(secret));
+    if (!active)
+        return USERS_DISABLED;
+    return memcmp(now_digest, record_digest, TS_HASH_BYTES) == 0 ? USERS_OK : USERS_BAD;
+}
+
+int users_record_digest(struct users *u, const char *user, uint8_t out[TS_HASH_BYTES])
+{
+    char secret[CRYPTO_SECRET_TEXT_MAX + 1];
+    struct users_principal p;
+    bool active = false;
+    memset(&p, 0, sizeof(p));
+    if (!record_load(u, user, &p, out, &active, secret, sizeof(secret)))
+        return TS_ERR_NOTFOUND;
+    memset(secret, 0, sizeof(secret));
+    return 0;
+}
+
 static struct cache_slot *cache_find(struct users *u, const uint8_t digest[TS_HASH_BYTES])
 {
     for (size_t i = 0; i < USERS_CACHE_SLOTS; i++) {
@@ -197,28 +260,14 @@ static enum users_verdict check_token(struct users *u, const char *token, size_t
     if (!schema_id_ok(out->user))
         return fail(u, "", addr_key, now_ms, USERS_BAD, why, why_cap, bad);
 
-    char role[32], state[16], secret[CRYPTO_SECRET_TEXT_MAX + 1];
-    if (!user_field(u, out->user, "role", role, sizeof(role)) ||
-        !user_field(u, out->user, "secret", secret, sizeof(secret)) ||
-        !user_field(u, out->user, "state", state, sizeof(state)))
-        return fail(u, user_key, addr_key, now_ms, USERS_BAD, why, why_cap, bad);
-    out->role = schema_user_role_find(role);
-    if (out->role == USER_ROLE_NONE)
-        return fail(u, user_key, addr_key, now_ms, USERS_BAD, why, why_cap, bad);
-    if (!user_field(u, out->user, "site", out->site, sizeof(out->site)))
-        out->site[0] = '\0';
-    if (!user_field(u, out->user, "name", out->name, sizeof(out->name)))
-        out->name[0] = '\0';
-
-    /* The record digest binds a cached token to the hash and state it was
-     * checked against: a reset or a disable forgets it at once. */
+    char secret[CRYPTO_SECRET_TEXT_MAX + 1];
+    bool active = false;
     uint8_t token_digest[TS_HASH_BYTES], record_digest[TS_HASH_BYTES];
-    char record_text[sizeof(secret) + sizeof(state) + 1];
-    snprintf(record_text, sizeof(record_text), "%s\n%s", secret, state);
+    if (!record_load(u, out->user, out, record_digest, &active, secret, sizeof(secret)))
+        return fail(u, user_key, addr_key, now_ms, USERS_BAD, why, why_cap, bad);
     crypto_sha256(token, len, token_digest);
-    crypto_sha256(record_text, strlen(record_text), record_digest);
 
-    if (strcmp(state, "active") != 0)
+    if (!active)
         return fail(u, user_key, addr_key, now_ms, USERS_DISABLED, why, why_cap,
                     "this user account is disabled; ask the trial's admin");
     struct cache_slot *hit = use_cache ? cache_find(u, token_digest) : NULL;

@@ -78,6 +78,25 @@ enum users_verdict users_reverify(struct users *u, const char *user, const char 
                                   size_t len, const char *addr, uint64_t now_ms, char *why,
                                   size_t why_cap);
 
+
+/*
+ * The digest binding a check to user's record as it is now (its secret hash
+ * and state), into out: a session keeps it from sign-in.  0, or
+ * TS_ERR_NOTFOUND when the record is missing or unusable.
+ */
+int users_record_digest(struct users *u, const char *user, uint8_t out[TS_HASH_BYTES]);
+
+/*
+ * Whether user, signed in earlier against the record whose digest was
+ * record_digest, may still act: USERS_OK with *out filled from the record
+ * as it is now; USERS_DISABLED once the account is disabled; USERS_BAD once
+ * the record is gone or its secret was reset.  A store read and a SHA-256,
+ * no scrypt; not counted as a failed sign-in.
+ */
+enum users_verdict users_recheck(struct users *u, const char *user,
+                                 const uint8_t record_digest[TS_HASH_BYTES],
+                                 struct users_principal *out);
+
 /* Counters since start: failed attempts, and attempts refused by the limiter. */
 void users_counts(const struct users *u, uint64_t *failures, uint64_t *limited);
 

@@ -19,6 +19,10 @@ const lateBySite = new Map();  // site id -> SAEs past their deadline, from /v1/
 let queryTotal = 0;
 let queriesAvailable = true;
 let lastOk = 0;
+// The session's CSRF token, kept by the sign-in page in this origin's
+// storage: every request sends it as X-CSRF-Token, which a page or server on
+// another port cannot read, so the session cookie alone is worth nothing.
+const csrfToken = window.localStorage.getItem('ts_csrf') || '';
 
 class AuthError extends Error {}
 
@@ -99,7 +103,7 @@ function timeCell(cls, iso, missing) {
 
 async function getJson(path) {
   const r = await fetch(path, {credentials: 'same-origin', cache: 'no-store',
-                               headers: {'Accept': 'application/json'}});
+                               headers: {'Accept': 'application/json', 'X-CSRF-Token': csrfToken}});
   if (r.status === 401 || r.status === 403) throw new AuthError('HTTP ' + r.status);
   // Not found: an endpoint an older node lacks, or a record gone since listed.
   if (r.status === 404) return null;
@@ -465,7 +469,7 @@ function renderAlarms(status) {
 function showProblem(text, link) {
   const b = byId('banner');
   b.replaceChildren(text);
-  if (link) b.append(' ', el('a', {href: '/dashboard', text: 'Sign in again'}), '.');
+  if (link) b.append(' ', el('a', {href: '/dashboard?signin', text: 'Sign in again'}), '.');
   b.hidden = false;
   document.body.classList.add('stale');
 }
@@ -497,7 +501,7 @@ async function refresh() {
     document.title = (late > 0 ? 'LATE SAE - ' : '') + node + ' - trialsync';
   } catch (e) {
     if (e instanceof AuthError) {
-      showProblem('The node refused this page (' + e.message + '): its API token may have changed.', true);
+      showProblem('The node refused this page (' + e.message + '): the session has ended.', true);
     } else {
       showProblem('Cannot read the node: ' + e.message + '. ' +
         (lastOk > 0 ? 'Figures below are from ' + clockUtc(lastOk) + '.' : 'No figures yet.'), false);
@@ -506,8 +510,36 @@ async function refresh() {
   }
 }
 
+// Who is signed in.
+async function loadSession() {
+  const s = await getJson('/v1/session');
+  if (s === null) return;
+  const who = (str(s.name) ? s.name + ' (' : '(') + s.user + ', ' + s.role + ')';
+  byId('who').textContent = who;
+}
+
+// Sign-out: the node forgets the session and clears the cookie; the
+// sign-in page follows.
+async function signOut() {
+  const button = byId('signout');
+  button.disabled = true;
+  try {
+    const r = await fetch('/v1/session/end', {
+      method: 'POST', credentials: 'same-origin', cache: 'no-store',
+      headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken},
+      body: '{}'});
+    if (!r.ok) throw new Error('the node answered HTTP ' + r.status);
+    window.localStorage.removeItem('ts_csrf');
+    window.location.replace('/dashboard');
+  } catch (e) {
+    showProblem('Sign-out failed: ' + e.message + '.', false);
+    button.disabled = false;
+  }
+}
+
 async function loop() {
   await refresh();
   setTimeout(loop, POLL_MS);
 }
-loop();
+byId('signout').addEventListener('click', signOut);
+loadSession().catch(e => showProblem(e instanceof AuthError ? 'The session has ended.' : 'Cannot read the session: ' + e.message + '.', e instanceof AuthError)).finally(loop);

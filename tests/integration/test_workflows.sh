@@ -64,7 +64,7 @@ for n in "$HUB" "$S1"; do
     assert_eq '{"conflict":false,"value":"F"}' "$(field "$n" subject 101-0001 .sex)" \
         "$(basename "$n"): sex=F written at the site and the hub while apart: one value, no conflict"
 done
-assert_eq '["crc1","monitor1"]' \
+assert_eq '["integration:crc1","integration:monitor1"]' \
     "$("$TRIALSYNC" history --node "$HUB" subject 101-0001 | jq -c '[.versions[] | select(.field == "sex" and .new_value == "F") | .user] | sort')" \
     "the history keeps both writes of F"
 
@@ -78,13 +78,13 @@ for n in "$HUB" "$S1"; do
     assert_eq '["Confirmed female per source"]' "$(field "$n" query Q-hub1-1 .messages.value)" \
         "$name: the answer is kept"
     msg=$(field "$n" query Q-hub1-1 '.messages.thread[0]')
-    assert_eq '"crc1"' "$(echo "$msg" | jq -c .author)" "$name: the message names its author"
+    assert_eq '"integration:crc1"' "$(echo "$msg" | jq -c .author)" "$name: the message names its author"
     assert_eq '"101"' "$(echo "$msg" | jq -c .node)" "$name: the message names its node"
     echo "$msg" | jq -e '.time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$")' \
         > /dev/null || fail "$name: the message time is not ISO 8601 UTC: $msg"
     ok "$name: the message carries its time in ISO 8601 UTC"
 done
-assert_eq '{"node":"101","user":"crc1"}' \
+assert_eq '{"node":"101","user":"integration:crc1"}' \
     "$("$TRIALSYNC" history --node "$HUB" query Q-hub1-1 | jq -cS '.versions[] | select(.field == "messages") | {user, node}')" \
     "the history names the message's author and node too"
 if "$TRIALSYNC" conflicts --node "$HUB" | jq -e '.conflicts[] | select(.id == "Q-hub1-1" or .id == "101-0001")' > /dev/null; then

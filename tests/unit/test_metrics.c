@@ -729,6 +729,8 @@ static void test_metrics_hub_status_lines(void)
     assert_sample(out, "trialsync_records", s, "records");
     assert_line(out, "trialsync_accepting_writes 1");
     assert_sample(out, "trialsync_writes_refused_disk_total", s, "writes_refused_disk");
+    assert_line(out, "trialsync_dashboard_sessions 0");
+    assert_line(out, "trialsync_dashboard_requests_refused_total 0");
     assert_sample(out, "trialsync_uptime_seconds", s, "uptime_s");
     assert_line(out, "# TYPE trialsync_commit_duration_seconds histogram");
     /* The version vector is the status's business, not a metric. */
@@ -779,7 +781,8 @@ static void test_metrics_hub_status_lines(void)
 
     /* 1 info + 1 build info + per peer (connected, revoked, 4 behind, 7
      * counters) + 101's last seen timestamp, age and clock offset + every
-     * failure reason + 4 sae + clock alarm + 8 node + 3 storage states + the
+     * failure reason + 4 sae + clock alarm + 10 node (2 of them the
+     * dashboard's sessions and refusals) + 3 storage states + the
      * disk guard + start time + the node's
      * and the CA's certificate expiry + 11 buckets + sum + count + 5 process
      * + the hub's unacknowledged SAE deadlines + 2 sign-in counters. */
@@ -787,7 +790,7 @@ static void test_metrics_hub_status_lines(void)
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
     CU_ASSERT_EQUAL(check_well_formed(out), 2 + peers * 13 + 3 + json_object_size(fails) + 4 + 1 +
-                                                8 + 3 + 1 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
+                                                10 + 3 + 1 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
     assert_line(out, "# TYPE trialsync_api_signin_failures_total counter");
     assert_line(out, "# TYPE trialsync_api_signin_limited_total counter");
     /* The storage state: one sample per state, 1 for the node's. */
