@@ -28,6 +28,7 @@
 #include <http_parser.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -731,6 +732,8 @@ static json_t *status_json(struct api *a);
 static bool token_matches(const struct api *a, const char *given, size_t given_len);
 static bool authorized(struct api_conn *c);
 static void conn_address(struct api_conn *c, char *out, size_t cap);
+static void record_access(struct api *a, const char *user, bool as_person, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
 
 static void handle_status(struct api_conn *c)
 {
@@ -1585,10 +1588,18 @@ static bool authorized(struct api_conn *c)
                                               why, sizeof(why));
     if (v == USERS_OK) {
         c->who = WHO_USER;
+        /* A token checked against the record (its first use here, or the
+         * first after the cache's time): a sign-in, recorded; the cache's
+         * hits are not, so a busy client does not grow the log. */
+        if (c->user.checked)
+            record_access(a, c->user.user, true, "sign-in: token from %s", addr[0] ? addr : "?");
         return true;
     }
     trace(TRACE_WARN, "api: sign-in refused for user '%.64s' from %s: %s", c->user.user,
           addr[0] ? addr : "?", why);
+    if (v != USERS_LIMITED)
+        record_access(a, c->user.user, false, "sign-in refused (token) from %s: %s",
+                      addr[0] ? addr : "?", why);
     snprintf(c->refused_why, sizeof(c->refused_why), "sign-in refused: %s", why);
     return false;
 }
@@ -1706,6 +1717,48 @@ static json_t *session_json(const struct api_conn *c, const struct session *s)
  * holds only the random session id.  The integration credential opens no
  * session: a browser works as a person.
  */
+/* An access event's write needs no answer: it is in the log once committed. */
+static void access_written(void *ctx, const struct node_write_result *r)
+{
+    (void)ctx;
+    if (r->code != 0)
+        trace(TRACE_WARN, "api: an access event was not recorded: %s", r->err.msg);
+}
+
+/*
+ * Appends an access event of user at this node to their access record
+ * (<node>-ACC-<user>, schema.h), as a write of the person (signed in: their
+ * own sign-in or sign-out) or of the node (a refused attempt: the person did
+ * not prove who they are).  Only for users whose account this node holds, so
+ * a guesser cannot make records for invented names; refusals past the
+ * limiter are not recorded (users.h bounds them).
+ */
+static void record_access(struct api *a, const char *user, bool as_person, const char *fmt,
+                          ...)
+{
+    struct node *n = a->node;
+    char id[TS_ID_BYTES_MAX + 1], event[256], who[TS_USER_BYTES_MAX + 1];
+    if (!schema_id_ok(user) || !store_record_exists(n->store, SCHEMA_USER_TYPE, user))
+        return;
+    int len = snprintf(id, sizeof(id), "%s-ACC-%s", n->cfg.id, user);
+    if (len < 0 || (size_t)len >= sizeof(id) || !schema_key_ok(SCHEMA_ACCESS_TYPE, id))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(event, sizeof(event), fmt, ap);
+    va_end(ap);
+    snprintf(who, sizeof(who), "%s%s", as_person ? "" : SCHEMA_INTEGRATION_PREFIX,
+             as_person ? user : n->cfg.id);
+    struct validate_field f = {.field = "events", .value = event};
+    struct node_write w = {
+        .type = SCHEMA_ACCESS_TYPE, .id = id, .fields = &f, .n = 1, .user = who,
+    };
+    struct node_write_result now;
+    if (node_write(n, &w, access_written, NULL, &now) != 0)
+        trace(TRACE_WARN, "api: the access event '%s' of %s was not recorded: %s", event, user,
+              now.err.msg);
+}
+
 static void handle_session_open(struct api_conn *c)
 {
     struct api *a = c->api;
@@ -1747,6 +1800,9 @@ static void handle_session_open(struct api_conn *c)
     if (v != USERS_OK) {
         trace(TRACE_WARN, "api: dashboard sign-in refused for user '%.64s' from %s: %s",
               c->user.user, addr[0] ? addr : "?", why);
+        if (v != USERS_LIMITED)
+            record_access(a, c->user.user, false, "sign-in refused (dashboard) from %s: %s",
+                          addr[0] ? addr : "?", why);
         char msg[160];
         snprintf(msg, sizeof(msg), "sign-in refused: %s", why);
         conn_send_error(c, 401, msg);
@@ -1774,6 +1830,8 @@ static void handle_session_open(struct api_conn *c)
     memset(csrf_random, 0, sizeof(csrf_random));
     trace(TRACE_INFO, "api: dashboard session opened for user '%s' (%s) from %s", c->user.user,
           schema_user_role_name(c->user.role), addr[0] ? addr : "?");
+    record_access(a, c->user.user, true, "sign-in: dashboard session from %s",
+                  addr[0] ? addr : "?");
     /* Max-Age: the browser forgets the cookie when the node would. */
     char extra[SESSION_TEXT_BYTES + 128];
     snprintf(extra, sizeof(extra),
@@ -1807,6 +1865,7 @@ static void handle_session_end(struct api_conn *c)
     bool ended = c->session != NULL;
     if (ended) {
         trace(TRACE_INFO, "api: dashboard session of user '%s' signed out", c->user.user);
+        record_access(c->api, c->user.user, true, "sign-out: dashboard session");
         session_end(&c->api->sessions, c->session);
         c->session = NULL;
     }

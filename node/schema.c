@@ -301,6 +301,14 @@ static const struct schema_field sdv_fields[] = {
       "", "SHA-256 of the field versions verified" },
 };
 
+/* A person's access events at one node (21 CFR 11.10(e): who signed in,
+ * when, from where; refused attempts too), appended by the node where they
+ * happened and replicated like any record of that node's scope. */
+static const struct schema_field access_fields[] = {
+    { "events", KIND_TEXT, NULL, MERGE_POLICY_APPEND, SITE | HUB, NULL, false, true,
+      "", "Access events: sign-in, sign-out, refused sign-ins" },
+};
+
 /* The people who act through nodes: written at a hub on an admin's word and
  * replicated to every node, so a site signs in its own users while offline.
  * Role and site never change (see schema.h); the secret is a salted slow hash
@@ -337,6 +345,8 @@ static const struct schema_type types[] = {
       signature_fields, COUNT_OF(signature_fields) },
     { SCHEMA_SDV_TYPE, "", "<subject>-SDV-<number>, e.g. 101-0003-SDV-1796216219711", true, HUB,
       sdv_fields, COUNT_OF(sdv_fields) },
+    { SCHEMA_ACCESS_TYPE, "", "<node>-ACC-<user>, e.g. 101-ACC-jsmith", true, SITE | HUB,
+      access_fields, COUNT_OF(access_fields) },
 };
 
 #undef SITE
@@ -486,6 +496,16 @@ static bool infix_key_ok(const char *s, size_t len, const char *infix)
     return num < s + len && lex_all(num, len - (size_t)(num - s), lex_digit);
 }
 
+/* `<node>-ACC-<user>`: a node id of letters and digits, then a user id. */
+static bool access_key_ok(const char *s, size_t len)
+{
+    const char *at = strstr(s, "-ACC-");
+    if (at == NULL || at == s || !lex_all(s, (size_t)(at - s), lex_alnum))
+        return false;
+    const char *user = at + 5;
+    return user < s + len && schema_id_ok(user);
+}
+
 static bool query_key_ok(const char *s, size_t len)
 {
     if (len < 2 || s[0] != 'Q' || s[1] != '-')
@@ -523,6 +543,8 @@ bool schema_key_ok(const char *type, const char *id)
         return infix_key_ok(id, len, "-SIG-");
     if (strcmp(type, SCHEMA_SDV_TYPE) == 0)
         return infix_key_ok(id, len, "-SDV-");
+    if (strcmp(type, SCHEMA_ACCESS_TYPE) == 0)
+        return access_key_ok(id, len);
     return false;
 }
 
@@ -640,6 +662,10 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
     /* Source-data verification is the monitor's (ICH E6 5.18). */
     if (strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
         return r == USER_ROLE_MONITOR;
+    /* A person's own access events, written by the node they signed in at
+     * (validate_entry: only their own record). */
+    if (strcmp(t->name, SCHEMA_ACCESS_TYPE) == 0)
+        return r != USER_ROLE_NONE;
     /* Marking an SAE handled is the safety reviewer's alone. */
     if (strcmp(t->name, "ae") == 0 && strncmp(f->name, "sae_handled", 11) == 0)
         return r == USER_ROLE_SAFETY;

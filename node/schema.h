@@ -212,6 +212,9 @@ bool schema_user_is_integration(const char *user, const char **on_behalf);
 /* An investigator's electronic signature of a visit or a subject's casebook
  * (21 CFR 11.50): key <subject>-SIG-<number>, written once, by a person. */
 #define SCHEMA_SIGNATURE_TYPE "signature"
+/* Access events (sign-in, sign-out, refused sign-ins) of one person at one
+ * node: key <node>-ACC-<user>, an append-only list written by that node. */
+#define SCHEMA_ACCESS_TYPE "access"
 /* A monitor's source-data verification mark on a subject, visit or AE:
  * key <subject>-SDV-<number>, written once, at a hub. */
 #define SCHEMA_SDV_TYPE "sdv"

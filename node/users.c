@@ -284,6 +284,7 @@ static enum users_verdict check_token(struct users *u, const char *token, size_t
     if (!match)
         return fail(u, user_key, addr_key, now_ms, USERS_BAD, why, why_cap, bad);
     cache_put(u, token_digest, record_digest, now_ms);
+    out->checked = true;
     return USERS_OK;
 }
 

@@ -44,6 +44,8 @@ struct users_principal {
     enum schema_user_role role;
     char site[TS_ID_BYTES_MAX + 1];   /* "" for the CRO */
     char name[128];                   /* printed name */
+    bool checked;                     /* the token was checked against the record now
+                                       * (not from the cache): a sign-in worth recording */
 };
 
 enum users_verdict {

@@ -85,10 +85,10 @@ static void join_types(char *dst, size_t cap)
     const struct schema_type *t = schema_types(&count);
     dst[0] = '\0';
     for (size_t i = 0; i < count; i++) {
-        /* Signatures and SDV marks are made with `trialsync sign` and
-         * `trialsync sdv`, not written as data. */
+        /* Signatures, SDV marks and access events are made by their own
+         * verbs and by the node, not written as data. */
         if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0 ||
-            strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0)
+            strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0 || strcmp(t[i].name, SCHEMA_ACCESS_TYPE) == 0)
             continue;
         if (dst[0] != '\0')
             append(dst, cap, ", ");
@@ -1218,6 +1218,14 @@ static int admit_user(const struct entry *e, const struct schema_type *t, unsign
         return admit_refuse(err, "user", TS_ERR_AUTH, "user %s (%s) acted at node %s: a CRO "
                             "user works only at a hub", e->user, schema_user_role_name(r),
                             e->origin);
+    /* Access events: a person's own record only ("<node>-ACC-<user>"). */
+    if (strcmp(t->name, SCHEMA_ACCESS_TYPE) == 0) {
+        const char *at = strstr(e->record_id, "-ACC-");
+        if (at == NULL || strcmp(at + 5, e->user) != 0)
+            return admit_refuse(err, "user", TS_ERR_AUTH, "user %s wrote the access events of "
+                                "%.64s: a person's events are their own", e->user,
+                                e->record_id);
+    }
     struct validate_field fields[TS_WRITES_PER_ENTRY_MAX];
     assert(e->writes_count <= TS_WRITES_PER_ENTRY_MAX);
     for (size_t i = 0; i < e->writes_count; i++) {

@@ -84,6 +84,13 @@ assert_eq "crc101 crc sign-in" "$(jq -r '[.versions[] | select(.field == "sex")]
 refused "a person acts only as themselves" "signed-in user" crc101 put --node "$WORK/site-101" \
     subject 101-0002 site=101 sex=M --user inv101
 wait_until 20 "101-0001 reaching the hub" "$TRIALSYNC" get --node "$HUB" subject 101-0001
+# The token's first use at the site was a sign-in: an access event, replicated.
+assert_contains "$("$TRIALSYNC" get --node "$WORK/site-101" access 101-ACC-crc101 | jq -r '.fields.events.value[]')" \
+    "sign-in: token from 127.0.0.1" "the site records crc101's sign-in as an access event"
+wait_until 20 "crc101's access events reaching the hub" \
+    "$TRIALSYNC" get --node "$HUB" access 101-ACC-crc101
+assert_eq "crc101 sign-in" "$("$TRIALSYNC" history --node "$HUB" access 101-ACC-crc101 --json | jq -r '.versions[0] | "\(.user) \(.via)"')" \
+    "the access event is the person's own, in the hub's audit trail"
 assert_eq crc101 "$("$TRIALSYNC" history --node "$HUB" subject 101-0001 --json | jq -r '.versions[0].user')" \
     "the hub's audit trail names the same person"
 
@@ -207,6 +214,13 @@ done
 grep -q "sign-in refused for user 'mon'.*too many failed sign-ins" "$WORK/hub.log" \
     || fail "the limiter did not engage (no 'too many failed sign-ins' in the hub's trace)"
 ok "failed sign-ins are limited per user and traced"
+"$TRIALSYNC" get --node "$HUB" access hub1-ACC-mon > "$WORK/acc.json" || fail "no access record for mon"
+refusals=$(jq '[.fields.events.value[] | select(startswith("sign-in refused (token)"))] | length' "$WORK/acc.json")
+[ "$refusals" -ge 1 ] && [ "$refusals" -le 5 ] \
+    || fail "mon's refused sign-ins recorded $refusals times (expected 1 to 5: the limiter stops the rest)"
+ok "refused sign-ins of a real account are access events ($refusals; the limited ones are not)"
+assert_eq "integration:hub1" "$("$TRIALSYNC" history --node "$HUB" access hub1-ACC-mon --json | jq -r '[.versions[] | select(.new_value | startswith("sign-in refused"))][0].user')" \
+    "a refused attempt is recorded by the node, not in the person's name"
 metrics=$(curl -s -H "Authorization: Bearer $PROM_TOKEN" "http://$API/metrics")
 limited=$(printf '%s\n' "$metrics" | sed -n 's/^trialsync_api_signin_limited_total \([0-9]*\)$/\1/p')
 failures=$(printf '%s\n' "$metrics" | sed -n 's/^trialsync_api_signin_failures_total \([0-9]*\)$/\1/p')

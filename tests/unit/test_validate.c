@@ -1466,6 +1466,23 @@ static void test_validate_entry_users(void)
                              admit_entry("101", "sdv", "101-0001-SDV-1796216219711", "101",
                                          "target=visit/101-0001/V1", digest, NULL)),
                     TS_ERR_AUTH);
+    /* Access events: a person's own, at the node they signed in at. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "access", "101-ACC-crc101", "101",
+                                         "events=sign-in: token from 127.0.0.1", NULL)), 0);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "crc101",
+                             admit_entry("101", "access", "101-ACC-inv101", "101",
+                                         "events=sign-out", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("user"));
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:101",
+                             admit_entry("101", "access", "101-ACC-inv101", "101",
+                                         "events=sign-in refused (token)", NULL)), 0);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "integration:101",
+                             admit_entry("101", "access", "102-ACC-crc102", "102",
+                                         "events=sign-in refused (token)", NULL)),
+                    TS_ERR_AUTH);
+    CU_ASSERT(rule_is("scope"));
     CU_ASSERT(schema_key_ok("signature", "101-0001-SIG-007"));
     CU_ASSERT(!schema_key_ok("signature", "101-0001-SIG-"));
     CU_ASSERT(!schema_key_ok("ae", "101-0001-AE-"));
@@ -1497,7 +1514,9 @@ static void test_validate_user_role_matrix(void)
                 const struct schema_field *fld = &types[t].fields[f];
                 const char *value = fld->terms != NULL ? fld->terms[0].value : "x";
                 bool may = schema_user_may_write((enum schema_user_role)r, &types[t], fld, value);
-                if (!may)
+                /* A person's access events are the node's record of them,
+                 * whatever their role: not a write of data. */
+                if (!may || strcmp(types[t].name, SCHEMA_ACCESS_TYPE) == 0)
                     continue;
                 wrote[r]++;
                 CU_ASSERT(types[t].site_scoped);
