@@ -2554,6 +2554,23 @@ int store_checkpoint(struct store *s, const char *dir, struct ts_error *err)
     if (lstat(dir, &st) == 0)
         return ts_error_set(err, TS_ERR_EXISTS, "checkpoint: %s already exists (a backup "
                             "goes to a new directory)", dir);
+    /* A missing parent is the caller's mistake, said in its words rather
+     * than RocksDB's (which would also name this store's directory). */
+    char parent[PATH_MAX];
+    size_t len = strnlen(dir, sizeof(parent));
+    if (len == sizeof(parent))
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: the target path is too long");
+    memcpy(parent, dir, len + 1);
+    while (len > 1 && parent[len - 1] == '/')
+        parent[--len] = '\0';
+    char *slash = strrchr(parent, '/');
+    assert(slash != NULL);
+    slash[slash == parent ? 1 : 0] = '\0';
+    if (stat(parent, &st) != 0)
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: the parent directory %s does not "
+                            "exist (create it first)", parent);
+    if (!S_ISDIR(st.st_mode))
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: %s is not a directory", parent);
     char *errptr = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &errptr);
     if (errptr != NULL)
