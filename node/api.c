@@ -629,6 +629,8 @@ static void write_done(void *ctx, const struct node_write_result *r)
     conn_unref(c);
 }
 
+/* Ends the request itself, on every path: at once when refused, in
+ * write_done after the group commit otherwise. */
 static void handle_write(struct api_conn *c, const char *type, const char *id, bool membership)
 {
     json_error_t jerr;
@@ -642,6 +644,7 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
                  root == NULL ? jerr.text : "not an object");
         json_decref(root);
         conn_send_error(c, 400, msg);
+        conn_request_done(c);
         return;
     }
     json_t *jfields = json_object_get(root, "fields");
@@ -653,6 +656,7 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
         conn_send_error(c, 400,
                         "body must be {\"fields\": {name: string, ...}, \"reason\": string, "
                         "\"user\": string}");
+        conn_request_done(c);
         return;
     }
     const char *key;
@@ -661,12 +665,14 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
         if (n == TS_WRITES_PER_ENTRY_MAX) {
             json_decref(root);
             conn_send_error(c, 400, "too many fields in one write (at most 64)");
+            conn_request_done(c);
             return;
         }
         if (!json_is_string(value)) {
             snprintf(msg, sizeof(msg), "field '%.40s': the value must be a JSON string", key);
             json_decref(root);
             conn_send_error(c, 400, msg);
+            conn_request_done(c);
             return;
         }
         fields[n].field = key;
@@ -678,6 +684,7 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
     if (ww == NULL) {
         json_decref(root);
         conn_send_error(c, 500, "out of memory");
+        conn_request_done(c);
         return;
     }
     ww->conn = c;
