@@ -45,6 +45,10 @@ static int fuzz_store_checkpoint(struct store *s, const char *dir, struct ts_err
 #include "fuzz.h"
 #include "fuzz_api.h"
 
+/* Inputs on one pair of stores before both start empty again
+ * (nodes_renew): a few hundred writes keep every request fast. */
+#define FUZZ_API_INPUTS_PER_STORE 500
+
 /* Loop iterations an exchange may take to answer and free its connection:
  * one commit and one close need a few; more is a connection never freed. */
 #define FUZZ_API_LOOP_ROUNDS_MAX 1000
@@ -55,6 +59,7 @@ static struct {
     char jail[PATH_MAX];
     bool jail_used;
     bool verbose;    /* TS_FUZZ_VERBOSE=1: each response's status and body start */
+    unsigned inputs;  /* on the current stores */
     uv_loop_t loop;
     struct config cfg[FUZZ_NODE_COUNT];
     struct node *node[FUZZ_NODE_COUNT];
@@ -121,13 +126,42 @@ static void write_text(const char *path, const char *text, mode_t mode)
     FUZZ_CHECK(chmod(path, mode) == 0);
 }
 
-static void teardown(void)
+static void node_start(enum fuzz_node i)
+{
+    struct ts_error err = {0, ""};
+    if (node_open(&fz.node[i], &fz.loop, &fz.cfg[i], &err) != 0 ||
+        api_start(&fz.api[i], fz.node[i], NULL, &err) != 0) {
+        fprintf(stderr, "fuzz: node %s: %s\n", fz.cfg[i].id, err.msg);
+        abort();
+    }
+}
+
+static void nodes_stop(void)
 {
     for (int i = 0; i < FUZZ_NODE_COUNT; i++) {
         api_stop(fz.api[i]);
         node_close(fz.node[i]);
     }
     uv_run(&fz.loop, UV_RUN_DEFAULT);
+}
+
+/*
+ * Both nodes again on empty stores.  A store that grows without end makes
+ * each input slower (a record's history, a field's dead set, the record
+ * list) and what an input does ever more a matter of the inputs before it.
+ */
+static void nodes_renew(void)
+{
+    nodes_stop();
+    for (int i = 0; i < FUZZ_NODE_COUNT; i++) {
+        remove_tree(fz.cfg[i].data_dir);
+        node_start((enum fuzz_node)i);
+    }
+}
+
+static void teardown(void)
+{
+    nodes_stop();
     remove_tree(fz.base);
 }
 
@@ -154,12 +188,12 @@ static void node_make(enum fuzz_node i, const char *ca_dir)
     write_text(path, FUZZ_API_TOKEN "\n", 0600);
     snprintf(path, sizeof(path), "%s/node.conf", dir);
     write_text(path, conf, 0644);
-    if (config_load(path, &fz.cfg[i], &err) != 0 ||
-        (fz.cfg[i].api.port = 0, node_open(&fz.node[i], &fz.loop, &fz.cfg[i], &err)) != 0 ||
-        api_start(&fz.api[i], fz.node[i], NULL, &err) != 0) {
+    if (config_load(path, &fz.cfg[i], &err) != 0) {
         fprintf(stderr, "fuzz: node %s: %s\n", ids[i], err.msg);
         abort();
     }
+    fz.cfg[i].api.port = 0;
+    node_start(i);
 }
 
 void fuzz_api_setup(void)
@@ -195,6 +229,14 @@ void fuzz_api_setup(void)
     atexit(teardown);
     fz.verbose = getenv("TS_FUZZ_VERBOSE") != NULL;
     fz.ready = true;
+}
+
+void fuzz_api_input_begin(void)
+{
+    if (++fz.inputs > FUZZ_API_INPUTS_PER_STORE) {
+        nodes_renew();
+        fz.inputs = 1;
+    }
 }
 
 /* Parses what the API wrote into x, checking each response's form. */

@@ -44,6 +44,12 @@ struct fuzz_exchange {
 void fuzz_api_setup(void);
 
 /*
+ * Called by a harness before each input: every FUZZ_API_INPUTS_PER_STORE
+ * inputs both nodes start again on empty stores (fuzz_api.c says why).
+ */
+void fuzz_api_input_begin(void);
+
+/*
  * One connection to node: opened as the listener would accept it, fed len
  * bytes in reads of chunk bytes (0: one read) as the socket would deliver
  * them, the loop run after each read until the request is answered (a write

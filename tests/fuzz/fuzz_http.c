@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    fuzz_api_input_begin();
     enum fuzz_node node = (data[0] & 1) ? FUZZ_NODE_SITE : FUZZ_NODE_HUB;
     size_t chunk = data[0] >> 1;
     static struct fuzz_exchange x;
