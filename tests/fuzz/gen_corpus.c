@@ -76,16 +76,6 @@ static void seed_write(struct seed_entry *s, const char *field, const char *valu
     s->w[i].supersedes_count = nsup;
 }
 
-static struct entry_ref ref(const char *origin, uint8_t lane, uint64_t seq)
-{
-    struct entry_ref r;
-    memset(&r, 0, sizeof(r));
-    snprintf(r.origin, sizeof(r.origin), "%s", origin);
-    r.lane = lane;
-    r.seq = seq;
-    return r;
-}
-
 static size_t encode(const struct seed_entry *s, uint8_t **out)
 {
     size_t len = 0;
@@ -104,8 +94,9 @@ static struct seed_entry seeds[SEEDS];
 
 static void seeds_make(void)
 {
-    struct entry_ref s1 = ref("101", LANE_BULK, 1), s2 = ref("101", LANE_BULK, 2);
-    struct entry_ref h1 = ref("hub1", LANE_BULK, 1);
+    struct entry_ref s1 = {.origin = "101", .lane = LANE_BULK, .seq = 1};
+    struct entry_ref s2 = {.origin = "101", .lane = LANE_BULK, .seq = 2};
+    struct entry_ref h1 = {.origin = "hub1", .lane = LANE_BULK, .seq = 1};
 
     seed_entry_init(&seeds[0], "101", LANE_BULK, 1, 1000, "subject", "101-0003", "101");
     seed_write(&seeds[0], "site", "101", NULL, 0);
@@ -148,7 +139,7 @@ static void seeds_make(void)
     seed_write(&seeds[6], "state", "open", NULL, 0);
     seed_write(&seeds[6], "round", "1", NULL, 0);
 
-    struct entry_ref q1 = ref("hub1", LANE_BULK, 2);
+    struct entry_ref q1 = {.origin = "hub1", .lane = LANE_BULK, .seq = 2};
     seed_entry_init(&seeds[7], "101", LANE_BULK, 5, 3400, "query", "Q-hub1-1", "101");
     seed_write(&seeds[7], "state", "answered", &q1, 1);
     seed_write(&seeds[7], "messages", "Confirmed against the source: 1961.", NULL, 0);
@@ -231,17 +222,11 @@ static void gen_frame(const char *name, struct frame *f)
 
 static void gen_frames(void)
 {
-    struct vv_item vv[3];
-    memset(vv, 0, sizeof(vv));
-    snprintf(vv[0].origin, sizeof(vv[0].origin), "101");
-    vv[0].lane = LANE_SAFETY;
-    vv[0].seq = 1;
-    snprintf(vv[1].origin, sizeof(vv[1].origin), "101");
-    vv[1].lane = LANE_BULK;
-    vv[1].seq = 5;
-    snprintf(vv[2].origin, sizeof(vv[2].origin), "hub1");
-    vv[2].lane = LANE_BULK;
-    vv[2].seq = 0;
+    struct vv_item vv[3] = {
+        {.origin = "101", .lane = LANE_SAFETY, .seq = 1},
+        {.origin = "101", .lane = LANE_BULK, .seq = 5},
+        {.origin = "hub1", .lane = LANE_BULK, .seq = 0},
+    };
 
     struct frame f;
     memset(&f, 0, sizeof(f));
