@@ -231,8 +231,20 @@ void fuzz_api_setup(void)
     fz.ready = true;
 }
 
-void fuzz_api_input_begin(void)
+/* libFuzzer calls it once, before the first input: the HTTP harnesses'
+ * nodes are built then, outside any input's time. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    (void)argc;
+    (void)argv;
+    fuzz_api_setup();
+    return 0;
+}
+
+void fuzz_api_input_begin(uint8_t first, enum fuzz_node *node, size_t *chunk)
+{
+    *node = (first & 1) ? FUZZ_NODE_SITE : FUZZ_NODE_HUB;
+    *chunk = first >> 1;
     if (++fz.inputs > FUZZ_API_INPUTS_PER_STORE) {
         nodes_renew();
         fz.inputs = 1;

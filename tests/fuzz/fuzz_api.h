@@ -44,10 +44,13 @@ struct fuzz_exchange {
 void fuzz_api_setup(void);
 
 /*
- * Called by a harness before each input: every FUZZ_API_INPUTS_PER_STORE
- * inputs both nodes start again on empty stores (fuzz_api.c says why).
+ * Called by a harness before each input with the input's first byte, which
+ * picks the node (low bit: 0 hub, 1 site) and the size of the reads the
+ * rest arrives in (the other bits; 0: one read).  Every
+ * FUZZ_API_INPUTS_PER_STORE inputs both nodes start again on empty stores
+ * (fuzz_api.c says why).
  */
-void fuzz_api_input_begin(void);
+void fuzz_api_input_begin(uint8_t first, enum fuzz_node *node, size_t *chunk);
 
 /*
  * One connection to node: opened as the listener would accept it, fed len

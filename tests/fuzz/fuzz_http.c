@@ -22,21 +22,13 @@
 #include "fuzz.h"
 #include "fuzz_api.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fuzz_api_setup();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    fuzz_api_input_begin();
-    enum fuzz_node node = (data[0] & 1) ? FUZZ_NODE_SITE : FUZZ_NODE_HUB;
-    size_t chunk = data[0] >> 1;
+    enum fuzz_node node;
+    size_t chunk;
+    fuzz_api_input_begin(data[0], &node, &chunk);
     static struct fuzz_exchange x;
     fuzz_api_exchange(node, data + 1, size - 1, chunk, &x);
     fuzz_api_check(&x);

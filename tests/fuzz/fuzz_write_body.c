@@ -28,14 +28,6 @@
 /* Path line bytes at most: "records/" and the longest type and id. */
 #define PATH_BYTES_MAX (8 + TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 16)
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    fuzz_api_setup();
-    return 0;
-}
-
 static bool shown(json_t *field, const char *value, bool append)
 {
     json_t *v = json_object_get(field, "value");
@@ -93,9 +85,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    fuzz_api_input_begin();
-    enum fuzz_node node = (data[0] & 1) ? FUZZ_NODE_SITE : FUZZ_NODE_HUB;
-    size_t chunk = data[0] >> 1;
+    enum fuzz_node node;
+    size_t chunk;
+    fuzz_api_input_begin(data[0], &node, &chunk);
     const uint8_t *nl = memchr(data + 1, '\n', size - 1);
     if (nl == NULL || (size_t)(nl - (data + 1)) > PATH_BYTES_MAX)
         return 0;
