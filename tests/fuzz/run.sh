@@ -27,6 +27,7 @@ dict=()
 echo "fuzz $target: ${seconds}s over $n seeds (new inputs: $scratch/corpus)"
 # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak or an
 # unbounded allocation shows before the machine feels it.
+LSAN_OPTIONS="suppressions=$src/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
 "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     "${dict[@]}" -artifact_prefix="$scratch/" "$scratch/corpus" "$seeds" > "$scratch/log" 2>&1
 rc=$?
