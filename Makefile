@@ -1,6 +1,8 @@
 # trialsync: a thin Makefile over CMake.
 #   make demo    install what is missing, build, run a local cluster story
-#   make test    install what is missing, build, run every suite (and again under ASan+UBSan)
+#   make test    install what is missing, build, run every suite (and again under ASan+UBSan),
+#                and each libFuzzer harness briefly (build-fuzz/, clang)
+#   make fuzz    each libFuzzer harness for FUZZ_SECONDS (600) over its corpus (docs/testing.md)
 #   make bench   benchmarks that print figures (docs/performance.md)
 #   make build   just build (build/)
 #   make install install under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
@@ -8,6 +10,12 @@
 MAKEFLAGS  += --no-print-directory
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+# The libFuzzer harnesses build with clang alone, in a directory of their own.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= entry frame merge http write_body
+# make fuzz writes what it finds here, never into tests/fuzz/corpus/.
+FUZZ_SCRATCH ?= $(FUZZ_BUILD)/fuzz-long
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -19,9 +27,11 @@ DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
        libjansson-dev libinih-dev libsystemd-dev dpkg dpkg-dev libfaketime faketime procps iproute2 iptables \
        coreutils util-linux bsdutils perl-base systemd curl jq chromium stress-ng strace \
-       libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file
+       libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file \
+       clang libclang-rt-14-dev
 
-.PHONY: all deps print-deps build build-asan install package test test-fast test-loaded demo bench soak clean
+.PHONY: all deps print-deps build build-asan build-fuzz install package test test-fast test-loaded \
+        fuzz demo bench soak clean
 
 all: build
 
@@ -56,12 +66,23 @@ build-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
+# The harnesses only (not the daemon, CLI and suites): clang builds every
+# library with the fuzzer's instrumentation and ASan + UBSan.
+build-fuzz:
+	@command -v clang > /dev/null || { echo "clang is missing: run 'make deps'"; exit 1; }
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DTS_FUZZ=ON -DBUILD_TESTING=OFF \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_harnesses
+
 # The sanitizer pass runs first, the plain build last, so the output ends with
-# CTest's summary of the release build.
-test: deps build build-asan
+# CTest's summary of the release build.  Between them each fuzz harness runs
+# a few seconds over its committed corpus, one at a time.
+test: deps build build-asan build-fuzz
 	@echo "== every suite under AddressSanitizer + UndefinedBehaviorSanitizer =="
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j2 --timeout 900
+	@echo "== each libFuzzer harness over its seed corpus =="
+	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -L fuzz
 	@echo "== every suite, release build =="
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 900
 
@@ -90,5 +111,14 @@ bench: deps build
 soak: deps build
 	bash tests/fault/soak.sh $(BUILD)
 
+# Each harness for FUZZ_SECONDS, one after another (FUZZ_TARGETS picks some);
+# the corpus each grows in $(FUZZ_SCRATCH)/TARGET/corpus is kept between runs,
+# so a second `make fuzz` resumes.  Stops at the first harness that fails.
+fuzz: deps build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  TS_FUZZ_KEEP=1 TS_SRC="$(CURDIR)" bash tests/fuzz/run.sh $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t $$t \
+	    $(FUZZ_SECONDS) $(FUZZ_SCRATCH)/$$t || exit 1; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -295,9 +295,28 @@ static void conn_send_json(struct api_conn *c, int status, json_t *j)
     free(s);
 }
 
+/*
+ * s as a JSON string.  A message may quote the request's path, which can hold
+ * any byte, and JSON carries only UTF-8 (jansson refuses the rest): then
+ * every byte outside ASCII becomes '?', so the answer is still sent.
+ */
+static json_t *json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char ascii[1024];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n + 1 < sizeof(ascii);
+         p++)
+        ascii[n++] = *p < 0x80 ? (char)*p : '?';
+    ascii[n] = '\0';
+    return json_string(ascii);
+}
+
 static void conn_send_error(struct api_conn *c, int status, const char *msg)
 {
-    conn_send_json(c, status, json_pack("{s:s}", "error", msg));
+    conn_send_json(c, status, json_pack("{s:o}", "error", json_text(msg)));
 }
 
 static int http_status_of(int code)
@@ -956,13 +975,13 @@ static void submit_write(struct api_conn *c, const struct node_write *w)
         c->refs--;
         free(ww);
         if (now.verr.msg[0] != '\0') {
-            json_t *e = json_pack("{s:s}", "error", now.verr.msg);
+            json_t *e = json_pack("{s:o}", "error", json_text(now.verr.msg));
             if (now.verr.field[0] != '\0')
-                json_object_set_new(e, "field", json_string(now.verr.field));
+                json_object_set_new(e, "field", json_text(now.verr.field));
             if (now.verr.value[0] != '\0')
-                json_object_set_new(e, "value", json_string(now.verr.value));
+                json_object_set_new(e, "value", json_text(now.verr.value));
             if (now.verr.allowed[0] != '\0')
-                json_object_set_new(e, "allowed", json_string(now.verr.allowed));
+                json_object_set_new(e, "allowed", json_text(now.verr.allowed));
             conn_send_json(c, http_status_of(rc), e);
         } else {
             conn_send_error(c, http_status_of(rc), now.err.msg);
@@ -972,6 +991,8 @@ static void submit_write(struct api_conn *c, const struct node_write *w)
     /* Otherwise write_done answers after the group commit. */
 }
 
+/* Ends the request itself, on every path: at once when refused, in
+ * write_done after the group commit otherwise. */
 static void handle_write(struct api_conn *c, const char *type, const char *id, bool membership)
 {
     json_error_t jerr;
@@ -1026,6 +1047,8 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
     if (refusal == NULL && strcmp(type, SCHEMA_SDV_TYPE) == 0)
         refusal = "source-data verification is marked with 'trialsync sdv' (POST /v1/sdv), "
                   "which computes what is verified";
+    if (refusal == NULL && strcmp(type, SCHEMA_ACCESS_TYPE) == 0)
+        refusal = "access events are recorded by the node, not written as data";
     struct validate_error verr;
     if (refusal == NULL && c->who == WHO_USER &&
         validate_user_role(c->user.role, type, fields, n, &verr) != 0)
@@ -1227,11 +1250,11 @@ static void import_refused_cb(void *ctx, size_t row, const struct node_write_res
     if (e == NULL)
         return;
     if (r->verr.field[0] != '\0')
-        json_object_set_new(e, "field", json_string(r->verr.field));
+        json_object_set_new(e, "field", json_text(r->verr.field));
     if (r->verr.value[0] != '\0')
-        json_object_set_new(e, "value", json_string(r->verr.value));
+        json_object_set_new(e, "value", json_text(r->verr.value));
     if (r->verr.allowed[0] != '\0')
-        json_object_set_new(e, "allowed", json_string(r->verr.allowed));
+        json_object_set_new(e, "allowed", json_text(r->verr.allowed));
     json_array_append_new(iw->errors, e);
 }
 

@@ -33,6 +33,7 @@
 #include "merge.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -321,6 +322,38 @@ bool merge_write_lost(const char *type, const char *field, const struct field_st
 }
 
 /* ---- apply ------------------------------------------------------------- */
+
+uint32_t merge_entry_round(const struct entry *e)
+{
+    if (strcmp(e->record_type, "query") != 0)
+        return 0;
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct field_write *w = &e->writes[i];
+        if (strcmp(w->field, "round") != 0 || w->value == NULL)
+            continue;
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(w->value, &end, 10);
+        if (errno != 0 || end == w->value || *end != '\0' || v == 0 || v > UINT32_MAX)
+            return 1;
+        return (uint32_t)v;
+    }
+    return 1;
+}
+
+void merge_write_of(const struct entry *e, const struct field_write *w, uint32_t round,
+                    struct merge_write *mw)
+{
+    memset(mw, 0, sizeof(*mw));
+    mw->hlc = e->hlc;
+    mw->round = round;
+    mw->value = w->value != NULL ? w->value : "";
+    mw->supersedes = w->supersedes;
+    mw->supersedes_count = w->supersedes_count;
+    memcpy(mw->ref.origin, e->origin, sizeof(mw->ref.origin));
+    mw->ref.lane = e->lane;
+    mw->ref.seq = e->seq;
+}
 
 static int write_check(const struct merge_write *w)
 {

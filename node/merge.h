@@ -68,6 +68,23 @@ struct merge_write {
 
 void field_state_release(struct field_state *s);
 
+/*
+ * The query round an entry's writes carry (merge_write.round): the "round"
+ * the entry itself writes, for query records.  A query entry that writes no
+ * valid round is taken as round 1, as validate.c takes a new query; the node
+ * must write the round with every later-round state change, since the round
+ * a writer saw is not otherwise in the entry.  0 for other types.
+ */
+uint32_t merge_entry_round(const struct entry *e);
+
+/*
+ * The merge write of w, one of e's writes, with round from
+ * merge_entry_round(e).  Borrows from e: valid while e is.  The store builds
+ * (and rebuilds) every field state through it, and so does the merge fuzzer.
+ */
+void merge_write_of(const struct entry *e, const struct field_write *w, uint32_t round,
+                    struct merge_write *mw);
+
 enum merge_policy merge_policy_of(const char *type, const char *field);
 
 /*

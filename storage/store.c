@@ -1453,50 +1453,6 @@ static int apply_stored(struct apply_ctx *a, struct apply_chain *c, uint64_t seq
 }
 
 /*
- * The query round an entry's writes carry (merge.h's merge_write.round): the
- * "round" the entry itself writes, for query records.  A query entry that
- * writes no valid round is taken as round 1, as validate.c takes a new query;
- * the node must write the round with every later-round state change, since
- * the round a writer saw is not otherwise in the entry.  0 for other types.
- */
-static uint32_t entry_round(const struct entry *e)
-{
-    if (strcmp(e->record_type, "query") != 0)
-        return 0;
-    for (size_t i = 0; i < e->writes_count; i++) {
-        const struct field_write *w = &e->writes[i];
-        if (strcmp(w->field, "round") != 0 || w->value == NULL)
-            continue;
-        char *end = NULL;
-        errno = 0;
-        unsigned long v = strtoul(w->value, &end, 10);
-        if (errno != 0 || end == w->value || *end != '\0' || v == 0 || v > UINT32_MAX)
-            return 1;
-        return (uint32_t)v;
-    }
-    return 1;
-}
-
-/*
- * The merge write of one of e's writes (round from entry_round).  Borrows
- * from e: valid while e is.  store_apply and store_verify_state both build
- * state through it, so a rebuilt state is the state store_apply writes.
- */
-static void entry_merge_write(const struct entry *e, const struct field_write *w, uint32_t round,
-                              struct merge_write *mw)
-{
-    memset(mw, 0, sizeof(*mw));
-    mw->hlc = e->hlc;
-    mw->round = round;
-    mw->value = w->value != NULL ? w->value : "";
-    mw->supersedes = w->supersedes;
-    mw->supersedes_count = w->supersedes_count;
-    memcpy(mw->ref.origin, e->origin, sizeof(mw->ref.origin));
-    mw->ref.lane = e->lane;
-    mw->ref.seq = e->seq;
-}
-
-/*
  * Loads the state of key into the overlay (once per call); a field of a
  * record new to the store starts empty without a read.
  */
@@ -1574,7 +1530,7 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
     }
     bool record_new = s->recs.items[ri].dirty;
 
-    uint32_t round = entry_round(e);
+    uint32_t round = merge_entry_round(e);
     for (size_t i = 0; i < e->writes_count; i++) {
         const struct field_write *w = &e->writes[i];
         if (w->field[0] == '\0' || !key_state(&k, e->record_type, e->record_id, w->field))
@@ -1585,7 +1541,7 @@ static int apply_entry_state(struct apply_ctx *a, const struct entry *e)
         if (rc != 0)
             return rc;
         struct merge_write mw;
-        entry_merge_write(e, w, round, &mw);
+        merge_write_of(e, w, round, &mw);
         rc = merge_field_apply(&it->st, &mw);
         if (rc < 0)
             return ts_error_set(a->err, rc, ENTRY_FMT ": cannot merge field %s: %s",
@@ -2666,6 +2622,23 @@ int store_checkpoint(struct store *s, const char *dir, struct ts_error *err)
     if (lstat(dir, &st) == 0)
         return ts_error_set(err, TS_ERR_EXISTS, "checkpoint: %s already exists (a backup "
                             "goes to a new directory)", dir);
+    /* A missing parent is the caller's mistake, said in its words rather
+     * than RocksDB's (which would also name this store's directory). */
+    char parent[PATH_MAX];
+    size_t len = strnlen(dir, sizeof(parent));
+    if (len == sizeof(parent))
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: the target path is too long");
+    memcpy(parent, dir, len + 1);
+    while (len > 1 && parent[len - 1] == '/')
+        parent[--len] = '\0';
+    char *slash = strrchr(parent, '/');
+    assert(slash != NULL);
+    slash[slash == parent ? 1 : 0] = '\0';
+    if (stat(parent, &st) != 0)
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: the parent directory %s does not "
+                            "exist (create it first)", parent);
+    if (!S_ISDIR(st.st_mode))
+        return ts_error_set(err, TS_ERR_INVALID, "checkpoint: %s is not a directory", parent);
     char *errptr = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &errptr);
     if (errptr != NULL)
@@ -2996,7 +2969,7 @@ static int rebuild_entry(struct store *s, struct rebuild *rb, const uint8_t *hk,
                           e.record_id);
         goto out_release;
     }
-    uint32_t round = entry_round(&e);
+    uint32_t round = merge_entry_round(&e);
     for (size_t i = 0; i < e.writes_count; i++) {
         const struct field_write *w = &e.writes[i];
         struct rebuild_field *f = rebuild_field_get(rb, w->field);
@@ -3005,7 +2978,7 @@ static int rebuild_entry(struct store *s, struct rebuild *rb, const uint8_t *hk,
             goto out_release;
         }
         struct merge_write mw;
-        entry_merge_write(&e, w, round, &mw);
+        merge_write_of(&e, w, round, &mw);
         rc = merge_field_apply(&f->st, &mw);
         if (rc < 0) {
             rc = ts_error_set(err, TS_ERR_CORRUPT,

@@ -1662,6 +1662,35 @@ static void test_store_checkpoint(void)
     store_close(s);
 }
 
+/*
+ * A checkpoint into a directory whose parent is missing (or is a file) is the
+ * caller's mistake, said as such (TS_ERR_INVALID, naming the parent): the
+ * API answers 400, not 500 with RocksDB's words and the data directory's
+ * path.  Found by the HTTP fuzzer (tests/fuzz/fuzz_http.c).
+ */
+static void test_store_checkpoint_parent_missing(void)
+{
+    struct ts_error err = {0};
+    struct store *s = open_store("ckpt-parent");
+    char dst[700], file[700];
+    const char *tmp = unit_tmpdir("ckpt-parent-dst");
+    snprintf(dst, sizeof(dst), "%s/no/such/parent/copy", tmp);
+    CU_ASSERT(store_checkpoint(s, dst, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "/no/such/parent") != NULL);
+    CU_ASSERT(strstr(err.msg, "does not exist") != NULL);
+    snprintf(file, sizeof(file), "%s/plain-file", tmp);
+    FILE *f = fopen(file, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fclose(f);
+    snprintf(dst, sizeof(dst), "%s/plain-file/copy", tmp);
+    CU_ASSERT(store_checkpoint(s, dst, &err) == TS_ERR_INVALID);
+    CU_ASSERT(strstr(err.msg, "is not a directory") != NULL);
+    /* A trailing slash names the same directory. */
+    snprintf(dst, sizeof(dst), "%s/copy/", tmp);
+    CU_ASSERT(store_checkpoint(s, dst, &err) == 0);
+    store_close(s);
+}
+
 int main(void)
 {
     unit_seed();
@@ -1694,6 +1723,7 @@ int main(void)
         {"test_store_format_migrates_forward", test_store_format_migrates_forward},
         {"test_store_format_newer_refused", test_store_format_newer_refused},
         {"test_store_checkpoint", test_store_checkpoint},
+        {"test_store_checkpoint_parent_missing", test_store_checkpoint_parent_missing},
         {NULL, NULL},
     };
     int rc = unit_run("store", tests);
