@@ -11,7 +11,7 @@
 # in docs/security.md come from this suite.
 . "$(dirname "$0")/../integration/lib.sh"
 
-need_cmd python3 python3
+need_cmd python3 python3-minimal
 ABUSE="$TS_SRC/tests/tools/ts_api_abuse.py"
 CLI_DEADLINE_S=10
 ABUSE_SECONDS=${ABUSE_SECONDS:-12}

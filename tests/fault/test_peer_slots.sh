@@ -11,7 +11,7 @@
 # The deadline bounds a hang; the time the site took is printed.
 . "$(dirname "$0")/../integration/lib.sh"
 
-need_cmd python3 python3
+need_cmd python3 python3-minimal
 ABUSE="$TS_SRC/tests/tools/ts_api_abuse.py"
 SILENT_SECONDS=${SILENT_SECONDS:-40}
 
