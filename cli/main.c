@@ -41,7 +41,7 @@ static void usage(FILE *out)
             "  saes --node NODEDIR                  serious adverse events, 24-hour clock (JSON)\n"
             "  status --node NODEDIR [--json]       node and per-peer replication\n"
             "  status --node NODEDIR --check [--offline-max-s N] [--late-saes]  for monitors\n"
-            "  digest --node NODEDIR                the node's state digest\n"
+            "  digest --node NODEDIR [--site SITE]  the state digest (of one site's share)\n"
             "  verify --node NODEDIR [--peer DIR]   check a stopped node's store; compare with a peer\n"
             "  backup --node NODEDIR --out PATH     verified copy of a node's store (node running or not)\n"
             "  restore --node NODEDIR --from PATH [--force]  put a backup back (node stopped)\n"

@@ -56,11 +56,15 @@ static void record_usage(const char *verb, FILE *out)
                      "Lists the serious adverse events the node tracks with their 24-hour clock:\n"
                      "awareness, received (hub) or written (site) time, deadline, late, at\n"
                      "risk, acknowledged, alarms raised (JSON).\n");
-    else if (strcmp(verb, "conflicts") == 0 || strcmp(verb, "digest") == 0)
-        fprintf(out, "usage: trialsync %s --node NODEDIR\n\n%s\n", verb,
-                strcmp(verb, "digest") == 0
-                    ? "Prints the node's state digest: equal entries give equal digests."
-                    : "Lists every field with more than one concurrent value (JSON).");
+    else if (strcmp(verb, "digest") == 0)
+        fprintf(out, "usage: trialsync digest --node NODEDIR [--site SITE] [--json]\n\n"
+                     "Prints the node's state digest: equal entries give equal digests.\n"
+                     "--site SITE  the digest of that site's share of the trial only (its\n"
+                     "             subjects, visits, AEs and the queries about them): the\n"
+                     "             site's node and every hub print the same once they agree.\n");
+    else if (strcmp(verb, "conflicts") == 0)
+        fprintf(out, "usage: trialsync conflicts --node NODEDIR\n\n"
+                     "Lists every field with more than one concurrent value (JSON).\n");
     else
         fprintf(out, "usage: trialsync %s --node NODEDIR TYPE ID [--json]\n\n%s\n"
                      "A table on a terminal; JSON (the API's answer) in a pipe or with --json.\n",
@@ -561,13 +565,14 @@ int cmd_record(const char *verb, int argc, char **argv)
         {"check", no_argument, NULL, 'c'},
         {"offline-max-s", required_argument, NULL, 'o'},
         {"late-saes", no_argument, NULL, 'l'},
+        {"site", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *node_dir = NULL, *reason = NULL, *user = NULL, *fields_file = NULL;
     bool as_json = false, check = false, late_saes_only = false;
     long long offline_max_s = STATUS_OFFLINE_MAX_S_DEFAULT;
-    const char *offline_arg = NULL;
+    const char *offline_arg = NULL, *site = NULL;
     bool is_put = strcmp(verb, "put") == 0;
     int c;
 
@@ -583,6 +588,7 @@ int cmd_record(const char *verb, int argc, char **argv)
         case 'c': check = true; break;
         case 'o': offline_arg = optarg; break;
         case 'l': late_saes_only = true; break;
+        case 's': site = optarg; break;
         case 'h': record_usage(verb, stdout); return 0;
         default: record_usage(verb, stderr); return 2;
         }
@@ -596,6 +602,10 @@ int cmd_record(const char *verb, int argc, char **argv)
         return usage_error(verb, "--node NODEDIR is required");
     if ((check || offline_arg != NULL || late_saes_only) && strcmp(verb, "status") != 0)
         return usage_error(verb, "--check, --offline-max-s and --late-saes go with status");
+    if (site != NULL && strcmp(verb, "digest") != 0)
+        return usage_error(verb, "--site goes with digest");
+    if (site != NULL && !schema_id_ok(site))
+        return usage_error(verb, "--site: '%s' is not a site id", site);
     if ((offline_arg != NULL || late_saes_only) && !check)
         return usage_error(verb, "--offline-max-s and --late-saes go with --check");
     if (offline_arg != NULL) {
@@ -648,6 +658,8 @@ int cmd_record(const char *verb, int argc, char **argv)
             return cli_fail("record type too long");
         snprintf(path, sizeof(path), "/v1/records%s%s", npos == 1 ? "?type=" : "",
                  npos == 1 ? type_esc : "");
+    } else if (site != NULL) {
+        snprintf(path, sizeof(path), "/v1/digest?site=%s", site);
     } else {
         snprintf(path, sizeof(path), "/v1/%s", verb);
     }

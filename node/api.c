@@ -734,17 +734,81 @@ static void handle_conflicts(struct api_conn *c)
     conn_send_json(c, 200, json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count));
 }
 
-static void handle_digest(struct api_conn *c)
+/* A site's share of the trial: the records scoped to that site. */
+struct site_share {
+    struct store *store;
+    char site[TS_ID_BYTES_MAX + 1];
+};
+
+static bool site_share_keep(void *ctx, const char *type, const char *id)
 {
+    const struct site_share *sh = ctx;
+    const struct schema_type *t = schema_type_find(type);
+    if (t == NULL || !t->site_scoped)
+        return false;
+    char site[TS_ID_BYTES_MAX + 1] = "";
+    if (strcmp(type, SCHEMA_QUERY_TYPE) != 0) {
+        if (!schema_site_of_key(id, site))
+            return false;
+    } else {
+        /* A query belongs to the site of the record it is about. */
+        struct field_state st = {0};
+        if (store_field_get(sh->store, type, id, "target", &st) != 0)
+            return false;
+        int i = merge_display(type, "target", &st);
+        if (i >= 0)
+            schema_target_site(st.live[i].value, site);
+        field_state_release(&st);
+    }
+    return strcmp(site, sh->site) == 0;
+}
+
+/*
+ * GET /v1/digest[?site=S]: the state digest, of everything the node holds or
+ * of site S's share only (its subjects, visits, AEs and the queries about
+ * them), which a site and every hub compute alike once they hold the same
+ * entries.
+ */
+static void handle_digest(struct api_conn *c, const char *query)
+{
+    struct node *n = c->api->node;
+    struct site_share share = { .store = n->store };
+    bool by_site = false;
+    if (query != NULL && strncmp(query, "site=", 5) == 0) {
+        size_t len = strcspn(query + 5, "&");
+        if (len == 0 || len > TS_ID_BYTES_MAX) {
+            conn_send_error(c, 400, "site: give a site id");
+            return;
+        }
+        memcpy(share.site, query + 5, len);
+        share.site[len] = '\0';
+        if (!schema_id_ok(share.site)) {
+            conn_send_error(c, 400, "site: not a site id");
+            return;
+        }
+        if (n->cfg.role == PKI_ROLE_SITE && strcmp(share.site, n->cfg.id) != 0) {
+            conn_send_error(c, 400, "a site's node holds only its own share of the trial: "
+                                    "ask a hub for another site's digest");
+            return;
+        }
+        by_site = true;
+    } else if (query != NULL && query[0] != '\0') {
+        conn_send_error(c, 400, "the digest takes only site=S");
+        return;
+    }
     uint8_t d[TS_HASH_BYTES];
     char h[2 * TS_HASH_BYTES + 1];
-    int rc = store_digest(c->api->node->store, d);
+    int rc = by_site ? store_digest_filtered(n->store, site_share_keep, &share, d)
+                     : store_digest(n->store, d);
     if (rc != 0) {
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
     util_hex(d, sizeof(d), h);
-    conn_send_json(c, 200, json_pack("{s:s,s:s}", "node", c->api->node->cfg.id, "digest", h));
+    json_t *o = json_pack("{s:s,s:s}", "node", n->cfg.id, "digest", h);
+    if (o != NULL && by_site)
+        json_object_set_new(o, "site", json_string(share.site));
+    conn_send_json(c, 200, o);
 }
 
 static json_t *status_json(struct api *a);
@@ -2083,7 +2147,7 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/status") == 0) {
         handle_status(c);
     } else if (strcmp(path, "/v1/digest") == 0) {
-        handle_digest(c);
+        handle_digest(c, query);
     } else if (strcmp(path, "/v1/saes") == 0) {
         conn_send_json(c, 200, saes_json(c->api));
     } else if (strcmp(path, "/metrics") == 0) {

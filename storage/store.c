@@ -2568,16 +2568,60 @@ static void digest_feed_len(struct digest *d, size_t n)
 
 int store_digest(struct store *s, uint8_t out[TS_HASH_BYTES])
 {
+    return store_digest_filtered(s, NULL, NULL, out);
+}
+
+/*
+ * The (type, id) of a state row's key "type\0id\0field", copied into the
+ * arrays; false for a key of any other shape.
+ */
+static bool state_key_record(const char *k, size_t klen, char type[TS_TYPE_BYTES_MAX + 1],
+                             char id[TS_ID_BYTES_MAX + 1])
+{
+    const char *t_end = memchr(k, '\0', klen);
+    if (t_end == NULL || (size_t)(t_end - k) > TS_TYPE_BYTES_MAX)
+        return false;
+    const char *i = t_end + 1;
+    const char *i_end = memchr(i, '\0', klen - (size_t)(i - k));
+    if (i_end == NULL || (size_t)(i_end - i) > TS_ID_BYTES_MAX)
+        return false;
+    memcpy(type, k, (size_t)(t_end - k));
+    type[t_end - k] = '\0';
+    memcpy(id, i, (size_t)(i_end - i));
+    id[i_end - i] = '\0';
+    return true;
+}
+
+int store_digest_filtered(struct store *s, store_record_filter_fn keep, void *ctx,
+                          uint8_t out[TS_HASH_BYTES])
+{
     struct digest d = {.len = 0};
     d.buf = malloc(STORE_DIGEST_CHUNK_BYTES);
     if (d.buf == NULL)
         return TS_ERR_NOMEM;
+    /* The verdict of the record the scan is in: rows of one record are
+     * adjacent, so keep() runs once per record. */
+    char type[TS_TYPE_BYTES_MAX + 1] = "", id[TS_ID_BYTES_MAX + 1] = "";
+    bool kept = false, have = false;
     struct scan sc;
     scan_open(&sc, s, STORE_CF_STATE, NULL, 0, NULL);
     for (; scan_valid(&sc, NULL, 0); rocksdb_iter_next(sc.it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(sc.it, &klen);
         const char *v = rocksdb_iter_value(sc.it, &vlen);
+        if (keep != NULL) {
+            char t2[TS_TYPE_BYTES_MAX + 1], i2[TS_ID_BYTES_MAX + 1];
+            if (!state_key_record(k, klen, t2, i2))
+                continue;
+            if (!have || strcmp(t2, type) != 0 || strcmp(i2, id) != 0) {
+                memcpy(type, t2, sizeof(type));
+                memcpy(id, i2, sizeof(id));
+                have = true;
+                kept = keep(ctx, type, id);
+            }
+            if (!kept)
+                continue;
+        }
         digest_feed_len(&d, klen);
         digest_feed(&d, k, klen);
         digest_feed_len(&d, vlen);

@@ -156,6 +156,21 @@ int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx);
 /* SHA-256 over the state column family in key order. */
 int store_digest(struct store *s, uint8_t out[TS_HASH_BYTES]);
 
+/*
+ * Says whether a record's state rows go into a filtered digest; called once
+ * per record, in key order.  It may read the store (store_field_get).
+ */
+typedef bool (*store_record_filter_fn)(void *ctx, const char *type, const char *id);
+
+/*
+ * As store_digest, over the rows of the records keep() accepts only: two
+ * stores holding the same entries for those records give the same digest,
+ * whatever else each holds (a site's share of the trial at the site and at a
+ * hub).  keep NULL: every record, the same bytes as store_digest.
+ */
+int store_digest_filtered(struct store *s, store_record_filter_fn keep, void *ctx,
+                          uint8_t out[TS_HASH_BYTES]);
+
 struct store_stats {
     uint64_t entries;
     uint64_t records;

@@ -136,6 +136,30 @@ wait_until 10 "hub has sent everything" bash -c \
     "'$TRIALSYNC' status --node '$HUB' --json | jq -e '[.peers[] | select(.connected) | .behind_send_bulk + .behind_send_safety] | add == 0'"
 "$TRIALSYNC" status --node "$HUB" > "$WORK/status.txt"
 assert_contains "$(cat "$WORK/status.txt")" "connected" "status table shows connected peers"
+
+# A site's share of the trial has one digest at the site and at the hub (its
+# subjects, visits, AEs and the queries about them), though the whole-store
+# digests differ: the hub also holds the other site's share.
+wait_until 30 "site 101's share agrees at the site and the hub" bash -c \
+    "[ \"\$('$TRIALSYNC' digest --node '$S1' --site 101)\" = \"\$('$TRIALSYNC' digest --node '$HUB' --site 101)\" ]"
+wait_until 30 "site 102's share agrees at the site and the hub" bash -c \
+    "[ \"\$('$TRIALSYNC' digest --node '$S2' --site 102)\" = \"\$('$TRIALSYNC' digest --node '$HUB' --site 102)\" ]"
+ok "digest --site: each site's share has the same digest at the site and at the hub"
+[ "$(digest "$S1")" != "$(digest "$HUB")" ] || fail "whole-store digests of site 101 and the hub should differ"
+d101=$("$TRIALSYNC" digest --node "$HUB" --site 101)
+d102=$("$TRIALSYNC" digest --node "$HUB" --site 102)
+[ "$d101" != "$d102" ] || fail "two sites' shares have the same digest"
+ok "the whole-store digests differ, and so do the two sites' shares"
+# The share moves with a query about the site's record (a hub write scoped to it).
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-9 target=subject/101-0001/sex text="Share marker" \
+    state=open source=dm --user monitor > /dev/null || fail "put share marker query"
+[ "$("$TRIALSYNC" digest --node "$HUB" --site 101)" != "$d101" ] || fail "a query about 101 did not move 101's share"
+assert_eq "$d102" "$("$TRIALSYNC" digest --node "$HUB" --site 102)" "a query about 101 leaves 102's share alone"
+wait_until 30 "site 101's share agrees again" bash -c \
+    "[ \"\$('$TRIALSYNC' digest --node '$S1' --site 101)\" = \"\$('$TRIALSYNC' digest --node '$HUB' --site 101)\" ]"
+ok "a query about site 101's record is in 101's share, at the hub and the site"
+out=$("$TRIALSYNC" digest --node "$S1" --site 102 2>&1) && fail "site 101 gave a digest of 102's share"
+assert_contains "$out" "only its own share" "a site refuses another site's share, saying why"
 stop_node s101
 stop_node s102
 stop_node hub
