@@ -39,6 +39,7 @@
 #include "crypto.h"
 #include "dashboard.h"
 #include "esign.h"
+#include "sysquery.h"
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
@@ -380,10 +381,13 @@ static json_t *write_json(const char *type, const char *field, const struct live
                      "time", t);
 }
 
+static void history_who(struct store *s, const char *user, json_t *ver);
+
 /*
  * One message of an append-only thread as a person reads it: the text, who
- * wrote it (the entry's user), on which node, and when (the entry's HLC
- * time, UTC).  The author is "" when the entry is not held here (it always is:
+ * wrote it (the entry's user, with the role of their account or the person an
+ * integration acted for: history_who), on which node, and when (the entry's
+ * HLC time, UTC).  The author is "" when the entry is not held here (it always is:
  * a live write comes from an entry this node applied).
  */
 static json_t *message_json(struct store *store, const struct live_write *lw)
@@ -396,8 +400,10 @@ static json_t *message_json(struct store *store, const struct live_write *lw)
     json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:I}", "text", lw->value, "author",
                           held ? e.user : "", "node", lw->ref.origin, "time", t, "seq",
                           (json_int_t)lw->ref.seq);
-    if (held)
+    if (held) {
+        history_who(store, e.user, m);
         entry_release(&e);
+    }
     return m;
 }
 
@@ -536,6 +542,9 @@ static void handle_get(struct api_conn *c, const char *type, const char *id)
     json_t *sdv = esign_sdv_list(c->api->node->store, type, id);
     if (sdv != NULL)
         json_object_set_new(out, "sdv", sdv);
+    json_t *sys = sysquery_list(c->api->node->store, type, id);
+    if (sys != NULL)
+        json_object_set_new(out, "system_queries", sys);
     conn_send_json(c, 200, out);
 }
 
@@ -716,6 +725,9 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
                              "values", vals);
     if (merge_policy_of(type, field) == MERGE_POLICY_RANK)
         json_object_set_new(item, "stale_fields", stale_fields_json(cc->store, type, field, st));
+    char qid[SYSQUERY_ID_BYTES];
+    if (sysquery_open_id(type, id, field, st, qid))
+        json_object_set_new(item, "system_query", json_string(qid));
     json_array_append_new(cc->list, item);
     return 0;
 }

@@ -43,11 +43,13 @@ hub_down
 put "$S1" subject 101-0001 sex=F --reason "per source document" --user crc1
 put "$S1" query Q-hub1-1 state=answered messages="Confirmed female per source" --user crc1
 put "$S1" subject 101-0003 status=completed --user crc1
+put "$S1" subject 101-0003 sex=F --reason "per source document" --user crc1
 put "$S1" subject 101-0004 status=randomized armcd=A --user crc1
 site_down_hub_up
 put "$HUB" subject 101-0001 sex=F --reason "monitor: per source" --user monitor1
 put "$HUB" query Q-hub1-1 state=cancelled --user dm1
 put "$HUB" subject 101-0003 status=withdrawn --user dm1
+put "$HUB" subject 101-0003 sex=U --reason "monitor: source unclear" --user monitor1
 put "$HUB" subject 101-0004 status=died dsdecod=DEATH --user safety1
 heal
 wait_until 30 "the site's sex=F at the hub" bash -c \
@@ -57,6 +59,7 @@ wait_until 30 "the late randomization at the hub" at "$HUB" subject 101-0004 '.a
 wait_until 30 "the hub's death at site 101" at "$S1" subject 101-0004 '.status.value == "died"'
 wait_until 30 "the cancel at site 101" at "$S1" query Q-hub1-1 '.state.value == "cancelled"'
 wait_until 30 "the withdrawal at site 101" at "$S1" subject 101-0003 '.status.value == "withdrawn"'
+wait_until 30 "the hub's sex=U at site 101" at "$S1" subject 101-0003 '.sex.conflict == true'
 ok "partition 1 healed"
 
 # 1. The same value written on both sides is no conflict; history keeps both.
@@ -102,6 +105,43 @@ done
     > /dev/null || fail "the final-status conflict is not listed at the hub"
 ok "conflicts lists the final-status conflict"
 
+# 3d. System queries: the node raises one per field a person must resolve,
+# derived from the state, so every node shows the same id; none for a rule.
+sysq() {  # NODEDIR TYPE ID FIELD: the record's system queries on FIELD, as compact JSON
+    "$TRIALSYNC" get --node "$1" "$2" "$3" | jq -cS "[.system_queries[] | select(.field == \"$4\")]"
+}
+sex_q=$(sysq "$HUB" subject 101-0003 sex)
+assert_eq 1 "$(echo "$sex_q" | jq length)" "hub: one system query on the concurrent sex values"
+assert_eq '"open"' "$(echo "$sex_q" | jq '.[0].state')" "hub: it is open"
+assert_eq '"system"' "$(echo "$sex_q" | jq '.[0].source')" "hub: its source is system"
+assert_eq '"subject/101-0003/sex"' "$(echo "$sex_q" | jq '.[0].target')" "hub: it targets the field"
+sex_qid=$(echo "$sex_q" | jq -r '.[0].id')
+case "$sex_qid" in SYS-????????????????) ;; *) fail "system query id '$sex_qid' is not SYS-<16 hex>";; esac
+assert_eq "$sex_q" "$(sysq "$S1" subject 101-0003 sex)" "site 101 shows the same system query, same id"
+assert_eq '"open"' "$(sysq "$S1" subject 101-0003 status | jq '.[0].state')" \
+    "the concurrent final statuses raise a system query too"
+assert_eq "$(sysq "$HUB" subject 101-0003 status)" "$(sysq "$S1" subject 101-0003 status)" \
+    "hub and site show the same status system query"
+assert_eq "$sex_qid" "$("$TRIALSYNC" conflicts --node "$HUB" | jq -r '.conflicts[] | select(.id == "101-0003" and .field == "sex") | .system_query')" \
+    "conflicts names the system query of the conflict"
+assert_eq '[]' "$(sysq "$HUB" subject 101-0001 sex)" "the same value on both sides raises no system query"
+assert_eq '[]' "$("$TRIALSYNC" get --node "$HUB" query Q-hub1-1 | jq -c '.system_queries')" \
+    "a query's answer crossing its cancel raises none (a rule)"
+# The site's correction, made having seen both values, closes it everywhere.
+put "$S1" subject 101-0003 sex=F --reason "source document re-checked: female" --user crc1
+wait_until 30 "the correction at the hub" at "$HUB" subject 101-0003 '.sex.conflict == false'
+for n in "$HUB" "$S1"; do
+    name=$(basename "$n")
+    q=$(sysq "$n" subject 101-0003 sex)
+    assert_eq "$sex_qid" "$(echo "$q" | jq -r '.[0].id')" "$name: the same query, now"
+    assert_eq '"closed"' "$(echo "$q" | jq '.[0].state')" "$name: closed by the correction"
+    assert_eq '"integration:crc1"' "$(echo "$q" | jq '.[0].closed_by.user')" "$name: closed by the person who corrected it"
+done
+# Query messages name the author's role, or whom an integration acted for.
+assert_eq '{"author":"integration:crc1","on_behalf_of":"crc1","via":"integration"}' \
+    "$("$TRIALSYNC" get --node "$HUB" query Q-hub1-1 | jq -cS '.fields.messages.thread[0] | {author, via, on_behalf_of}')" \
+    "a query message says who wrote it and how"
+
 # 3b. The stale randomization: died shown, armcd flagged as written with a
 # status that lost to a final one, on every node.
 for n in "$HUB" "$S1"; do
@@ -122,6 +162,8 @@ wait_until 30 "the resolution at site 101" at "$S1" subject 101-0004 '.status.co
 for n in "$HUB" "$S1"; do
     name=$(basename "$n")
     assert_eq null "$(field "$n" subject 101-0004 .armcd.stale)" "$name: resolved, armcd no longer stale"
+    assert_eq '["closed"]' "$("$TRIALSYNC" get --node "$n" subject 101-0004 | jq -c '[.system_queries[] | select(.field == "status") | .state]')" \
+        "$name: the status system query is closed by the resolution"
 done
 
 # 3c. The machines, enforced at the API on any node.
