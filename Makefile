@@ -30,7 +30,7 @@ DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file \
        clang clang-14 libclang-rt-14-dev
 
-.PHONY: all deps print-deps build build-asan build-fuzz install package test test-fast test-loaded \
+.PHONY: all deps print-deps build build-asan build-fuzz install package package-check test test-fast test-loaded \
         fuzz demo bench soak clean
 
 all: build
@@ -61,6 +61,11 @@ install: build
 # Depends comes from dpkg-shlibdeps.
 package: build
 	cd $(BUILD) && cpack -G DEB
+
+# Installs the package on THIS machine, runs it, removes it: for a brand-new
+# root (../shared/tools/fresh-debian.sh -- make package-check).
+package-check: deps build
+	bash tests/tools/package_check.sh $(BUILD) --install-here
 
 build-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTS_SANITIZE=ON >/dev/null
