@@ -189,6 +189,11 @@ void api_format_time(uint64_t ms, char *out, size_t cap)
     snprintf(out, cap, "%s.%03uZ", base, (unsigned)(ms % 1000));
 }
 
+void api_hlc_text(uint64_t hlc, char out[API_HLC_TEXT_BYTES])
+{
+    snprintf(out, API_HLC_TEXT_BYTES, "%llu", (unsigned long long)hlc);
+}
+
 static const char *lane_name(uint8_t lane)
 {
     return lane == LANE_SAFETY ? "safety" : "bulk";
@@ -616,13 +621,15 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
         }
         if (json_is_string(old))
             json_string_set(old, shown_value(e->record_type, fw->field, json_string_value(old)));
-        json_t *ver = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "field",
+        char hlc[API_HLC_TEXT_BYTES];
+        api_hlc_text(e->hlc, hlc);
+        json_t *ver = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "field",
                                 fw->field, "new_value",
                                 shown_value(e->record_type, fw->field, fw->value), "old_value",
                                 old, "user",
                                 e->user, "node", e->origin, "reason", e->reason, "event_time",
                                 event_t, "entry_time", entry_t, "seq", (json_int_t)e->seq,
-                                "hlc", (json_int_t)e->hlc, "lane", lane_name(e->lane));
+                                "hlc", hlc, "lane", lane_name(e->lane));
         history_who(h->store, e->user, ver);
         json_array_append_new(h->versions, ver);
     }
@@ -988,11 +995,13 @@ static void write_done(void *ctx, const struct node_write_result *r)
     if (r->code != 0) {
         conn_send_error(c, http_status_of(r->code), r->err.msg);
     } else {
+        char hlc[API_HLC_TEXT_BYTES];
+        api_hlc_text(r->hlc, hlc);
         conn_send_json(c, 200,
-                       json_pack("{s:b,s:s,s:s,s:s,s:s,s:I,s:I}", "ok", 1, "type", ww->type,
+                       json_pack("{s:b,s:s,s:s,s:s,s:s,s:I,s:s}", "ok", 1, "type", ww->type,
                                  "id", ww->id, "origin", r->ref.origin, "lane",
                                  lane_name(r->ref.lane), "seq", (json_int_t)r->ref.seq, "hlc",
-                                 (json_int_t)r->hlc));
+                                 hlc));
     }
     free(ww);
     conn_request_done(c);

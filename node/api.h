@@ -117,4 +117,12 @@ void api_stop(struct api *a);
 /* Formats ms since the epoch as ISO 8601 UTC with milliseconds. */
 void api_format_time(uint64_t ms, char *out, size_t cap);
 
+/*
+ * An HLC as JSON carries it: a decimal string.  HLCs are ms << 16, above
+ * 2^53, where JSON readers that hold numbers as doubles (jq, JavaScript)
+ * would round them.
+ */
+#define API_HLC_TEXT_BYTES 21
+void api_hlc_text(uint64_t hlc, char out[API_HLC_TEXT_BYTES]);
+
 #endif

@@ -72,7 +72,7 @@ hub_has 101-0001 && fail "the hub applied an entry stamped an hour ahead of its 
 ok "offered again and held again: nothing applied early"
 hub_hlc=$("$TRIALSYNC" put --node "$HUB" query Q-hub1-1 target=subject/101-0001/sex text="check" \
     state=open source=dm --user monitor > /dev/null && "$TRIALSYNC" history --node "$HUB" query Q-hub1-1 \
-    | grep -o '"hlc": *[0-9]*' | head -1 | grep -o '[0-9]*$')
+    | grep -o '"hlc": *"[0-9]*' | head -1 | grep -o '[0-9]*$')
 now_ms=$(($(date +%s%3N)))
 hub_ms=$((hub_hlc >> 16))
 [ $((hub_ms - now_ms)) -lt 60000 ] || fail "the hub's clock was pulled ahead: its write is stamped $((hub_ms - now_ms)) ms past now"

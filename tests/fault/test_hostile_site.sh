@@ -300,11 +300,11 @@ case_clock() {
         > /dev/null || fail "hub write after the clock attacks"
     "$TRIALSYNC" put --node "$HUB" query "$Q101" messages="CRO: reminder 2" --user dm1 \
         > /dev/null || fail "second hub write after the clock attacks"
-    # The HLCs as printed (jq would round integers above 2^53): the history's
+    # The HLCs as printed (decimal strings: above 2^53 jq would round numbers); the history's
     # keys are sorted, so "field" is followed by "hlc".
     local hist prev=0 h ms n=0
     hist=$("$TRIALSYNC" history --node "$HUB" query "$Q101" \
-        | grep -o '"field":"messages","hlc":[0-9]*' | sed 's/.*://')
+        | grep -o '"field":"messages","hlc":"[0-9]*' | sed 's/.*:"//')
     now=$(date +%s%3N)
     for h in $hist; do
         n=$((n + 1))
