@@ -26,6 +26,8 @@ LOGS="$OUT"
     --api-port "$(free_port)" > /dev/null
 HUB="$OUT/trial/hub"
 node_start hub "$HUB"
+# The hub writes only for sites of the trial.
+"$TS" site add 101 --dir "$OUT/trial" --out "$OUT/s101" --api-port "$(free_port)" > /dev/null
 subjects=$((N / 2))
 visits=$((N - subjects))
 echo "export: writing $subjects subjects and $visits visits ($N entries) through the hub's API"

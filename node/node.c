@@ -622,6 +622,16 @@ static int entry_prepare(struct node *n, const struct node_write *w, struct chai
                      w->type, w->id);
         goto out_release;
     }
+    /* A hub writes only for sites of the trial: a mistyped site (103 for
+     * 102) would otherwise make records no site ever receives.  A site's
+     * node writes only its own site's records (validate_write). */
+    if (n->cfg.role == PKI_ROLE_HUB && e.site[0] != '\0' &&
+        !store_record_exists(n->store, MEMBER_TYPE, e.site)) {
+        rc = now->code = TS_ERR_INVALID;
+        ts_error_set(&now->err, rc, "site %s is not a site of this trial (record %s %s): add "
+                     "it with 'trialsync site add %s' first", e.site, w->type, w->id, e.site);
+        goto out_release;
+    }
     rc = build_writes(l, w, &e, writes, round_buf, sizeof(round_buf), &now->err);
     if (rc != 0) {
         now->code = rc;

@@ -81,6 +81,7 @@ new_trial api-abuse
 # in RSS; a small one keeps the RSS bound about the node, not the sanitizer.
 # Other builds ignore the variable.
 start_node hub "$HUB" "ASAN_OPTIONS=${ASAN_OPTIONS:-}:quarantine_size_mb=8"
+add_site 101   # the hub writes only for sites of the trial
 
 # ---- single probes ----------------------------------------------------------
 

@@ -42,6 +42,7 @@ at_least_acked() { [ "$(acked_this_round)" -ge "$1" ]; }
 target_sum=0
 for round in $(seq 1 "$ROUNDS"); do
     start_node hub "$HUB"
+    [ "$round" != 1 ] || add_site 101   # the hub writes only for sites of the trial
     target=$((ACKS_MIN + RANDOM % (ACKS_MAX - ACKS_MIN + 1)))
     target_sum=$((target_sum + target))
     pids=()

@@ -67,6 +67,14 @@ assert_eq 1 "$rc" "records of an unknown type fails"
 assert_eq "trialsync: unknown type 'patient'; allowed: subject, visit, ae, query, signature, sdv, access" \
     "$(cat "$WORK/err")" "records of an unknown type names the types allowed"
 assert_eq 0 "$(record_count "$HUB" subject)" "records of a known type still answers"
+# A hub writes only for sites of the trial: 103 was never added.
+rc=0
+"$TRIALSYNC" put --node "$HUB" subject 103-0001 site=103 sex=F status=screening \
+    > "$WORK/out" 2> "$WORK/err" || rc=$?
+assert_eq 1 "$rc" "a hub refuses a write for site 103, which is not in the trial"
+assert_contains "$(cat "$WORK/err")" "site 103 is not a site of this trial" "the refusal names the site"
+assert_contains "$(cat "$WORK/err")" "trialsync site add 103" "and says how to add it"
+assert_eq 0 "$(record_count "$HUB" subject)" "nothing was written for site 103"
 
 # ---- get / history: a table on a terminal, JSON in a pipe ---------------------
 need_cmd script bsdutils

@@ -16,6 +16,8 @@ fi
 assert_contains "$(cat "$WORK/err")" "refusing to overwrite" "init refuses an existing trial"
 
 start_node hub "$HUB"
+# The hub writes only for sites of the trial.
+add_site 101
 
 # The revocation list is renewed on demand and the running hub reloads it.
 # (The CRL number only grows, so a renewal within the same second differs too.)
@@ -135,7 +137,7 @@ assert_eq 0 "$("$TRIALSYNC" conflicts --node "$HUB" | json .count)" "no conflict
 assert_eq hub1 "$(json .node < "$WORK/status.json")" "status names the node"
 # 607 accepted writes, and the revocation list 'crl renew' recorded in the
 # oplog (it reaches every node by replication).
-assert_eq 608 "$(json .entries < "$WORK/status.json")" "status counts the 607 accepted writes and the CRL entry"
+assert_eq 609 "$(json .entries < "$WORK/status.json")" "status counts the 607 accepted writes, the CRL entry and site 101's membership"
 "$TRIALSYNC" status --node "$HUB" | grep -q "node hub1 (hub) of trial T-SINGLE" \
     || fail "status table"
 ok "status prints a table"
