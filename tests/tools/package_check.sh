@@ -70,12 +70,14 @@ done
 /usr/bin/trialsync status --node "$TRIAL/hub" > /dev/null 2>&1 || fail "the daemon never answered"
 [ "$(ps -o user= -p "$pid")" = trialsync ] || fail "the daemon does not run as trialsync"
 ok "the installed daemon runs as trialsync and answers"
+/usr/bin/trialsync site add 101 --dir "$TRIAL" --out "$TRIAL/site-101" --api-port "$(free_port)" \
+    > site-add.out 2>&1 || fail "installed trialsync site add: $(cat site-add.out)"
 /usr/bin/trialsync put --node "$TRIAL/hub" subject 101-0001 site=101 sex=F status=screening \
     --user pkgcheck > put.out 2>&1 || fail "put: $(cat put.out)"
 [ "$(/usr/bin/trialsync get --node "$TRIAL/hub" subject 101-0001 --json | python3 -c \
     'import json,sys; print(json.load(sys.stdin)["fields"]["sex"]["value"])')" = F ] \
     || fail "the record does not read back"
-ok "a write through the installed CLI reads back"
+ok "a site added and a write for it through the installed CLI reads back"
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 [ "$rc" = 0 ] || fail "the daemon exited $rc on SIGTERM: $(tail -n 5 "$LOG")"
