@@ -274,14 +274,20 @@ int config_check_files(const struct config *c, struct ts_error *err)
     return 0;
 }
 
-int config_load_dir(const char *node_dir, struct config *c, struct ts_error *err)
+int config_load_dir(const char *node, struct config *c, struct ts_error *err)
 {
     char path[PATH_MAX];
     struct stat st;
-    int n = snprintf(path, sizeof(path), "%s/node.conf", node_dir);
+    if (stat(node, &st) != 0)
+        return ts_error_set(err, TS_ERR_CONFIG, "%s: %s (give a node directory or its node.conf)",
+                            node, strerror(errno));
+    if (S_ISREG(st.st_mode))
+        return config_load(node, c, err);
+    if (!S_ISDIR(st.st_mode))
+        return ts_error_set(err, TS_ERR_CONFIG, "%s is neither a node directory nor a node.conf",
+                            node);
+    int n = snprintf(path, sizeof(path), "%s/node.conf", node);
     if (n < 0 || (size_t)n >= sizeof(path))
         return ts_error_set(err, TS_ERR_CONFIG, "node directory path too long");
-    if (stat(node_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ts_error_set(err, TS_ERR_CONFIG, "%s is not a node directory", node_dir);
     return config_load(path, c, err);
 }

@@ -71,8 +71,11 @@ int config_load(const char *path, struct config *c, struct ts_error *err);
 /* Parses "host:port" (host may be [v6]); TS_ERR_INVALID on anything else. */
 int config_addr_parse(const char *s, struct config_addr *out);
 
-/* Resolves the node directory argument of the CLI: DIR/node.conf. */
-int config_load_dir(const char *node_dir, struct config *c, struct ts_error *err);
+/*
+ * Loads a node named as the CLI's --node and the daemon's --config take it:
+ * a node directory (DIR/node.conf is read) or the node.conf file itself.
+ */
+int config_load_dir(const char *node, struct config *c, struct ts_error *err);
 
 /*
  * Refuses a config file, CA certificate or CRL (when configured) that group

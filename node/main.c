@@ -53,12 +53,13 @@ struct daemon {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: trialsyncd --config FILE\n"
+            "usage: trialsyncd --config FILE|DIR\n"
             "\n"
             "Runs one trialsync node (hub or site) in the foreground; traces go to stderr.\n"
-            "FILE is the node's node.conf (see deploy/node.conf.example).\n"
+            "FILE is the node's node.conf (see deploy/node.conf.example); DIR, a node\n"
+            "directory, means DIR/node.conf (as the CLI's --node takes it).\n"
             "\n"
-            "  -c, --config FILE   the node configuration\n"
+            "  -c, --config FILE|DIR  the node configuration\n"
             "  -h, --help          this text\n"
             "      --version       print the version\n");
 }
@@ -121,7 +122,7 @@ static void reload_config(struct daemon *d)
 {
     static struct config fresh;  /* static: struct config holds several PATH_MAX paths */
     struct ts_error err = {0};
-    if (config_load(d->config_path, &fresh, &err) != 0) {
+    if (config_load_dir(d->config_path, &fresh, &err) != 0) {
         trace(TRACE_WARN, "reload: config not reloaded, the running settings stay: %s", err.msg);
         return;
     }
@@ -189,7 +190,7 @@ int main(int argc, char **argv)
 
     static struct config cfg;
     struct ts_error err = {0};
-    if (config_load(config_path, &cfg, &err) != 0 || config_check_files(&cfg, &err) != 0) {
+    if (config_load_dir(config_path, &cfg, &err) != 0 || config_check_files(&cfg, &err) != 0) {
         fprintf(stderr, "trialsyncd: %s\n", err.msg);
         return 1;
     }

@@ -170,4 +170,20 @@ wait "$put_pid" || fail "put reading a pipe: $(cat "$WORK/fifo.out")"
 assert_eq 1955-07-30 "$("$TRIALSYNC" get --node "$HUB" subject 101-0005 | json .fields.brthdtc.value)" \
     "the value read from the pipe was written"
 
+# The daemon and the CLI take a node alike: its directory or its node.conf.
+assert_eq 1955-07-30 "$("$TRIALSYNC" get --node "$HUB/node.conf" subject 101-0005 | json .fields.brthdtc.value)" \
+    "the CLI's --node takes the node.conf file too"
+rc=0
+"$TRIALSYNC" status --node "$WORK/no-such-node" > /dev/null 2> "$WORK/err" || rc=$?
+assert_eq 1 "$rc" "a missing node fails"
+assert_contains "$(cat "$WORK/err")" "give a node directory or its node.conf" "and says what --node takes"
+stop_node hub
+"$TRIALSYNCD" --config "$HUB" >> "$WORK/hub-dir.log" 2>&1 &
+dir_pid=$!
+wait_until 30 "the daemon started with the node directory answers" \
+    "$TRIALSYNC" status --node "$HUB" --json
+kill -TERM "$dir_pid"
+wait "$dir_pid" || fail "trialsyncd --config DIR did not exit 0 on SIGTERM"
+ok "trialsyncd --config takes the node directory too"
+
 done_checks
