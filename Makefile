@@ -25,7 +25,7 @@ DESTDIR    ?=
 # (tests/check_deps.sh) fails when such a package is missing from this list.
 DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
-       libjansson-dev libinih-dev libsystemd-dev dpkg dpkg-dev libfaketime faketime procps iproute2 iptables \
+       libjansson-dev libinih-dev libsystemd-dev dpkg dpkg-dev apt tar libfaketime faketime procps iproute2 iptables \
        coreutils util-linux bsdutils perl-base systemd curl jq chromium stress-ng strace \
        libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file \
        clang clang-14 libclang-rt-14-dev

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The example alert rules and the Grafana dashboard in deploy/ name only
-# metrics the node exports, and every alert's runbook_url points to a
-# heading of docs/operations.md.  promtool is not run: Debian's prometheus
-# package, its only source there, starts a server on install (see
-# docs/operations.md, "Alarms and what to do").
+# The example alert rules and the Grafana dashboard in deploy/: promtool
+# parses the rules (`promtool check rules`) and their unit tests pass
+# (`promtool test rules deploy/prometheus-alerts.test.yml`), every alert has
+# a case that fires and one that must not, and a rule or expectation broken
+# on purpose fails them.  Every metric named is one the node exports and
+# every alert's runbook_url points to a heading of docs/operations.md.
+# promtool comes from tests/tools/promtool.sh (the binary alone, out of
+# Debian's prometheus .deb, cached in the build directory; the package is
+# never installed).
 . "$(dirname "$0")/lib.sh"
 need_cmd jq jq
 
 RULES="$TS_SRC/deploy/prometheus-alerts.yml"
+RULE_TESTS="$TS_SRC/deploy/prometheus-alerts.test.yml"
 DASH="$TS_SRC/deploy/grafana-dashboard.json"
 DOC="$TS_SRC/docs/operations.md"
 METRICS_C="$TS_SRC/node/metrics.c"
@@ -82,3 +87,47 @@ check_names "deploy/grafana-dashboard.json" "$WORK/exprs"
 ids=$(jq '[.panels[].id] | length' "$DASH")
 uniq_ids=$(jq '[.panels[].id] | unique | length' "$DASH")
 assert_eq "$ids" "$uniq_ids" "panel ids are unique"
+
+# ---- promtool ----------------------------------------------------------------
+promtool=$(bash "$TS_SRC/tests/tools/promtool.sh" --path) || fail "no promtool: tests/tools/promtool.sh could not fetch it"
+"$promtool" --version > "$WORK/promtool.version" 2>&1 || fail "$promtool does not run: $(cat "$WORK/promtool.version")"
+ok "promtool: $(head -n1 "$WORK/promtool.version")"
+
+"$promtool" check rules "$RULES" > "$WORK/check.out" 2>&1 || fail "promtool check rules $RULES: $(cat "$WORK/check.out")"
+assert_contains "$(cat "$WORK/check.out")" "SUCCESS: $alerts rules found" "promtool check rules: all $alerts alerts parse"
+
+# Every alert has a case where it fires (exp_alerts lists it) and one where
+# it must stay quiet (exp_alerts: []).
+awk '
+    /^ *alertname: / { name = $2; want = 0; next }
+    name != "" && /^ *exp_alerts: *\[\] *$/ { print name, "quiet"; name = ""; next }
+    name != "" && /^ *exp_alerts: *$/ { want = 1; next }
+    want && /^ *- exp_labels:/ { print name, "fires"; name = ""; want = 0 }
+' "$RULE_TESTS" | sort -u > "$WORK/cases"
+grep -o '^\s*- alert: [A-Za-z]*' "$WORK/rules" | awk '{print $3}' | while read -r a; do
+    grep -qx "$a fires" "$WORK/cases" || fail "$RULE_TESTS has no case where $a fires"
+    grep -qx "$a quiet" "$WORK/cases" || fail "$RULE_TESTS has no case where $a must not fire"
+done || exit 1  # fail ran in the pipeline's subshell
+ok "every alert has a firing and a quiet case in deploy/prometheus-alerts.test.yml ($(wc -l < "$WORK/cases") cases)"
+
+"$promtool" test rules "$RULE_TESTS" > "$WORK/test.out" 2>&1 || fail "promtool test rules: $(cat "$WORK/test.out")"
+assert_contains "$(cat "$WORK/test.out")" "SUCCESS" "promtool test rules: every case passes"
+
+# The tests bite: with the revoked site's exclusion dropped from
+# TrialsyncSiteDisconnected they fail, naming that alert; a rule that does
+# not parse fails check rules.
+mkdir "$WORK/broken"
+cp "$RULE_TESTS" "$WORK/broken/"
+sed '/alert: TrialsyncSiteDisconnected/,/alert: TrialsyncDuplicateIdentity/{/unless on (instance, peer) trialsync_peer_revoked == 1/d}' \
+    "$RULES" > "$WORK/broken/prometheus-alerts.yml"
+! cmp -s "$RULES" "$WORK/broken/prometheus-alerts.yml" || fail "the broken copy of the rules is unchanged"
+if "$promtool" test rules "$WORK/broken/prometheus-alerts.test.yml" > "$WORK/broken.out" 2>&1; then
+    fail "promtool test rules passed with TrialsyncSiteDisconnected raised for revoked sites"
+fi
+assert_contains "$(cat "$WORK/broken.out")" "alertname: TrialsyncSiteDisconnected" "a rule changed for the worse fails its unit test"
+sed 's/expr: trialsync_sae_late > 0$/expr: trialsync_sae_late >/' "$RULES" > "$WORK/broken/prometheus-alerts.yml"
+! cmp -s "$RULES" "$WORK/broken/prometheus-alerts.yml" || fail "the unparsable copy of the rules is unchanged"
+if "$promtool" check rules "$WORK/broken/prometheus-alerts.yml" > "$WORK/broken.out" 2>&1; then
+    fail "promtool check rules passed a rule that does not parse"
+fi
+ok "a rule that does not parse fails promtool check rules"
