@@ -540,7 +540,7 @@ static void render_sae_deadlines(struct mbuf *b, const json_t *saes)
         return;
     struct family f = {"trialsync_sae_deadline_timestamp_seconds", "gauge",
                        "Reporting deadline (Unix time) of each serious adverse event not yet "
-                       "acknowledged.",
+                       "acknowledged nor reported by the backup channel.",
                        false};
     size_t written = 0;
     size_t i;
@@ -549,7 +549,10 @@ static void render_sae_deadlines(struct mbuf *b, const json_t *saes)
         const char *id = json_string_value(json_object_get(s, "id"));
         const char *deadline = json_string_value(json_object_get(s, "deadline"));
         double t;
-        if (id == NULL || deadline == NULL || json_is_true(json_object_get(s, "acked")))
+        /* A report by phone or fax ends the clock's urgency as acknowledgement
+         * does (sae_at_risk leaves it out too). */
+        if (id == NULL || deadline == NULL || json_is_true(json_object_get(s, "acked")) ||
+            json_is_string(json_object_get(s, "backup_time")))
             continue;
         if (!parse_iso_seconds(deadline, &t))
             continue;

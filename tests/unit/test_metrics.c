@@ -1084,6 +1084,10 @@ static void test_metrics_sae_deadlines(void)
         "{\"id\":\"101-0005-AE-001\",\"site\":\"101\",\"deadline\":null},"
         "{\"id\":\"101-0006-AE-001\",\"site\":\"101\",\"deadline\":\"2026-02-29T09:00:00Z\"},"
         "{\"id\":\"101-0007-AE-001\",\"deadline\":\"2028-02-29T00:00:00Z\"},"
+        "{\"id\":\"101-0008-AE-001\",\"site\":\"101\",\"deadline\":\"2026-11-21T09:00:00Z\","
+        " \"acked\":false,\"backup_time\":\"2026-11-20T12:00:00.000Z\"},"
+        "{\"id\":\"101-0009-AE-001\",\"site\":\"101\",\"deadline\":\"2026-11-21T09:00:00Z\","
+        " \"acked\":false,\"backup_time\":null},"
         "{\"site\":\"101\",\"deadline\":\"2026-11-21T09:00:00Z\"}]}");
     char *out = render(s, saes);
     assert_line(out, "# TYPE trialsync_sae_deadline_timestamp_seconds gauge");
@@ -1094,14 +1098,18 @@ static void test_metrics_sae_deadlines(void)
     assert_line(out, "trialsync_sae_deadline_timestamp_seconds{sae=\"102-0001-AE-001\",site=\"102\"} 1795169730.25");
     /* 2028 is a leap year: date -u -d 2028-02-29T00:00:00Z +%s */
     assert_line(out, "trialsync_sae_deadline_timestamp_seconds{sae=\"101-0007-AE-001\",site=\"\"} 1835395200");
-    /* Acknowledged, without a zone, without a deadline, an impossible date: no series. */
+    /* No backup report yet (null): still urgent. */
+    assert_line(out, "trialsync_sae_deadline_timestamp_seconds{sae=\"101-0009-AE-001\",site=\"101\"} 1795251600");
+    /* Reported by phone or fax, acknowledged, without a zone, without a deadline,
+     * an impossible date: no series. */
+    CU_ASSERT_PTR_NULL(strstr(out, "101-0008-AE-001"));
     CU_ASSERT_PTR_NULL(strstr(out, "101-0003-AE-001"));
     CU_ASSERT_PTR_NULL(strstr(out, "101-0004-AE-001"));
     CU_ASSERT_PTR_NULL(strstr(out, "101-0005-AE-001"));
     CU_ASSERT_PTR_NULL(strstr(out, "101-0006-AE-001"));
     assert_line(out, "trialsync_sae_in_flight 2");
     assert_line(out, "trialsync_sae_late 1");
-    CU_ASSERT_EQUAL(check_well_formed(out), 4 + 4);
+    CU_ASSERT_EQUAL(check_well_formed(out), 4 + 5);
     free(out);
     json_decref(saes);
 
