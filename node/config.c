@@ -279,7 +279,8 @@ int config_load_dir(const char *node, struct config *c, struct ts_error *err)
     char path[PATH_MAX];
     struct stat st;
     if (stat(node, &st) != 0)
-        return ts_error_set(err, TS_ERR_CONFIG, "%s: %s (give a node directory or its node.conf)",
+        return ts_error_set(err, TS_ERR_CONFIG, "cannot read config %s: %s (give a node directory "
+                            "or its node.conf)",
                             node, strerror(errno));
     if (S_ISREG(st.st_mode))
         return config_load(node, c, err);
