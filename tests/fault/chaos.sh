@@ -399,7 +399,7 @@ EOF
     if python3 "$CHAOS_DIR/check.py" "$SEED" "$ACKED" "${d[@]}" > "$WORK/doctored-$1.out" 2>&1; then
         fail "the checker passed a hub export with $2"
     fi
-    ok "the checker catches $2: $(sed -n 3p "$WORK/doctored-$1.out" | cut -c1-160)"
+    ok "the checker catches $2: ...$(sed -n 3p "$WORK/doctored-$1.out" | rev | cut -c1-90 | rev)"
 }
 doctor lost "an acknowledged write missing"
 doctor value "a value changed"
