@@ -4,6 +4,8 @@
 #                and each libFuzzer harness briefly (build-fuzz/, clang)
 #   make fuzz    each libFuzzer harness for FUZZ_SECONDS (600) over its corpus (docs/testing.md)
 #   make bench   benchmarks that print figures (docs/performance.md)
+#   make chaos   2 hubs, 3 sites, writers everywhere and seeded faults for CHAOS_SECONDS (300),
+#                then a history checker (docs/testing.md; CHAOS_SEED= replays a seed; root)
 #   make build   just build (build/)
 #   make install install under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 #   make package the Debian package (.deb) in build/, with CPack
@@ -30,8 +32,8 @@ DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file \
        clang clang-14 libclang-rt-14-dev
 
-.PHONY: all deps print-deps build build-asan build-fuzz install package package-check test test-fast test-loaded \
-        fuzz demo bench soak clean
+.PHONY: all deps print-deps build build-asan build-fuzz install package package-check test test-fast \
+        test-loaded fuzz demo bench soak chaos clean
 
 all: build
 
@@ -115,6 +117,13 @@ bench: deps build
 
 soak: deps build
 	bash tests/fault/soak.sh $(BUILD)
+
+# The seed is printed first and last; CHAOS_SEED=N replays its draws.
+CHAOS_SECONDS ?= 300
+chaos: deps build
+	mkdir -p $(BUILD)/chaos-tmp
+	TS_BIN="$(CURDIR)/$(BUILD)" TS_SRC="$(CURDIR)" TS_TEST_TMP="$(CURDIR)/$(BUILD)/chaos-tmp" \
+	  CHAOS_SECONDS=$(CHAOS_SECONDS) bash tests/fault/chaos.sh
 
 # Each harness for FUZZ_SECONDS, one after another (FUZZ_TARGETS picks some);
 # the corpus each grows in $(FUZZ_SCRATCH)/TARGET/corpus is kept between runs,
