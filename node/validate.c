@@ -1438,6 +1438,16 @@ int validate_entry(const struct entry *e, unsigned origin_role, const struct val
                                 : 0;
             if (role == SCHEMA_ROLE_HUB)
                 continue;
+            /* An origin this node holds no certificate of yet (a hub whose
+             * first batch has not reached it): held, not refused, until that
+             * origin's chain arrives and says what it is.  Refusing would be
+             * for good on the link, and the site's later writes would reach
+             * no hub (found by the chaos run). */
+            if (role == 0)
+                return admit_refuse(err, "pending", TS_ERR_AGAIN,
+                                    "site %s supersedes a write of %s, an origin not known here "
+                                    "yet: held until its chain arrives",
+                                    e->origin, r->origin);
             return admit_refuse(err, "supersedes", TS_ERR_AUTH,
                                 "site %s supersedes a write of %s (%s), which it may not hold",
                                 e->origin, r->origin, role == 0 ? "unknown" : role_word(role));

@@ -1322,6 +1322,12 @@ static void test_validate_entry_supersedes(void)
     AW[0].supersedes = &other_site;
     CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), TS_ERR_AUTH);
     CU_ASSERT(rule_is("supersedes"));
+    /* An origin whose certificate has not reached this node yet (another
+     * hub's first batch is on its way): held until it has, not refused. */
+    struct entry_ref unknown = {"xhub", 1, 2};
+    AW[0].supersedes = &unknown;
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), TS_ERR_AGAIN);
+    CU_ASSERT(rule_is("pending"));
     /* A message is never superseded, by anyone. */
     e = admit_entry("hub1", "query", "Q-hub1-9", "102", "messages=again", NULL);
     AW[0].supersedes = &hub_ref;
