@@ -47,6 +47,7 @@
 #include "trace.h"
 #include "users.h"
 #include "util.h"
+#include "validate.h"
 #include "version.h"
 
 #define API_URL_BYTES_MAX 2048
@@ -620,10 +621,156 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     return 0;
 }
 
-static void handle_history(struct api_conn *c, const char *type, const char *id)
+/* ---- paged lists (api.h: API_PAGE_LIMIT_DEFAULT, ?limit=, ?after=) ------- */
+
+/*
+ * The value of parameter name in a query string ("a=1&b=2") into out; false
+ * when absent.  *bad is set when the value does not fit cap - 1 bytes or
+ * holds a percent escape (no paged parameter needs one: types, site ids,
+ * numbers and hex cursors are plain).
+ */
+static bool query_param(const char *query, const char *name, char *out, size_t cap, bool *bad)
 {
+    size_t nl = strlen(name);
+    const char *p = query;
+    assert(cap > 0);
+    while (p != NULL && *p != '\0') {
+        size_t len = strcspn(p, "&");
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t vlen = len - nl - 1;
+            if (vlen >= cap || memchr(p + nl + 1, '%', vlen) != NULL) {
+                *bad = true;
+                return false;
+            }
+            memcpy(out, p + nl + 1, vlen);
+            out[vlen] = '\0';
+            return true;
+        }
+        p = p[len] == '&' ? p + len + 1 : NULL;
+    }
+    return false;
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * A page's limit and cursor from the query: NULL, or why the request is
+ * refused (answered 400).  A limit above API_PAGE_LIMIT_MAX is cut to it.
+ */
+static const char *page_from_query(const char *query, struct store_page *page)
+{
+    char v[2 * STORE_PAGE_KEY_BYTES_MAX + 1];
+    bool bad = false;
+    memset(page, 0, sizeof(*page));
+    page->limit = API_PAGE_LIMIT_DEFAULT;
+    if (query_param(query, "limit", v, sizeof(v), &bad)) {
+        char *end = NULL;
+        if (v[0] < '0' || v[0] > '9')
+            return "limit must be a whole number from 1";
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end != '\0' || n == 0)
+            return "limit must be a whole number from 1";
+        page->limit = n > API_PAGE_LIMIT_MAX ? API_PAGE_LIMIT_MAX : (size_t)n;
+    }
+    if (bad)
+        return "limit is not a number";
+    if (query_param(query, "after", v, sizeof(v), &bad)) {
+        size_t len = strlen(v);
+        if (len % 2 != 0)
+            return "after must be the \"next\" cursor of an earlier page";
+        for (size_t i = 0; i < len / 2; i++) {
+            int hi = hex_digit(v[2 * i]), lo = hex_digit(v[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return "after must be the \"next\" cursor of an earlier page";
+            page->after[i] = (uint8_t)(hi * 16 + lo);
+        }
+        page->after_len = len / 2;
+    }
+    if (bad)
+        return "after must be the \"next\" cursor of an earlier page";
+    return NULL;
+}
+
+/* Adds "limit" and, when more remain, "next" (the cursor, hex) to a page's answer. */
+static void page_answer(json_t *out, const struct store_page *page)
+{
+    json_object_set_new(out, "limit", json_integer((json_int_t)page->limit));
+    if (page->next_len == 0)
+        return;
+    char hex[2 * STORE_PAGE_KEY_BYTES_MAX + 1];
+    assert(page->next_len <= STORE_PAGE_KEY_BYTES_MAX);
+    util_hex(page->next, page->next_len, hex);
+    json_object_set_new(out, "next", json_string(hex));
+}
+
+/*
+ * The ?site= filter: out is "" when the query names none; false (answered
+ * 400) when the value is not a site id.
+ */
+static bool site_from_query(const char *query, char out[TS_ID_BYTES_MAX + 1])
+{
+    bool bad = false;
+    out[0] = '\0';
+    if (!query_param(query, "site", out, TS_ID_BYTES_MAX + 1, &bad))
+        return !bad;
+    return schema_id_ok(out);
+}
+
+struct scope_ctx {
+    struct store *store;
+    const char *type, *id;
+    char value[TS_VALUE_BYTES_MAX + 1];
+};
+
+/* validate_current_fn over the store: a field's displayed value. */
+static const char *scope_current_cb(void *ctx, const char *field)
+{
+    struct scope_ctx *sc = ctx;
+    struct field_state st;
+    memset(&st, 0, sizeof(st));
+    if (store_field_get(sc->store, sc->type, sc->id, field, &st) != 0)
+        return NULL;
+    int i = merge_display(sc->type, field, &st);
+    const char *out = NULL;
+    if (i >= 0) {
+        snprintf(sc->value, sizeof(sc->value), "%s", st.live[i].value);
+        out = sc->value;
+    }
+    field_state_release(&st);
+    return out;
+}
+
+/* True when record (type, id) belongs to site (validate_scope; a query by its target). */
+static bool record_of_site(struct store *store, const char *type, const char *id,
+                           const char *site)
+{
+    struct scope_ctx sc = {.store = store, .type = type, .id = id};
+    char scope[TS_ID_BYTES_MAX + 1];
+    if (validate_scope(type, id, NULL, 0, scope_current_cb, &sc, scope) != 0)
+        return false;
+    return strcmp(scope, site) == 0;
+}
+
+static void handle_history(struct api_conn *c, const char *type, const char *id,
+                           const char *query)
+{
+    struct store_page page;
+    const char *why = page_from_query(query, &page);
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return;
+    }
     struct history_ctx h = {.store = c->api->node->store, .versions = json_array()};
-    int rc = store_record_history(h.store, type, id, history_cb, &h);
+    int rc = store_record_history_page(h.store, type, id, &page, history_cb, &h);
     if (rc != 0) {
         json_decref(h.versions);
         char msg[200];
@@ -632,41 +779,59 @@ static void handle_history(struct api_conn *c, const char *type, const char *id)
                         rc == TS_ERR_NOTFOUND ? msg : ts_strerror(rc));
         return;
     }
-    conn_send_json(c, 200,
-                   json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "versions", h.versions));
+    json_t *out = json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "versions", h.versions);
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
+
+struct records_ctx {
+    struct store *store;
+    const char *site;   /* "" for every record */
+    json_t *list;
+};
 
 static int records_cb(void *ctx, const char *type, const char *id)
 {
-    json_array_append_new(ctx, json_pack("{s:s,s:s}", "type", type, "id", id));
+    struct records_ctx *rc = ctx;
+    if (rc->site[0] != '\0' && !record_of_site(rc->store, type, id, rc->site))
+        return 0;
+    json_array_append_new(rc->list, json_pack("{s:s,s:s}", "type", type, "id", id));
     return 0;
 }
 
 static void handle_records(struct api_conn *c, const char *query)
 {
     char type[TS_TYPE_BYTES_MAX + 1] = "";
-    if (query != NULL && strncmp(query, "type=", 5) == 0) {
-        size_t len = strcspn(query + 5, "&");
-        if (len > TS_TYPE_BYTES_MAX) {
-            conn_send_error(c, 400, "type too long");
-            return;
-        }
-        memcpy(type, query + 5, len);
-        type[len] = '\0';
-    }
-    json_t *list = json_array();
-    int rc = store_records(c->api->node->store, type, records_cb, list);
-    if (rc != 0) {
-        json_decref(list);
-        conn_send_error(c, 500, ts_strerror(rc));
+    char site[TS_ID_BYTES_MAX + 1];
+    bool bad = false;
+    struct store_page page;
+    if (!query_param(query, "type", type, sizeof(type), &bad) && bad) {
+        conn_send_error(c, 400, "type too long");
         return;
     }
-    size_t count = json_array_size(list);
-    conn_send_json(c, 200, json_pack("{s:o,s:I}", "records", list, "count", (json_int_t)count));
+    const char *why = page_from_query(query, &page);
+    if (why == NULL && !site_from_query(query, site))
+        why = "site must be a site id";
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return;
+    }
+    struct records_ctx rc = {.store = c->api->node->store, .site = site, .list = json_array()};
+    int err = store_records_page(rc.store, type, &page, records_cb, &rc);
+    if (err != 0) {
+        json_decref(rc.list);
+        conn_send_error(c, 500, ts_strerror(err));
+        return;
+    }
+    size_t count = json_array_size(rc.list);
+    json_t *out = json_pack("{s:o,s:I}", "records", rc.list, "count", (json_int_t)count);
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
 
 struct conflicts_ctx {
     struct store *store;
+    const char *site;   /* "" for every conflict */
     json_t *list;
 };
 
@@ -707,6 +872,8 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
      * rule never shows a rule's outcome as a conflict. */
     if (!merge_conflict(type, field, st))
         return 0;
+    if (cc->site[0] != '\0' && !record_of_site(cc->store, type, id, cc->site))
+        return 0;
     json_t *vals = json_array();
     for (size_t k = 0; k < st->live_count; k++)
         json_array_append_new(vals, write_json(type, field, &st->live[k]));
@@ -720,18 +887,29 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
     return 0;
 }
 
-static void handle_conflicts(struct api_conn *c)
+static void handle_conflicts(struct api_conn *c, const char *query)
 {
+    char site[TS_ID_BYTES_MAX + 1];
+    struct store_page page;
+    const char *why = page_from_query(query, &page);
+    if (why == NULL && !site_from_query(query, site))
+        why = "site must be a site id";
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return;
+    }
     json_t *list = json_array();
-    struct conflicts_ctx cc = {.store = c->api->node->store, .list = list};
-    int rc = store_conflicts(c->api->node->store, conflicts_cb, &cc);
+    struct conflicts_ctx cc = {.store = c->api->node->store, .site = site, .list = list};
+    int rc = store_conflicts_page(c->api->node->store, &page, conflicts_cb, &cc);
     if (rc != 0) {
         json_decref(list);
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
     size_t count = json_array_size(list);
-    conn_send_json(c, 200, json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count));
+    json_t *out = json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count);
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
 
 static void handle_digest(struct api_conn *c)
@@ -2036,7 +2214,7 @@ static void dispatch(struct api_conn *c)
         }
         if (method == HTTP_GET) {
             if (history)
-                handle_history(c, type, id);
+                handle_history(c, type, id, query);
             else
                 handle_get(c, type, id);
         } else {
@@ -2079,7 +2257,7 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/records") == 0) {
         handle_records(c, query);
     } else if (strcmp(path, "/v1/conflicts") == 0) {
-        handle_conflicts(c);
+        handle_conflicts(c, query);
     } else if (strcmp(path, "/v1/status") == 0) {
         handle_status(c);
     } else if (strcmp(path, "/v1/digest") == 0) {
