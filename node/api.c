@@ -937,9 +937,49 @@ static void handle_status(struct api_conn *c)
     conn_send_json(c, 200, status_json(c->api));
 }
 
+/* Every SAE (for /metrics: bounded by SAFETY_SAES_MAX, its deadline series). */
 static json_t *saes_json(struct api *a)
 {
-    return a->hooks.saes != NULL ? a->hooks.saes(a->hooks.ctx) : json_pack("{s:[]}", "saes");
+    size_t next = 0;
+    return a->hooks.saes != NULL ? a->hooks.saes(a->hooks.ctx, "", 0, SIZE_MAX, &next)
+                                 : json_pack("{s:[]}", "saes");
+}
+
+/*
+ * GET /v1/saes?site=S&limit=N&after=CURSOR: a page of the SAE list.  The
+ * cursor is the position of the next SAE as 8 bytes big-endian, in hex like
+ * the store's cursors.
+ */
+static void handle_saes(struct api_conn *c, const char *query)
+{
+    char site[TS_ID_BYTES_MAX + 1];
+    struct store_page page;
+    const char *why = page_from_query(query, &page);
+    if (why == NULL && !site_from_query(query, site))
+        why = "site must be a site id";
+    if (why == NULL && page.after_len != 0 && page.after_len != 8)
+        why = "after must be the \"next\" cursor of an earlier page";
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return;
+    }
+    uint64_t from = 0;
+    for (size_t i = 0; i < page.after_len; i++)
+        from = from << 8 | page.after[i];
+    size_t next = 0;
+    json_t *out = c->api->hooks.saes != NULL
+                      ? c->api->hooks.saes(c->api->hooks.ctx, site,
+                                           from > SIZE_MAX ? SIZE_MAX : (size_t)from, page.limit,
+                                           &next)
+                      : json_pack("{s:[]}", "saes");
+    page.next_len = 0;
+    if (next != 0) {
+        for (size_t i = 0; i < 8; i++)
+            page.next[i] = (uint8_t)((uint64_t)next >> (56 - 8 * i));
+        page.next_len = 8;
+    }
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
 
 static void handle_metrics(struct api_conn *c)
@@ -2263,7 +2303,7 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/digest") == 0) {
         handle_digest(c);
     } else if (strcmp(path, "/v1/saes") == 0) {
-        conn_send_json(c, 200, saes_json(c->api));
+        handle_saes(c, query);
     } else if (strcmp(path, "/metrics") == 0) {
         handle_metrics(c);
     } else {

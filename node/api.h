@@ -17,7 +17,7 @@
  *                                     "stale_fields"
  *   GET  /v1/status                   node, counts, version vector, peers
  *   GET  /v1/digest                   state digest
- *   GET  /v1/saes                     serious adverse events and their 24-hour clock
+ *   GET  /v1/saes?site=S              serious adverse events and their 24-hour clock (paged)
  *   POST /v1/backup                   {"path": "/new/dir"}: a checkpoint of the store there
  *   GET  /healthz                     liveness for load balancers and systemd: 200
  *                                     when the storage state is ok, else 503 (node.h);
@@ -118,8 +118,13 @@ typedef void (*api_status_fn)(void *ctx, json_t *status);
 typedef int (*api_route_fn)(void *ctx, const char *path, const char *query,
                             struct api_response *res);
 
-/* The SAE list (GET /v1/saes), a new JSON object the API frees. */
-typedef json_t *(*api_saes_fn)(void *ctx);
+/*
+ * The SAE list (GET /v1/saes), a new JSON object the API frees: the SAEs of
+ * site ("" for all) among the limit from position from; *next is where the
+ * next page starts, 0 when none remains.
+ */
+typedef json_t *(*api_saes_fn)(void *ctx, const char *site, size_t from, size_t limit,
+                               size_t *next);
 
 struct api_hooks {
     api_status_fn status_extend;

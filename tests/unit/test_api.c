@@ -309,6 +309,13 @@ static void test_api_page_parameters_refused(void)
         CU_ASSERT_PTR_NOT_NULL(json_object_get(j, "error"));
         json_decref(j);
     }
+    /* The SAE list's cursor is a position: 8 bytes. */
+    {
+        int st;
+        json_t *j = get_json(FUZZ_NODE_SITE, "/v1/saes?after=00", &st);
+        CU_ASSERT_EQUAL(st, 400);
+        json_decref(j);
+    }
     /* Any cursor of the right form is safe: the walk resumes above it. */
     int status;
     json_t *j = get_json(FUZZ_NODE_SITE, "/v1/conflicts?after=ffffffff&limit=5", &status);
