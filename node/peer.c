@@ -2644,11 +2644,63 @@ static json_t *saes_json(void *ctx, const char *site, size_t from, size_t limit,
     return safety_json_page(m->safety, m->node->wall_ms(), site, from, limit, next);
 }
 
+/*
+ * GET /v1/sites/ID: the per-site page's own part: the peer's status row (as
+ * /v1/status has it: name, state, last seen, lag now, SAEs in flight,
+ * conflicts) and its recent connects and disconnects ("events", oldest
+ * first, at most PEER_EVENTS_MAX).  Its SAEs, queries and conflicts are the
+ * paged lists with ?site=ID.  A site of the membership log that never
+ * connected is known too (a hub); an id no one knows is 404.
+ */
+static int route(void *ctx, const char *path, const char *query, struct api_response *res)
+{
+    struct peer_mgr *m = ctx;
+    static const char prefix[] = "/v1/sites/";
+    (void)query;
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *id = path + sizeof(prefix) - 1;
+    struct peer_info *p = NULL;
+    for (size_t i = 0; i < m->infos_count && p == NULL; i++)
+        if (strcmp(m->infos[i].id, id) == 0)
+            p = &m->infos[i];
+    if (p == NULL && m->node->cfg.role == PKI_ROLE_HUB && schema_id_ok(id) &&
+        store_record_exists(m->node->store, MEMBER_TYPE, id))
+        p = info_get(m, id, PKI_ROLE_SITE);
+    json_t *out;
+    if (p == NULL) {
+        res->status = 404;
+        out = json_pack("{s:s}", "error", "no site or peer with that id is known to this node");
+    } else {
+        struct safety_summary sum;
+        safety_summarize(m->safety, m->node->wall_ms(), &sum);
+        /* The site's conflict count: a bounded walk, as in the status. */
+        struct site_conflicts sc = {.counts = json_object()};
+        struct store_page page = {.limit = PEER_STATUS_CONFLICTS_MAX};
+        store_conflicts_page(m->node->store, &page, site_conflict_cb, &sc);
+        json_t *row = peer_status_row(m, p, &sum, sc.counts);
+        json_decref(sc.counts);
+        json_object_set_new(row, "conflicts_partial", json_boolean(page.next_len > 0));
+        res->status = 200;
+        out = json_pack("{s:s,s:o,s:o,s:I}", "node", m->node->cfg.id, "peer", row, "events",
+                        events_json(p), "events_max", (json_int_t)PEER_EVENTS_MAX);
+    }
+    res->content_type = "application/json";
+    res->body = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(out);
+    if (res->body == NULL) {
+        res->status = 500;
+        return 1;
+    }
+    res->len = strlen(res->body);
+    return 1;
+}
+
 void peer_mgr_api_hooks(struct peer_mgr *m, struct api_hooks *hooks)
 {
     hooks->status_extend = status_extend;
     hooks->saes = saes_json;
-    hooks->route = NULL;
+    hooks->route = route;
     hooks->ctx = m;
 }
 

@@ -4,6 +4,13 @@
 # disconnects (the dashboard's per-site page).  A site that is not back yet
 # shows when it was last seen, not "never".
 . "$(dirname "$0")/lib.sh"
+need_cmd curl curl
+
+api() {  # NODEDIR PATH: GET PATH with the node's token; the body, or the HTTP status on failure
+    local port
+    port=$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$1/node.conf" | head -1)
+    curl -s -H "Authorization: Bearer $(cat "$1/api.token")" "http://127.0.0.1:$port$2"
+}
 
 new_trial T-SEEN
 start_node hub "$HUB"
@@ -37,6 +44,17 @@ age=$(echo "$after" | json .last_seen_age_s)
 [ "$age" != null ] && [ "$age" -ge 0 ] || fail "no age for the kept last seen time: $after"
 ok "site 101 shows as seen $age s ago, not never"
 assert_eq "null" "$(row 102 | json .last_seen)" "site 102, never connected, still shows never"
+
+# The per-site page's part (GET /v1/sites/ID): the kept connects and
+# disconnects with their reasons, oldest first; a member that never
+# connected has none; an unknown id is not found.
+api "$HUB" /v1/sites/101 > "$WORK/site101.json"
+assert_eq "connected disconnected" "$(jq -r '[.events[].event] | join(" ")' "$WORK/site101.json")" \
+    "site 101's page lists its connect and its disconnect, kept across the restart"
+assert_eq "$reason" "$(jq -r '.events[-1].reason' "$WORK/site101.json")" "with the disconnect's reason"
+assert_eq "Site 101" "$(jq -r '.peer.name' "$WORK/site101.json")" "and the site's name"
+assert_eq "0" "$(api "$HUB" /v1/sites/102 | jq '.events | length')" "site 102's page has no events"
+assert_contains "$(api "$HUB" /v1/sites/999)" "no site or peer" "an unknown site's page is not found"
 
 # A hub killed (no orderly stop) keeps what it wrote at the connect and
 # since (every PEER_SEEN_SAVE_MS): the site's last seen time is not lost,
