@@ -469,6 +469,8 @@ static const char *paged_list_of(const char *verb)
         return "conflicts";
     if (strcmp(verb, "history") == 0)
         return "versions";
+    if (strcmp(verb, "saes") == 0)
+        return "saes";
     return NULL;
 }
 
