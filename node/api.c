@@ -760,6 +760,33 @@ static bool record_of_site(struct store *store, const char *type, const char *id
     return strcmp(scope, site) == 0;
 }
 
+/*
+ * A paged list's request: its page (page_from_query) and site filter
+ * (site_from_query); false, with the 400 answered, when either is refused.
+ */
+static bool list_request(struct api_conn *c, const char *query, struct store_page *page,
+                         char site[TS_ID_BYTES_MAX + 1])
+{
+    const char *why = page_from_query(query, page);
+    if (why == NULL && !site_from_query(query, site))
+        why = "site must be a site id";
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return false;
+    }
+    return true;
+}
+
+/* Answers a page of a list: {key: list, "count", "limit", ["next"]}; takes list. */
+static void send_list(struct api_conn *c, const char *key, json_t *list,
+                      const struct store_page *page)
+{
+    size_t count = json_array_size(list);
+    json_t *out = json_pack("{s:o,s:I}", key, list, "count", (json_int_t)count);
+    page_answer(out, page);
+    conn_send_json(c, 200, out);
+}
+
 static void handle_history(struct api_conn *c, const char *type, const char *id,
                            const char *query)
 {
@@ -809,13 +836,8 @@ static void handle_records(struct api_conn *c, const char *query)
         conn_send_error(c, 400, "type too long");
         return;
     }
-    const char *why = page_from_query(query, &page);
-    if (why == NULL && !site_from_query(query, site))
-        why = "site must be a site id";
-    if (why != NULL) {
-        conn_send_error(c, 400, why);
+    if (!list_request(c, query, &page, site))
         return;
-    }
     struct records_ctx rc = {.store = c->api->node->store, .site = site, .list = json_array()};
     int err = store_records_page(rc.store, type, &page, records_cb, &rc);
     if (err != 0) {
@@ -823,10 +845,7 @@ static void handle_records(struct api_conn *c, const char *query)
         conn_send_error(c, 500, ts_strerror(err));
         return;
     }
-    size_t count = json_array_size(rc.list);
-    json_t *out = json_pack("{s:o,s:I}", "records", rc.list, "count", (json_int_t)count);
-    page_answer(out, &page);
-    conn_send_json(c, 200, out);
+    send_list(c, "records", rc.list, &page);
 }
 
 struct conflicts_ctx {
@@ -891,13 +910,8 @@ static void handle_conflicts(struct api_conn *c, const char *query)
 {
     char site[TS_ID_BYTES_MAX + 1];
     struct store_page page;
-    const char *why = page_from_query(query, &page);
-    if (why == NULL && !site_from_query(query, site))
-        why = "site must be a site id";
-    if (why != NULL) {
-        conn_send_error(c, 400, why);
+    if (!list_request(c, query, &page, site))
         return;
-    }
     json_t *list = json_array();
     struct conflicts_ctx cc = {.store = c->api->node->store, .site = site, .list = list};
     int rc = store_conflicts_page(c->api->node->store, &page, conflicts_cb, &cc);
@@ -906,10 +920,7 @@ static void handle_conflicts(struct api_conn *c, const char *query)
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
-    size_t count = json_array_size(list);
-    json_t *out = json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count);
-    page_answer(out, &page);
-    conn_send_json(c, 200, out);
+    send_list(c, "conflicts", list, &page);
 }
 
 static void handle_digest(struct api_conn *c)
@@ -954,13 +965,10 @@ static void handle_saes(struct api_conn *c, const char *query)
 {
     char site[TS_ID_BYTES_MAX + 1];
     struct store_page page;
-    const char *why = page_from_query(query, &page);
-    if (why == NULL && !site_from_query(query, site))
-        why = "site must be a site id";
-    if (why == NULL && page.after_len != 0 && page.after_len != 8)
-        why = "after must be the \"next\" cursor of an earlier page";
-    if (why != NULL) {
-        conn_send_error(c, 400, why);
+    if (!list_request(c, query, &page, site))
+        return;
+    if (page.after_len != 0 && page.after_len != 8) {
+        conn_send_error(c, 400, "after must be the \"next\" cursor of an earlier page");
         return;
     }
     uint64_t from = 0;

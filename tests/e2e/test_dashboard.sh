@@ -78,6 +78,15 @@ dom_section() {
         print $1;' "$1"
 }
 
+# drive OUT URL STEP...: browser_drive.py in the signed-in profile $PROFILE:
+# opens URL, runs the steps, leaves the final DOM in OUT.
+drive() {
+    local out=$1
+    shift
+    timeout 120 "$PY3" "$TS_SRC/tests/e2e/browser_drive.py" "$CHROMIUM" "$PROFILE" "$out" "$@" \
+        2>> "$WORK/chromium.log"
+}
+
 # tile_class FILE ID: the class attribute of the element with that id.
 tile_class() {
     ELEMENT_ID=$2 perl -0777 -ne '
@@ -505,12 +514,11 @@ assert_contains "$events" "connected" "and its connect"
 seen=$(dom_id "$WORK/dom-site102.html" site-seen)
 case "$seen" in *ago) ok "site 102's page shows it last seen $seen" ;; *) fail "site 102's last seen shows '$seen'" ;; esac
 api /v1/sites/102 | jq -e '.events | length >= 2' > /dev/null || fail "GET /v1/sites/102 lists no events"
-timeout 120 "$PY3" "$TS_SRC/tests/e2e/browser_drive.py" "$CHROMIUM" "$PROFILE" "$WORK/dom-site101.html" \
-    "$BASE/dashboard" \
+drive "$WORK/dom-site101.html" "$BASE/dashboard" \
     "wait:document.querySelector('#sites tr[data-peer=\"101\"]') !== null" \
     "eval:document.querySelector('#sites tr[data-peer=\"101\"] td.state').click(); true" \
     "wait:!document.getElementById('site-page').hidden && document.querySelector('#site-saes tr[data-sae]') !== null" \
-    2>> "$WORK/chromium.log" || fail "opening site 101's page by a click in Chromium: $(tail -n 3 "$WORK/chromium.log")"
+    || fail "opening site 101's page by a click in Chromium: $(tail -n 3 "$WORK/chromium.log")"
 ok "a click on site 101's row opens its page"
 dom_section "$WORK/dom-site101.html" site-page > "$WORK/site101-page.html" || fail "no site page in the DOM"
 assert_contains "$(dom_id "$WORK/dom-site101.html" site-title)" "Site 101 (101)" "site 101's page names the site"
@@ -610,12 +618,11 @@ assert_eq 403 "$(as_session "$sid" "" "" "" GET /v1/status)" \
     "the session id that leaked reads nothing without the page's CSRF token"
 
 # Sign-out from the page: the browser's session ends, and with it what leaked.
-timeout 120 "$PY3" "$TS_SRC/tests/e2e/browser_drive.py" "$CHROMIUM" "$PROFILE" "$WORK/signout-dom.html" \
-    "$BASE/dashboard" \
+drive "$WORK/signout-dom.html" "$BASE/dashboard" \
     "wait:/UTC\$/.test((document.getElementById('refreshed') || {}).textContent || '')" \
     "eval:document.getElementById('signout').click(); true" \
     "wait:document.readyState === 'complete' && document.getElementById('signin') !== null" \
-    2>> "$WORK/chromium.log" || fail "signing out in Chromium: $(tail -n 3 "$WORK/chromium.log")"
+    || fail "signing out in Chromium: $(tail -n 3 "$WORK/chromium.log")"
 assert_contains "$(cat "$WORK/signout-dom.html")" "id=\"signin\"" "after sign-out the page is the sign-in form"
 assert_eq 401 "$(as_session "$sid" "" "" "" GET /v1/status)" "the signed-out session is gone at the hub"
 assert_contains "$(cat "$WORK/last.json")" "session has ended" "and the node says so"

@@ -11,11 +11,7 @@ start_node hub "$HUB"
 add_site 101
 S1="$WORK/site-101"
 start_node s101 "$S1"
-api() {  # NODEDIR PATH
-    local port
-    port=$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$1/node.conf" | head -1)
-    curl -sS -H "Authorization: Bearer $(cat "$1/api.token")" "http://127.0.0.1:$port$2"
-}
+api() { node_api "$@"; }
 
 N=2500
 {
@@ -41,9 +37,7 @@ assert_eq "1000" "$(echo "$page" | jq .count)" "a limit above 1000 is cut to 100
 next=$(echo "$page" | jq -r .next)
 page=$(api "$S1" "/v1/records?type=subject&limit=1000&after=$next")
 assert_eq "101-1001" "$(echo "$page" | jq -r '.records[0].id')" "the next page starts after the last key of the one before"
-assert_eq 400 "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$S1/api.token")" \
-    "http://127.0.0.1:$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$S1/node.conf")/v1/records?limit=0")" \
-    "limit=0 is refused"
+assert_eq 400 "$(api "$S1" "/v1/records?limit=0" -o /dev/null -w '%{http_code}')" "limit=0 is refused"
 
 # The hub holds them too once replicated, and lists them by site.
 wait_until 60 "the hub holds site 101's subjects" \

@@ -6,11 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_cmd curl curl
 
-api() {  # NODEDIR PATH: GET PATH with the node's token; the body, or the HTTP status on failure
-    local port
-    port=$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$1/node.conf" | head -1)
-    curl -s -H "Authorization: Bearer $(cat "$1/api.token")" "http://127.0.0.1:$port$2"
-}
+api() { node_api "$@"; }
 
 new_trial T-SEEN
 start_node hub "$HUB"
