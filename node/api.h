@@ -83,9 +83,10 @@
  * /v1/saes): a page is built on the loop thread, so its size bounds what
  * every other client (peers included) waits for.  Without ?limit= a page
  * visits API_PAGE_LIMIT_DEFAULT index keys: a dashboard table's worth.  A
- * larger limit is cut to API_PAGE_LIMIT_MAX: a page of 1000 conflicts reads
- * 1000 field states and their entries, a few milliseconds (docs/operations.md
- * "Paged lists" has the measured figures); the CLI pages at that size.
+ * larger limit is cut to API_PAGE_LIMIT_MAX: a page of 1000 records takes
+ * milliseconds (docs/operations.md "Paged lists" has the measured figures),
+ * and a conflict or a history version reads an entry or two more per key;
+ * the CLI pages at that size.
  */
 #define API_PAGE_LIMIT_DEFAULT 100u
 #define API_PAGE_LIMIT_MAX 1000u
