@@ -17,6 +17,7 @@
 #include "../node/schema.h"
 #include "cli.h"
 #include "client.h"
+#include "pages.h"
 
 static void record_usage(const char *verb, FILE *out)
 {
@@ -463,6 +464,27 @@ static int print_record_table(json_t *r)
     return 0;
 }
 
+/* The list a verb's answer pages (node/api.h), or NULL when it is not paged. */
+static const char *paged_list_of(const char *verb)
+{
+    if (strcmp(verb, "records") == 0)
+        return "records";
+    if (strcmp(verb, "conflicts") == 0)
+        return "conflicts";
+    if (strcmp(verb, "history") == 0)
+        return "versions";
+    if (strcmp(verb, "saes") == 0)
+        return "saes";
+    return NULL;
+}
+
+/* pages_get_fn over the node's API; ctx is the node's config. */
+static int get_page(void *ctx, const char *path, struct client_response *res,
+                    struct ts_error *err)
+{
+    return client_request(ctx, "GET", path, NULL, res, err);
+}
+
 /* `history` on a terminal: one row per version, oldest first. */
 static int print_history_table(json_t *h)
 {
@@ -717,9 +739,36 @@ int cmd_record(const char *verb, int argc, char **argv)
     }
 
     struct client_response res;
-    int rc = client_request(&cfg, method, path, body, &res, &err);
+    int rc;
+    const char *list_key = paged_list_of(verb);
+    if (list_key != NULL) {
+        /* Lists come in pages (node/api.h): every page is read and joined,
+         * so the verb prints the whole list as before. */
+        json_t *all = NULL;
+        rc = pages_get_all(get_page, &cfg, path, list_key, &all, &res, &err);
+        if (rc < 0)
+            return cli_fail("%s", err.msg);
+        if (rc == 0) {
+            res.status = 200;
+            res.body = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
+            json_decref(all);
+            if (res.body == NULL)
+                return cli_fail("out of memory");
+            res.len = strlen(res.body);
+            char *withnl = realloc(res.body, res.len + 2);
+            if (withnl == NULL) {
+                client_response_release(&res);
+                return cli_fail("out of memory");
+            }
+            res.body = withnl;
+            res.body[res.len++] = '\n';
+            res.body[res.len] = '\0';
+        }
+    } else {
+        rc = client_request(&cfg, method, path, body, &res, &err);
+    }
     free(body);
-    if (rc != 0)
+    if (rc < 0)
         return cli_fail("%s", err.msg);
     if (res.status != 200) {
         print_api_error(&res);

@@ -23,6 +23,7 @@
 #include "../proto/errors.h"
 #include "cli.h"
 #include "client.h"
+#include "pages.h"
 
 #define USER_TOKEN_PATH_MAX 4096
 
@@ -191,13 +192,22 @@ static const char *shown_str(json_t *item, const char *key)
     return v != NULL ? v : "";
 }
 
+/* pages_get_fn over the trial's first hub; ctx is the trial directory. */
+static int hub_get_page(void *ctx, const char *path, struct client_response *res,
+                        struct ts_error *err)
+{
+    return cli_hub_request(ctx, "GET", path, NULL, res, err);
+}
+
 static int user_list(const char *dir, bool as_json)
 {
     struct client_response res = {0};
     struct ts_error err = {0};
-    if (cli_hub_request(dir, "GET", "/v1/records?type=" SCHEMA_USER_TYPE, NULL, &res, &err) != 0)
+    json_t *list = NULL;
+    int rc = pages_get_all(hub_get_page, (void *)dir, "/v1/records?type=" SCHEMA_USER_TYPE,
+                           "records", &list, &res, &err);
+    if (rc < 0)
         return cli_fail("%s\nstart the trial's first hub and run the command again", err.msg);
-    json_t *list = res.status == 200 ? json_loads(res.body, 0, NULL) : NULL;
     client_response_release(&res);
     json_t *records = json_object_get(list, "records");
     if (!json_is_array(records)) {

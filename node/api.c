@@ -48,6 +48,7 @@
 #include "trace.h"
 #include "users.h"
 #include "util.h"
+#include "validate.h"
 #include "version.h"
 
 #define API_URL_BYTES_MAX 2048
@@ -636,10 +637,183 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     return 0;
 }
 
-static void handle_history(struct api_conn *c, const char *type, const char *id)
+/* ---- paged lists (api.h: API_PAGE_LIMIT_DEFAULT, ?limit=, ?after=) ------- */
+
+/*
+ * The value of parameter name in a query string ("a=1&b=2") into out; false
+ * when absent.  *bad is set when the value does not fit cap - 1 bytes or
+ * holds a percent escape (no paged parameter needs one: types, site ids,
+ * numbers and hex cursors are plain).
+ */
+static bool query_param(const char *query, const char *name, char *out, size_t cap, bool *bad)
 {
+    size_t nl = strlen(name);
+    const char *p = query;
+    assert(cap > 0);
+    while (p != NULL && *p != '\0') {
+        size_t len = strcspn(p, "&");
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t vlen = len - nl - 1;
+            if (vlen >= cap || memchr(p + nl + 1, '%', vlen) != NULL) {
+                *bad = true;
+                return false;
+            }
+            memcpy(out, p + nl + 1, vlen);
+            out[vlen] = '\0';
+            return true;
+        }
+        p = p[len] == '&' ? p + len + 1 : NULL;
+    }
+    return false;
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * A page's limit and cursor from the query: NULL, or why the request is
+ * refused (answered 400).  A limit above API_PAGE_LIMIT_MAX is cut to it.
+ */
+static const char *page_from_query(const char *query, struct store_page *page)
+{
+    char v[2 * STORE_PAGE_KEY_BYTES_MAX + 1];
+    bool bad = false;
+    memset(page, 0, sizeof(*page));
+    page->limit = API_PAGE_LIMIT_DEFAULT;
+    if (query_param(query, "limit", v, sizeof(v), &bad)) {
+        char *end = NULL;
+        if (v[0] < '0' || v[0] > '9')
+            return "limit must be a whole number from 1";
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end != '\0' || n == 0)
+            return "limit must be a whole number from 1";
+        page->limit = n > API_PAGE_LIMIT_MAX ? API_PAGE_LIMIT_MAX : (size_t)n;
+    }
+    if (bad)
+        return "limit is not a number";
+    if (query_param(query, "after", v, sizeof(v), &bad)) {
+        size_t len = strlen(v);
+        if (len % 2 != 0)
+            return "after must be the \"next\" cursor of an earlier page";
+        for (size_t i = 0; i < len / 2; i++) {
+            int hi = hex_digit(v[2 * i]), lo = hex_digit(v[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return "after must be the \"next\" cursor of an earlier page";
+            page->after[i] = (uint8_t)(hi * 16 + lo);
+        }
+        page->after_len = len / 2;
+    }
+    if (bad)
+        return "after must be the \"next\" cursor of an earlier page";
+    return NULL;
+}
+
+/* Adds "limit" and, when more remain, "next" (the cursor, hex) to a page's answer. */
+static void page_answer(json_t *out, const struct store_page *page)
+{
+    json_object_set_new(out, "limit", json_integer((json_int_t)page->limit));
+    if (page->next_len == 0)
+        return;
+    char hex[2 * STORE_PAGE_KEY_BYTES_MAX + 1];
+    assert(page->next_len <= STORE_PAGE_KEY_BYTES_MAX);
+    util_hex(page->next, page->next_len, hex);
+    json_object_set_new(out, "next", json_string(hex));
+}
+
+/*
+ * The ?site= filter: out is "" when the query names none; false (answered
+ * 400) when the value is not a site id.
+ */
+static bool site_from_query(const char *query, char out[TS_ID_BYTES_MAX + 1])
+{
+    bool bad = false;
+    out[0] = '\0';
+    if (!query_param(query, "site", out, TS_ID_BYTES_MAX + 1, &bad))
+        return !bad;
+    return schema_id_ok(out);
+}
+
+struct scope_ctx {
+    struct store *store;
+    const char *type, *id;
+    char value[TS_VALUE_BYTES_MAX + 1];
+};
+
+/* validate_current_fn over the store: a field's displayed value. */
+static const char *scope_current_cb(void *ctx, const char *field)
+{
+    struct scope_ctx *sc = ctx;
+    struct field_state st;
+    memset(&st, 0, sizeof(st));
+    if (store_field_get(sc->store, sc->type, sc->id, field, &st) != 0)
+        return NULL;
+    int i = merge_display(sc->type, field, &st);
+    const char *out = NULL;
+    if (i >= 0) {
+        snprintf(sc->value, sizeof(sc->value), "%s", st.live[i].value);
+        out = sc->value;
+    }
+    field_state_release(&st);
+    return out;
+}
+
+/* True when record (type, id) belongs to site (validate_scope; a query by its target). */
+static bool record_of_site(struct store *store, const char *type, const char *id,
+                           const char *site)
+{
+    struct scope_ctx sc = {.store = store, .type = type, .id = id};
+    char scope[TS_ID_BYTES_MAX + 1];
+    if (validate_scope(type, id, NULL, 0, scope_current_cb, &sc, scope) != 0)
+        return false;
+    return strcmp(scope, site) == 0;
+}
+
+/*
+ * A paged list's request: its page (page_from_query) and site filter
+ * (site_from_query); false, with the 400 answered, when either is refused.
+ */
+static bool list_request(struct api_conn *c, const char *query, struct store_page *page,
+                         char site[TS_ID_BYTES_MAX + 1])
+{
+    const char *why = page_from_query(query, page);
+    if (why == NULL && !site_from_query(query, site))
+        why = "site must be a site id";
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return false;
+    }
+    return true;
+}
+
+/* Answers a page of a list: {key: list, "count", "limit", ["next"]}; takes list. */
+static void send_list(struct api_conn *c, const char *key, json_t *list,
+                      const struct store_page *page)
+{
+    size_t count = json_array_size(list);
+    json_t *out = json_pack("{s:o,s:I}", key, list, "count", (json_int_t)count);
+    page_answer(out, page);
+    conn_send_json(c, 200, out);
+}
+
+static void handle_history(struct api_conn *c, const char *type, const char *id,
+                           const char *query)
+{
+    struct store_page page;
+    const char *why = page_from_query(query, &page);
+    if (why != NULL) {
+        conn_send_error(c, 400, why);
+        return;
+    }
     struct history_ctx h = {.store = c->api->node->store, .versions = json_array()};
-    int rc = store_record_history(h.store, type, id, history_cb, &h);
+    int rc = store_record_history_page(h.store, type, id, &page, history_cb, &h);
     if (rc != 0) {
         json_decref(h.versions);
         char msg[200];
@@ -648,41 +822,51 @@ static void handle_history(struct api_conn *c, const char *type, const char *id)
                         rc == TS_ERR_NOTFOUND ? msg : ts_strerror(rc));
         return;
     }
-    conn_send_json(c, 200,
-                   json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "versions", h.versions));
+    json_t *out = json_pack("{s:s,s:s,s:o}", "type", type, "id", id, "versions", h.versions);
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
+
+struct records_ctx {
+    struct store *store;
+    const char *site;   /* "" for every record */
+    json_t *list;
+};
 
 static int records_cb(void *ctx, const char *type, const char *id)
 {
-    json_array_append_new(ctx, json_pack("{s:s,s:s}", "type", type, "id", id));
+    struct records_ctx *rc = ctx;
+    if (rc->site[0] != '\0' && !record_of_site(rc->store, type, id, rc->site))
+        return 0;
+    json_array_append_new(rc->list, json_pack("{s:s,s:s}", "type", type, "id", id));
     return 0;
 }
 
 static void handle_records(struct api_conn *c, const char *query)
 {
     char type[TS_TYPE_BYTES_MAX + 1] = "";
-    if (query != NULL && strncmp(query, "type=", 5) == 0) {
-        size_t len = strcspn(query + 5, "&");
-        if (len > TS_TYPE_BYTES_MAX) {
-            conn_send_error(c, 400, "type too long");
-            return;
-        }
-        memcpy(type, query + 5, len);
-        type[len] = '\0';
-    }
-    json_t *list = json_array();
-    int rc = store_records(c->api->node->store, type, records_cb, list);
-    if (rc != 0) {
-        json_decref(list);
-        conn_send_error(c, 500, ts_strerror(rc));
+    char site[TS_ID_BYTES_MAX + 1];
+    bool bad = false;
+    struct store_page page;
+    if (!query_param(query, "type", type, sizeof(type), &bad) && bad) {
+        conn_send_error(c, 400, "type too long");
         return;
     }
-    size_t count = json_array_size(list);
-    conn_send_json(c, 200, json_pack("{s:o,s:I}", "records", list, "count", (json_int_t)count));
+    if (!list_request(c, query, &page, site))
+        return;
+    struct records_ctx rc = {.store = c->api->node->store, .site = site, .list = json_array()};
+    int err = store_records_page(rc.store, type, &page, records_cb, &rc);
+    if (err != 0) {
+        json_decref(rc.list);
+        conn_send_error(c, 500, ts_strerror(err));
+        return;
+    }
+    send_list(c, "records", rc.list, &page);
 }
 
 struct conflicts_ctx {
     struct store *store;
+    const char *site;   /* "" for every conflict */
     json_t *list;
 };
 
@@ -723,6 +907,8 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
      * rule never shows a rule's outcome as a conflict. */
     if (!merge_conflict(type, field, st))
         return 0;
+    if (cc->site[0] != '\0' && !record_of_site(cc->store, type, id, cc->site))
+        return 0;
     json_t *vals = json_array();
     for (size_t k = 0; k < st->live_count; k++)
         json_array_append_new(vals, write_json(type, field, &st->live[k]));
@@ -739,18 +925,21 @@ static int conflicts_cb(void *ctx, const char *type, const char *id, const char 
     return 0;
 }
 
-static void handle_conflicts(struct api_conn *c)
+static void handle_conflicts(struct api_conn *c, const char *query)
 {
+    char site[TS_ID_BYTES_MAX + 1];
+    struct store_page page;
+    if (!list_request(c, query, &page, site))
+        return;
     json_t *list = json_array();
-    struct conflicts_ctx cc = {.store = c->api->node->store, .list = list};
-    int rc = store_conflicts(c->api->node->store, conflicts_cb, &cc);
+    struct conflicts_ctx cc = {.store = c->api->node->store, .site = site, .list = list};
+    int rc = store_conflicts_page(c->api->node->store, &page, conflicts_cb, &cc);
     if (rc != 0) {
         json_decref(list);
         conn_send_error(c, 500, ts_strerror(rc));
         return;
     }
-    size_t count = json_array_size(list);
-    conn_send_json(c, 200, json_pack("{s:o,s:I}", "conflicts", list, "count", (json_int_t)count));
+    send_list(c, "conflicts", list, &page);
 }
 
 /* A site's share of the trial: the records scoped to that site. */
@@ -842,9 +1031,46 @@ static void handle_status(struct api_conn *c)
     conn_send_json(c, 200, status_json(c->api));
 }
 
+/* Every SAE (for /metrics: bounded by SAFETY_SAES_MAX, its deadline series). */
 static json_t *saes_json(struct api *a)
 {
-    return a->hooks.saes != NULL ? a->hooks.saes(a->hooks.ctx) : json_pack("{s:[]}", "saes");
+    size_t next = 0;
+    return a->hooks.saes != NULL ? a->hooks.saes(a->hooks.ctx, "", 0, SIZE_MAX, &next)
+                                 : json_pack("{s:[]}", "saes");
+}
+
+/*
+ * GET /v1/saes?site=S&limit=N&after=CURSOR: a page of the SAE list.  The
+ * cursor is the position of the next SAE as 8 bytes big-endian, in hex like
+ * the store's cursors.
+ */
+static void handle_saes(struct api_conn *c, const char *query)
+{
+    char site[TS_ID_BYTES_MAX + 1];
+    struct store_page page;
+    if (!list_request(c, query, &page, site))
+        return;
+    if (page.after_len != 0 && page.after_len != 8) {
+        conn_send_error(c, 400, "after must be the \"next\" cursor of an earlier page");
+        return;
+    }
+    uint64_t from = 0;
+    for (size_t i = 0; i < page.after_len; i++)
+        from = from << 8 | page.after[i];
+    size_t next = 0;
+    json_t *out = c->api->hooks.saes != NULL
+                      ? c->api->hooks.saes(c->api->hooks.ctx, site,
+                                           from > SIZE_MAX ? SIZE_MAX : (size_t)from, page.limit,
+                                           &next)
+                      : json_pack("{s:[]}", "saes");
+    page.next_len = 0;
+    if (next != 0) {
+        for (size_t i = 0; i < 8; i++)
+            page.next[i] = (uint8_t)((uint64_t)next >> (56 - 8 * i));
+        page.next_len = 8;
+    }
+    page_answer(out, &page);
+    conn_send_json(c, 200, out);
 }
 
 static void handle_metrics(struct api_conn *c)
@@ -2121,7 +2347,7 @@ static void dispatch(struct api_conn *c)
         }
         if (method == HTTP_GET) {
             if (history)
-                handle_history(c, type, id);
+                handle_history(c, type, id, query);
             else
                 handle_get(c, type, id);
         } else {
@@ -2164,13 +2390,13 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/records") == 0) {
         handle_records(c, query);
     } else if (strcmp(path, "/v1/conflicts") == 0) {
-        handle_conflicts(c);
+        handle_conflicts(c, query);
     } else if (strcmp(path, "/v1/status") == 0) {
         handle_status(c);
     } else if (strcmp(path, "/v1/digest") == 0) {
         handle_digest(c, query);
     } else if (strcmp(path, "/v1/saes") == 0) {
-        conn_send_json(c, 200, saes_json(c->api));
+        handle_saes(c, query);
     } else if (strcmp(path, "/metrics") == 0) {
         handle_metrics(c);
     } else {

@@ -9,18 +9,25 @@
  *                                     {text, author, node, time}; a value
  *                                     written with a status that lost to a
  *                                     final one is "stale" (merge_write_lost)
- *   GET  /v1/records/TYPE/ID/history  every version of every field
- *   GET  /v1/records?type=TYPE        the records held
- *   GET  /v1/conflicts                every field in conflict (merge_conflict);
- *                                     a status also lists its "stale_fields"
+ *   GET  /v1/records/TYPE/ID/history  every version of every field (paged)
+ *   GET  /v1/records?type=TYPE&site=S the records held (paged; site: a site's
+ *                                     subjects, visits, AEs and queries)
+ *   GET  /v1/conflicts?site=S         every field in conflict (merge_conflict;
+ *                                     paged); a status also lists its
+ *                                     "stale_fields"
  *   GET  /v1/status                   node, counts, version vector, peers
  *   GET  /v1/digest                   state digest
- *   GET  /v1/saes                     serious adverse events and their 24-hour clock
+ *   GET  /v1/saes?site=S              serious adverse events and their 24-hour clock (paged)
  *   POST /v1/backup                   {"path": "/new/dir"}: a checkpoint of the store there
  *   GET  /healthz                     liveness for load balancers and systemd: 200
  *                                     when the storage state is ok, else 503 (node.h);
  *                                     "status":"revoked" (503) once a site knows it
  *                                     was revoked
+ * Paged lists take ?limit=N (default API_PAGE_LIMIT_DEFAULT, cut to
+ * API_PAGE_LIMIT_MAX) and ?after=CURSOR; an answer with more to come carries
+ * "next": the cursor (opaque hex) to pass as after for the next page.  A
+ * filtered page may hold fewer than limit items, even none, and still carry
+ * "next": limit bounds the keys a page visits, not the items it keeps.
  * Requests are bounded (TS_HTTP_REQUEST_BYTES_MAX) and connections capped
  * (TS_API_CONNECTIONS_MAX in all, API_CONNECTIONS_PER_ADDR_MAX from one
  * address).  A write is answered only after its group commit.
@@ -71,6 +78,21 @@
  * nothing for that long is no client waiting on an answer. */
 #define API_EVICT_GRACE_MS 250u
 
+/*
+ * Paged lists (GET /v1/records, /v1/conflicts, /v1/records/TYPE/ID/history,
+ * /v1/saes): a page is built on the loop thread, so its size bounds what
+ * every other client (peers included) waits for.  Without ?limit= a page
+ * visits API_PAGE_LIMIT_DEFAULT index keys: a dashboard table's worth.  A
+ * larger limit is cut to API_PAGE_LIMIT_MAX: a page of 1000 records takes
+ * milliseconds (docs/operations.md "Paged lists" has the measured figures),
+ * and a conflict or a history version reads an entry or two more per key;
+ * the CLI pages at that size.
+ */
+#define API_PAGE_LIMIT_DEFAULT 100u
+#define API_PAGE_LIMIT_MAX 1000u
+_Static_assert(API_PAGE_LIMIT_DEFAULT >= 1 && API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX,
+               "the default page is a legal page");
+
 _Static_assert(API_CONNECTIONS_PER_ADDR_MAX * 4 <= TS_API_CONNECTIONS_MAX,
                "one address holds a small share of the API's connections");
 _Static_assert(API_TICK_MS * 4 <= API_HEADER_TIMEOUT_MS,
@@ -97,8 +119,13 @@ typedef void (*api_status_fn)(void *ctx, json_t *status);
 typedef int (*api_route_fn)(void *ctx, const char *path, const char *query,
                             struct api_response *res);
 
-/* The SAE list (GET /v1/saes), a new JSON object the API frees. */
-typedef json_t *(*api_saes_fn)(void *ctx);
+/*
+ * The SAE list (GET /v1/saes), a new JSON object the API frees: the SAEs of
+ * site ("" for all) among the limit from position from; *next is where the
+ * next page starts, 0 when none remains.
+ */
+typedef json_t *(*api_saes_fn)(void *ctx, const char *site, size_t from, size_t limit,
+                               size_t *next);
 
 struct api_hooks {
     api_status_fn status_extend;

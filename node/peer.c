@@ -81,6 +81,32 @@ _Static_assert(PEER_PROTOCOL_VERSION_MIN >= 1 && PEER_PROTOCOL_VERSION_MIN <= PE
 #define PEER_INFOS_MAX 2048
 /* A site's name in the status table: any value a member record's field may hold. */
 #define PEER_NAME_BYTES_MAX (TS_VALUE_BYTES_MAX + 1)
+/*
+ * Conflicts counted per site for one status answer (the peers' "conflicts"):
+ * the count walks the conflict index on the loop thread, so it stops here
+ * and the status says "site_conflicts_partial" (the store's total,
+ * "conflicts", is exact).  Far above a healthy trial's open conflicts.
+ */
+#define PEER_STATUS_CONFLICTS_MAX 5000
+/*
+ * A peer's connection history (the per-site page, GET /v1/sites/ID): its
+ * last connects and disconnects with their reasons, kept in a ring of this
+ * many, so 2048 peers hold a bounded few megabytes however often they flap.
+ */
+#define PEER_EVENTS_MAX 12
+/* A disconnect reason as kept: the trace's full text is in the trace. */
+#define PEER_REASON_BYTES_MAX 120
+/*
+ * Last seen, the last disconnect and the history are written to the store's
+ * metadata at each connect and disconnect, and for a connected peer at most
+ * this often (not per frame): a hub restarted shows a site seen before the
+ * restart as seen then, late by at most this much.
+ */
+#define PEER_SEEN_SAVE_MS 10000
+/* The metadata key of a peer's kept history: this prefix and its id. */
+#define PEER_SEEN_META_PREFIX "peer_seen/"
+/* The kept history as JSON text: every event at its longest, with room. */
+#define PEER_SEEN_VALUE_BYTES_MAX (PEER_EVENTS_MAX * (PEER_REASON_BYTES_MAX * 2 + 64) + 512)
 /* The manager's tick: keepalives, revocation checks, reconnect timers. */
 #define PEER_TICK_MS 250
 /* Without a byte received for this long a link is considered dead. */
@@ -194,12 +220,22 @@ static size_t admit_rule_index(const char *rule)
     return ADMIT_RULES_COUNT - 1;
 }
 
+/* One connect or disconnect of a peer (the ring in struct peer_info). */
+struct peer_event {
+    uint64_t at_ms;                       /* wall clock */
+    bool connected;                       /* a connect; else a disconnect */
+    char reason[PEER_REASON_BYTES_MAX];   /* a disconnect's reason, a connect's address */
+};
+
 /* What the manager remembers of a peer across its sessions. */
 struct peer_info {
     char id[TS_ID_BYTES_MAX + 1];
     enum pki_role role;
     bool connected;
     uint64_t last_seen_ms;
+    uint64_t seen_saved_ms;                   /* last_seen_ms as last written to the store */
+    struct peer_event events[PEER_EVENTS_MAX]; /* oldest at events_first */
+    size_t events_first, events_count;
     char addr[64];
     uint64_t entries_sent, entries_received;
     uint64_t bytes_sent, bytes_received;
@@ -634,6 +670,107 @@ static void crl_load_in_force(struct peer_mgr *m)
 
 /* ---- peers ----------------------------------------------------------------- */
 
+/* ---- kept history: last seen, connects and disconnects ------------------------ */
+
+static void seen_meta_key(char *key, size_t cap, const char *id)
+{
+    snprintf(key, cap, PEER_SEEN_META_PREFIX "%s", id);
+}
+
+/* The newest event of p, or NULL. */
+static const struct peer_event *event_last(const struct peer_info *p, bool connected)
+{
+    for (size_t k = p->events_count; k > 0; k--) {
+        const struct peer_event *e = &p->events[(p->events_first + k - 1) % PEER_EVENTS_MAX];
+        if (e->connected == connected)
+            return e;
+    }
+    return NULL;
+}
+
+/* Appends an event to p's ring, the oldest dropped when it is full. */
+static void event_add(struct peer_info *p, uint64_t at_ms, bool connected, const char *reason)
+{
+    struct peer_event *e;
+    if (p->events_count < PEER_EVENTS_MAX) {
+        e = &p->events[(p->events_first + p->events_count) % PEER_EVENTS_MAX];
+        p->events_count++;
+    } else {
+        e = &p->events[p->events_first];
+        p->events_first = (p->events_first + 1) % PEER_EVENTS_MAX;
+    }
+    assert(p->events_count <= PEER_EVENTS_MAX);
+    e->at_ms = at_ms;
+    e->connected = connected;
+    snprintf(e->reason, sizeof(e->reason), "%s", reason != NULL ? reason : "");
+}
+
+/* p's events, oldest first, as [{time, at_ms, event, reason}]. */
+static json_t *events_json(const struct peer_info *p)
+{
+    json_t *out = json_array();
+    for (size_t k = 0; k < p->events_count; k++) {
+        const struct peer_event *e = &p->events[(p->events_first + k) % PEER_EVENTS_MAX];
+        char at[40];
+        api_format_time(e->at_ms, at, sizeof(at));
+        json_array_append_new(out, json_pack("{s:s,s:I,s:s,s:s}", "time", at, "at_ms",
+                                             (json_int_t)e->at_ms, "event",
+                                             e->connected ? "connected" : "disconnected",
+                                             "reason", e->reason));
+    }
+    return out;
+}
+
+/*
+ * Writes p's last seen time and events to the store's metadata (unsynced: a
+ * crash loses at most the last PEER_SEEN_SAVE_MS, never replicated data).
+ */
+static void seen_save(struct peer_mgr *m, struct peer_info *p)
+{
+    char key[sizeof(PEER_SEEN_META_PREFIX) + TS_ID_BYTES_MAX];
+    json_t *j = json_pack("{s:I,s:o}", "last_seen_ms", (json_int_t)p->last_seen_ms, "events",
+                          events_json(p));
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (text == NULL)
+        return;
+    seen_meta_key(key, sizeof(key), p->id);
+    struct ts_error err = {0};
+    if (store_meta_put(m->node->store, key, text, strlen(text), false, &err) != 0)
+        trace(TRACE_WARN, "peer %s: last seen time not kept: %s", p->id, err.msg);
+    else
+        p->seen_saved_ms = p->last_seen_ms;
+    free(text);
+}
+
+/* Reads what seen_save kept of p (a new info): nothing when there is none. */
+static void seen_load(struct peer_mgr *m, struct peer_info *p)
+{
+    char key[sizeof(PEER_SEEN_META_PREFIX) + TS_ID_BYTES_MAX];
+    char *val = NULL;
+    size_t len = 0;
+    seen_meta_key(key, sizeof(key), p->id);
+    if (store_meta_get(m->node->store, key, &val, &len) != 0)
+        return;
+    json_t *j = len <= PEER_SEEN_VALUE_BYTES_MAX ? json_loadb(val, len, 0, NULL) : NULL;
+    free(val);
+    json_t *seen = json_object_get(j, "last_seen_ms");
+    if (json_is_integer(seen) && json_integer_value(seen) > 0)
+        p->last_seen_ms = (uint64_t)json_integer_value(seen);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(j, "events"), i, ev) {
+        json_t *at = json_object_get(ev, "at_ms");
+        const char *what = json_string_value(json_object_get(ev, "event"));
+        const char *why = json_string_value(json_object_get(ev, "reason"));
+        if (!json_is_integer(at) || what == NULL)
+            continue;
+        event_add(p, (uint64_t)json_integer_value(at), strcmp(what, "connected") == 0, why);
+    }
+    p->seen_saved_ms = p->last_seen_ms;
+    json_decref(j);
+}
+
 static struct peer_info *info_get(struct peer_mgr *m, const char *id, enum pki_role role)
 {
     for (size_t i = 0; i < m->infos_count; i++)
@@ -645,6 +782,7 @@ static struct peer_info *info_get(struct peer_mgr *m, const char *id, enum pki_r
     memset(p, 0, sizeof(*p));
     snprintf(p->id, sizeof(p->id), "%s", id);
     p->role = role;
+    seen_load(m, p);
     return p;
 }
 
@@ -1305,6 +1443,8 @@ static int on_handshake(struct tls_conn *conn, const struct pki_identity *peer)
     info->connected = true;
     info->last_seen_ms = node_now_ms();
     snprintf(info->addr, sizeof(info->addr), "%s", tls_conn_peer_addr(conn));
+    event_add(info, info->last_seen_ms, true, info->addr);
+    seen_save(m, info);
     s->info = info;
     tls_conn_set_idle_timeout(conn, PEER_IDLE_TIMEOUT_MS);
     if (send_hello(s) != 0)
@@ -1794,9 +1934,16 @@ static void on_close(struct tls_conn *conn, int code, const char *reason)
     }
     struct session *s = (struct session *)(void *)kind;
     struct peer_mgr *m = s->m;
-    if (s->info != NULL && s->info->session == s)
+    if (s->info != NULL && s->info->session == s) {
         trace(code == 0 ? TRACE_INFO : TRACE_WARN, "peer %s: disconnected: %s", s->info->id,
               reason != NULL ? reason : "closed");
+        /* At stop the node (and its store) may be gone by now:
+         * peer_mgr_stop kept every link's end already. */
+        if (!m->stopping) {
+            event_add(s->info, node_now_ms(), false, reason != NULL ? reason : "closed");
+            seen_save(m, s->info);
+        }
+    }
     else if (s->state == SESSION_STATE_HANDSHAKE && code != 0)
         trace(TRACE_WARN, "connection %s refused: %s", tls_conn_peer_addr(conn),
               reason != NULL ? reason : "");
@@ -1925,6 +2072,11 @@ static void tick_cb(uv_timer_t *t)
 
     reload_crl_if_changed(m);
     self_revocation_check(m);
+    for (size_t i = 0; i < m->infos_count; i++) {
+        struct peer_info *p = &m->infos[i];
+        if (p->connected && p->last_seen_ms >= p->seen_saved_ms + PEER_SEEN_SAVE_MS)
+            seen_save(m, p);
+    }
     node_health_check(m->node);  /* disk low or back, a RocksDB background error */
     safety_tick(m->safety, m->node->wall_ms());
     for (struct session *s = m->sessions, *next; s != NULL; s = next) {
@@ -2205,6 +2357,17 @@ static json_t *peer_status_row(struct peer_mgr *m, const struct peer_info *p,
     const char *key = p->role == PKI_ROLE_SITE ? p->id : m->node->cfg.id;
     json_object_set_new(row, "conflicts",
                         json_integer(json_integer_value(json_object_get(conflict_counts, key))));
+    const struct peer_event *down = event_last(p, false);
+    json_object_set_new(row, "last_disconnect_reason",
+                        down != NULL ? json_string(down->reason) : json_null());
+    char down_at[40];
+    if (down != NULL)
+        api_format_time(down->at_ms, down_at, sizeof(down_at));
+    json_object_set_new(row, "last_disconnect",
+                        down != NULL ? json_string(down_at) : json_null());
+    json_object_set_new(row, "last_seen_ms",
+                        p->last_seen_ms != 0 ? json_integer((json_int_t)p->last_seen_ms)
+                                             : json_null());
     json_object_set_new(row, "last_seen_age_s",
                         p->last_seen_ms != 0 && now >= p->last_seen_ms
                             ? json_integer((json_int_t)((now - p->last_seen_ms) / 1000))
@@ -2258,7 +2421,9 @@ static void status_extend(void *ctx, json_t *status)
     if (m->node->cfg.role == PKI_ROLE_HUB)
         store_records(m->node->store, MEMBER_TYPE, member_cb, m);  /* every site, even offline */
     struct site_conflicts sc = {.counts = json_object()};
-    store_conflicts(m->node->store, site_conflict_cb, &sc);
+    struct store_page page = {.limit = PEER_STATUS_CONFLICTS_MAX};
+    store_conflicts_page(m->node->store, &page, site_conflict_cb, &sc);
+    json_object_set_new(status, "site_conflicts_partial", json_boolean(page.next_len > 0));
     for (size_t i = 0; i < m->infos_count; i++)
         json_array_append_new(peers, peer_status_row(m, &m->infos[i], &sum, sc.counts));
     status_add_pending_hubs(m, peers, &sum, sc.counts);
@@ -2429,6 +2594,15 @@ void peer_mgr_stop(struct peer_mgr *m)
     if (m == NULL || m->stopping)
         return;
     m->stopping = true;
+    /* Each link's end is kept now, while the store is open (on_close runs
+     * later, maybe after the node is freed). */
+    for (size_t i = 0; i < m->infos_count; i++) {
+        struct peer_info *p = &m->infos[i];
+        if (!p->connected || m->node->store == NULL)
+            continue;
+        event_add(p, node_now_ms(), false, "this node stopped");
+        seen_save(m, p);
+    }
     m->node->on_commit = NULL;
     m->node->on_safety_entry = NULL;
     if (m->node->store != NULL)
@@ -2464,17 +2638,69 @@ void peer_mgr_free(struct peer_mgr *m)
     free(m);
 }
 
-static json_t *saes_json(void *ctx)
+static json_t *saes_json(void *ctx, const char *site, size_t from, size_t limit, size_t *next)
 {
     struct peer_mgr *m = ctx;
-    return safety_json(m->safety, m->node->wall_ms());
+    return safety_json_page(m->safety, m->node->wall_ms(), site, from, limit, next);
+}
+
+/*
+ * GET /v1/sites/ID: the per-site page's own part: the peer's status row (as
+ * /v1/status has it: name, state, last seen, lag now, SAEs in flight,
+ * conflicts) and its recent connects and disconnects ("events", oldest
+ * first, at most PEER_EVENTS_MAX).  Its SAEs, queries and conflicts are the
+ * paged lists with ?site=ID.  A site of the membership log that never
+ * connected is known too (a hub); an id no one knows is 404.
+ */
+static int route(void *ctx, const char *path, const char *query, struct api_response *res)
+{
+    struct peer_mgr *m = ctx;
+    static const char prefix[] = "/v1/sites/";
+    (void)query;
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *id = path + sizeof(prefix) - 1;
+    struct peer_info *p = NULL;
+    for (size_t i = 0; i < m->infos_count && p == NULL; i++)
+        if (strcmp(m->infos[i].id, id) == 0)
+            p = &m->infos[i];
+    if (p == NULL && m->node->cfg.role == PKI_ROLE_HUB && schema_id_ok(id) &&
+        store_record_exists(m->node->store, MEMBER_TYPE, id))
+        p = info_get(m, id, PKI_ROLE_SITE);
+    json_t *out;
+    if (p == NULL) {
+        res->status = 404;
+        out = json_pack("{s:s}", "error", "no site or peer with that id is known to this node");
+    } else {
+        struct safety_summary sum;
+        safety_summarize(m->safety, m->node->wall_ms(), &sum);
+        /* The site's conflict count: a bounded walk, as in the status. */
+        struct site_conflicts sc = {.counts = json_object()};
+        struct store_page page = {.limit = PEER_STATUS_CONFLICTS_MAX};
+        store_conflicts_page(m->node->store, &page, site_conflict_cb, &sc);
+        json_t *row = peer_status_row(m, p, &sum, sc.counts);
+        json_decref(sc.counts);
+        json_object_set_new(row, "conflicts_partial", json_boolean(page.next_len > 0));
+        res->status = 200;
+        out = json_pack("{s:s,s:o,s:o,s:I}", "node", m->node->cfg.id, "peer", row, "events",
+                        events_json(p), "events_max", (json_int_t)PEER_EVENTS_MAX);
+    }
+    res->content_type = "application/json";
+    res->body = out != NULL ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(out);
+    if (res->body == NULL) {
+        res->status = 500;
+        return 1;
+    }
+    res->len = strlen(res->body);
+    return 1;
 }
 
 void peer_mgr_api_hooks(struct peer_mgr *m, struct api_hooks *hooks)
 {
     hooks->status_extend = status_extend;
     hooks->saes = saes_json;
-    hooks->route = NULL;
+    hooks->route = route;
     hooks->ctx = m;
 }
 

@@ -1,6 +1,7 @@
 /*
  * safety.c: the SAE clock (see safety.h).
  */
+#include <assert.h>
 #include "safety.h"
 
 #include <stdio.h>
@@ -356,31 +357,56 @@ static json_t *time_or_null(uint64_t ms)
     return json_string(buf);
 }
 
+/* One SAE's row of safety_json. */
+static json_t *sae_row(struct safety *s, const struct sae *a, uint64_t now_ms)
+{
+    json_t *row = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:b,s:b,s:i}", "id", a->id, "site",
+                  a->site, "aeterm", a->aeterm, "aware_time", time_or_null(a->aware_ms),
+                  "received_time", time_or_null(a->received_ms), "written_time",
+                  time_or_null(a->written_ms), "deadline",
+                  time_or_null(a->aware_ms != 0 ? a->aware_ms + SAFETY_DEADLINE_MS : 0),
+                  "late", sae_late(s, a, now_ms), "at_risk", sae_at_risk(s, a, now_ms),
+                  "acked", s->is_site ? a->acked_ms != 0 : a->received_ms != 0, "alarms",
+                  a->alarms);
+    if (row != NULL) {
+        json_object_set_new(row, "backup_time", time_or_null(a->backup_ms));
+        json_object_set_new(row, "backup_by", json_string(a->backup_by));
+        json_object_set_new(row, "backup_in_time", json_boolean(sae_backup_in_time(a)));
+        json_object_set_new(row, "handled_time", time_or_null(a->handled_ms));
+        json_object_set_new(row, "handled", json_boolean(a->handled_ms != 0));
+        /* At a site, when a hub acknowledged it: the hub's receipt as this
+         * node knows it (a site never sees the hub's own stamp). */
+        if (s->is_site)
+            json_object_set_new(row, "acked_time", time_or_null(a->acked_ms));
+    }
+    /* A row that cannot be built still names the SAE: it must not vanish. */
+    if (row == NULL)
+        row = json_pack("{s:s,s:s}", "id", a->id, "site", a->site);
+    return row;
+}
+
 json_t *safety_json(struct safety *s, uint64_t now_ms)
 {
+    size_t next = 0;
+    return safety_json_page(s, now_ms, "", 0, SAFETY_SAES_MAX, &next);
+}
+
+json_t *safety_json_page(struct safety *s, uint64_t now_ms, const char *site, size_t from,
+                         size_t limit, size_t *next)
+{
+    assert(limit > 0);
     json_t *list = json_array();
-    for (size_t i = 0; i < s->count; i++) {
+    size_t i = from;
+    *next = 0;
+    /* SAEs are only ever appended: a position stays the same SAE's. */
+    for (size_t visited = 0; i < s->count && visited < limit; i++, visited++) {
         const struct sae *a = &s->saes[i];
-        json_t *row = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:b,s:b,s:i}", "id", a->id, "site",
-                      a->site, "aeterm", a->aeterm, "aware_time", time_or_null(a->aware_ms),
-                      "received_time", time_or_null(a->received_ms), "written_time",
-                      time_or_null(a->written_ms), "deadline",
-                      time_or_null(a->aware_ms != 0 ? a->aware_ms + SAFETY_DEADLINE_MS : 0),
-                      "late", sae_late(s, a, now_ms), "at_risk", sae_at_risk(s, a, now_ms),
-                      "acked", s->is_site ? a->acked_ms != 0 : a->received_ms != 0, "alarms",
-                      a->alarms);
-        if (row != NULL) {
-            json_object_set_new(row, "backup_time", time_or_null(a->backup_ms));
-            json_object_set_new(row, "backup_by", json_string(a->backup_by));
-            json_object_set_new(row, "backup_in_time", json_boolean(sae_backup_in_time(a)));
-            json_object_set_new(row, "handled_time", time_or_null(a->handled_ms));
-            json_object_set_new(row, "handled", json_boolean(a->handled_ms != 0));
-        }
-        /* A row that cannot be built still names the SAE: it must not vanish. */
-        if (row == NULL)
-            row = json_pack("{s:s,s:s}", "id", a->id, "site", a->site);
-        json_array_append_new(list, row);
+        if (site[0] != '\0' && strcmp(a->site, site) != 0)
+            continue;
+        json_array_append_new(list, sae_row(s, a, now_ms));
     }
+    if (i < s->count)
+        *next = i;
     return json_pack("{s:o}", "saes", list);
 }
 

@@ -59,6 +59,14 @@ void safety_summarize(struct safety *s, uint64_t now_ms, struct safety_summary *
 /* {"saes":[{id, site, aeterm, aware_time, received_time, deadline, late, at_risk, acked, alarms}]} */
 json_t *safety_json(struct safety *s, uint64_t now_ms);
 
+/*
+ * safety_json of the SAEs at positions from .. from + limit - 1 (limit > 0)
+ * of site ("" for every site): positions are stable (SAEs are only
+ * appended).  *next is the position to resume at when more remain, else 0.
+ */
+json_t *safety_json_page(struct safety *s, uint64_t now_ms, const char *site, size_t from,
+                         size_t limit, size_t *next);
+
 /* Parses an ISO 8601 date-time (UTC or with offset) to ms since the epoch; 0 if not one. */
 uint64_t safety_parse_time(const char *iso);
 

@@ -101,6 +101,9 @@ _Static_assert(1 + TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + 8 + TS_ID_BYTES
                "a history key must fit in a key buffer");
 _Static_assert(1 + STORE_META_KEY_BYTES_MAX <= STORE_KEY_BYTES_MAX,
                "a meta key must fit in a key buffer");
+_Static_assert(1 + TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + STORE_PAGE_KEY_BYTES_MAX + 1
+                   <= STORE_KEY_BYTES_MAX,
+               "the longest paged prefix, a cursor and its 0 byte fit in a key buffer");
 _Static_assert(STORE_STATE_KEY_BYTES_MAX + 1 < 256, "state key offsets fit in a byte");
 
 enum store_cf {
@@ -2332,6 +2335,51 @@ int store_field_get(struct store *s, const char *type, const char *id, const cha
     return 0;
 }
 
+/* ---- paged walks (struct store_page) ---- */
+
+/*
+ * Opens an index scan of prefix for page (NULL: the whole prefix): from the
+ * first key above prefix || page->after, found by seeking to that key with a
+ * 0 byte appended (the least key above it).
+ */
+static void page_scan_open(struct scan *sc, struct store *s, const struct key *prefix,
+                           const struct store_page *page)
+{
+    assert(page == NULL || page->limit > 0);
+    assert(page == NULL || page->after_len <= STORE_PAGE_KEY_BYTES_MAX);
+    if (page == NULL || page->after_len == 0) {
+        scan_open(sc, s, STORE_CF_INDEX, prefix->b, prefix->len, NULL);
+        return;
+    }
+    struct key start = *prefix;
+    bool ok = key_bytes(&start, page->after, page->after_len) && key_u8(&start, 0);
+    assert(ok);  /* a prefix and a cursor fit a key (STORE_KEY_BYTES_MAX) */
+    (void)ok;
+    scan_open(sc, s, STORE_CF_INDEX, prefix->b, prefix->len, &start);
+}
+
+/*
+ * Counts the key at the iterator into page: false when the page is already
+ * full (the key is the first of the next page; page->next holds the cursor),
+ * true when the key is to be visited (its cursor kept in page->next).
+ */
+static bool page_take(struct store_page *page, size_t *visited, const struct key *prefix,
+                      const char *key, size_t klen)
+{
+    if (page == NULL)
+        return true;
+    if (*visited == page->limit)
+        return false;
+    assert(klen >= prefix->len);
+    size_t tail = klen - prefix->len;
+    if (tail > STORE_PAGE_KEY_BYTES_MAX)
+        tail = STORE_PAGE_KEY_BYTES_MAX;  /* corrupt: the walk's own check refuses it */
+    memcpy(page->next, key + prefix->len, tail);
+    page->next_len = tail;
+    (*visited)++;
+    return true;
+}
+
 int store_record_fields(struct store *s, const char *type, const char *id, store_field_cb cb,
                         void *ctx)
 {
@@ -2375,17 +2423,28 @@ int store_record_fields(struct store *s, const char *type, const char *id, store
 int store_record_history(struct store *s, const char *type, const char *id, store_entry_cb cb,
                          void *ctx)
 {
+    return store_record_history_page(s, type, id, NULL, cb, ctx);
+}
+
+int store_record_history_page(struct store *s, const char *type, const char *id,
+                              struct store_page *page, store_entry_cb cb, void *ctx)
+{
     struct key prefix = {.len = 0};
     if (!key_u8(&prefix, KEY_INDEX_HISTORY) || !key_str0(&prefix, type, TS_TYPE_BYTES_MAX) ||
         !key_str0(&prefix, id, TS_ID_BYTES_MAX))
         return TS_ERR_NOTFOUND;
     int rc = 0;
-    size_t seen = 0;
+    size_t seen = 0, visited = 0;
+    bool more = false;
     struct scan sc;
-    scan_open(&sc, s, STORE_CF_INDEX, prefix.b, prefix.len, NULL);
+    page_scan_open(&sc, s, &prefix, page);
     for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
         size_t klen, vlen;
         const uint8_t *key = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
+        if (!page_take(page, &visited, &prefix, (const char *)key, klen)) {
+            more = true;
+            break;
+        }
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
         /* hlc(8) origin NUL lane(1) seq(8) after the prefix */
         size_t rest = klen - prefix.len;
@@ -2415,7 +2474,11 @@ int store_record_history(struct store *s, const char *type, const char *id, stor
     int rc2 = scan_close(&sc, s, NULL);
     if (rc == 0)
         rc = rc2;
-    if (rc == 0 && seen == 0)
+    if (page != NULL && !more)
+        page->next_len = 0;
+    /* A page past the end of a record's history is empty, not missing. */
+    bool resumed = page != NULL && page->after_len > 0;
+    if (rc == 0 && seen == 0 && (!resumed || !store_record_exists(s, type, id)))
         rc = TS_ERR_NOTFOUND;
     return rc;
 }
@@ -2454,16 +2517,30 @@ static bool split_key(const char *key, size_t klen, char type[TS_TYPE_BYTES_MAX 
 
 int store_records(struct store *s, const char *type, store_record_cb cb, void *ctx)
 {
+    return store_records_page(s, type, NULL, cb, ctx);
+}
+
+int store_records_page(struct store *s, const char *type, struct store_page *page,
+                       store_record_cb cb, void *ctx)
+{
     struct key prefix = {.len = 0};
     key_u8(&prefix, KEY_INDEX_RECORD);
+    if (page != NULL)
+        page->next_len = 0;
     if (type != NULL && type[0] != '\0' && !key_str0(&prefix, type, TS_TYPE_BYTES_MAX))
         return 0;
     int rc = 0;
+    size_t visited = 0;
+    bool more = false;
     struct scan sc;
-    scan_open(&sc, s, STORE_CF_INDEX, prefix.b, prefix.len, NULL);
+    page_scan_open(&sc, s, &prefix, page);
     for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
         size_t klen;
         const char *key = rocksdb_iter_key(sc.it, &klen);
+        if (!page_take(page, &visited, &prefix, key, klen)) {
+            more = true;
+            break;
+        }
         char t[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1];
         if (!split_key(key + 1, klen - 1, t, id, NULL)) {
             rc = TS_ERR_CORRUPT;
@@ -2472,6 +2549,8 @@ int store_records(struct store *s, const char *type, store_record_cb cb, void *c
         rc = cb(ctx, t, id);
     }
     int rc2 = scan_close(&sc, s, NULL);
+    if (page != NULL && !more)
+        page->next_len = 0;
     return rc != 0 ? rc : rc2;
 }
 
@@ -2504,13 +2583,26 @@ int store_records_prefix(struct store *s, const char *type, const char *id_prefi
 
 int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx)
 {
-    uint8_t prefix = KEY_INDEX_CONFLICT;
+    return store_conflicts_page(s, NULL, cb, ctx);
+}
+
+int store_conflicts_page(struct store *s, struct store_page *page, store_conflict_cb cb,
+                         void *ctx)
+{
+    struct key prefix = {.len = 0};
+    key_u8(&prefix, KEY_INDEX_CONFLICT);
     int rc = 0;
+    size_t visited = 0;
+    bool more = false;
     struct scan sc;
-    scan_open(&sc, s, STORE_CF_INDEX, &prefix, 1, NULL);
-    for (; rc == 0 && scan_valid(&sc, &prefix, 1); rocksdb_iter_next(sc.it)) {
+    page_scan_open(&sc, s, &prefix, page);
+    for (; rc == 0 && scan_valid(&sc, prefix.b, prefix.len); rocksdb_iter_next(sc.it)) {
         size_t klen;
         const char *key = rocksdb_iter_key(sc.it, &klen);
+        if (!page_take(page, &visited, &prefix, key, klen)) {
+            more = true;
+            break;
+        }
         char t[TS_TYPE_BYTES_MAX + 1], id[TS_ID_BYTES_MAX + 1], f[TS_FIELD_BYTES_MAX + 1];
         if (!split_key(key + 1, klen - 1, t, id, f)) {
             rc = TS_ERR_CORRUPT;
@@ -2524,6 +2616,8 @@ int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx)
         field_state_release(&st);
     }
     int rc2 = scan_close(&sc, s, NULL);
+    if (page != NULL && !more)
+        page->next_len = 0;
     return rc != 0 ? rc : rc2;
 }
 

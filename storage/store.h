@@ -146,6 +146,51 @@ int store_record_history(struct store *s, const char *type, const char *id,
 /* Every record of a type ("" for all types), by (type, id). */
 int store_records(struct store *s, const char *type, store_record_cb cb, void *ctx);
 
+/*
+ * The longest key a page cursor holds: the part of an index key after the
+ * walk's prefix.  A conflict's "type NUL id NUL field" is the longest; a
+ * record's "type NUL id" and a history key's hlc(8) origin NUL lane(1)
+ * seq(8) are shorter.
+ */
+#define STORE_PAGE_KEY_BYTES_MAX (TS_TYPE_BYTES_MAX + 1 + TS_ID_BYTES_MAX + 1 + TS_FIELD_BYTES_MAX)
+_Static_assert(8 + TS_ID_BYTES_MAX + 1 + 1 + 8 <= STORE_PAGE_KEY_BYTES_MAX,
+               "a history key's tail fits a cursor");
+
+/*
+ * One page of a walk (the _page walkers below): at most `limit` (> 0) index
+ * keys are visited, from the first key after `after` (after_len 0: from the
+ * start).  A key visited is not always an item handed to the callback
+ * (store_conflicts_page skips stale index keys; callers filter), so the work
+ * per page is bounded by `limit` whatever the filter.  On return `next` holds
+ * the key of the last key visited when more keys remain (next_len > 0: pass
+ * it as `after` for the next page), and next_len is 0 when the walk ended.
+ * A cursor is the key's part after the walk's prefix, opaque to callers and
+ * meaningful only to the walk (same type, same record) that returned it;
+ * any bytes are safe: the walk resumes at the first key above them.
+ */
+struct store_page {
+    size_t limit;
+    uint8_t after[STORE_PAGE_KEY_BYTES_MAX];
+    size_t after_len;
+    uint8_t next[STORE_PAGE_KEY_BYTES_MAX];
+    size_t next_len;
+};
+
+/* store_records, one page. */
+int store_records_page(struct store *s, const char *type, struct store_page *page,
+                       store_record_cb cb, void *ctx);
+
+/* store_conflicts, one page. */
+int store_conflicts_page(struct store *s, struct store_page *page, store_conflict_cb cb,
+                         void *ctx);
+
+/*
+ * store_record_history, one page: TS_ERR_NOTFOUND only when the record has
+ * no history at all (a page past the end is empty, not an error).
+ */
+int store_record_history_page(struct store *s, const char *type, const char *id,
+                              struct store_page *page, store_entry_cb cb, void *ctx);
+
 /* The records of type whose id begins with id_prefix, by id. */
 int store_records_prefix(struct store *s, const char *type, const char *id_prefix,
                          store_record_cb cb, void *ctx);

@@ -260,7 +260,7 @@ function renderSites(status, now) {
     if (late > 0) saes.append(' ', badge(late + ' late', 'bad'));
     rows.push(el('tr', {'data-peer': p.id, 'data-severity': sev || 'ok',
                         class: (connected ? 'up' : 'down') + (sev ? ' sev-' + sev : '')},
-      el('td', {class: 'name', text: str(p.name) || p.id}),
+      el('td', {class: 'name'}, el('a', {href: '#site=' + encodeURIComponent(p.id), text: str(p.name) || p.id})),
       el('td', {class: 'id', text: p.id}),
       el('td', {class: 'role'}, str(p.role) || '-', p.revoked === true ? badge('revoked', 'bad') : null,
          refusedBadge(p.entries_refused)),
@@ -294,6 +294,21 @@ function renderSites(status, now) {
 function saeRank(s) { return s.late === true ? 0 : s.at_risk === true ? 1 : s.acked === true ? 3 : 2; }
 function deadlineMs(s) { const t = str(s.deadline) === null ? NaN : Date.parse(s.deadline); return isNaN(t) ? Infinity : t; }
 
+// When the SAE reached the CRO: a hub's own stamp; at a site, when a hub
+// acknowledged it (a site never sees the hub's stamp), so a row never says
+// 'not yet' beside 'Acknowledged: yes'.
+function receivedCell(s) {
+  const t = str(s.received_time) !== null ? s.received_time : str(s.acked_time);
+  if (t === null && s.acked === true) return el('td', {class: 'received', text: 'yes'});
+  return timeCell('received', t, 'not yet');
+}
+
+// A paged list's note: the API sends 'next' when more remain than one page.
+function moreNote(answer, shown) {
+  return answer !== null && typeof answer === 'object' && str(answer.next) !== null
+    ? 'first ' + shown + ' (more on the node: use the CLI for all)' : '';
+}
+
 function renderSaes(saes, status, now) {
   const totals = status.sae !== null && typeof status.sae === 'object' ? status.sae : null;
   const list = saes === null || !Array.isArray(saes.saes) ? null
@@ -319,7 +334,7 @@ function renderSaes(saes, status, now) {
         el('td', {class: 'site', 'data-site': str(s.site), text: str(s.site) === null ? '-' : siteLabel(s.site)}),
         el('td', {class: 'term wrap', text: str(s.aeterm) || '-'}),
         timeCell('aware', s.aware_time, '-'),
-        timeCell('received', s.received_time, 'not yet'),
+        receivedCell(s),
         timeCell('deadline', s.deadline, '-'),
         el('td', {class: 'left', text: left}),
         el('td', {class: 'flag'}, flag),
@@ -329,7 +344,8 @@ function renderSaes(saes, status, now) {
     byId('saes').tBodies[0].replaceChildren(...rows);
     byId('saes-empty').textContent = 'No serious adverse events.';
     byId('saes-empty').hidden = rows.length > 0;
-    byId('sae-note').textContent = list.length > ROWS_MAX ? 'first ' + ROWS_MAX + ' of ' + list.length : '';
+    byId('sae-note').textContent = list.length > ROWS_MAX ? 'first ' + ROWS_MAX + ' of ' + list.length
+      : moreNote(saes, list.length);
   }
   const count = (field, pred) => totals !== null && num(totals[field]) !== null ? totals[field]
     : list !== null ? list.filter(pred).length : null;
@@ -366,7 +382,8 @@ function renderConflicts(conflicts, status) {
   byId('conflicts').tBodies[0].replaceChildren(...rows);
   byId('conflicts-empty').textContent = 'No conflicts.';
   byId('conflicts-empty').hidden = rows.length > 0;
-  byId('conflicts-note').textContent = list.length > ROWS_MAX ? 'first ' + ROWS_MAX + ' of ' + list.length : '';
+  byId('conflicts-note').textContent = list.length > ROWS_MAX ? 'first ' + ROWS_MAX + ' of ' + list.length
+    : moreNote(conflicts, list.length);
   const open = num(status.conflicts) !== null ? status.conflicts : list.length;
   byId('n-conflicts').textContent = fmtNum(open);
   byId('tile-conflicts').className = 'tile' + (open > 0 ? ' warn' : '');
@@ -423,6 +440,129 @@ function renderQueries() {
   const n = open.filter(q => q.state === 'open').length;
   byId('n-queries').textContent = fmtNum(n);
   byId('tile-queries').className = 'tile' + (n > 0 ? ' warn' : '');
+}
+
+// ---- the per-site page (#site=ID) -----------------------------------------------
+
+// Pages of a site's list read per refresh: a filtered page may hold few
+// items (the API bounds the keys a page visits, not the items it keeps).
+const SITE_PAGES_MAX = 5;
+
+function siteOfHash() {
+  const m = /^#site=(.+)$/.exec(window.location.hash);
+  return m === null ? null : decodeURIComponent(m[1]);
+}
+
+// Up to SITE_PAGES_MAX pages of a paged list, joined; more: whether the
+// node holds more than was read.
+async function getPages(path, key) {
+  const items = [];
+  let after = null;
+  for (let i = 0; i < SITE_PAGES_MAX; i++) {
+    const r = await getJson(path + (after === null ? '' : '&after=' + encodeURIComponent(after)));
+    if (r === null || !Array.isArray(r[key])) return {items: items, more: false, missing: r === null};
+    items.push(...r[key].filter(x => x !== null && typeof x === 'object'));
+    after = str(r.next);
+    if (after === null) return {items: items, more: false, missing: false};
+  }
+  return {items: items, more: true, missing: false};
+}
+
+// The enrolled count of a site, when the status has an enrollment block
+// naming it (a number, or an object with 'enrolled').
+function enrolledOf(status, id) {
+  const e = status !== null && typeof status === 'object' ? status.enrollment : null;
+  if (e === null || typeof e !== 'object') return null;
+  const bySite = e.sites !== null && typeof e.sites === 'object' ? e.sites : e;
+  let v = Array.isArray(bySite) ? bySite.find(x => x !== null && typeof x === 'object' && x.site === id) : bySite[id];
+  if (v !== null && typeof v === 'object') v = v.enrolled;
+  return num(v);
+}
+
+function setFact(id, text, cls) {
+  const e = byId(id);
+  e.replaceChildren(text);
+  e.className = 'v' + (cls ? ' ' + cls : '');
+}
+
+async function renderSitePage(id, status, now) {
+  const q = encodeURIComponent(id);
+  const [page, saes, conflicts, queries] = await Promise.all([
+    getJson('/v1/sites/' + q), getPages('/v1/saes?site=' + q, 'saes'),
+    getPages('/v1/conflicts?site=' + q, 'conflicts'), getPages('/v1/records?type=query&site=' + q, 'records')]);
+  byId('site-page').hidden = false;
+  document.body.classList.add('site-view');
+  if (page === null || page.peer === null || typeof page.peer !== 'object') {
+    byId('site-title').textContent = 'No site or peer ' + id + ' is known to this node';
+    return;
+  }
+  const p = page.peer;
+  byId('site-title').textContent = (str(p.name) ? p.name + ' (' + p.id + ')' : p.id) + ', ' + (str(p.role) || 'peer');
+  const connected = p.connected === true;
+  const age = ageOf(p, now);
+  const sev = peerSeverity(p, connected, age);
+  setFact('site-state', p.revoked === true ? badge('revoked', 'bad') : connected ? badge('connected', 'ok') : badge('disconnected', sev || 'off'));
+  setFact('site-seen', age === null ? 'never' : fmtDur(age) + ' ago', connected ? '' : sev);
+  byId('site-seen').title = str(p.last_seen) || 'never';
+  setFact('site-down', str(p.last_disconnect) === null ? '-' : fmtUtc(p.last_disconnect));
+  if (str(p.last_disconnect_reason) !== null) byId('site-down').append(el('span', {class: 'why', text: p.last_disconnect_reason}));
+  setFact('site-lag', [p.behind_send_safety, p.behind_send_bulk, p.behind_recv_safety, p.behind_recv_bulk].map(fmtNum).join(' / '),
+          connected ? level(behindMost(p), BEHIND_WARN, BEHIND_BAD) : '');
+  setFact('site-inflight', fmtNum(p.saes_in_flight), num(p.saes_in_flight) > 0 ? 'warn' : '');
+  setFact('site-nconflicts', fmtNum(p.conflicts), num(p.conflicts) > 0 ? 'warn' : '');
+  const enrolled = enrolledOf(status, p.id);
+  setFact('site-enrolled', enrolled === null ? 'not reported' : fmtNum(enrolled));
+
+  const events = Array.isArray(page.events) ? page.events.slice().reverse() : [];
+  byId('site-events').tBodies[0].replaceChildren(...events.map(e => el('tr', {'data-event': str(e.event)},
+    timeCell('time', e.time, '-'),
+    el('td', {class: 'event'}, badge(str(e.event) || '?', e.event === 'connected' ? 'ok' : 'off')),
+    el('td', {class: 'reason wrap', text: str(e.reason) || ''}))));
+  byId('site-events-empty').hidden = events.length > 0;
+  byId('site-events-note').textContent = 'newest first, the last ' + fmtNum(page.events_max) + ' kept';
+
+  saes.items.sort((a, b) => saeRank(a) - saeRank(b) || deadlineMs(a) - deadlineMs(b));
+  byId('site-saes').tBodies[0].replaceChildren(...saes.items.slice(0, ROWS_MAX).map(s => el('tr',
+    {'data-sae': str(s.id), class: s.late === true ? 'late' : s.at_risk === true ? 'risk' : null},
+    el('td', {class: 'id', text: str(s.id) || '-'}),
+    el('td', {class: 'term wrap', text: str(s.aeterm) || '-'}),
+    timeCell('aware', s.aware_time, '-'),
+    receivedCell(s),
+    timeCell('deadline', s.deadline, '-'),
+    el('td', {class: 'flag'}, s.late === true ? badge('LATE', 'bad') : s.at_risk === true ? badge('AT RISK', 'warn') : badge('on time', 'ok')),
+    el('td', {class: 'acked'}, s.acked === true ? badge('yes', 'ok') : badge('no', s.late === true || s.at_risk === true ? 'bad' : 'off')))));
+  byId('site-saes-empty').hidden = saes.items.length > 0;
+  byId('site-saes-note').textContent = saes.more ? 'first ' + saes.items.length + ' read' : '';
+
+  const crow = c => el('tr', {'data-conflict': c.type + '/' + c.id + '/' + c.field},
+    el('td', {class: 'record', text: c.type + ' ' + c.id}),
+    el('td', {class: 'field', text: String(c.field)}),
+    el('td', {class: 'displayed wrap', text: String(c.displayed)}),
+    el('td', {class: 'values wrap', text: (Array.isArray(c.values) ? c.values : []).map(v => String(v.value) + ' (' + v.origin + ')').join(', ')}));
+  byId('site-conflicts').tBodies[0].replaceChildren(...conflicts.items.slice(0, ROWS_MAX).map(crow));
+  byId('site-conflicts-empty').hidden = conflicts.items.length > 0;
+  byId('site-conflicts-note').textContent = conflicts.more ? 'first ' + conflicts.items.length + ' read' : '';
+
+  // The site's queries: each read once per refresh at most QUERY_FETCH_MAX.
+  const ids = queries.items.map(r => str(r.id)).filter(x => x !== null).slice(0, QUERY_FETCH_MAX);
+  const read = await Promise.all(ids.map(async qid => {
+    const r = await getJson('/v1/records/query/' + encodeURIComponent(qid));
+    return r === null ? null : {id: qid, state: fieldValue(r.fields, 'state'), target: fieldValue(r.fields, 'target'), text: fieldValue(r.fields, 'text')};
+  }));
+  const open = read.filter(x => x !== null && x.state !== 'closed' && x.state !== 'cancelled');
+  byId('site-queries').tBodies[0].replaceChildren(...open.map(x => el('tr', {'data-query': x.id},
+    el('td', {class: 'id', text: x.id}),
+    el('td', {class: 'state'}, badge(x.state || 'unknown', x.state === 'open' ? 'warn' : 'off')),
+    el('td', {class: 'target', text: x.target || '-'}),
+    el('td', {class: 'text wrap', text: x.text || ''}))));
+  byId('site-queries-empty').hidden = open.length > 0;
+  byId('site-queries-note').textContent = queries.more || queries.items.length > ids.length
+    ? 'first ' + ids.length + ' read' : '';
+}
+
+function leaveSitePage() {
+  byId('site-page').hidden = true;
+  document.body.classList.remove('site-view');
 }
 
 // ---- the node ---------------------------------------------------------------
@@ -494,6 +634,9 @@ async function refresh() {
     renderSites(status, now);
     renderConflicts(conflicts, status);
     renderQueries();
+    const site = siteOfHash();
+    if (site !== null) await renderSitePage(site, status, now);
+    else leaveSitePage();
     lastOk = now;
     byId('refreshed').textContent = clockUtc(now);
     byId('banner').hidden = true;
@@ -542,4 +685,10 @@ async function loop() {
   setTimeout(loop, POLL_MS);
 }
 byId('signout').addEventListener('click', signOut);
+// A click anywhere on a site's row opens its page; the page follows the hash.
+byId('sites').tBodies[0].addEventListener('click', e => {
+  const row = e.target instanceof Element ? e.target.closest('tr[data-peer]') : null;
+  if (row !== null) window.location.hash = 'site=' + encodeURIComponent(row.getAttribute('data-peer'));
+});
+window.addEventListener('hashchange', () => { refresh(); window.scrollTo(0, 0); });
 loadSession().catch(e => showProblem(e instanceof AuthError ? 'The session has ended.' : 'Cannot read the session: ' + e.message + '.', e instanceof AuthError)).finally(loop);

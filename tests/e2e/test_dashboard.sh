@@ -70,6 +70,23 @@ dom_cell() {
         exit 1;' "$1"
 }
 
+# dom_section FILE ID: the markup of the <section id="ID"> in the DOM Chromium dumped.
+dom_section() {
+    ELEMENT_ID=$2 perl -0777 -ne '
+        my $id = $ENV{ELEMENT_ID};
+        exit 1 unless /(<section\b[^>]*\bid="\Q$id\E".*?<\/section>)/s;
+        print $1;' "$1"
+}
+
+# drive OUT URL STEP...: browser_drive.py in the signed-in profile $PROFILE:
+# opens URL, runs the steps, leaves the final DOM in OUT.
+drive() {
+    local out=$1
+    shift
+    timeout 120 "$PY3" "$TS_SRC/tests/e2e/browser_drive.py" "$CHROMIUM" "$PROFILE" "$out" "$@" \
+        2>> "$WORK/chromium.log"
+}
+
 # tile_class FILE ID: the class attribute of the element with that id.
 tile_class() {
     ELEMENT_ID=$2 perl -0777 -ne '
@@ -136,6 +153,8 @@ user_token() { cat "$TRIAL/users/$1.token"; }
 MON_TOKEN=$(user_token mon)
 "$TRIALSYNC" put --node "$HUB" query Q-hub1-2 target=subject/101-0002/sex text="Please confirm" \
     state=open source=monitor --user monitor > /dev/null || fail "a second query at the hub"
+"$TRIALSYNC" put --node "$HUB" query Q-hub1-3 target=subject/102-0001/sex text="Please confirm too" \
+    state=open source=monitor --user monitor > /dev/null || fail "a query on site 102's subject"
 ok "accounts mon (monitor), view (viewer), dm1 (dm), prom (metrics) added"
 
 # sign_in USER_TOKEN NAME [CURL ARGS...]: POST /v1/session as the login page
@@ -451,6 +470,74 @@ wait_until 10 "the hub sees site 101 gone" bash -c \
 CHROMIUM_PROFILE="$PROFILE" chromium_run "$WORK/dom-none.html" "$BASE/dashboard" --dump-dom
 assert_eq "0 / 2" "$(dom_id "$WORK/dom-none.html" n-sites)" "the page shows 0 / 2 sites connected"
 assert_eq "tile bad" "$(tile_class "$WORK/dom-none.html" tile-sites)" "0 / 2 sites connected: the tile is red"
+
+# ---- a 32-site hub ----------------------------------------------------------------
+# Thirty more sites in the membership log (sites 103 to 132): 103 runs, the
+# others never connected; 132 is revoked.  Site 101 is back.  The table must
+# hold every site, problem rows first (revoked, then never seen, then the
+# longest disconnected), the connected ones last.
+for n in $(seq 103 132); do add_site "$n"; done
+"$TRIALSYNC" site revoke 132 --dir "$TRIAL" --reason "test: closed site" > /dev/null || fail "site revoke 132"
+start_node s101 "$S1"
+start_node s103 "$WORK/site-103"
+wait_until 20 "sites 101 and 103 connected, 32 sites known" bash -c \
+    "'$TRIALSYNC' status --node '$HUB' --json | jq -e '([.peers[] | select(.role == \"site\")] | length) == 32 and ([.peers[] | select(.connected)] | length) == 2'"
+ok "32 sites in the membership log, 2 of them connected"
+CHROMIUM_PROFILE="$PROFILE" chromium_run "$WORK/dom-32.html" "$BASE/dashboard" --dump-dom
+perl -0777 -ne 'print "$1\n" while /<tr\b[^>]*\bdata-peer="([^"]*)"/g' "$WORK/dom-32.html" > "$WORK/rows-32"
+assert_eq 32 "$(wc -l < "$WORK/rows-32")" "the sites table holds all 32 sites"
+assert_eq "2 / 32" "$(dom_id "$WORK/dom-32.html" n-sites)" "the page shows 2 / 32 sites connected"
+assert_eq 132 "$(sed -n 1p "$WORK/rows-32")" "the revoked site heads the table"
+assert_eq "101 103" "$(tail -n 2 "$WORK/rows-32" | sort | tr '\n' ' ' | sed 's/ $//')" "the connected sites come last"
+assert_eq 102 "$(sed -n 30p "$WORK/rows-32")" "site 102, seen before, is the last of the disconnected (never seen ranks worse)"
+for n in 104 131; do
+    assert_eq bad "$(perl -0777 -ne 'print $1 if /<tr\b[^>]*\bdata-peer="'"$n"'"[^>]*\bdata-severity="([^"]*)"/' "$WORK/dom-32.html")" \
+        "site $n, never seen, is a red row"
+done
+for size in 1366x768 1920x1080; do
+    shot="$WORK/dashboard-32-$size.png"
+    CHROMIUM_PROFILE="$PROFILE" chromium_run "$WORK/screenshot-32-$size.out" "$BASE/dashboard" --screenshot="$shot" \
+        --window-size="${size/x/,}" --hide-scrollbars
+    [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$shot is not a PNG"
+    cp "$shot" "$ARTIFACTS/"
+    ok "screenshot of the 32-site hub saved: $ARTIFACTS/dashboard-32-$size.png"
+done
+
+# The per-site page (#site=ID, reached by a click on the row): site 102's
+# kept connects and disconnects, its last seen time; site 101's SAE with
+# the hub's receipt time and its open query.
+CHROMIUM_PROFILE="$PROFILE" chromium_run "$WORK/dom-site102.html" "$BASE/dashboard#site=102" --dump-dom
+assert_contains "$(dom_id "$WORK/dom-site102.html" site-title)" "Site 102 (102)" "site 102's page names the site"
+events=$(perl -0777 -ne 'print "$1 " while /<tr\b[^>]*\bdata-event="([^"]*)"/g' "$WORK/dom-site102.html")
+assert_contains "$events" "disconnected" "site 102's page lists its disconnect"
+assert_contains "$events" "connected" "and its connect"
+seen=$(dom_id "$WORK/dom-site102.html" site-seen)
+case "$seen" in *ago) ok "site 102's page shows it last seen $seen" ;; *) fail "site 102's last seen shows '$seen'" ;; esac
+api /v1/sites/102 | jq -e '.events | length >= 2' > /dev/null || fail "GET /v1/sites/102 lists no events"
+drive "$WORK/dom-site101.html" "$BASE/dashboard" \
+    "wait:document.querySelector('#sites tr[data-peer=\"101\"]') !== null" \
+    "eval:document.querySelector('#sites tr[data-peer=\"101\"] td.state').click(); true" \
+    "wait:!document.getElementById('site-page').hidden && document.querySelector('#site-saes tr[data-sae]') !== null" \
+    || fail "opening site 101's page by a click in Chromium: $(tail -n 3 "$WORK/chromium.log")"
+ok "a click on site 101's row opens its page"
+dom_section "$WORK/dom-site101.html" site-page > "$WORK/site101-page.html" || fail "no site page in the DOM"
+assert_contains "$(dom_id "$WORK/dom-site101.html" site-title)" "Site 101 (101)" "site 101's page names the site"
+received=$(jq -r '.saes[] | select(.id == "101-0001-AE-001") | .received_time' "$WORK/saes.json")
+assert_eq "$(date -u -d "$received" '+%Y-%m-%d %H:%M UTC')" \
+    "$(dom_cell "$WORK/site101-page.html" data-sae 101-0001-AE-001 received)" "its SAE shows the hub's receipt"
+assert_eq open "$(dom_cell "$WORK/site101-page.html" data-query Q-hub1-1 state)" "its open query shows"
+if dom_cell "$WORK/site101-page.html" data-query Q-hub1-3 state > /dev/null; then
+    fail "site 101's page lists a query of site 102"
+fi
+ok "site 101's page lists no query of another site"
+for size in 1366x768 1920x1080; do
+    shot="$WORK/dashboard-site-$size.png"
+    CHROMIUM_PROFILE="$PROFILE" chromium_run "$WORK/screenshot-site-$size.out" "$BASE/dashboard#site=101" \
+        --screenshot="$shot" --window-size="${size/x/,}" --hide-scrollbars
+    [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$shot is not a PNG"
+    cp "$shot" "$ARTIFACTS/"
+    ok "screenshot of site 101's page saved: $ARTIFACTS/dashboard-site-$size.png"
+done
 # ---- CSRF from another port of the same host, in the signed-in browser ----------
 # SameSite does not separate ports: a page on 127.0.0.1:OTHER is same-site to
 # the hub, so the browser sends it the session cookie.  The attacker's page
@@ -531,12 +618,11 @@ assert_eq 403 "$(as_session "$sid" "" "" "" GET /v1/status)" \
     "the session id that leaked reads nothing without the page's CSRF token"
 
 # Sign-out from the page: the browser's session ends, and with it what leaked.
-timeout 120 "$PY3" "$TS_SRC/tests/e2e/browser_drive.py" "$CHROMIUM" "$PROFILE" "$WORK/signout-dom.html" \
-    "$BASE/dashboard" \
+drive "$WORK/signout-dom.html" "$BASE/dashboard" \
     "wait:/UTC\$/.test((document.getElementById('refreshed') || {}).textContent || '')" \
     "eval:document.getElementById('signout').click(); true" \
     "wait:document.readyState === 'complete' && document.getElementById('signin') !== null" \
-    2>> "$WORK/chromium.log" || fail "signing out in Chromium: $(tail -n 3 "$WORK/chromium.log")"
+    || fail "signing out in Chromium: $(tail -n 3 "$WORK/chromium.log")"
 assert_contains "$(cat "$WORK/signout-dom.html")" "id=\"signin\"" "after sign-out the page is the sign-in form"
 assert_eq 401 "$(as_session "$sid" "" "" "" GET /v1/status)" "the signed-out session is gone at the hub"
 assert_contains "$(cat "$WORK/last.json")" "session has ended" "and the node says so"

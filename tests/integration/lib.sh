@@ -196,3 +196,13 @@ digest() { "$TRIALSYNC" digest --node "$1"; }
 record_count() { "$TRIALSYNC" records --node "$1" "${2:-}" | json .count; }
 
 done_checks() { echo "$CHECKS passed, 0 failed"; }
+
+# node_api NODEDIR PATH [CURL ARGS...]: GET PATH from the node's API with its
+# token (curl, which the suite must need_cmd); prints the body.
+node_api() {
+    local dir=$1 path=$2 port
+    shift 2
+    port=$(sed -n 's/^listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/node.conf" | head -1)
+    curl -sS --max-time 30 -H "Authorization: Bearer $(cat "$dir/api.token")" "$@" \
+        "http://127.0.0.1:$port$path"
+}

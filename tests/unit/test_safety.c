@@ -267,6 +267,69 @@ static void test_safety_tracks_only_serious_aes(void)
     store_close(f.node.store);
 }
 
+/*
+ * The SAE list in pages (GET /v1/saes): positions in order, every SAE once,
+ * a site's alone with a site filter, and at a site the time a hub
+ * acknowledged each (null until then, never "received: not yet" beside
+ * "acknowledged").
+ */
+static void test_safety_json_paged(void)
+{
+    struct fixture f;
+    struct safety *s = NULL;
+    struct entry e;
+    char id[32];
+
+    fixture_open(&f, PKI_ROLE_HUB, "hub1", unit_tmpdir("safety-pages"));
+    CU_ASSERT_FATAL(safety_open(&s, &f.node) == 0);
+    for (int i = 1; i <= 5; i++) {
+        snprintf(id, sizeof(id), "%s-0001-AE-%03d", i % 2 ? "102" : "103", i);
+        put(&f, "102", id, "aeser", "Y", AWARE_MS, &e);  /* one chain, two sites */
+        safety_applied(s, &e, AWARE_MS);
+    }
+    json_t *whole = safety_json(s, AWARE_MS);
+    CU_ASSERT_EQUAL_FATAL(json_array_size(json_object_get(whole, "saes")), 5);
+    json_t *joined = json_array();
+    size_t from = 0, next = 0, pages = 0;
+    do {
+        json_t *page = safety_json_page(s, AWARE_MS, "", from, 2, &next);
+        CU_ASSERT(json_array_size(json_object_get(page, "saes")) <= 2);
+        json_array_extend(joined, json_object_get(page, "saes"));
+        json_decref(page);
+        CU_ASSERT_FATAL(next == 0 || next > from);
+        from = next;
+        pages++;
+    } while (next != 0);
+    CU_ASSERT_EQUAL(pages, 3);
+    CU_ASSERT(json_equal(joined, json_object_get(whole, "saes")));
+    json_decref(joined);
+    json_t *site = safety_json_page(s, AWARE_MS, "103", 0, 100, &next);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(site, "saes")), 2);
+    CU_ASSERT_EQUAL(next, 0);
+    json_decref(site);
+    json_decref(whole);
+    safety_free(s);
+    store_close(f.node.store);
+
+    /* At a site: acked_time, null until a hub holds the SAE's entries. */
+    fixture_open(&f, PKI_ROLE_SITE, "101", unit_tmpdir("safety-pages-site"));
+    CU_ASSERT_FATAL(safety_open(&s, &f.node) == 0);
+    put(&f, "101", "101-0001-AE-001", "aeser", "Y", AWARE_MS, &e);
+    safety_local_commit(s, &e, AWARE_MS);
+    json_t *row = only_row(s, AWARE_MS);
+    CU_ASSERT(json_is_null(json_object_get(row, "acked_time")));
+    CU_ASSERT(json_is_false(json_object_get(row, "acked")));
+    json_decref(row);
+    safety_acked(s, e.seq, AWARE_MS + 1000);
+    row = only_row(s, AWARE_MS + 2000);
+    CU_ASSERT(json_is_true(json_object_get(row, "acked")));
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(row, "acked_time")),
+                           "2026-11-22T09:30:01.000Z");
+    json_decref(row);
+    safety_free(s);
+    store_close(f.node.store);
+}
+
 /* A hub stamps an SAE when it first arrives and flags it late past its deadline. */
 static void test_safety_hub_flags_late_receipt(void)
 {
@@ -316,6 +379,7 @@ int main(void)
         {"test_safety_site_alarms_until_acknowledged", test_safety_site_alarms_until_acknowledged},
         {"test_safety_tracks_only_serious_aes", test_safety_tracks_only_serious_aes},
         {"test_safety_hub_flags_late_receipt", test_safety_hub_flags_late_receipt},
+        {"test_safety_json_paged", test_safety_json_paged},
         {NULL, NULL},
     };
     return unit_run("safety", tests);
