@@ -107,6 +107,8 @@ write_csv() {
 # 1. Local writes on a disk of guard + 24 MiB.
 mount -o remount,size=$((FLOOR_MB + HEADROOM_MB + 24))m "$MNT" || fail "cannot size the tmpfs"
 start_node hub "$HUB"
+add_site 101   # the hub writes only for sites of the trial
+S1="$WORK/site-101"
 [ "$(healthz)" = 200 ] || fail "/healthz on a fresh disk: $(cat "$WORK/healthz.json")"
 : > "$WORK/acked"
 refused=0
@@ -155,8 +157,6 @@ assert_eq 0 "$missing" "no acknowledged write lost ($acked_n acknowledged)"
 
 # 2. Replication: site 101 (on the ordinary disk) builds a backlog of about
 # 9 MiB while the hub is down; the hub then has room for about 4 MiB of it.
-add_site 101
-S1="$WORK/site-101"
 stop_node hub
 start_node s101 "$S1"
 for f in $(seq 1 12); do

@@ -89,6 +89,12 @@ assert_acked_held() {
 }
 : > "$WORK/acked"
 
+# Site 101 is a member first: the hub writes only for sites of the trial.
+start_node hub "$HUB"
+add_site 101
+S1="$WORK/site-101"
+stop_node hub
+
 # 1. The failed sync, then everything the node says about it.
 sed -i 's/^disk_free_min_mb = .*/disk_free_min_mb = 0\nfailed_exit_s = 3600/' "$HUB/node.conf"
 grep -qx 'failed_exit_s = 3600' "$HUB/node.conf" || fail "could not set failed_exit_s"
@@ -176,10 +182,6 @@ ok "the store verifies"
 # each); the hub's loop thread syncs S times from its start to its first
 # batch, counted on a run whose syncs all succeed, so sync S + 6 fails (past
 # the few of the site's hello, within its batches).
-start_node hub "$HUB"
-add_site 101
-S1="$WORK/site-101"
-stop_node hub
 start_node s101 "$S1"
 for f in $(seq 1 10); do
     { echo "type,id,site,sex,brthdtc,status,svstdtc,aeterm,aestdtc,aesev,aeser,reason"
