@@ -182,7 +182,7 @@ static uint64_t link_clock_ms(const struct peer_mgr *m);
 
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
-    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "revoked", "other",
+    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "lock", "revoked", "other",
 };
 #define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
 
