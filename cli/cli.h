@@ -100,8 +100,9 @@ int cmd_reapply(int argc, char **argv);
 
 /*
  * POSTs req (consumed) to path at the node in node_dir with the signed-in
- * person's token; prints the answer, or why it was refused naming what.
- * Returns the exit status.
+ * person's token (the node's integration token when nobody is signed in);
+ * prints the answer, or why it was refused naming what.  Returns the exit
+ * status.
  */
 int cli_signed_in_post(const char *node_dir, const char *path, json_t *req, const char *what);
 
