@@ -141,8 +141,7 @@ int lock_targets_edit(const char *cur, const char *target, bool add, char *out, 
         type[type_len] = '\0';
         id = target + type_len + 1;
     }
-    if (add && (all ? strcmp(cur, "*") == 0 || strstr(cur, "*") != NULL
-                    : lock_covers(cur, type, id)))
+    if (add && (all ? strchr(cur, '*') != NULL : lock_covers(cur, type, id)))
         return TS_ERR_EXISTS;
     if (all) {
         /* The whole subject replaces any list; unlocking it clears all. */
