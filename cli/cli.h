@@ -95,6 +95,19 @@ int cmd_init(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_sdv(int argc, char **argv);
+int cmd_lock(const char *verb, int argc, char **argv);   /* lock, unlock */
+int cmd_reapply(int argc, char **argv);
+
+/*
+ * POSTs req (consumed) to path at the node in node_dir with the signed-in
+ * person's token (the node's integration token when nobody is signed in);
+ * prints the answer, or why it was refused naming what.  Returns the exit
+ * status.
+ */
+int cli_signed_in_post(const char *node_dir, const char *path, json_t *req, const char *what);
+
+/* `get` on a terminal: the record's lock and quarantined edits, if any. */
+void cli_print_lock_lines(json_t *r);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);

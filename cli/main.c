@@ -35,6 +35,10 @@ static void usage(FILE *out)
             "  history --node NODEDIR TYPE ID [--json]  every version of every field\n"
             "  sign --node NODEDIR TYPE ID [--meaning M]  an investigator's e-signature\n"
             "  sdv --node HUBDIR TYPE ID [--fields F,G]  a monitor's source-data verification\n"
+            "  lock --node HUBDIR (--subject ID | TYPE ID) --reason TEXT  a data manager's freeze\n"
+            "      of a subject (everything under it) or of one record\n"
+            "  unlock --node HUBDIR (--subject ID | TYPE ID) --reason TEXT\n"
+            "  reapply --node NODEDIR TYPE ID ENTRY [--user NAME]  write a quarantined edit again\n"
             "      (a table on a terminal, JSON in a pipe or with --json)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
@@ -89,6 +93,10 @@ int main(int argc, char **argv)
         return cmd_sign(argc - 1, argv + 1);
     if (strcmp(verb, "sdv") == 0)
         return cmd_sdv(argc - 1, argv + 1);
+    if (strcmp(verb, "lock") == 0 || strcmp(verb, "unlock") == 0)
+        return cmd_lock(verb, argc - 1, argv + 1);
+    if (strcmp(verb, "reapply") == 0)
+        return cmd_reapply(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)

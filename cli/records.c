@@ -457,6 +457,7 @@ static int print_record_table(json_t *r)
         }
     }
     print_table(head, cells, rows, 3);
+    cli_print_lock_lines(r);
     for (size_t i = 0; i < rows; i++)
         free(owned[i]);
     free(owned);

@@ -341,8 +341,8 @@ int cmd_user(int argc, char **argv)
  * person's token; prints the answer, or why it was refused naming what.
  * Returns the exit status.
  */
-static int signed_in_post(const char *node_dir, const char *path, json_t *req,
-                          const char *what)
+int cli_signed_in_post(const char *node_dir, const char *path, json_t *req,
+                       const char *what)
 {
     static struct config cfg;
     struct ts_error err = {0};
@@ -444,7 +444,7 @@ int cmd_sign(int argc, char **argv)
     json_t *req = json_pack("{s:s,s:s,s:s,s:s}", "type", argv[optind], "id", argv[optind + 1],
                             "meaning", meaning, "secret", secret);
     memset(secret, 0, sizeof(secret));
-    return signed_in_post(node_dir, "/v1/sign", req, "signature");
+    return cli_signed_in_post(node_dir, "/v1/sign", req, "signature");
 }
 
 /* ---- sdv ------------------------------------------------------------------------- */
@@ -493,5 +493,5 @@ int cmd_sdv(int argc, char **argv)
     }
     json_t *req = json_pack("{s:s,s:s,s:o}", "type", argv[optind], "id", argv[optind + 1],
                             "fields", list);
-    return signed_in_post(node_dir, "/v1/sdv", req, "verification");
+    return cli_signed_in_post(node_dir, "/v1/sdv", req, "verification");
 }

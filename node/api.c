@@ -40,6 +40,7 @@
 #include "dashboard.h"
 #include "esign.h"
 #include "sysquery.h"
+#include "lockview.h"
 #include "merge.h"
 #include "metrics.h"
 #include "pki.h"
@@ -522,12 +523,74 @@ static int get_field_cb(void *ctx, const char *field, const struct field_state *
     return 0;
 }
 
+struct hidden_ctx {
+    struct store *store;
+    const struct lock_set *locks;
+};
+
+/* sysquery_hidden_fn: a write is out of the displayed record when its entry
+ * is quarantined by a lock (lock.h). */
+static bool quarantined_write(void *ctx, const struct entry_ref *ref)
+{
+    const struct hidden_ctx *h = ctx;
+    struct entry e;
+    memset(&e, 0, sizeof(e));
+    if (store_entry_get(h->store, ref, &e, NULL) != 0)
+        return false;
+    bool out = lock_quarantines(h->locks, &e) != NULL;
+    entry_release(&e);
+    return out;
+}
+
+/*
+ * Every system query of a record: the conflicts a person must resolve
+ * (sysquery.h), judged on the displayed record (without quarantined edits),
+ * then one per quarantined edit (lockview.h), with its state.  NULL on a
+ * store error.
+ */
+static json_t *get_system_queries(struct store *store, const char *type, const char *id,
+                                  const json_t *quarantined)
+{
+    struct lock_set locks = {0};
+    struct hidden_ctx h = {.store = store, .locks = &locks};
+    char subject[TS_ID_BYTES_MAX + 1];
+    bool locked = false;
+    if (quarantined != NULL && lock_subject_of(type, id, subject)) {
+        if (lockview_load(store, subject, &locks) != 0)
+            return NULL;
+        locked = locks.count > 0;
+    }
+    json_t *list = sysquery_list(store, type, id, locked ? quarantined_write : NULL, &h);
+    lock_set_release(&locks);
+    if (list == NULL)
+        return NULL;
+    size_t i;
+    json_t *q;
+    json_array_foreach(quarantined, i, q) {
+        const json_t *query = json_object_get(q, "query");
+        const char *qid = json_string_value(json_object_get(query, "id"));
+        const char *state = json_string_value(json_object_get(query, "state"));
+        if (qid == NULL || state == NULL)
+            continue;
+        char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + 2];
+        snprintf(target, sizeof(target), "%s/%s", type, id);
+        json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:O}", "id", qid, "source",
+                                              "system", "target", target, "state", state,
+                                              "cause", "an edit made without seeing the lock "
+                                              "(quarantined)", "entry",
+                                              json_object_get(q, "entry")));
+    }
+    return list;
+}
+
 static void handle_get(struct api_conn *c, const char *type, const char *id)
 {
     struct get_ctx g = {.type = type, .store = c->api->node->store, .fields = json_object()};
+    json_t *locked = NULL, *quarantined = NULL;
     int rc = get_workflow_load(&g, id);
     if (rc == 0)
-        rc = store_record_fields(c->api->node->store, type, id, get_field_cb, &g);
+        rc = lockview_record_fields(c->api->node->store, type, id, get_field_cb, &g, &locked,
+                                    &quarantined);
     get_workflow_release(&g);
     if (rc == TS_ERR_NOTFOUND) {
         json_decref(g.fields);
@@ -548,7 +611,11 @@ static void handle_get(struct api_conn *c, const char *type, const char *id)
     json_t *sdv = esign_sdv_list(c->api->node->store, type, id);
     if (sdv != NULL)
         json_object_set_new(out, "sdv", sdv);
-    json_t *sys = sysquery_list(c->api->node->store, type, id);
+    if (locked != NULL)
+        json_object_set_new(out, "locked", locked);
+    if (quarantined != NULL)
+        json_object_set_new(out, "quarantined", quarantined);
+    json_t *sys = get_system_queries(c->api->node->store, type, id, quarantined);
     if (sys != NULL)
         json_object_set_new(out, "system_queries", sys);
     conn_send_json(c, 200, out);
@@ -557,6 +624,7 @@ static void handle_get(struct api_conn *c, const char *type, const char *id)
 struct history_ctx {
     struct store *store;
     json_t *versions;
+    struct lock_set locks;   /* the record's subject's lock versions (lock.h) */
 };
 
 /* The value field had in the entry ref named, or NULL. */
@@ -632,6 +700,9 @@ static int history_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
                                 event_t, "entry_time", entry_t, "seq", (json_int_t)e->seq,
                                 "hlc", hlc, "lane", lane_name(e->lane));
         history_who(h->store, e->user, ver);
+        const struct lock_version *q = lock_quarantines(&h->locks, e);
+        if (q != NULL)
+            json_object_set_new(ver, "quarantined_by_lock_epoch", json_integer((json_int_t)q->epoch));
         json_array_append_new(h->versions, ver);
     }
     return 0;
@@ -813,7 +884,13 @@ static void handle_history(struct api_conn *c, const char *type, const char *id,
         return;
     }
     struct history_ctx h = {.store = c->api->node->store, .versions = json_array()};
-    int rc = store_record_history_page(h.store, type, id, &page, history_cb, &h);
+    char subject[TS_ID_BYTES_MAX + 1];
+    int rc = 0;
+    if (lock_subject_of(type, id, subject))
+        rc = lockview_load(h.store, subject, &h.locks);
+    if (rc == 0)
+        rc = store_record_history_page(h.store, type, id, &page, history_cb, &h);
+    lock_set_release(&h.locks);
     if (rc != 0) {
         json_decref(h.versions);
         char msg[200];
@@ -1360,6 +1437,9 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
                   "which computes what is verified";
     if (refusal == NULL && strcmp(type, SCHEMA_ACCESS_TYPE) == 0)
         refusal = "access events are recorded by the node, not written as data";
+    if (refusal == NULL && strcmp(type, SCHEMA_LOCK_TYPE) == 0)
+        refusal = "records are locked with 'trialsync lock' (POST /v1/lock), which records "
+                  "what the hub has seen";
     struct validate_error verr;
     if (refusal == NULL && c->who == WHO_USER &&
         validate_user_role(c->user.role, type, fields, n, &verr) != 0)
@@ -1530,6 +1610,116 @@ static void handle_sdv(struct api_conn *c)
     };
     submit_write(c, &w);
 out:
+    json_decref(root);
+}
+
+/* ---- locks ---------------------------------------------------------------- */
+
+/*
+ * POST /v1/lock and /v1/unlock {"subject": ID} or {"type": T, "id": ID},
+ * "reason": R: the signed-in data manager locks (unlocks) a subject with
+ * everything under it, or one record, at this hub.  The node writes the
+ * subject's next lock epoch with the whole new set of records locked and
+ * the versions it holds (node/lock.h); whatever it has not seen of those
+ * records stays in the log, quarantined.
+ */
+static void handle_lock(struct api_conn *c, bool lock)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    const char *subject_arg = json_string_value(json_object_get(root, "subject"));
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *id = json_string_value(json_object_get(root, "id"));
+    const char *reason = json_string_value(json_object_get(root, "reason"));
+    char subject[TS_ID_BYTES_MAX + 1], lock_id[TS_ID_BYTES_MAX + 1], msg[300];
+    char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + 2], epoch[24];
+    char *cur = calloc(1, LOCK_TEXT_BYTES_MAX + 1), *targets = calloc(1, LOCK_TEXT_BYTES_MAX + 1);
+    char *seen = calloc(1, LOCK_TEXT_BYTES_MAX + 1);
+    struct lock_set set = {0};
+    struct node *n = c->api->node;
+
+    if (cur == NULL || targets == NULL || seen == NULL) {
+        conn_refuse(c, 500, "out of memory");
+        goto out;
+    }
+    struct validate_field probe = {.field = "targets", .value = ""};
+    if (c->who != WHO_USER || validate_user_role(c->user.role, SCHEMA_LOCK_TYPE, &probe, 1,
+                                                 NULL) != 0) {
+        conn_refuse(c, 403, "locking records is a data manager's (role dm), signed in with "
+                            "their own token");
+        goto out;
+    }
+    if (n->cfg.role != PKI_ROLE_HUB) {
+        conn_refuse(c, 403, "records are locked at a hub");
+        goto out;
+    }
+    if (subject_arg != NULL ? !schema_key_ok("subject", subject_arg)
+                            : type == NULL || id == NULL || !lock_subject_of(type, id, subject)) {
+        conn_refuse(c, 400, "body must be {\"subject\": ID} or {\"type\": \"subject\"|\"visit\"|"
+                            "\"ae\", \"id\": ID}, with \"reason\": TEXT");
+        goto out;
+    }
+    if (reason == NULL || reason[0] == '\0') {
+        conn_refuse(c, 400, "a lock or an unlock needs a reason");
+        goto out;
+    }
+    if (subject_arg != NULL) {
+        snprintf(subject, sizeof(subject), "%s", subject_arg);
+        snprintf(target, sizeof(target), "*");
+        type = "subject";
+        id = subject_arg;
+    } else {
+        snprintf(target, sizeof(target), "%s/%s", type, id);
+    }
+    if (!store_record_exists(n->store, type, id)) {
+        snprintf(msg, sizeof(msg), "no %s record with id '%.64s' here", type, id);
+        conn_refuse(c, 404, msg);
+        goto out;
+    }
+    /* What is pending is committed first, so seen holds every write this
+     * hub took before the lock. */
+    node_flush(n);
+    int rc = lockview_load(n->store, subject, &set);
+    uint64_t e = rc == 0 ? lock_set_epoch(&set) : 0;
+    if (rc == 0 && e > 0)
+        rc = lockview_epoch_targets(n->store, subject, e, cur, LOCK_TEXT_BYTES_MAX + 1);
+    if (rc == 0)
+        rc = lock_targets_edit(cur, target, lock, targets, LOCK_TEXT_BYTES_MAX + 1);
+    if (rc == TS_ERR_EXISTS || rc == TS_ERR_NOTFOUND) {
+        snprintf(msg, sizeof(msg), "%s is %s (lock epoch %" PRIu64 ": %s)",
+                 strcmp(target, "*") == 0 ? subject : target,
+                 rc == TS_ERR_EXISTS ? "locked already" : "not locked on its own",
+                 e, cur[0] ? cur : "nothing locked");
+        conn_refuse(c, 409, msg);
+        goto out;
+    }
+    if (rc == 0)
+        rc = lockview_seen(n->store, subject, seen, LOCK_TEXT_BYTES_MAX + 1);
+    if (rc != 0 || !lock_record_id(subject, lock_id)) {
+        snprintf(msg, sizeof(msg), "cannot lock %s: %s", subject, ts_strerror(rc));
+        conn_refuse(c, http_status_of(rc), msg);
+        goto out;
+    }
+    snprintf(epoch, sizeof(epoch), "%" PRIu64, e + 1);
+    struct validate_field fields[] = {
+        {.field = "epoch", .value = epoch},
+        {.field = "targets", .value = targets},
+        {.field = "seen", .value = seen},
+    };
+    struct node_write w = {
+        .type = SCHEMA_LOCK_TYPE,
+        .id = lock_id,
+        .fields = fields,
+        .n = sizeof(fields) / sizeof(fields[0]),
+        .reason = reason,
+        .user = c->user.user,
+    };
+    submit_write(c, &w);
+out:
+    lock_set_release(&set);
+    free(seen);
+    free(targets);
+    free(cur);
     json_decref(root);
 }
 
@@ -2369,6 +2559,10 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/sign") == 0 && method == HTTP_POST) {
         handle_sign(c);
         return;  /* handle_sign ends the request */
+    } else if ((strcmp(path, "/v1/lock") == 0 || strcmp(path, "/v1/unlock") == 0) &&
+               method == HTTP_POST) {
+        handle_lock(c, strcmp(path, "/v1/lock") == 0);
+        return;  /* handle_lock ends the request */
     } else if (strncmp(path, "/v1/users/", 10) == 0 && method == HTTP_POST) {
         /* A user account, on an admin's word: {"fields": {...}, "reason": R,
          * "user": ADMIN}. */

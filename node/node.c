@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "../proto/codec.h"
+#include "lockview.h"
 #include "merge.h"
 #include "pki.h"
 #include "schema.h"
@@ -610,6 +611,18 @@ static int entry_prepare(struct node *n, const struct node_write *w, struct chai
         now->code = rc;
         ts_error_set(&now->err, rc, "%s", now->verr.msg);
         goto out_release;
+    }
+
+    /* A lock the node holds freezes the record; the entry says which lock
+     * epoch its writer saw (node/lock.h). */
+    if (!w->membership) {
+        rc = lockview_check_write(n->store, w->type, w->id, &e.lock_epoch, now->verr.msg,
+                                  sizeof(now->verr.msg));
+        if (rc != 0) {
+            now->code = rc;
+            ts_error_set(&now->err, rc, "%s", now->verr.msg);
+            goto out_release;
+        }
     }
 
     if (w->membership)

@@ -51,6 +51,7 @@
 #include "../proto/codec.h"
 #include "../proto/protocol.h"
 #include "hlc.h"
+#include "lockview.h"
 #include "merge.h"
 #include "pki.h"
 #include "safety.h"
@@ -207,7 +208,7 @@ static uint64_t link_clock_ms(const struct peer_mgr *m);
 
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
-    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "revoked", "other",
+    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "lock", "revoked", "other",
 };
 #define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
 
@@ -2186,6 +2187,14 @@ static int lookup_user_info(void *ctx, const char *user, enum schema_user_role *
     return rc == TS_ERR_NOTFOUND ? 0 : rc;
 }
 
+/* validate_lookup.lock_targets: every version of a lock epoch held here. */
+static int lookup_lock_targets(void *ctx, const char *subject, uint64_t epoch, char *buf,
+                               size_t cap)
+{
+    struct peer_mgr *m = ctx;
+    return lockview_epoch_targets(m->node->store, subject, epoch, buf, cap);
+}
+
 /*
  * The admission of every entry the store is about to apply, written here or
  * received from any peer on any hop: validate_entry with the origin's role
@@ -2225,6 +2234,7 @@ static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err
         .origin_role = lookup_origin_role,
         .crl_check = lookup_crl_check,
         .user_info = lookup_user_info,
+        .lock_targets = lookup_lock_targets,
         .ctx = m,
         .now_ms = 0,
         .skew_ms = m->node->cfg.clock_skew_max_ms,

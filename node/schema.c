@@ -301,6 +301,19 @@ static const struct schema_field sdv_fields[] = {
       "", "SHA-256 of the field versions verified" },
 };
 
+/* A data manager's lock (freeze) of records of one subject: each lock or
+ * unlock writes the next epoch with the whole set of records locked and the
+ * versions the locking hub held; every version stays in the record's
+ * history, so epoch -> (targets, seen) is read from the log (node/lock.h). */
+static const struct schema_field lock_fields[] = {
+    { "epoch", KIND_ROUND, NULL, MERGE_POLICY_LATEST, HUB, NULL, false, false,
+      "", "Lock epoch: 1, 2, ... one per lock or unlock of the subject" },
+    { "targets", KIND_TEXT, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "", "Records locked: subject/<id>, visit/<id>, ae/<id> or * (comma-separated)" },
+    { "seen", KIND_TEXT, NULL, MERGE_POLICY_LATEST, HUB, NULL, true, false,
+      "", "Versions the locking hub held: origin:lane:seq, comma-separated" },
+};
+
 /* A person's access events at one node (21 CFR 11.10(e): who signed in,
  * when, from where; refused attempts too), appended by the node where they
  * happened and replicated like any record of that node's scope. */
@@ -347,6 +360,8 @@ static const struct schema_type types[] = {
       sdv_fields, COUNT_OF(sdv_fields) },
     { SCHEMA_ACCESS_TYPE, "", "<node>-ACC-<user>, e.g. 101-ACC-jsmith", true, SITE | HUB,
       access_fields, COUNT_OF(access_fields) },
+    { SCHEMA_LOCK_TYPE, "", "<subject>-LOCK, e.g. 101-0003-LOCK", true, HUB, lock_fields,
+      COUNT_OF(lock_fields) },
 };
 
 #undef SITE
@@ -545,6 +560,8 @@ bool schema_key_ok(const char *type, const char *id)
         return infix_key_ok(id, len, "-SDV-");
     if (strcmp(type, SCHEMA_ACCESS_TYPE) == 0)
         return access_key_ok(id, len);
+    if (strcmp(type, SCHEMA_LOCK_TYPE) == 0)
+        return len > 5 && strcmp(id + len - 5, "-LOCK") == 0 && subject_key_ok(id, len - 5);
     return false;
 }
 
@@ -662,6 +679,9 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
     /* Source-data verification is the monitor's (ICH E6 5.18). */
     if (strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
         return r == USER_ROLE_MONITOR;
+    /* Locking data is the data manager's (node/lock.h). */
+    if (strcmp(t->name, SCHEMA_LOCK_TYPE) == 0)
+        return r == USER_ROLE_DM;
     /* A person's own access events, written by the node they signed in at
      * (validate_entry: only their own record). */
     if (strcmp(t->name, SCHEMA_ACCESS_TYPE) == 0)

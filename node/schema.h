@@ -218,6 +218,9 @@ bool schema_user_is_integration(const char *user, const char **on_behalf);
 /* A monitor's source-data verification mark on a subject, visit or AE:
  * key <subject>-SDV-<number>, written once, at a hub. */
 #define SCHEMA_SDV_TYPE "sdv"
+/* A data manager's lock of a subject's records (node/lock.h): key
+ * <subject>-LOCK, written at a hub, one epoch per lock or unlock. */
+#define SCHEMA_LOCK_TYPE "lock"
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
 /* The trial CA's revocation list, carried by replication: one record. */

@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../proto/errors.h"
@@ -94,8 +95,14 @@ struct list_ctx {
     const char *type;
     const char *id;
     json_t *list;
-
+    sysquery_hidden_fn hidden;
+    void *hidden_ctx;
 };
+
+static bool is_hidden(const struct list_ctx *l, const struct entry_ref *ref)
+{
+    return l->hidden != NULL && l->hidden(l->hidden_ctx, ref);
+}
 
 static bool listed(json_t *list, const char *qid)
 {
@@ -112,8 +119,23 @@ static int open_cb(void *ctx, const char *field, const struct field_state *st)
 {
     struct list_ctx *l = ctx;
     char qid[SYSQUERY_ID_BYTES];
-    if (sysquery_open_id(l->type, l->id, field, st, qid))
+    /* The displayed record's live writes: without the hidden ones. */
+    struct field_state shown = *st;
+    struct live_write *kept = NULL;
+    if (l->hidden != NULL && st->live_count > 0) {
+        kept = malloc(st->live_count * sizeof(*kept));
+        if (kept == NULL)
+            return TS_ERR_NOMEM;
+        size_t n = 0;
+        for (size_t i = 0; i < st->live_count; i++)
+            if (!is_hidden(l, &st->live[i].ref))
+                kept[n++] = st->live[i];  /* borrowed: st owns the values */
+        shown.live = kept;
+        shown.live_count = n;
+    }
+    if (sysquery_open_id(l->type, l->id, field, &shown, qid))
         json_array_append_new(l->list, item_json(l->type, l->id, field, qid, "open"));
+    free(kept);
     return 0;
 }
 
@@ -123,12 +145,16 @@ static int open_cb(void *ctx, const char *field, const struct field_state *st)
  * superseded write this node does not hold makes it false (it always holds
  * them: a write names only writes its writer held, and this node applied w).
  */
-static bool superseded_a_conflict(struct store *s, const char *type, const char *field,
+static bool superseded_a_conflict(const struct list_ctx *l, const char *field,
                                   const struct field_write *w)
 {
+    struct store *s = l->store;
+    const char *type = l->type;
     struct field_state tmp = {0};
     bool ok = true;
     for (size_t i = 0; i < w->supersedes_count && ok; i++) {
+        if (is_hidden(l, &w->supersedes[i]))
+            continue;
         struct entry e;
         memset(&e, 0, sizeof(e));
         if (store_entry_get(s, &w->supersedes[i], &e, NULL) != 0) {
@@ -158,16 +184,21 @@ static int closed_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     (void)stored_ms;
     struct list_ctx *l = ctx;
     char target[TS_TYPE_BYTES_MAX + TS_ID_BYTES_MAX + TS_FIELD_BYTES_MAX + 3];
+    struct entry_ref self = {.lane = e->lane, .seq = e->seq};
+    memcpy(self.origin, e->origin, sizeof(self.origin));
+    if (is_hidden(l, &self))
+        return 0;  /* a quarantined write resolves nothing */
     for (size_t i = 0; i < e->writes_count; i++) {
         const struct field_write *w = &e->writes[i];
         if (w->supersedes_count < 2 ||
             !sysquery_target(l->type, l->id, w->field, target, sizeof(target)) ||
-            !superseded_a_conflict(l->store, l->type, w->field, w))
+            !superseded_a_conflict(l, w->field, w))
             continue;
         const struct entry_ref *refs[TS_SUPERSEDES_MAX];
         size_t n = 0;
         for (size_t k = 0; k < w->supersedes_count && n < TS_SUPERSEDES_MAX; k++)
-            refs[n++] = &w->supersedes[k];
+            if (!is_hidden(l, &w->supersedes[k]))
+                refs[n++] = &w->supersedes[k];
         char qid[SYSQUERY_ID_BYTES];
         sysquery_id(l->type, l->id, w->field, least_ref(refs, n), qid);
         /* Two people closing the same query concurrently: the first listed
@@ -185,9 +216,11 @@ static int closed_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     return 0;
 }
 
-json_t *sysquery_list(struct store *s, const char *type, const char *id)
+json_t *sysquery_list(struct store *s, const char *type, const char *id,
+                      sysquery_hidden_fn hidden, void *hidden_ctx)
 {
-    struct list_ctx l = {.store = s, .type = type, .id = id, .list = json_array()};
+    struct list_ctx l = {.store = s, .type = type, .id = id, .list = json_array(),
+                         .hidden = hidden, .hidden_ctx = hidden_ctx};
     if (l.list == NULL)
         return NULL;
     int rc = store_record_fields(s, type, id, open_cb, &l);

@@ -48,11 +48,20 @@ bool sysquery_open_id(const char *type, const char *id, const char *field,
                       const struct field_state *st, char out[SYSQUERY_ID_BYTES]);
 
 /*
- * The system queries of the record type/id, open and closed: a JSON array
- * (new reference) of {"id", "source": "system", "target", "field", "state":
- * "open"|"closed", "cause", and for closed ones "closed_by": {"user",
- * "origin", "seq", "time"}}, ordered by id.  NULL on a store error.
+ * Says whether the write of entry ref is out of the displayed record (a
+ * quarantined edit, lock.h): such a write takes no part in a conflict.
  */
-json_t *sysquery_list(struct store *s, const char *type, const char *id);
+typedef bool (*sysquery_hidden_fn)(void *ctx, const struct entry_ref *ref);
+
+/*
+ * The conflict system queries of the record type/id, open and closed: a JSON
+ * array (new reference) of {"id", "source": "system", "target", "field",
+ * "state": "open"|"closed", "cause", and for closed ones "closed_by":
+ * {"user", "origin", "seq", "time"}}: open ones first, in field order, then
+ * closed ones, oldest first.  hidden (may be NULL) leaves writes out, as the
+ * displayed record does.  NULL on a store error.
+ */
+json_t *sysquery_list(struct store *s, const char *type, const char *id,
+                      sysquery_hidden_fn hidden, void *hidden_ctx);
 
 #endif

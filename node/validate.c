@@ -35,11 +35,13 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "merge.h"
 #include "hlc.h"
 #include "lex.h"
+#include "lock.h"
 #include "schema.h"
 
 #define VALIDATE_CODE_BYTES_MAX SCHEMA_CODE_BYTES_MAX
@@ -88,7 +90,8 @@ static void join_types(char *dst, size_t cap)
         /* Signatures, SDV marks and access events are made by their own
          * verbs and by the node, not written as data. */
         if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0 ||
-            strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0 || strcmp(t[i].name, SCHEMA_ACCESS_TYPE) == 0)
+            strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0 || strcmp(t[i].name, SCHEMA_ACCESS_TYPE) == 0 ||
+            strcmp(t[i].name, SCHEMA_LOCK_TYPE) == 0)
             continue;
         if (dst[0] != '\0')
             append(dst, cap, ", ");
@@ -1195,7 +1198,8 @@ static int admit_user(const struct entry *e, const struct schema_type *t, unsign
                                 "the person it acts for");
         /* A signature and an SDV mark are a person's own acts: never on
          * someone's behalf. */
-        if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0 || strcmp(t->name, SCHEMA_SDV_TYPE) == 0)
+        if (strcmp(t->name, SCHEMA_SIGNATURE_TYPE) == 0 || strcmp(t->name, SCHEMA_SDV_TYPE) == 0 ||
+            strcmp(t->name, SCHEMA_LOCK_TYPE) == 0)
             return admit_refuse(err, "user", TS_ERR_AUTH, "a %s is made by a person signed "
                                 "in, not by the integration credential", t->name);
         return 0;
@@ -1304,6 +1308,56 @@ static int admit_crl(const struct entry *e, const struct validate_lookup *lk,
                             "field 'number': '%.24s', but the list signed by the CA is number %s",
                             number, text);
     return 0;
+}
+
+/*
+ * Locks (lock.h): what a lock entry writes, and the lock epoch an entry
+ * carries against the epochs held here.
+ */
+static int admit_lock(const struct entry *e, const struct schema_type *t,
+                      const struct validate_lookup *lk, struct validate_error *err)
+{
+    if (strcmp(t->name, SCHEMA_LOCK_TYPE) == 0) {
+        struct lock_version *v = malloc(sizeof(*v));
+        if (v == NULL)
+            return admit_refuse(err, "lock", TS_ERR_AGAIN, "out of memory reading a lock");
+        bool ok = lock_version_of(e, v);
+        free(v);
+        if (e->lock_epoch != 0)
+            return admit_refuse(err, "lock", TS_ERR_INVALID,
+                                "a lock entry carries no lock epoch of its own");
+        if (!ok)
+            return admit_refuse(err, "lock", TS_ERR_INVALID,
+                                "lock %s must write epoch, targets (records of its own subject) "
+                                "and seen (origin:lane:seq,...)",
+                                e->record_id);
+        return 0;
+    }
+    if (e->lock_epoch == 0)
+        return 0;
+    char subject[TS_ID_BYTES_MAX + 1];
+    if (!lock_subject_of(t->name, e->record_id, subject))
+        return admit_refuse(err, "lock", TS_ERR_INVALID,
+                            "a %s entry carries no lock epoch (%" PRIu64 "): only subjects, "
+                            "visits and AEs are locked",
+                            t->name, e->lock_epoch);
+    char *targets = malloc(LOCK_TEXT_BYTES_MAX + 1);
+    if (targets == NULL)
+        return admit_refuse(err, "lock", TS_ERR_AGAIN, "out of memory reading a lock");
+    int rc = 0;
+    if (lk == NULL || lk->lock_targets == NULL ||
+        lk->lock_targets(lk->ctx, subject, e->lock_epoch, targets, LOCK_TEXT_BYTES_MAX + 1) != 0)
+        rc = admit_refuse(err, "pending", TS_ERR_AGAIN,
+                          "lock epoch %" PRIu64 " of subject %s is not held here yet: the lock "
+                          "must come first",
+                          e->lock_epoch, subject);
+    else if (lock_covers(targets, t->name, e->record_id))
+        rc = admit_refuse(err, "lock", TS_ERR_AUTH,
+                          "%s %s is locked (lock epoch %" PRIu64 "), and its writer had seen the "
+                          "lock",
+                          t->name, e->record_id, e->lock_epoch);
+    free(targets);
+    return rc;
 }
 
 int validate_entry(const struct entry *e, unsigned origin_role, const struct validate_lookup *lk,
@@ -1418,6 +1472,9 @@ int validate_entry(const struct entry *e, unsigned origin_role, const struct val
         if (rc != 0)
             return rc;
     }
+    rc = admit_lock(e, t, lk, err);
+    if (rc != 0)
+        return rc;
 
     /* What a write may supersede: never a message (append-only), and for a
      * site only its own writes or the CRO's, never another site's. */

@@ -118,6 +118,10 @@ struct validate_lookup {
      * when this node does not hold the user's record (yet). */
     int (*user_info)(void *ctx, const char *user, enum schema_user_role *role,
                      char site[TS_ID_BYTES_MAX + 1]);
+    /* The targets of lock epoch `epoch` of subject as held here (node/lock.h;
+     * every version of that epoch, comma-joined) copied into buf; 0, or
+     * non-zero when this node does not hold that epoch (yet). */
+    int (*lock_targets)(void *ctx, const char *subject, uint64_t epoch, char *buf, size_t cap);
     void *ctx;
     uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
     uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
@@ -147,7 +151,12 @@ struct validate_lookup {
  *     named ("integration:<name>"), or a user whose record this node holds
  *     (held back until it does) with a role that may make the write
  *     (validate_user_role), working where the role works: a site user at
- *     its own site's node, a CRO user at a hub.
+ *     its own site's node, a CRO user at a hub;
+ *   - locks (node/lock.h): a `lock` entry writes epoch, targets of its own
+ *     subject and a seen vector, and carries no lock epoch itself; only a
+ *     subject, visit or AE entry carries one; an entry whose lock epoch's
+ *     targets cover its record is refused (rule `lock`: its writer had seen
+ *     the lock), and one naming an epoch not held here is held back.
  * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
  * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
  * entry is ahead of the clock; retry later, nothing is wrong with the peer).

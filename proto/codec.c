@@ -63,7 +63,7 @@ enum { WRITE_FIELD = 1, WRITE_VALUE = 2, WRITE_SUPERSEDES = 3 };
 enum {
     ENTRY_ORIGIN = 1, ENTRY_LANE = 2, ENTRY_SEQ = 3, ENTRY_HLC = 4, ENTRY_WALL_MS = 5,
     ENTRY_USER = 6, ENTRY_REASON = 7, ENTRY_RECORD_TYPE = 8, ENTRY_RECORD_ID = 9,
-    ENTRY_SITE = 10, ENTRY_WRITES = 11, ENTRY_PREV_HASH = 12,
+    ENTRY_SITE = 10, ENTRY_WRITES = 11, ENTRY_PREV_HASH = 12, ENTRY_LOCK_EPOCH = 13,
 };
 enum {
     BATCH_TRIAL = 1, BATCH_ORIGIN = 2, BATCH_LANE = 3, BATCH_FIRST_SEQ = 4, BATCH_ENTRIES = 5,
@@ -110,7 +110,8 @@ static bool schema_matches(void)
            field_is(entry, "record_type", ENTRY_RECORD_TYPE) &&
            field_is(entry, "record_id", ENTRY_RECORD_ID) && field_is(entry, "site", ENTRY_SITE) &&
            field_is(entry, "writes", ENTRY_WRITES) &&
-           field_is(entry, "prev_hash", ENTRY_PREV_HASH) && entry->n_fields == 12 &&
+           field_is(entry, "prev_hash", ENTRY_PREV_HASH) &&
+           field_is(entry, "lock_epoch", ENTRY_LOCK_EPOCH) && entry->n_fields == 13 &&
            field_is(batch, "trial", BATCH_TRIAL) && field_is(batch, "origin", BATCH_ORIGIN) &&
            field_is(batch, "lane", BATCH_LANE) && field_is(batch, "first_seq", BATCH_FIRST_SEQ) &&
            field_is(batch, "entries", BATCH_ENTRIES) &&
@@ -741,6 +742,7 @@ static int scan_entry_view(const uint8_t *buf, size_t len, struct entry_view *ou
             v.writes_count++;
             break;
         case ENTRY_PREV_HASH: v.prev_hash = span_of_field(&f); break;
+        case ENTRY_LOCK_EPOCH: /* lock_epoch: any value; validate_entry judges it */ break;
         default: assert(!"scan_next lets through only fields of Entry"); break;
         }
     }
@@ -1105,6 +1107,7 @@ int codec_entry_encode(const struct entry *e, uint8_t **out, size_t *out_len, st
     m.writes = write_ptrs;
     m.prev_hash.data = (uint8_t *)e->prev_hash;
     m.prev_hash.len = sizeof(e->prev_hash);
+    m.lock_epoch = e->lock_epoch;
 
     size_t next_ref = 0;
     for (size_t i = 0; i < e->writes_count; i++) {
@@ -1246,6 +1249,7 @@ static int entry_from_pb(const Trialsync__Entry *m, struct entry *e, struct ts_e
     if (m->prev_hash.len != TS_HASH_BYTES)
         return ts_error_set(err, TS_ERR_CORRUPT, "entry prev_hash is %zu bytes", m->prev_hash.len);
     memcpy(e->prev_hash, m->prev_hash.data, TS_HASH_BYTES);
+    e->lock_epoch = m->lock_epoch;
     if (m->n_writes > TS_WRITES_PER_ENTRY_MAX)
         return ts_error_set(err, TS_ERR_CORRUPT, "entry has %zu writes", m->n_writes);
     if (m->n_writes == 0)

@@ -48,6 +48,10 @@ struct entry {
     struct field_write *writes;      /* owned array */
     size_t writes_count;
     uint8_t prev_hash[TS_HASH_BYTES];
+    /* The lock epoch of the record's subject held by the writer's node when
+     * it made the entry (node/lock.h); 0 when it held none.  0 is not
+     * encoded, so entries made before locks existed keep their bytes. */
+    uint64_t lock_epoch;
 };
 
 /* Frees everything an entry owns (not the struct itself); safe on a zeroed entry. */

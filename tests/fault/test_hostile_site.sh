@@ -326,6 +326,38 @@ case_clock() {
     ok "clock: and sane event times: $times"
 }
 
+# Locks (node/lock.h): the CRO's data manager locks subject 101-0001 while the
+# hostile site 101 is stopped.  The lock epoch an entry claims is judged on
+# every hop: a locked epoch is refused (rule lock), an epoch the hub does not
+# hold is held back, a lock epoch on a record no lock freezes is refused, and
+# a lower epoch than the lock (a lie, or an edit that did not see it) is
+# taken but quarantined: the displayed value stays the frozen one.
+case_lock() {
+    TRIALSYNC_TOKEN_FILE="$WORK/trial/users/dm1.token" "$TRIALSYNC" lock --node "$HUB" \
+        --subject 101-0001 --reason "interim lock" > "$WORK/lock.out" \
+        || fail "lock: dm1 could not lock 101-0001: $(cat "$WORK/lock.out")"
+    attack "site 101 writing its locked subject, claiming the lock's epoch" lock \
+        subject 101-0001 sex=M --reason correction --lock-epoch 1
+    attack "site 101 putting a lock epoch on a query" lock query "$Q101" \
+        messages="Site: epoch" --lock-epoch 1
+    attack "site 101 forging a lock record" role lock 101-0001-LOCK epoch=2 targets= \
+        seen=101:1:1 --reason unlock
+    local before
+    before=$(hub_snapshot)
+    ANSWER_MS=6000 craft 101 subject 101-0001 sex=M --reason correction --lock-epoch 9
+    assert_eq 3 "$EVIL_RC" "lock: an entry naming a lock epoch the hub does not hold is held back"
+    assert_unchanged "$before" "lock: nothing applied for the unknown epoch"
+    craft 101 subject 101-0001 sex=M --reason correction --lock-epoch 0
+    [ "$EVIL_RC" = 1 ] || fail "lock: the lower-epoch entry was not acked (exit $EVIL_RC)"
+    wait_until 10 "lock: the lower-epoch entry quarantined at the hub" sh -c \
+        "'$TRIALSYNC' get --node '$HUB' subject 101-0001 | jq -e '.quarantined | length == 1'"
+    assert_eq '"F"' "$(hub_field subject 101-0001 sex)" \
+        "lock: a lower epoch (a lie or an unseen edit) is quarantined; sex still F"
+    TRIALSYNC_TOKEN_FILE="$WORK/trial/users/dm1.token" "$TRIALSYNC" unlock --node "$HUB" \
+        --subject 101-0001 --reason "done" > /dev/null || fail "lock: unlock"
+    site_ok 102 "lock"
+}
+
 # After the attacks: the real site 101 restarts and its real chain goes on.
 case_restart() {
     start_node site101 "$WORK/site-101"
@@ -373,7 +405,7 @@ case_answer() {
 }
 
 ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede users clock
-link_goes_on restart answer"
+link_goes_on lock restart answer"
 for c in ${HOSTILE_SITE_CASES:-$ALL_CASES}; do
     declare -F "case_$c" > /dev/null || fail "no such case: $c (cases: $(echo $ALL_CASES))"
     echo "# case $c"

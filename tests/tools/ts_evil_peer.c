@@ -155,6 +155,7 @@ struct craft {
     uint8_t lane;
     bool hlc_set, wall_set;
     uint64_t hlc, wall_ms;
+    uint64_t lock_epoch;   /* --lock-epoch: the lock epoch the entry claims */
     const char *fields[EVIL_CRAFT_WRITES];
     const char *values[EVIL_CRAFT_WRITES];
     size_t writes_count;
@@ -553,6 +554,7 @@ static int craft_batch(struct evil *ev, struct evil_batch *b)
     e.writes = w;
     e.writes_count = cr->writes_count;
     memcpy(e.prev_hash, cr->head_hash, TS_HASH_BYTES);
+    e.lock_epoch = cr->lock_epoch;
 
     snprintf(b->origin, sizeof(b->origin), "%s", ev->me.id);
     b->lane = cr->lane;
@@ -655,6 +657,12 @@ static int craft_parse(struct evil *ev, int argc, char **argv)
                 cr->lane = LANE_BULK;
             else
                 return -1;
+        } else if (strcmp(a, "--lock-epoch") == 0) {
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno != 0 || end == v || *end != '\0')
+                return -1;
+            cr->lock_epoch = n;
         } else if (strcmp(a, "--hlc") == 0 || strcmp(a, "--wall") == 0) {
             errno = 0;
             unsigned long long n = strtoull(v, &end, 10);
@@ -1322,7 +1330,8 @@ static int usage(void)
     fprintf(stderr, "\n  other-origin|other-scope|forge-member [VICTIM_SITE]\n"
                     "  stall [N [HOLD_SECONDS [SOURCE_ADDRESS]]]\n"
                     "  craft TYPE ID [--site S|-] [--lane safety|bulk] [--hlc N] [--wall MS]\n"
-                    "        [--user U] [--reason R] [--supersedes ORIGIN/LANE/SEQ]... "
+                    "        [--user U] [--reason R] [--supersedes ORIGIN/LANE/SEQ]... [--lock-epoch N]\n"
+                    "        "
                     "FIELD=VALUE...\n");
     return VERDICT_ERROR;
 }

@@ -341,6 +341,7 @@ static void assert_entries_equal(const struct entry *a, const struct entry *b)
     CU_ASSERT_STRING_EQUAL(a->record_id, b->record_id);
     CU_ASSERT_STRING_EQUAL(a->site, b->site);
     CU_ASSERT_EQUAL(memcmp(a->prev_hash, b->prev_hash, TS_HASH_BYTES), 0);
+    CU_ASSERT_EQUAL(a->lock_epoch, b->lock_epoch);
     CU_ASSERT_EQUAL_FATAL(a->writes_count, b->writes_count);
     for (size_t i = 0; i < a->writes_count; i++) {
         const struct field_write *x = &a->writes[i];
@@ -538,6 +539,19 @@ static void test_codec_entry_wire_format(void)
     CU_ASSERT_EQUAL(buf[len - 34], 0x62);
     CU_ASSERT_EQUAL(buf[len - 33], 32);
     CU_ASSERT_EQUAL(memcmp(buf + len - 32, e.prev_hash, 32), 0);
+    free(buf);
+    /* A lock epoch follows prev_hash as field 13 (tag 0x68), and decodes. */
+    e.lock_epoch = 3;
+    encode_ok(&e, &buf, &len);
+    CU_ASSERT_EQUAL(len, w.n + 2);
+    CU_ASSERT_EQUAL(memcmp(buf, w.b, w.n), 0);
+    CU_ASSERT_EQUAL(buf[len - 2], 0x68);
+    CU_ASSERT_EQUAL(buf[len - 1], 3);
+    struct entry d;
+    struct ts_error err = {0};
+    CU_ASSERT_EQUAL_FATAL(codec_entry_decode(buf, len, &d, &err), 0);
+    CU_ASSERT_EQUAL(d.lock_epoch, 3);
+    entry_release(&d);
     free(buf);
     wb_free(&w);
     entry_release(&e);
@@ -1165,8 +1179,8 @@ static void test_codec_entry_decode_wire_rules(void)
     make_entry(&e, 2);
     /* An unknown field appended. */
     wire_entry(&w, &e, &no_patch);
-    wb_uint_field(&w, 13, 1);
-    decode_refused(w.b, w.n, TS_ERR_CORRUPT, "entry: unknown field 13");
+    wb_uint_field(&w, 14, 1);
+    decode_refused(w.b, w.n, TS_ERR_CORRUPT, "entry: unknown field 14");
     wb_free(&w);
     /* A second origin. */
     wire_entry(&w, &e, &no_patch);

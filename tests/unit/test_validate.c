@@ -1544,9 +1544,85 @@ static void test_validate_user_role_matrix(void)
     CU_ASSERT_STRING_EQUAL(schema_user_role_name(USER_ROLE_DM), "dm");
 }
 
+/* Lock epochs held: subject 101-0001 epoch 1 locks everything, epoch 2
+ * unlocks; epoch 3 locks visit V3 only. */
+static int held_lock_targets(void *ctx, const char *subject, uint64_t epoch, char *buf,
+                             size_t cap)
+{
+    (void)ctx;
+    static const char *const targets[] = {"*", "", "visit/101-0001/V3"};
+    if (strcmp(subject, "101-0001") != 0 || epoch == 0 || epoch > 3)
+        return TS_ERR_NOTFOUND;
+    snprintf(buf, cap, "%s", targets[epoch - 1]);
+    return 0;
+}
+
+static void test_validate_admit_lock_epochs(void)
+{
+    struct validate_lookup lk = LK;
+    lk.lock_targets = held_lock_targets;
+    struct entry *e = admit_entry("101", "visit", "101-0001/V3", "101", "svstdtc=2026-11-02",
+                                  NULL);
+    e->lock_epoch = 1;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AUTH);
+    CU_ASSERT_TRUE(rule_is("lock"));
+    e->lock_epoch = 2;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
+    e->lock_epoch = 3;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AUTH);
+    CU_ASSERT_TRUE(rule_is("lock"));
+    /* Epoch 3 locks V3 only: another visit is free. */
+    e = admit_entry("101", "visit", "101-0001/V2", "101", "svstdtc=2026-11-02", NULL);
+    e->lock_epoch = 3;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), 0);
+    /* An epoch not held here: held back, not refused. */
+    e->lock_epoch = 4;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_SITE, &lk, &E), TS_ERR_AGAIN);
+    CU_ASSERT_TRUE(rule_is("pending"));
+    /* Without the lookup the node cannot tell: held back too. */
+    CU_ASSERT_EQUAL(admit(SCHEMA_ROLE_SITE, e), TS_ERR_AGAIN);
+    /* A lock epoch on a type no lock freezes. */
+    e = admit_entry("hub1", "query", "Q-hub1-9", "101", "target=subject/101-0001/sex",
+                    "text=Check", "state=open", NULL);
+    e->lock_epoch = 1;
+    CU_ASSERT_EQUAL(validate_entry(e, SCHEMA_ROLE_HUB, &lk, &E), TS_ERR_INVALID);
+    CU_ASSERT_TRUE(rule_is("lock"));
+}
+
+static void test_validate_admit_lock_record(void)
+{
+    struct entry *e = admit_entry("hub1", "lock", "101-0001-LOCK", "101", "epoch=1",
+                                  "targets=*", "seen=101:1:4,hub1:1:9", NULL);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), 0);
+    /* Only a data manager, a person, at a hub. */
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "mon", e), TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "integration:dm1", e), TS_ERR_AUTH);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_SITE, "dm1", e), TS_ERR_AUTH);
+    /* A lock carries no epoch of its own, names its own subject's records,
+     * and writes a seen vector. */
+    e->lock_epoch = 1;
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), TS_ERR_INVALID);
+    CU_ASSERT_TRUE(rule_is("lock"));
+    e = admit_entry("hub1", "lock", "101-0001-LOCK", "101", "epoch=1",
+                    "targets=visit/101-0002/V1", "seen=", NULL);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), TS_ERR_INVALID);
+    CU_ASSERT_TRUE(rule_is("lock"));
+    e = admit_entry("hub1", "lock", "101-0001-LOCK", "101", "epoch=1", "targets=*",
+                    "seen=101:7:1", NULL);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), TS_ERR_INVALID);
+    e = admit_entry("hub1", "lock", "101-0001-LOCK", "101", "epoch=1", "targets=*", NULL);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), TS_ERR_INVALID);
+    /* Scoped to the subject's site, like its records. */
+    e = admit_entry("hub1", "lock", "101-0001-LOCK", "", "epoch=1", "targets=*", "seen=", NULL);
+    CU_ASSERT_EQUAL(admit_as(SCHEMA_ROLE_HUB, "dm1", e), TS_ERR_AUTH);
+    CU_ASSERT_TRUE(rule_is("scope"));
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
+        { "test_validate_admit_lock_epochs", test_validate_admit_lock_epochs },
+        { "test_validate_admit_lock_record", test_validate_admit_lock_record },
         { "test_validate_unknown_type_refused", test_validate_unknown_type_refused },
         { "test_validate_subject_keys", test_validate_subject_keys },
         { "test_validate_visit_keys", test_validate_visit_keys },
