@@ -17,6 +17,7 @@
 
 #include "../proto/entry.h"
 #include "../proto/errors.h"
+#include "enroll.h"
 #include "schema.h"
 
 struct validate_field {
@@ -118,6 +119,9 @@ struct validate_lookup {
      * when this node does not hold the user's record (yet). */
     int (*user_info)(void *ctx, const char *user, enum schema_user_role *role,
                      char site[TS_ID_BYTES_MAX + 1]);
+    /* What this node knows of the slots an entry's admission rests on
+     * (enroll.h): 0 with out filled; NULL skips the enrollment rules. */
+    int (*enroll_view)(void *ctx, const struct entry *e, struct enroll_view *out);
     void *ctx;
     uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
     uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
@@ -147,7 +151,10 @@ struct validate_lookup {
  *     named ("integration:<name>"), or a user whose record this node holds
  *     (held back until it does) with a role that may make the write
  *     (validate_user_role), working where the role works: a site user at
- *     its own site's node, a CRO user at a hub.
+ *     its own site's node, a CRO user at a hub;
+ *   - enrollment slots (enroll_admit, with lk->enroll_view): a site takes a
+ *     slot only within its acknowledged slots, releases only unused ones,
+ *     and only the allocating hub grants them or sets the cap.
  * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
  * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
  * entry is ahead of the clock; retry later, nothing is wrong with the peer).
