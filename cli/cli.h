@@ -95,6 +95,7 @@ int cmd_init(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_sdv(int argc, char **argv);
+int cmd_enrollment(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
@@ -110,5 +111,9 @@ int cmd_restore(int argc, char **argv);
 size_t cli_display_width(const char *s);
 /* The bytes of s's first chars code points. */
 size_t cli_prefix_bytes(const char *s, size_t chars);
+
+/* Prints the enrollment part of a node's status (cli/enroll.c). */
+typedef struct json_t json_t;
+void cli_enrollment_print(const json_t *en);
 
 #endif

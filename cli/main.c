@@ -35,6 +35,8 @@ static void usage(FILE *out)
             "  history --node NODEDIR TYPE ID [--json]  every version of every field\n"
             "  sign --node NODEDIR TYPE ID [--meaning M]  an investigator's e-signature\n"
             "  sdv --node HUBDIR TYPE ID [--fields F,G]  a monitor's source-data verification\n"
+            "  enrollment cap --node HUBDIR --cap N | grant --node HUBDIR --site S --slots N\n"
+            "  enrollment show --node NODEDIR [--json]  enrollment slots under the trial's cap\n"
             "      (a table on a terminal, JSON in a pipe or with --json)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
@@ -89,6 +91,8 @@ int main(int argc, char **argv)
         return cmd_sign(argc - 1, argv + 1);
     if (strcmp(verb, "sdv") == 0)
         return cmd_sdv(argc - 1, argv + 1);
+    if (strcmp(verb, "enrollment") == 0)
+        return cmd_enrollment(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)
