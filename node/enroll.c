@@ -256,7 +256,7 @@ int enroll_set_slots(const struct enroll_site *sites, size_t count, size_t at, u
     return 0;
 }
 
-bool enroll_site_reconcile(const struct enroll_site *s, uint64_t *acknowledged,
+bool enroll_site_reconcile(const struct enroll_site *s, bool cap_held, uint64_t *acknowledged,
                            uint64_t *released)
 {
     uint64_t ack = s->granted > s->acknowledged ? s->granted : s->acknowledged;
@@ -269,5 +269,7 @@ bool enroll_site_reconcile(const struct enroll_site *s, uint64_t *acknowledged,
     }
     *acknowledged = ack;
     *released = rel;
-    return ack != s->acknowledged || rel != s->released || (!s->under_quota && s->granted > 0);
+    /* A site that holds the cap comes under it at once, with no slots
+     * until some are granted: from then on its chain says it is capped. */
+    return ack != s->acknowledged || rel != s->released || (!s->under_quota && cap_held);
 }

@@ -27,9 +27,9 @@
  *     max(granted - released, taken), as it knows them, stays within the cap
  *     (enroll_set_slots); a stale `released` or `taken` only errs low on
  *     released and high on nothing, so trial-wide enrolled <= cap.
- * A site whose chain has acknowledged no slots yet is not under a quota: the
- * cap governs each site from the moment its node learns of its slots
- * (docs/decisions.md).
+ * A site whose chain has acknowledged nothing yet is not under a quota: the
+ * cap governs each site from the moment its node learns of the cap, when it
+ * acknowledges (0 slots, or what it was granted); docs/decisions.md.
  */
 #ifndef TS_ENROLL_H
 #define TS_ENROLL_H
@@ -115,11 +115,13 @@ int enroll_set_slots(const struct enroll_site *sites, size_t count, size_t at, u
 
 /*
  * What the site's node writes to its own quota record after seeing s (its
- * ledger with the allocator's granted and release_requested held): the
- * grant acknowledged and the asked-for release of unused slots.  True when
- * there is something to write (*acknowledged and *released set).
+ * ledger with the allocator's granted and release_requested held) and
+ * whether it holds the trial's cap: the grant acknowledged (0 slots as soon
+ * as the cap is held: the site is under the cap from then on) and the
+ * asked-for release of unused slots.  True when there is something to write
+ * (*acknowledged and *released set).
  */
-bool enroll_site_reconcile(const struct enroll_site *s, uint64_t *acknowledged,
+bool enroll_site_reconcile(const struct enroll_site *s, bool cap_held, uint64_t *acknowledged,
                            uint64_t *released);
 
 #endif

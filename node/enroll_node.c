@@ -395,8 +395,9 @@ void enroll_node_tick(struct node *n)
         return;
     struct enroll_site s = l->s;
     allocator_totals(n, n->cfg.id, &s);
-    uint64_t ack, rel;
-    if (!enroll_site_reconcile(&s, &ack, &rel))
+    uint64_t ack, rel, cap;
+    char allocator[TS_ID_BYTES_MAX + 1];
+    if (!enroll_site_reconcile(&s, enroll_node_cap(n, &cap, allocator), &ack, &rel))
         return;
     char qid[TS_ID_BYTES_MAX + 1], ack_s[24], rel_s[24], user[TS_USER_BYTES_MAX + 1];
     quota_id(n->cfg.id, qid);
