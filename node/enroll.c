@@ -172,6 +172,10 @@ static int admit_subject(const struct entry *e, unsigned origin_role, const stru
     if (origin_role == SCHEMA_ROLE_SITE)
         return refuse(why, TS_ERR_AUTH, "site %s enrolls subject %s without taking a slot",
                       s->site, e->record_id);
+    /* A hub's status write (a data load, a correction) on a site not under
+     * the cap takes nothing: there is no slot to take yet. */
+    if (!s->under_quota)
+        return 0;
     return refuse(why, TS_ERR_AGAIN, "subject %s is %s, but its site's enrollment (which takes "
                   "the slot) is not held here yet", e->record_id, status);
 }

@@ -66,6 +66,25 @@ void enroll_node_free(struct node *n)
     n->enroll = NULL;
 }
 
+/* Makes room for one more of count elements of elem bytes in *v (capacity
+ * *cap, doubled as needed, at most max): 0, TS_ERR_TOOBIG or TS_ERR_NOMEM. */
+static int grow(void **v, size_t *cap, size_t count, size_t elem, size_t max)
+{
+    if (count < *cap)
+        return 0;
+    size_t want = *cap == 0 ? 16 : 2 * *cap;
+    if (count >= max)
+        return TS_ERR_TOOBIG;
+    if (want > max)
+        want = max;
+    void *p = realloc(*v, want * elem);
+    if (p == NULL)
+        return TS_ERR_NOMEM;
+    *v = p;
+    *cap = want;
+    return 0;
+}
+
 /* Index of id in l's sorted slotted list, or where it would go (*found). */
 static size_t slotted_find(const struct site_ledger *l, const char *id, bool *found)
 {
@@ -92,16 +111,11 @@ static int slotted_add(struct site_ledger *l, const char *id)
     size_t at = slotted_find(l, id, &found);
     if (found)
         return 0;
-    if (l->slotted_count == l->slotted_cap) {
-        size_t cap = l->slotted_cap == 0 ? 64 : 2 * l->slotted_cap;
-        if (cap > SCHEMA_COUNT_MAX)
-            return TS_ERR_TOOBIG;
-        void *p = realloc(l->slotted, cap * sizeof(*l->slotted));
-        if (p == NULL)
-            return TS_ERR_NOMEM;
-        l->slotted = p;
-        l->slotted_cap = cap;
-    }
+    void *v = l->slotted;
+    int rc = grow(&v, &l->slotted_cap, l->slotted_count, sizeof(*l->slotted), SCHEMA_COUNT_MAX);
+    l->slotted = v;
+    if (rc != 0)
+        return rc;
     memmove(&l->slotted[at + 1], &l->slotted[at], (l->slotted_count - at) * sizeof(*l->slotted));
     snprintf(l->slotted[at], sizeof(l->slotted[at]), "%s", id);
     l->slotted_count++;
@@ -189,16 +203,13 @@ static struct site_ledger *site_find(struct node *n, const char *site, bool crea
         if (strcmp(L->sites[i].s.site, site) == 0)
             return &L->sites[i];
     }
-    if (!create || L->count == ENROLL_NODE_SITES_MAX)
+    if (!create)
         return NULL;
-    if (L->count == L->cap) {
-        size_t cap = L->cap == 0 ? 16 : 2 * L->cap;
-        void *p = realloc(L->sites, cap * sizeof(*L->sites));
-        if (p == NULL)
-            return NULL;
-        L->sites = p;
-        L->cap = cap;
-    }
+    void *v = L->sites;
+    int rc = grow(&v, &L->cap, L->count, sizeof(*L->sites), ENROLL_NODE_SITES_MAX);
+    L->sites = v;
+    if (rc != 0)
+        return NULL;
     struct site_ledger *l = &L->sites[L->count];
     memset(l, 0, sizeof(*l));
     snprintf(l->s.site, sizeof(l->s.site), "%s", site);
@@ -337,9 +348,24 @@ int enroll_node_prepare(struct node *n, const struct node_write *w, bool check,
 {
     char site[TS_ID_BYTES_MAX + 1], msg[256];
     *out = *w;
+    if (strcmp(w->type, "subject") != 0)
+        return 0;
+    bool hub = n->cfg.role == PKI_ROLE_HUB;
+    if (hub && write_field(w, "slot") != NULL) {
+        /* An import of exported records at a hub: the slot is the site
+         * node's to set, so it is left out. */
+        size_t k = 0;
+        for (size_t i = 0; i < w->n; i++) {
+            if (strcmp(w->fields[i].field, "slot") != 0)
+                buf[k++] = w->fields[i];
+        }
+        out->fields = buf;
+        out->n = k;
+        w = out;
+    }
     const char *status = write_field(w, "status");
-    if (strcmp(w->type, "subject") != 0 || status == NULL || !enroll_status_takes_slot(status) ||
-        write_field(w, "slot") != NULL || !schema_site_of_key(w->id, site))
+    if (status == NULL || !enroll_status_takes_slot(status) || write_field(w, "slot") != NULL ||
+        !schema_site_of_key(w->id, site))
         return 0;
     if (check && n->pending != NULL) {
         int rc = node_flush(n);
@@ -353,7 +379,9 @@ int enroll_node_prepare(struct node *n, const struct node_write *w, bool check,
     slotted_find(l, w->id, &slotted);
     if (slotted)
         return 0;
-    if (n->cfg.role == PKI_ROLE_HUB || strcmp(site, n->cfg.id) != 0) {
+    if (hub && !l->s.under_quota)
+        return 0;   /* the site is not under the cap: a hub's write takes nothing */
+    if (hub || strcmp(site, n->cfg.id) != 0) {
         snprintf(msg, sizeof(msg), "subject %s: only site %s's node enrolls it (enrolling takes "
                  "one of the site's slots); it is not enrolled there yet", w->id, site);
         return prepare_refuse(now, TS_ERR_AUTH, msg);
@@ -366,7 +394,8 @@ int enroll_node_prepare(struct node *n, const struct node_write *w, bool check,
     }
     if (w->n >= TS_WRITES_PER_ENTRY_MAX)
         return prepare_refuse(now, TS_ERR_INVALID, "too many fields in one write");
-    memcpy(buf, w->fields, w->n * sizeof(*buf));
+    if (w->fields != buf)
+        memcpy(buf, w->fields, w->n * sizeof(*buf));
     buf[w->n].field = "slot";
     buf[w->n].value = "Y";
     out->fields = buf;
@@ -434,16 +463,11 @@ static int sites_add(struct sites_ctx *c, const char *site)
         if (strcmp(c->v[i].site, site) == 0)
             return 0;
     }
-    if (c->count == ENROLL_NODE_SITES_MAX)
-        return TS_ERR_TOOBIG;
-    if (c->count == c->cap) {
-        size_t cap = c->cap == 0 ? 16 : 2 * c->cap;
-        void *p = realloc(c->v, cap * sizeof(*c->v));
-        if (p == NULL)
-            return TS_ERR_NOMEM;
-        c->v = p;
-        c->cap = cap;
-    }
+    void *v = c->v;
+    int rc = grow(&v, &c->cap, c->count, sizeof(*c->v), ENROLL_NODE_SITES_MAX);
+    c->v = v;
+    if (rc != 0)
+        return rc;
     memset(&c->v[c->count], 0, sizeof(c->v[c->count]));
     snprintf(c->v[c->count].site, sizeof(c->v[c->count].site), "%s", site);
     c->count++;

@@ -528,21 +528,22 @@ static void render_enrollment(struct mbuf *b, const json_t *status)
                  "The trial-wide enrollment cap (absent until one is set).");
     sample_field(b, en, "enrolled", "trialsync_enrolled_subjects_total", "gauge",
                  "Subjects holding an enrollment slot, over the sites this node knows.");
-    struct family enrolled = {"trialsync_enrolled_subjects", "gauge",
-                              "Subjects of the site holding an enrollment slot.", false};
-    struct family slots = {"trialsync_enrollment_slots", "gauge",
-                           "Enrollment slots the site holds (acknowledged less released).",
-                           false};
+    struct family per_site[] = {
+        {"trialsync_enrolled_subjects", "gauge",
+         "Subjects of the site holding an enrollment slot.", false},
+        {"trialsync_enrollment_slots", "gauge",
+         "Enrollment slots the site holds (acknowledged less released).", false},
+    };
+    static const char *const fields[] = {"enrolled", "slots"};
+    _Static_assert(ARRAY_LEN(per_site) == ARRAY_LEN(fields), "a field per family");
     const json_t *sites = json_object_get(en, "sites");
-    size_t i;
-    const json_t *s;
-    json_array_foreach(sites, i, s) {
-        struct label l = {"site", string_or(s, "site", "")};
-        sample_json(b, &enrolled, &l, 1, json_object_get(s, "enrolled"));
-    }
-    json_array_foreach(sites, i, s) {
-        struct label l = {"site", string_or(s, "site", "")};
-        sample_json(b, &slots, &l, 1, json_object_get(s, "slots"));
+    for (size_t k = 0; k < ARRAY_LEN(fields); k++) {
+        size_t i;
+        const json_t *site;
+        json_array_foreach(sites, i, site) {
+            struct label l = {"site", string_or(site, "site", "")};
+            sample_json(b, &per_site[k], &l, 1, json_object_get(site, fields[k]));
+        }
     }
 }
 

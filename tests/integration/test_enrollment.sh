@@ -113,6 +113,12 @@ assert_eq 3 "$(site_en "$S2" 102 enrolled)" "site 102 counts 3"
 assert_eq 7 "$(site_en "$HUB" 101 slots)" "the hub sees 101's 7 slots"
 assert_eq 3 "$(site_en "$HUB" 102 slots)" "the hub sees 102's 3 slots"
 assert_contains "$("$TRIALSYNC" status --node "$HUB")" "10 enrolled, cap 10" "status says the trial's count"
+SHOW=$("$TRIALSYNC" enrollment show --node "$HUB")
+assert_contains "$SHOW" "10 enrolled, cap 10 (allocated by" "enrollment show: the trial's count and cap"
+assert_eq "101 7 7" "$(printf '%s\n' "$SHOW" | awk '$1 == "101" {print $1, $2, $3}')" \
+    "enrollment show: site 101 has 7 enrolled of 7 slots"
+assert_eq 3 "$("$TRIALSYNC" enrollment show --node "$S2" --json | jq '.sites[0].enrolled')" \
+    "enrollment show --json at site 102"
 
 metrics() {
     local addr token
