@@ -517,7 +517,8 @@ int enroll_node_sites(struct node *n, struct enroll_site **sites, size_t *count)
             c.v[i] = l->s;
         allocator_totals(n, c.v[i].site, &c.v[i]);
     }
-    qsort(c.v, c.count, sizeof(*c.v), site_cmp);
+    if (c.count > 1)
+        qsort(c.v, c.count, sizeof(*c.v), site_cmp);
     *sites = c.v;
     *count = c.count;
     return 0;
