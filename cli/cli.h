@@ -108,6 +108,7 @@ int cli_signed_in_post(const char *node_dir, const char *path, json_t *req, cons
 
 /* `get` on a terminal: the record's lock and quarantined edits, if any. */
 void cli_print_lock_lines(json_t *r);
+int cmd_enrollment(int argc, char **argv);
 int cmd_site(int argc, char **argv);
 int cmd_hub(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
@@ -123,5 +124,9 @@ int cmd_restore(int argc, char **argv);
 size_t cli_display_width(const char *s);
 /* The bytes of s's first chars code points. */
 size_t cli_prefix_bytes(const char *s, size_t chars);
+
+/* Prints the enrollment part of a node's status (cli/enroll.c). */
+typedef struct json_t json_t;
+void cli_enrollment_print(const json_t *en);
 
 #endif

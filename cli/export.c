@@ -1673,6 +1673,10 @@ static int recs_record_cb(void *ctx, const char *type, const char *id)
         const char *v = x->rec.f[k].value;
         if (v == NULL || v[0] == '\0')
             continue;  /* import writes no field for an empty value either */
+        /* A subject's enrollment slot is set by its site's node when it
+         * enrolls (node/enroll_node.h), never imported as data. */
+        if (strcmp(t->fields[k].name, "slot") == 0)
+            continue;
         fputs(first ? "" : ",", f);
         json_put(f, t->fields[k].name);
         fputc(':', f);

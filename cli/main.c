@@ -39,6 +39,8 @@ static void usage(FILE *out)
             "      of a subject (everything under it) or of one record\n"
             "  unlock --node HUBDIR (--subject ID | TYPE ID) --reason TEXT\n"
             "  reapply --node NODEDIR TYPE ID ENTRY [--user NAME]  write a quarantined edit again\n"
+            "  enrollment cap --node HUBDIR --cap N | grant --node HUBDIR --site S --slots N\n"
+            "  enrollment show --node NODEDIR [--json]  enrollment slots under the trial's cap\n"
             "      (a table on a terminal, JSON in a pipe or with --json)\n"
             "  records --node NODEDIR [TYPE]        the records a node holds (JSON)\n"
             "  conflicts --node NODEDIR             fields with concurrent values (JSON)\n"
@@ -97,6 +99,8 @@ int main(int argc, char **argv)
         return cmd_lock(verb, argc - 1, argv + 1);
     if (strcmp(verb, "reapply") == 0)
         return cmd_reapply(argc - 1, argv + 1);
+    if (strcmp(verb, "enrollment") == 0)
+        return cmd_enrollment(argc - 1, argv + 1);
     if (strcmp(verb, "crl") == 0)
         return cmd_crl(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)

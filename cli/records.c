@@ -151,6 +151,7 @@ static void print_status_table(json_t *s)
                (long long)json_integer_value(json_object_get(sae, "at_risk")),
                (long long)json_integer_value(json_object_get(sae, "late")),
                (long long)json_integer_value(json_object_get(sae, "alarms")));
+    cli_enrollment_print(json_object_get(s, "enrollment"));
     json_t *peers = json_object_get(s, "peers");
     printf("\n%-12s %-6s %-10s %-22s %12s %12s %12s %12s %6s %9s\n", "PEER", "ROLE", "STATE",
            "LAST SEEN", "SEND SAFETY", "SEND BULK", "RECV SAFETY", "RECV BULK", "SAES",

@@ -38,6 +38,7 @@
 #include "../proto/codec.h"
 #include "crypto.h"
 #include "dashboard.h"
+#include "enroll_node.h"
 #include "esign.h"
 #include "sysquery.h"
 #include "lockview.h"
@@ -1281,6 +1282,7 @@ static json_t *status_json(struct api *a)
                   "evicted", (json_int_t)a->evicted, "refused_full", (json_int_t)a->refused_full,
                   "timed_out", (json_int_t)a->timed_out, "refused_unauthenticated_body",
                   (json_int_t)a->refused_unauth_body));
+    json_object_set_new(s, "enrollment", enroll_node_json(n));
     if (a->hooks.status_extend != NULL)
         a->hooks.status_extend(a->hooks.ctx, s);
     return s;
@@ -1440,6 +1442,12 @@ static void handle_write(struct api_conn *c, const char *type, const char *id, b
     if (refusal == NULL && strcmp(type, SCHEMA_LOCK_TYPE) == 0)
         refusal = "records are locked with 'trialsync lock' (POST /v1/lock), which records "
                   "what the hub has seen";
+    if (refusal == NULL && (strcmp(type, SCHEMA_QUOTA_TYPE) == 0 ||
+                            strcmp(type, SCHEMA_ENROLLMENT_TYPE) == 0))
+        refusal = "enrollment slots are set with 'trialsync enrollment' (POST "
+                  "/v1/enrollment/cap, /v1/enrollment/grant), which keeps them within the cap";
+    if (refusal == NULL && json_object_get(jfields, "slot") != NULL)
+        refusal = "field 'slot' is set by the site's node when the subject is enrolled";
     struct validate_error verr;
     if (refusal == NULL && c->who == WHO_USER &&
         validate_user_role(c->user.role, type, fields, n, &verr) != 0)
@@ -1720,6 +1728,66 @@ out:
     free(seen);
     free(targets);
     free(cur);
+    json_decref(root);
+}
+
+/* ---- enrollment slots ---------------------------------------------------- */
+
+/*
+ * POST /v1/enrollment/cap {"cap": N, "user": U} and POST /v1/enrollment/grant
+ * {"site": S, "slots": N, "user": U}: a data manager (signed in, or the
+ * integration credential acting for one) at the allocating hub sets the
+ * trial's cap or a site's slots (enroll_node.h: a decrease asks the site's
+ * node to release unused slots).  GET /v1/enrollment: the slots as this
+ * node knows them.
+ */
+static void handle_enrollment(struct api_conn *c, bool grant)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body != NULL ? c->body : "", c->body_len, 0, &jerr);
+    json_t *jcount = json_object_get(root, grant ? "slots" : "cap");
+    json_t *juser = json_object_get(root, "user");
+    const char *site = json_string_value(json_object_get(root, "site"));
+    char user[TS_USER_BYTES_MAX + 1], msg[300];
+
+    if (c->who == WHO_USER && c->user.role != USER_ROLE_DM) {
+        conn_refuse(c, 403, "enrollment slots are set by a data manager (role dm)");
+        goto out;
+    }
+    if (!json_is_integer(jcount) || json_integer_value(jcount) < 0 ||
+        json_integer_value(jcount) > (json_int_t)SCHEMA_COUNT_MAX || (grant && site == NULL) ||
+        (juser != NULL && !json_is_string(juser))) {
+        conn_refuse(c, 400, grant ? "body must be {\"site\": SITE, \"slots\": N, \"user\": NAME}"
+                                  : "body must be {\"cap\": N, \"user\": NAME}");
+        goto out;
+    }
+    const char *refusal = write_user(c, json_string_value(juser), user, sizeof(user));
+    if (refusal != NULL) {
+        conn_refuse(c, 400, refusal);
+        goto out;
+    }
+    struct write_wait *ww = calloc(1, sizeof(*ww));
+    if (ww == NULL) {
+        conn_refuse(c, 500, "out of memory");
+        goto out;
+    }
+    ww->conn = c;
+    snprintf(ww->type, sizeof(ww->type), "%s", grant ? SCHEMA_QUOTA_TYPE : SCHEMA_ENROLLMENT_TYPE);
+    snprintf(ww->id, sizeof(ww->id), "%s%s", grant ? site : SCHEMA_ENROLLMENT_ID,
+             grant ? SCHEMA_QUOTA_SUFFIX : "");
+    c->busy = true;
+    c->refs++;
+    uint64_t count = (uint64_t)json_integer_value(jcount);
+    int rc = grant ? enroll_node_set_slots(c->api->node, site, count, user, msg, sizeof(msg),
+                                           write_done, ww)
+                   : enroll_node_set_cap(c->api->node, count, user, msg, sizeof(msg), write_done,
+                                         ww);
+    if (rc != 0) {
+        c->refs--;
+        free(ww);
+        conn_refuse(c, http_status_of(rc), msg);
+    }
+out:
     json_decref(root);
 }
 
@@ -2556,6 +2624,10 @@ static void dispatch(struct api_conn *c)
     } else if (strcmp(path, "/v1/sdv") == 0 && method == HTTP_POST) {
         handle_sdv(c);
         return;  /* handle_sdv ends the request */
+    } else if ((strcmp(path, "/v1/enrollment/cap") == 0 ||
+                strcmp(path, "/v1/enrollment/grant") == 0) && method == HTTP_POST) {
+        handle_enrollment(c, strcmp(path, "/v1/enrollment/grant") == 0);
+        return;  /* handle_enrollment ends the request */
     } else if (strcmp(path, "/v1/sign") == 0 && method == HTTP_POST) {
         handle_sign(c);
         return;  /* handle_sign ends the request */
@@ -2587,6 +2659,8 @@ static void dispatch(struct api_conn *c)
         handle_conflicts(c, query);
     } else if (strcmp(path, "/v1/status") == 0) {
         handle_status(c);
+    } else if (strcmp(path, "/v1/enrollment") == 0) {
+        conn_send_json(c, 200, enroll_node_json(c->api->node));
     } else if (strcmp(path, "/v1/digest") == 0) {
         handle_digest(c, query);
     } else if (strcmp(path, "/v1/saes") == 0) {

@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "enroll.h"
+
 _Static_assert(TS_ID_BYTES_MAX <= UINT8_MAX, "an origin length fits in one byte");
 _Static_assert(TS_SUPERSEDES_MAX <= MERGE_DEAD_MAX,
                "one write's supersedes must fit in an empty dead set");
@@ -202,6 +204,12 @@ static struct display_key display_key_of(enum merge_policy policy, const char *t
          * entry writes, so the round field's own value is its round. */
         k.major = lw->round;
         break;
+    case MERGE_POLICY_MAX: {
+        /* A value that is not a count (never admitted) sorts below 0. */
+        uint64_t count;
+        k.major = enroll_count_parse(lw->value, &count) ? (int64_t)count : -1;
+        break;
+    }
     case MERGE_POLICY_LATEST:
     case MERGE_POLICY_WRITE_ONCE:
     case MERGE_POLICY_APPEND:
@@ -290,6 +298,7 @@ bool merge_conflict(const char *type, const char *field, const struct field_stat
     case MERGE_POLICY_APPEND:
     case MERGE_POLICY_QUERY_STATE:
     case MERGE_POLICY_ROUND:
+    case MERGE_POLICY_MAX:
         return false;
     case MERGE_POLICY_RANK: {
         int shown = merge_display(type, field, s);

@@ -518,6 +518,35 @@ static void render_signin(struct mbuf *b, const json_t *status)
                  "Sign-ins refused unchecked after too many failures for a user or address.");
 }
 
+/* Enrollment slots (enroll_node.h): per site as this node knows them. */
+static void render_enrollment(struct mbuf *b, const json_t *status)
+{
+    const json_t *en = json_object_get(status, "enrollment");
+    if (!json_is_object(en))
+        return;
+    sample_field(b, en, "cap", "trialsync_enrollment_cap", "gauge",
+                 "The trial-wide enrollment cap (absent until one is set).");
+    sample_field(b, en, "enrolled", "trialsync_enrolled_subjects_total", "gauge",
+                 "Subjects holding an enrollment slot, over the sites this node knows.");
+    struct family per_site[] = {
+        {"trialsync_enrolled_subjects", "gauge",
+         "Subjects of the site holding an enrollment slot.", false},
+        {"trialsync_enrollment_slots", "gauge",
+         "Enrollment slots the site holds (acknowledged less released).", false},
+    };
+    static const char *const fields[] = {"enrolled", "slots"};
+    _Static_assert(ARRAY_LEN(per_site) == ARRAY_LEN(fields), "a field per family");
+    const json_t *sites = json_object_get(en, "sites");
+    for (size_t k = 0; k < ARRAY_LEN(fields); k++) {
+        size_t i;
+        const json_t *site;
+        json_array_foreach(sites, i, site) {
+            struct label l = {"site", string_or(site, "site", "")};
+            sample_json(b, &per_site[k], &l, 1, json_object_get(site, fields[k]));
+        }
+    }
+}
+
 static void render_sae_totals(struct mbuf *b, const json_t *status)
 {
     const json_t *sae = json_object_get(status, "sae");
@@ -740,6 +769,7 @@ int metrics_render(const json_t *status, const json_t *saes, char **out, size_t 
     render_handshake_failures(&b, status);
     render_duplicates(&b, status);
     render_sae_totals(&b, status);
+    render_enrollment(&b, status);
     render_signin(&b, status);
     render_clock(&b, status);
     if (json_is_object(saes))

@@ -26,6 +26,7 @@
 
 #include "../proto/codec.h"
 #include "lockview.h"
+#include "enroll_node.h"
 #include "merge.h"
 #include "pki.h"
 #include "schema.h"
@@ -336,6 +337,7 @@ void node_close(struct node *n)
         return;
     node_flush(n);
     n->closing = true;
+    enroll_node_free(n);
     store_close(n->store);
     n->store = NULL;
     crypto_pubkey_free(n->pubkey);
@@ -736,6 +738,13 @@ int node_write(struct node *n, const struct node_write *w, node_write_cb cb, voi
         return rc;
     if (strlen(w->type) > TS_TYPE_BYTES_MAX || strlen(w->id) > TS_ID_BYTES_MAX)
         return result_error(now, TS_ERR_INVALID, "record type or id too long%s", "");
+    /* An enrollment takes one of the site's slots (enroll_node.h). */
+    struct validate_field enroll_fields[TS_WRITES_PER_ENTRY_MAX];
+    struct node_write enrolled;
+    rc = enroll_node_prepare(n, w, !p->in_delivery, &enrolled, enroll_fields, now);
+    if (rc != 0)
+        return rc;
+    w = &enrolled;
 
     uint64_t rh = record_hash(w->type, w->id);
     /* Restarts after a flush: its callbacks may have queued this record again. */
@@ -853,7 +862,13 @@ int node_write_many(struct node *n, const struct node_write *ws, size_t count, b
             continue;
         }
         enum lane lane;
-        rc = entry_prepare(n, w, &heads, &bufs[i], &lens[i], &lane, &hlcs[i], &r);
+        struct validate_field enroll_fields[TS_WRITES_PER_ENTRY_MAX];
+        struct node_write enrolled;
+        /* A row that enrolls takes a slot; admission counts them (all or
+         * nothing, like the rest of the import). */
+        rc = enroll_node_prepare(n, w, false, &enrolled, enroll_fields, &r);
+        if (rc == 0)
+            rc = entry_prepare(n, &enrolled, &heads, &bufs[i], &lens[i], &lane, &hlcs[i], &r);
         if (rc != 0) {
             refused(ctx, i, &r);
             bad++;

@@ -55,6 +55,7 @@ typedef void (*node_write_cb)(void *ctx, const struct node_write_result *r);
 typedef void (*node_commit_cb)(void *ctx);
 
 struct node_pending;
+struct enroll_ledger;
 
 /* node.revoked: "this site was revoked on <date>: <reason>", a reason
  * (TS_REASON_BYTES_MAX) and a date with room to spare. */
@@ -123,6 +124,8 @@ struct node {
     char health_why[sizeof(((struct ts_error *)0)->msg)];  /* "" while ok */
     node_failed_cb on_storage_failed;
     void *on_storage_failed_ctx;
+    /* Enrollment slots per site (enroll_node.h); made on first use. */
+    struct enroll_ledger *enroll;
     bool closing;
 };
 

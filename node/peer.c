@@ -50,6 +50,7 @@
 
 #include "../proto/codec.h"
 #include "../proto/protocol.h"
+#include "enroll_node.h"
 #include "hlc.h"
 #include "lockview.h"
 #include "merge.h"
@@ -208,7 +209,8 @@ static uint64_t link_clock_ms(const struct peer_mgr *m);
 
 /* The rules of validate_entry, as metric labels (validate_error.rule). */
 static const char *const admit_rule_names[] = {
-    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "lock", "revoked", "other",
+    "type", "key", "field", "value", "role", "user", "scope", "supersedes", "lock", "revoked",
+    "enrollment", "other",
 };
 #define ADMIT_RULES_COUNT (sizeof(admit_rule_names) / sizeof(admit_rule_names[0]))
 
@@ -2080,6 +2082,7 @@ static void tick_cb(uv_timer_t *t)
     }
     node_health_check(m->node);  /* disk low or back, a RocksDB background error */
     safety_tick(m->safety, m->node->wall_ms());
+    enroll_node_tick(m->node);
     for (struct session *s = m->sessions, *next; s != NULL; s = next) {
         next = s->next;
         if (s->state != SESSION_STATE_STREAMING)
@@ -2212,6 +2215,13 @@ static int lookup_crl_check(void *ctx, const char *pem, int64_t *number, char *w
     return rc;
 }
 
+/* validate_lookup.enroll_view: the node's ledger of slots. */
+static int lookup_enroll_view(void *ctx, const struct entry *e, struct enroll_view *out)
+{
+    struct peer_mgr *m = ctx;
+    return enroll_node_view(m->node, e, out);
+}
+
 static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err)
 {
     struct peer_mgr *m = ctx;
@@ -2235,6 +2245,7 @@ static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err
         .crl_check = lookup_crl_check,
         .user_info = lookup_user_info,
         .lock_targets = lookup_lock_targets,
+        .enroll_view = lookup_enroll_view,
         .ctx = m,
         .now_ms = 0,
         .skew_ms = m->node->cfg.clock_skew_max_ms,
@@ -2249,8 +2260,10 @@ static int entry_check_cb(void *ctx, const struct entry *e, struct ts_error *err
     }
     struct validate_error verr;
     int rc = validate_entry(e, role, &lk, &verr);
-    if (rc == 0)
+    if (rc == 0) {
+        enroll_node_note(m->node, e);
         return 0;
+    }
     snprintf(m->refused_rule, sizeof(m->refused_rule), "%s", verr.rule);
     return ts_error_set(err, rc, "%s/%s/%" PRIu64 " (%s %s) %s by rule '%s': %s", e->origin,
                         e->lane == LANE_SAFETY ? "safety" : "bulk", e->seq, e->record_type,

@@ -67,6 +67,8 @@ static const struct schema_term terms_member_status[] = {
     { "active", 0 }, { "revoked", 0 }, { NULL, 0 },
 };
 
+static const struct schema_term terms_slot[] = { { "Y", 0 }, { NULL, 0 } };
+
 static const struct schema_term terms_user_role[] = {
     { "crc", 0 }, { "investigator", 0 }, { "monitor", 0 }, { "dm", 0 }, { "safety", 0 },
     { "viewer", 0 }, { "metrics", 0 }, { NULL, 0 },
@@ -154,6 +156,12 @@ static const struct schema_field subject_fields[] = {
       "DSSTDTC", "Start date/time of disposition event" },
     { "eie", KIND_TERM, terms_yn, MERGE_POLICY_LATEST, SITE | HUB, NULL, false, false,
       "", "Entered in error" },
+    /* Set by the site's node, with the status that first enrolls the subject:
+     * the subject takes one of the site's enrollment slots, for good
+     * (node/enroll.h).  Only the site writes it, so every node counts the
+     * site's slots from the site's own chain. */
+    { "slot", KIND_TERM, terms_slot, MERGE_POLICY_WRITE_ONCE, SITE, NULL, false, false,
+      "", "Takes one of the site's enrollment slots" },
 };
 
 static const struct schema_field visit_fields[] = {
@@ -339,6 +347,28 @@ static const struct schema_field user_fields[] = {
       "", "Salted slow hash of the user's token" },
 };
 
+/* The trial's enrollment cap (node/enroll.h): set at one hub, which becomes
+ * the allocator of slots for good; only it changes the cap or grants. */
+static const struct schema_field enrollment_fields[] = {
+    { "cap", KIND_COUNT, NULL, MERGE_POLICY_LATEST, HUB, NULL, false, false,
+      "", "Trial-wide enrollment cap" },
+    { "allocator", KIND_NODE, NULL, MERGE_POLICY_WRITE_ONCE, HUB, NULL, false, false,
+      "", "The hub that allocates enrollment slots" },
+};
+
+/* One site's enrollment slots, as monotonic totals (escrow: Balegas et al.,
+ * EuroSys 2015): the site may enroll acknowledged - released subjects. */
+static const struct schema_field quota_fields[] = {
+    { "granted", KIND_COUNT, NULL, MERGE_POLICY_MAX, HUB, NULL, false, true,
+      "", "Slots ever granted to the site (by the allocating hub)" },
+    { "release_requested", KIND_COUNT, NULL, MERGE_POLICY_MAX, HUB, NULL, false, true,
+      "", "Slots the allocating hub asked the site to give back (total)" },
+    { "acknowledged", KIND_COUNT, NULL, MERGE_POLICY_MAX, SITE, NULL, false, true,
+      "", "Granted slots the site's node has seen (total)" },
+    { "released", KIND_COUNT, NULL, MERGE_POLICY_MAX, SITE, NULL, false, true,
+      "", "Unused slots the site's node gave back (total)" },
+};
+
 static const struct schema_type types[] = {
     { "subject", "DM", "<site>-<number>, e.g. 101-0003", true, SITE | HUB, subject_fields,
       COUNT_OF(subject_fields) },
@@ -362,6 +392,10 @@ static const struct schema_type types[] = {
       access_fields, COUNT_OF(access_fields) },
     { SCHEMA_LOCK_TYPE, "", "<subject>-LOCK, e.g. 101-0003-LOCK", true, HUB, lock_fields,
       COUNT_OF(lock_fields) },
+    { SCHEMA_ENROLLMENT_TYPE, "", SCHEMA_ENROLLMENT_ID, false, HUB, enrollment_fields,
+      COUNT_OF(enrollment_fields) },
+    { SCHEMA_QUOTA_TYPE, "", "<site>" SCHEMA_QUOTA_SUFFIX ", e.g. 101" SCHEMA_QUOTA_SUFFIX, true,
+      SITE | HUB, quota_fields, COUNT_OF(quota_fields) },
 };
 
 #undef SITE
@@ -521,6 +555,14 @@ static bool access_key_ok(const char *s, size_t len)
     return user < s + len && schema_id_ok(user);
 }
 
+/* `<site>-QUOTA`: a site id of letters and digits. */
+static bool quota_key_ok(const char *s, size_t len)
+{
+    size_t suffix = sizeof(SCHEMA_QUOTA_SUFFIX) - 1;
+    return len > suffix && strcmp(s + len - suffix, SCHEMA_QUOTA_SUFFIX) == 0 &&
+           lex_all(s, len - suffix, lex_alnum);
+}
+
 static bool query_key_ok(const char *s, size_t len)
 {
     if (len < 2 || s[0] != 'Q' || s[1] != '-')
@@ -562,6 +604,10 @@ bool schema_key_ok(const char *type, const char *id)
         return access_key_ok(id, len);
     if (strcmp(type, SCHEMA_LOCK_TYPE) == 0)
         return len > 5 && strcmp(id + len - 5, "-LOCK") == 0 && subject_key_ok(id, len - 5);
+    if (strcmp(type, SCHEMA_ENROLLMENT_TYPE) == 0)
+        return strcmp(id, SCHEMA_ENROLLMENT_ID) == 0;
+    if (strcmp(type, SCHEMA_QUOTA_TYPE) == 0)
+        return quota_key_ok(id, len);
     return false;
 }
 
@@ -669,6 +715,10 @@ bool schema_user_may_write(enum schema_user_role r, const struct schema_type *t,
 {
     assert(t != NULL);
     assert(f != NULL);
+    /* Enrollment cap and slots: the data manager's, at the allocating hub;
+     * a site's acknowledgements and releases are its node's own. */
+    if (strcmp(t->name, SCHEMA_ENROLLMENT_TYPE) == 0 || strcmp(t->name, SCHEMA_QUOTA_TYPE) == 0)
+        return r == USER_ROLE_DM && (f->writers & SCHEMA_ROLE_HUB) != 0;
     /* Membership, revocation and accounts are the admin's, through a hub. */
     if (!t->site_scoped)
         return false;

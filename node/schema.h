@@ -33,6 +33,8 @@ enum merge_policy {
     MERGE_POLICY_ROUND,       /* query round: highest round shown; a rule, never a conflict */
     MERGE_POLICY_WRITE_ONCE,  /* keys: earliest (hlc, origin) shown; a second value is a conflict */
     MERGE_POLICY_APPEND,      /* query messages: every write kept and shown, never a conflict */
+    MERGE_POLICY_MAX,         /* a monotonic total (enrollment slots): highest number shown;
+                               * a rule, never a conflict */
 };
 
 enum schema_kind {
@@ -53,7 +55,13 @@ enum schema_kind {
                      * sdv.target: also "ae/<id>" */
     KIND_FIELDS,    /* sdv.fields: field names of the target, comma-separated; "" all */
     KIND_DIGEST,    /* a SHA-256 digest as 64 lowercase hex digits */
+    KIND_COUNT,     /* a count of enrollment slots: decimal 0..SCHEMA_COUNT_MAX */
+    KIND_NODE,      /* a node id (enrollment.allocator): an id of letters and digits */
 };
+
+/* The largest enrollment cap or slot count: far above any trial's size, and
+ * small enough that sums over every site never overflow a uint64_t. */
+#define SCHEMA_COUNT_MAX 1000000000u
 
 /* SDTM character variables hold at most 200 bytes; codes are no longer. */
 #define SCHEMA_CODE_BYTES_MAX 200
@@ -221,6 +229,15 @@ bool schema_user_is_integration(const char *user, const char **on_behalf);
 /* A data manager's lock of a subject's records (node/lock.h): key
  * <subject>-LOCK, written at a hub, one epoch per lock or unlock. */
 #define SCHEMA_LOCK_TYPE "lock"
+/* The trial's enrollment cap and the hub that allocates slots under it: one
+ * record, key "trial", written at that hub (node/enroll.h). */
+#define SCHEMA_ENROLLMENT_TYPE "enrollment"
+#define SCHEMA_ENROLLMENT_ID "trial"
+/* One site's enrollment slots: key <site>-QUOTA, granted and release
+ * requests by the allocating hub, acknowledgements and releases by the
+ * site's node (node/enroll.h). */
+#define SCHEMA_QUOTA_TYPE "quota"
+#define SCHEMA_QUOTA_SUFFIX "-QUOTA"
 #define SCHEMA_MEMBER_TYPE "member"
 #define SCHEMA_QUERY_TYPE "query"
 /* The trial CA's revocation list, carried by replication: one record. */

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "enroll.h"
 #include "merge.h"
 #include "hlc.h"
 #include "lex.h"
@@ -87,11 +88,12 @@ static void join_types(char *dst, size_t cap)
     const struct schema_type *t = schema_types(&count);
     dst[0] = '\0';
     for (size_t i = 0; i < count; i++) {
-        /* Signatures, SDV marks and access events are made by their own
-         * verbs and by the node, not written as data. */
+        /* Signatures, SDV marks, access events and slots are made by their
+         * own verbs and by the node, not written as data. */
         if (!t[i].site_scoped || strcmp(t[i].name, SCHEMA_SIGNATURE_TYPE) == 0 ||
             strcmp(t[i].name, SCHEMA_SDV_TYPE) == 0 || strcmp(t[i].name, SCHEMA_ACCESS_TYPE) == 0 ||
-            strcmp(t[i].name, SCHEMA_LOCK_TYPE) == 0)
+            strcmp(t[i].name, SCHEMA_LOCK_TYPE) == 0 ||
+            strcmp(t[i].name, SCHEMA_QUOTA_TYPE) == 0)
             continue;
         if (dst[0] != '\0')
             append(dst, cap, ", ");
@@ -436,6 +438,12 @@ static void kind_allowed(const char *id, const struct schema_field *f, char *buf
     case KIND_FIELDS:
         append(buf, cap, "field names, comma-separated");
         return;
+    case KIND_COUNT:
+        append(buf, cap, "a whole number from 0 to 1000000000");
+        return;
+    case KIND_NODE:
+        append(buf, cap, "a node id of letters and digits");
+        return;
     }
     assert(!"unknown value kind");
 }
@@ -637,6 +645,18 @@ static int check_value(const char *type, const char *id, const struct schema_fie
 
     case KIND_FIELDS:
         if (len <= 1024 && lex_all(value, len, field_list_char))
+            return 0;
+        break;
+
+    case KIND_COUNT: {
+        uint64_t count;
+        if (enroll_count_parse(value, &count))
+            return 0;
+        break;
+    }
+
+    case KIND_NODE:
+        if (schema_id_ok(value) && lex_all(value, len, lex_alnum))
             return 0;
         break;
 
@@ -896,7 +916,9 @@ int validate_write(const char *type, const char *id,
     memset(err, 0, sizeof(*err));
 
     const struct schema_type *t = type != NULL ? schema_type_find(type) : NULL;
-    if (t == NULL || !t->site_scoped) {
+    /* The enrollment cap is trial-wide, written by the allocating hub's
+     * node on a data manager's word (enroll_node.h). */
+    if (t == NULL || (!t->site_scoped && strcmp(type, SCHEMA_ENROLLMENT_TYPE) != 0)) {
         join_types(allowed, sizeof(allowed));
         error_about(err, "", type, allowed);
         return refuse(err, TS_ERR_INVALID, "record type '%s' is not known; allowed types: %s",
@@ -1509,6 +1531,18 @@ int validate_entry(const struct entry *e, unsigned origin_role, const struct val
                                 "site %s supersedes a write of %s (%s), which it may not hold",
                                 e->origin, r->origin, role == 0 ? "unknown" : role_word(role));
         }
+    }
+
+    if (lk != NULL && lk->enroll_view != NULL && enroll_entry_concerns(e)) {
+        struct enroll_view view;
+        struct enroll_refusal why;
+        memset(&view, 0, sizeof(view));
+        if (lk->enroll_view(lk->ctx, e, &view) != 0)
+            return admit_refuse(err, "pending", TS_ERR_AGAIN, "the enrollment slots of site "
+                                "'%.32s' cannot be read here now", scope);
+        rc = enroll_admit(e, origin_role, &view, &why);
+        if (rc != 0)
+            return admit_refuse(err, why.rule, rc, "%s", why.msg);
     }
     return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "../proto/entry.h"
 #include "../proto/errors.h"
+#include "enroll.h"
 #include "schema.h"
 
 struct validate_field {
@@ -122,6 +123,9 @@ struct validate_lookup {
      * every version of that epoch, comma-joined) copied into buf; 0, or
      * non-zero when this node does not hold that epoch (yet). */
     int (*lock_targets)(void *ctx, const char *subject, uint64_t epoch, char *buf, size_t cap);
+    /* What this node knows of the slots an entry's admission rests on
+     * (enroll.h): 0 with out filled; NULL skips the enrollment rules. */
+    int (*enroll_view)(void *ctx, const struct entry *e, struct enroll_view *out);
     void *ctx;
     uint64_t now_ms;   /* this node's wall clock; 0 skips the clock bound */
     uint64_t skew_ms;  /* how far ahead of now_ms an entry may be stamped */
@@ -157,6 +161,9 @@ struct validate_lookup {
  *     subject, visit or AE entry carries one; an entry whose lock epoch's
  *     targets cover its record is refused (rule `lock`: its writer had seen
  *     the lock), and one naming an epoch not held here is held back.
+ *   - enrollment slots (enroll_admit, with lk->enroll_view): a site takes a
+ *     slot only within its acknowledged slots, releases only unused ones,
+ *     and only the allocating hub grants them or sets the cap.
  * Returns 0; TS_ERR_AUTH or TS_ERR_INVALID (refused: err names the rule and
  * says why); TS_ERR_AGAIN (not yet: the query's creation is not held, or the
  * entry is ahead of the clock; retry later, nothing is wrong with the peer).

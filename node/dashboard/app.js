@@ -589,6 +589,20 @@ function renderNode(status) {
 
 // Alarms the node raises that a person must act on: two nodes running one
 // site's bundle (hub), this site revoked (site).
+// Enrollment slots (/v1/status "enrollment"): subjects enrolled against the
+// trial's cap, and per site enrolled of its slots in the tile's tooltip.
+function renderEnrollment(status) {
+  const en = status.enrollment !== null && typeof status.enrollment === 'object' ? status.enrollment : null;
+  const enrolled = en !== null && num(en.enrolled) !== null ? en.enrolled : null;
+  const cap = en !== null && num(en.cap) !== null ? en.cap : null;
+  byId('n-enrolled').textContent = enrolled === null ? '-' : String(enrolled);
+  byId('l-enrolled').textContent = cap === null ? 'enrolled (no cap set)' : 'enrolled of a cap of ' + cap;
+  const sites = en !== null && Array.isArray(en.sites) ? en.sites : [];
+  byId('tile-enrolled').title = sites.map((s) => 'site ' + str(s.site) + ': ' + num(s.enrolled) +
+    (s.under_quota === true ? ' of ' + num(s.slots) + ' slots' : ' (no slots yet)')).join('\n');
+  byId('tile-enrolled').className = 'tile' + (cap !== null && enrolled !== null && enrolled >= cap ? ' warn' : '');
+}
+
 function renderAlarms(status) {
   const lines = [];
   if (typeof status.revoked === 'string') {
@@ -633,6 +647,7 @@ async function refresh() {
     const late = renderSaes(saes, status, now);
     renderSites(status, now);
     renderConflicts(conflicts, status);
+    renderEnrollment(status);
     renderQueries();
     const site = siteOfHash();
     if (site !== null) await renderSitePage(site, status, now);

@@ -141,6 +141,21 @@ HUB_MSG_REF="$HID/$(jq -r '.lane == "safety" | if . then 0 else 1 end' "$WORK/pu
 wait_until 10 "$Q101 reaching site 101" site_has 101 query "$Q101"
 wait_until 10 "$Q102 reaching site 102" site_has 102 query "$Q102"
 ok "set-up: hub $HID, sites 101 and 102, queries $Q102 (site 102's) and $Q101 (site 101's, CRO message $HUB_MSG_REF)"
+# Enrollment slots: a cap of 4, one slot for site 101, which its node
+# acknowledges and its subject 101-0002 takes.
+"$TRIALSYNC" enrollment cap --node "$HUB" --cap 4 --user dm1 > "$WORK/cap.out" 2>&1 \
+    || fail "enrollment cap: $(cat "$WORK/cap.out")"
+"$TRIALSYNC" enrollment grant --node "$HUB" --site 101 --slots 1 --user dm1 > "$WORK/grant.out" 2>&1 \
+    || fail "enrollment grant: $(cat "$WORK/grant.out")"
+site101_slots() { "$TRIALSYNC" status --node "$WORK/site-101" --json | jq '.enrollment.sites[0].slots'; }
+wait_until 10 "site 101 acknowledging its slot" test "$(site101_slots)" = 1
+"$TRIALSYNC" put --node "$WORK/site-101" subject 101-0002 site=101 sex=M status=enrolled \
+    --user coordinator > "$WORK/enrol.out" 2>&1 || fail "enroll 101-0002: $(cat "$WORK/enrol.out")"
+hub_enrolled_101() {
+    hub_status | jq '.enrollment.sites[] | select(.site == "101") | .enrolled'
+}
+wait_until 10 "101-0002's enrollment at the hub" test "$(hub_enrolled_101)" = 1
+ok "set-up: cap 4, site 101 holds 1 slot, taken by 101-0002"
 # The hostile site is the real site 101's identity and chain: the node stops
 # (the tool reads its store), the tool speaks for it.
 stop_node site101
@@ -238,6 +253,26 @@ case_users() {  # the entry's user: who the site claims acted
     assert_eq 3 "$EVIL_RC" "users: an unknown user's entry is held back, not acked"
     assert_unchanged "$before" "users: nothing applied for the unknown user"
     site_ok 102 "users"
+}
+
+# Enrollment beyond the site's slots, spoken directly over the protocol: the
+# hub refuses by rule whatever the site's node would have said.
+case_enrollment() {
+    attack "site 101 enrolling past its 1 slot" enrollment subject 101-0003 site=101 sex=M \
+        status=enrolled slot=Y
+    attack "site 101 enrolling without taking a slot" enrollment subject 101-0004 site=101 \
+        sex=M status=randomized
+    attack "site 101 taking a slot off the bulk lane" enrollment subject 101-0005 site=101 \
+        sex=M status=enrolled slot=Y --lane safety
+    attack "site 101 acknowledging 50 slots never granted" enrollment quota 101-QUOTA \
+        acknowledged=50
+    attack "site 101 releasing the slot its subject holds" enrollment quota 101-QUOTA released=1
+    attack "site 101 granting itself slots" role quota 101-QUOTA granted=50
+    attack "site 101 setting the trial's cap" role enrollment trial cap=100 allocator=101 --site -
+    assert_eq 1 "$(hub_enrolled_101)" "enrollment: the hub still counts 1 enrolled at site 101"
+    if hub_has subject 101-0003; then fail "enrollment: 101-0003 reached the hub"; fi
+    ok "enrollment: no subject past the slots at the hub"
+    site_ok 102 "enrollment"
 }
 
 # A refused chain is refused on its link alone: over the very link that
@@ -404,7 +439,7 @@ case_answer() {
     site_ok 102 "after the legit answer"
 }
 
-ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede users clock
+ALL_CASES="role_target close text coding unknown_field bad_term scope member supersede users enrollment clock
 link_goes_on lock restart answer"
 for c in ${HOSTILE_SITE_CASES:-$ALL_CASES}; do
     declare -F "case_$c" > /dev/null || fail "no such case: $c (cases: $(echo $ALL_CASES))"

@@ -64,7 +64,7 @@ assert_eq 1 "$(echo "$cols" | wc -l)" "site list's columns align by characters (
 rc=0
 "$TRIALSYNC" records --node "$HUB" patient > "$WORK/out" 2> "$WORK/err" || rc=$?
 assert_eq 1 "$rc" "records of an unknown type fails"
-assert_eq "trialsync: unknown type 'patient'; allowed: subject, visit, ae, query, signature, sdv, access, lock" \
+assert_eq "trialsync: unknown type 'patient'; allowed: subject, visit, ae, query, signature, sdv, access, lock, quota" \
     "$(cat "$WORK/err")" "records of an unknown type names the types allowed"
 assert_eq 0 "$(record_count "$HUB" subject)" "records of a known type still answers"
 # A hub writes only for sites of the trial: 103 was never added.

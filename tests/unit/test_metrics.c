@@ -785,12 +785,17 @@ static void test_metrics_hub_status_lines(void)
      * dashboard's sessions and refusals) + 3 storage states + the
      * disk guard + start time + the node's
      * and the CA's certificate expiry + 11 buckets + sum + count + 5 process
-     * + the hub's unacknowledged SAE deadlines + 2 sign-in counters. */
+     * + the hub's unacknowledged SAE deadlines + 2 sign-in counters + the
+     * trial's enrolled total and each site's enrolled and slots (no cap set:
+     * no cap sample). */
     size_t peers = json_array_size(json_object_get(s, "peers"));
+    size_t enroll_sites = json_array_size(json_object_get(json_object_get(s, "enrollment"), "sites"));
+    assert_line(out, "trialsync_enrolled_subjects_total 0");
     size_t deadlines = count_substr(out, "\ntrialsync_sae_deadline_timestamp_seconds{");
     CU_ASSERT_EQUAL(peers, 2);
     CU_ASSERT_EQUAL(check_well_formed(out), 2 + peers * 13 + 3 + json_object_size(fails) + 4 + 1 +
-                                                10 + 3 + 1 + 1 + 2 + 11 + 2 + 5 + deadlines + 2);
+                                                10 + 3 + 1 + 1 + 2 + 11 + 2 + 5 + deadlines + 2 +
+                                                1 + 2 * enroll_sites);
     assert_line(out, "# TYPE trialsync_api_signin_failures_total counter");
     assert_line(out, "# TYPE trialsync_api_signin_limited_total counter");
     /* The storage state: one sample per state, 1 for the node's. */
