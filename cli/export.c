@@ -282,11 +282,20 @@ static bool time_parse(const char *s, int64_t *ms)
 
 /* ---- escaping ------------------------------------------------------------- */
 
-/* XML text or attribute value; control characters XML 1.0 forbids become '?'. */
+/* XML text or attribute value; control characters XML 1.0 forbids become '?'.
+ * Runs of characters that need no escape are written at once. */
 static void xml_put(FILE *f, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '&' && c != '<' && c != '>' && c != '"')
+            continue;
+        if (p > run)
+            fwrite(run, 1, (size_t)(p - run), f);
+        run = p + 1;
+        switch (c) {
+        case '\0': return;
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
@@ -294,8 +303,7 @@ static void xml_put(FILE *f, const char *s)
         case '\t': fputs("&#9;", f); break;
         case '\n': fputs("&#10;", f); break;
         case '\r': fputs("&#13;", f); break;
-        default:
-            fputc(*p < 0x20 ? '?' : *p, f);
+        default: fputc('?', f);
         }
     }
 }
@@ -303,21 +311,24 @@ static void xml_put(FILE *f, const char *s)
 static void json_put(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (p > run)
+            fwrite(run, 1, (size_t)(p - run), f);
+        run = p + 1;
+        switch (c) {
+        case '\0': fputc('"', f); return;
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
         case '\n': fputs("\\n", f); break;
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
+        default: fprintf(f, "\\u%04x", c);
         }
     }
-    fputc('"', f);
 }
 
 /* RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
