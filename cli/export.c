@@ -13,8 +13,11 @@
  *   it works on a stopped node and beside a running one; the view is the
  *   store as it was when the export opened it.
  * - Streaming: records are read one at a time (subjects by id, each with its
- *   visits and AEs by id) and written as they are read; memory holds one
+ *   visits and AEs by id) by store walks, one forward cursor per record type
+ *   and no seek per record, and written as they are read; memory holds one
  *   record and the output buffers, whatever the size of the trial.
+ * - --as-of TIME: the records as rebuilt from the entries whose HLC time is
+ *   at or before TIME (the same on every node holding them).
  * - Every OID, variable name, label and code list comes from the schema
  *   table (node/schema.h); this file keeps no field list of its own, only
  *   the SDTM identifier variables (STUDYID, USUBJID, ...) a domain adds.
@@ -64,8 +67,10 @@ static const char EXPORT_USAGE[] =
     "  records-ndjson  the subjects, visits and AEs with their displayed values, one\n"
     "                line each, in the NDJSON form `trialsync import` reads\n"
     "TIME is ISO 8601 UTC: 2024-05-01, 2024-05-01T10:00, 2024-05-01T10:00:00Z.\n"
-    "--as-of names the file's creation time (default: the newest write held), so\n"
-    "two nodes holding the same entries write byte-identical files.\n"
+    "--as-of exports the trial as it was at TIME: only entries whose HLC time (set\n"
+    "where they were written) is at or before TIME; it is also the file's time\n"
+    "(default: the newest write held), so two nodes holding the same entries write\n"
+    "byte-identical files.\n"
     "Entered-in-error records are left out of sdtm-csv and dataset-json; fields\n"
     "with concurrent values are listed in the TSCONFL variable (ODM: an Annotation).\n";
 
