@@ -676,6 +676,26 @@ static int walk_subjects(struct exporter *x, subject_fn fn)
     return rc;
 }
 
+/* fn on each subject in the export, the walks opened for it and closed after. */
+static int walk_export(struct exporter *x, subject_fn fn)
+{
+    int rc = walks_open(x);
+    if (rc == 0)
+        rc = walk_subjects(x, fn);
+    walks_close(x);
+    return rc;
+}
+
+/* fn on the subject's own record (the subject walk's current one), then on
+ * each of its visits and AEs. */
+static int walk_subject_records(struct exporter *x, const char *id, record_fn fn)
+{
+    int rc = fn(x, x->walk[W_SUBJECT]);
+    if (rc == 0)
+        rc = walk_children(x, W_VISIT, id, fn);
+    return rc != 0 ? rc : walk_children(x, W_AE, id, fn);
+}
+
 /* ---- ODM ------------------------------------------------------------------ */
 
 static const char *odm_datatype(const struct schema_field *f)
@@ -1008,15 +1028,20 @@ static void odm_items(struct exporter *x)
             continue;
         char name[TS_FIELD_BYTES_MAX + 1];
         field_name(&t->fields[k], name);
-        fprintf(f, "       <ItemData ItemOID=\"IT.%s.%s\" Value=\"", t->domain, name);
+        /* fputs, not fprintf: this line is most of an ODM file. */
+        fputs("       <ItemData ItemOID=\"IT.", f);
+        fputs(t->domain, f);
+        fputc('.', f);
+        fputs(name, f);
+        fputs("\" Value=\"", f);
         xml_put(f, rf->value);
         if (!rf->conflict) {
-            fprintf(f, "\"/>\n");
+            fputs("\"/>\n", f);
             continue;
         }
-        fprintf(f, "\">\n        <Annotation SeqNum=\"1\"><Comment SponsorOrSite=\"Sponsor\">");
+        fputs("\">\n        <Annotation SeqNum=\"1\"><Comment SponsorOrSite=\"Sponsor\">", f);
         xml_put(f, rf->live);
-        fprintf(f, "</Comment></Annotation>\n       </ItemData>\n");
+        fputs("</Comment></Annotation>\n       </ItemData>\n", f);
     }
 }
 
@@ -1240,10 +1265,7 @@ static int export_odm(struct exporter *x)
     fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
     xml_put(f, trial);
     fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
-    rc = walks_open(x);
-    if (rc == 0)
-        rc = walk_subjects(x, odm_subject);
-    walks_close(x);
+    rc = walk_export(x, odm_subject);
     if (rc != 0)
         return rc;
     fprintf(f, " </ClinicalData>\n</ODM>\n");
@@ -1642,10 +1664,7 @@ static int export_datasets(struct exporter *x, const char *dir)
     for (int i = 0; i < T_COUNT && rc == 0; i++)
         rc = table_open(x, &x->t[i], dir);
     if (rc == 0) {
-        rc = walks_open(x);
-        if (rc == 0)
-            rc = walk_subjects(x, ds_subject);
-        walks_close(x);
+        rc = walk_export(x, ds_subject);
         struct store_walk *q = NULL;
         if (rc == 0)
             rc = store_walk_open(x->store, SCHEMA_QUERY_TYPE, &q);
@@ -2079,20 +2098,7 @@ static int odma_subject(struct exporter *x, const char *id)
         if (rc != 0)
             return rc;
     }
-    int rc = odma_record(x, x->walk[W_SUBJECT]);
-    if (rc == 0)
-        rc = walk_children(x, W_VISIT, id, odma_record);
-    return rc != 0 ? rc : walk_children(x, W_AE, id, odma_record);
-}
-
-/* One pass over the subjects (with their visits and AEs) of the export. */
-static int odma_pass(struct exporter *x)
-{
-    int rc = walks_open(x);
-    if (rc == 0)
-        rc = walk_subjects(x, odma_subject);
-    walks_close(x);
-    return rc;
+    return walk_subject_records(x, id, odma_record);
 }
 
 /* The membership's sites (the exported one only, with --site) are locations too. */
@@ -2141,7 +2147,7 @@ static int export_odm_audit(struct exporter *x)
     const char *trial = x->cfg->trial;
     /* First pass: the users and nodes the transactions name. */
     x->odma.collect = true;
-    int rc = odma_pass(x);
+    int rc = walk_export(x, odma_subject);
     if (rc == 0)
         rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odma_member_cb, x);
     if (rc == 0)
@@ -2161,7 +2167,7 @@ static int export_odm_audit(struct exporter *x)
     fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
     xml_put(f, trial);
     fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
-    rc = odma_pass(x);
+    rc = walk_export(x, odma_subject);
     if (rc == 0)
         fprintf(f, " </ClinicalData>\n</ODM>\n");
 out_free_names:
@@ -2234,19 +2240,12 @@ static int recs_record(struct exporter *x, struct store_walk *w)
 
 static int recs_subject(struct exporter *x, const char *id)
 {
-    int rc = recs_record(x, x->walk[W_SUBJECT]);
-    if (rc == 0)
-        rc = walk_children(x, W_VISIT, id, recs_record);
-    return rc != 0 ? rc : walk_children(x, W_AE, id, recs_record);
+    return walk_subject_records(x, id, recs_record);
 }
 
 static int export_records(struct exporter *x)
 {
-    int rc = walks_open(x);
-    if (rc == 0)
-        rc = walk_subjects(x, recs_subject);
-    walks_close(x);
-    return rc;
+    return walk_export(x, recs_subject);
 }
 
 /* ---- the verb ------------------------------------------------------------- */

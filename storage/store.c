@@ -2332,6 +2332,44 @@ int store_field_get(struct store *s, const char *type, const char *id, const cha
     return 0;
 }
 
+/* One state row, its field name (flen bytes, not terminated) and its value:
+ * decoded and handed to cb.  TS_ERR_CORRUPT for a bad name or value. */
+static int field_row(const char *name, size_t flen, const char *v, size_t vlen,
+                     store_field_cb cb, void *ctx)
+{
+    char field[TS_FIELD_BYTES_MAX + 1];
+    if (flen == 0 || flen > TS_FIELD_BYTES_MAX)
+        return TS_ERR_CORRUPT;
+    memcpy(field, name, flen);
+    field[flen] = '\0';
+    struct field_state st = {0};
+    if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
+        field_state_release(&st);
+        return TS_ERR_CORRUPT;
+    }
+    int rc = cb(ctx, field, &st);
+    field_state_release(&st);
+    return rc;
+}
+
+/* A history key's part after "type NUL id NUL" (hlc(8) origin NUL lane(1)
+ * seq(8)) and its value (the stored time): the entry's ref; false when
+ * malformed. */
+static bool history_row(const uint8_t *rest, size_t left, const uint8_t *v, size_t vlen,
+                        struct entry_ref *ref, uint64_t *stored_ms)
+{
+    const char *origin = (const char *)rest + 8;
+    size_t olen = left > 8 ? strnlen(origin, left - 8) : 0;
+    if (vlen != 8 || olen == 0 || olen > TS_ID_BYTES_MAX || left != 8 + olen + 1 + 1 + 8)
+        return false;
+    memset(ref, 0, sizeof(*ref));
+    memcpy(ref->origin, origin, olen);
+    ref->lane = rest[8 + olen + 1];
+    ref->seq = be64_get(rest + left - 8);
+    *stored_ms = be64_get(v);
+    return true;
+}
+
 int store_record_fields(struct store *s, const char *type, const char *id, store_field_cb cb,
                         void *ctx)
 {
@@ -2346,23 +2384,8 @@ int store_record_fields(struct store *s, const char *type, const char *id, store
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(sc.it, &klen);
         const char *v = rocksdb_iter_value(sc.it, &vlen);
-        char field[TS_FIELD_BYTES_MAX + 1];
-        size_t flen = klen - prefix.len;
-        if (flen == 0 || flen > TS_FIELD_BYTES_MAX) {
-            rc = TS_ERR_CORRUPT;
-            break;
-        }
-        memcpy(field, key + prefix.len, flen);
-        field[flen] = '\0';
-        struct field_state st = {0};
-        if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
-            field_state_release(&st);
-            rc = TS_ERR_CORRUPT;
-            break;
-        }
         seen++;
-        rc = cb(ctx, field, &st);
-        field_state_release(&st);
+        rc = field_row(key + prefix.len, klen - prefix.len, v, vlen, cb, ctx);
     }
     int rc2 = scan_close(&sc, s, NULL);
     if (rc == 0)
@@ -2387,21 +2410,12 @@ int store_record_history(struct store *s, const char *type, const char *id, stor
         size_t klen, vlen;
         const uint8_t *key = (const uint8_t *)rocksdb_iter_key(sc.it, &klen);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
-        /* hlc(8) origin NUL lane(1) seq(8) after the prefix */
-        size_t rest = klen - prefix.len;
-        const char *origin = (const char *)key + prefix.len + 8;
-        size_t olen = rest > 8 ? strnlen(origin, rest - 8) : 0;
-        if (vlen != 8 || rest < 8 + 1 + 1 + 1 + 8 || olen == 0 || olen > TS_ID_BYTES_MAX ||
-            rest != 8 + olen + 1 + 1 + 8) {
+        struct entry_ref ref;
+        uint64_t stored_ms;
+        if (!history_row(key + prefix.len, klen - prefix.len, v, vlen, &ref, &stored_ms)) {
             rc = TS_ERR_CORRUPT;
             break;
         }
-        struct entry_ref ref;
-        memset(&ref, 0, sizeof(ref));
-        memcpy(ref.origin, origin, olen);
-        ref.lane = key[prefix.len + 8 + olen + 1];
-        ref.seq = be64_get(key + klen - 8);
-        uint64_t stored_ms = be64_get(v);
         struct entry e;
         rc = store_entry_get(s, &ref, &e, NULL);
         if (rc == TS_ERR_NOTFOUND)
@@ -3769,24 +3783,10 @@ int store_walk_fields(struct store_walk *w, store_field_cb cb, void *ctx)
         if (c > 0)
             break;
         if (c == 0) {
-            size_t vlen, flen = klen - rest;
+            size_t vlen;
             const char *v = rocksdb_iter_value(w->state.it, &vlen);
-            char field[TS_FIELD_BYTES_MAX + 1];
-            if (flen == 0 || flen > TS_FIELD_BYTES_MAX) {
-                rc = TS_ERR_CORRUPT;
-                break;
-            }
-            memcpy(field, k + rest, flen);
-            field[flen] = '\0';
-            struct field_state st = {0};
-            if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
-                field_state_release(&st);
-                rc = TS_ERR_CORRUPT;
-                break;
-            }
             seen++;
-            rc = cb(ctx, field, &st);
-            field_state_release(&st);
+            rc = field_row((const char *)k + rest, klen - rest, v, vlen, cb, ctx);
         }
         rocksdb_iter_next(w->state.it);
     }
@@ -3817,22 +3817,15 @@ int store_walk_history(struct store_walk *w, store_walk_entry_cb cb, void *ctx)
             rocksdb_iter_next(w->hist.it);
             continue;
         }
-        /* hlc(8) origin NUL lane(1) seq(8) after the record's part */
-        rest += 1;
-        size_t vlen, left = klen - rest;
+        rest += 1;  /* the lead byte */
+        size_t vlen;
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(w->hist.it, &vlen);
-        const char *origin = (const char *)k + rest + 8;
-        size_t olen = left > 8 ? strnlen(origin, left - 8) : 0;
-        if (vlen != 8 || olen == 0 || olen > TS_ID_BYTES_MAX || left != 8 + olen + 1 + 1 + 8) {
+        struct entry_ref ref;
+        uint64_t stored_ms;
+        if (!history_row(k + rest, klen - rest, v, vlen, &ref, &stored_ms)) {
             rc = TS_ERR_CORRUPT;
             break;
         }
-        struct entry_ref ref;
-        memset(&ref, 0, sizeof(ref));
-        memcpy(ref.origin, origin, olen);
-        ref.lane = k[rest + 8 + olen + 1];
-        ref.seq = be64_get(k + klen - 8);
-        uint64_t stored_ms = be64_get(v);
         struct key ok;
         rocksdb_pinnableslice_t *ps = NULL;
         if (!key_oplog(&ok, ref.origin, ref.lane, ref.seq)) {
