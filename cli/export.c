@@ -895,29 +895,25 @@ static void name_set_release(struct name_set *s)
  * mark, with its derived state, is an Annotation of that element.
  */
 
-/* The record's signatures (NULL when it has none or cannot carry one). */
-static json_t *marks_sigs(const struct exporter *x, const char *type, const char *id)
+/* a, or NULL (a released) when a is an empty array. */
+static json_t *nonempty(json_t *a)
 {
-    if (!x->subject_sigs)
-        return NULL;
-    json_t *a = esign_list(x->store, type, id);
     if (a != NULL && json_array_size(a) == 0) {
         json_decref(a);
-        a = NULL;
+        return NULL;
     }
     return a;
 }
 
+/* The record's signatures, SDV marks (NULL when it has none or cannot carry one). */
+static json_t *marks_sigs(const struct exporter *x, const char *type, const char *id)
+{
+    return x->subject_sigs ? nonempty(esign_list(x->store, type, id)) : NULL;
+}
+
 static json_t *marks_sdv(const struct exporter *x, const char *type, const char *id)
 {
-    if (!x->subject_sdv)
-        return NULL;
-    json_t *a = esign_sdv_list(x->store, type, id);
-    if (a != NULL && json_array_size(a) == 0) {
-        json_decref(a);
-        a = NULL;
-    }
-    return a;
+    return x->subject_sdv ? nonempty(esign_sdv_list(x->store, type, id)) : NULL;
 }
 
 static const char *jstr(const json_t *o, const char *key)
