@@ -13,6 +13,7 @@
 
 need_cmd xmllint libxml2-utils
 need_cmd sha256sum coreutils
+need_cmd diff diffutils
 # Debian's jsonschema (and the /usr/bin/python3 it runs on) is called by
 # absolute path: a python3 earlier on PATH (pyenv, a venv) may lack the module.
 need_cmd jsonschema python3-jsonschema
