@@ -29,7 +29,7 @@ DEPS = gcc make cmake pkg-config libuv1-dev librocksdb-dev libprotobuf-c-dev \
        protobuf-c-compiler libssl-dev openssl libcunit1-dev libhttp-parser-dev \
        libjansson-dev libinih-dev libsystemd-dev dpkg dpkg-dev apt tar libfaketime faketime procps iproute2 iptables \
        coreutils util-linux bsdutils perl-base systemd curl jq chromium stress-ng strace \
-       libxml2-utils python3-jsonschema python3 python3-minimal man-db groff-base file \
+       libxml2-utils diffutils python3-jsonschema python3 python3-minimal man-db groff-base file \
        clang clang-14 libclang-rt-14-dev
 
 .PHONY: all deps print-deps build build-asan build-fuzz install package package-check test test-fast \

@@ -13,8 +13,11 @@
  *   it works on a stopped node and beside a running one; the view is the
  *   store as it was when the export opened it.
  * - Streaming: records are read one at a time (subjects by id, each with its
- *   visits and AEs by id) and written as they are read; memory holds one
+ *   visits and AEs by id) by store walks, one forward cursor per record type
+ *   and no seek per record, and written as they are read; memory holds one
  *   record and the output buffers, whatever the size of the trial.
+ * - --as-of TIME: the records as rebuilt from the entries whose HLC time is
+ *   at or before TIME (the same on every node holding them).
  * - Every OID, variable name, label and code list comes from the schema
  *   table (node/schema.h); this file keeps no field list of its own, only
  *   the SDTM identifier variables (STUDYID, USUBJID, ...) a domain adds.
@@ -23,6 +26,7 @@
  *   two converged nodes write byte-identical files.
  * - A site node exports only its own site; --site on a hub selects one.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -32,7 +36,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "../node/config.h"
+#include "../node/esign.h"
 #include "../node/hlc.h"
 #include "../node/merge.h"
 #include "../node/pki.h"
@@ -60,8 +67,10 @@ static const char EXPORT_USAGE[] =
     "  records-ndjson  the subjects, visits and AEs with their displayed values, one\n"
     "                line each, in the NDJSON form `trialsync import` reads\n"
     "TIME is ISO 8601 UTC: 2024-05-01, 2024-05-01T10:00, 2024-05-01T10:00:00Z.\n"
-    "--as-of names the file's creation time (default: the newest write held), so\n"
-    "two nodes holding the same entries write byte-identical files.\n"
+    "--as-of exports the trial as it was at TIME: only entries whose HLC time (set\n"
+    "where they were written) is at or before TIME; it is also the file's time\n"
+    "(default: the newest write held), so two nodes holding the same entries write\n"
+    "byte-identical files.\n"
     "Entered-in-error records are left out of sdtm-csv and dataset-json; fields\n"
     "with concurrent values are listed in the TSCONFL variable (ODM: an Annotation).\n";
 
@@ -99,12 +108,17 @@ struct rec_field {
     char *value;     /* owned; NULL when the field has no value */
     bool conflict;
     char *live;      /* owned; the concurrent values, for the conflict note */
+    struct entry_ref shown;  /* the write whose value is shown */
 };
 
 struct rec {
     const struct schema_type *type;
+    bool held;       /* the record exists (at --as-of: has an entry by then) */
     struct rec_field f[EXPORT_FIELDS_MAX];
 };
+
+/* The walks (storage/store.h) the record exports read the clinical types with. */
+enum export_walk { W_SUBJECT, W_VISIT, W_AE, W_SIG, W_SDV, W_COUNT };
 
 /* What a dataset column shows. */
 enum col_kind {
@@ -116,6 +130,7 @@ enum col_kind {
     COL_SEQ,       /* AESEQ from the AE number; DSSEQ 1 */
     COL_SPID,      /* the record's own number (AESPID) */
     COL_VISIT,     /* visit code [/repeat] */
+    COL_VISITNUM,  /* the visit's number, derived from its code (visit_number) */
     COL_DSTERM,    /* the disposition, as reported (= DSDECOD) */
     COL_QUERYID,
     COL_RECTYPE,   /* query target: type, id, variable */
@@ -130,6 +145,7 @@ struct column {
     char name[TS_FIELD_BYTES_MAX + 1];
     const char *label;
     bool integer;
+    bool decimal;  /* Dataset-JSON "decimal": a number written as a string */
 };
 
 /* One output dataset (CSV or Dataset-JSON), written row by row. */
@@ -157,6 +173,17 @@ struct exporter {
     int64_t since_ms;       /* audit filter, -1 when none */
     int64_t until_ms;
     char created[32];       /* the file's time, ISO 8601 UTC */
+    int64_t as_of_ms;       /* --as-of: entries with a later HLC time are left out; -1 */
+    struct store_walk *walk[W_COUNT];
+    struct field_state as_of[EXPORT_FIELDS_MAX];  /* a record's states rebuilt at --as-of */
+    bool ae_event;          /* odm: the subject's SE.AE event is open */
+    /* The current subject has signatures / SDV marks (read with esign_list,
+     * esign_sdv_list); false at a past --as-of (docs/export.md). */
+    bool subject_sigs;
+    bool subject_sdv;
+    json_t *casebook_sigs;  /* the current subject's own signatures (odm-audit) */
+    struct name_set signers;  /* users who signed (AdminData, odm) */
+    bool any_sigs;          /* the file names a signature: SignatureDefs written */
     FILE *out;              /* odm and audit */
     struct table t[T_COUNT];
     struct rec rec;
@@ -185,6 +212,15 @@ struct exporter {
         uint64_t fields_written;    /* bit k: field k has a value (since Insert) */
         bool removed;               /* the last transaction was a Remove */
         bool ae_event;              /* the subject's SE.AE event exists */
+        /* The valid signature covering the record (NULL: none) and the
+         * writes it covers: the live writes of the record's fields now. */
+        const json_t *sig;
+        struct signed_write {
+            size_t field;
+            struct entry_ref ref;
+        } *signed_writes;
+        size_t signed_count;
+        size_t signed_cap;
         /* The current entry's AuditRecord: room for the user, node and reason
          * at their limits, each character escaped (&quot; is 6 bytes). */
         char audit[6 * (TS_USER_BYTES_MAX + TS_ID_BYTES_MAX + TS_REASON_BYTES_MAX) + 512];
@@ -251,11 +287,20 @@ static bool time_parse(const char *s, int64_t *ms)
 
 /* ---- escaping ------------------------------------------------------------- */
 
-/* XML text or attribute value; control characters XML 1.0 forbids become '?'. */
+/* XML text or attribute value; control characters XML 1.0 forbids become '?'.
+ * Runs of characters that need no escape are written at once. */
 static void xml_put(FILE *f, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '&' && c != '<' && c != '>' && c != '"')
+            continue;
+        if (p > run)
+            fwrite(run, 1, (size_t)(p - run), f);
+        run = p + 1;
+        switch (c) {
+        case '\0': return;
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
@@ -263,8 +308,7 @@ static void xml_put(FILE *f, const char *s)
         case '\t': fputs("&#9;", f); break;
         case '\n': fputs("&#10;", f); break;
         case '\r': fputs("&#13;", f); break;
-        default:
-            fputc(*p < 0x20 ? '?' : *p, f);
+        default: fputc('?', f);
         }
     }
 }
@@ -272,21 +316,24 @@ static void xml_put(FILE *f, const char *s)
 static void json_put(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (p > run)
+            fwrite(run, 1, (size_t)(p - run), f);
+        run = p + 1;
+        switch (c) {
+        case '\0': fputc('"', f); return;
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
         case '\n': fputs("\\n", f); break;
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
+        default: fprintf(f, "\\u%04x", c);
         }
     }
-    fputc('"', f);
 }
 
 /* RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
@@ -370,6 +417,7 @@ static int rec_field_cb(void *ctx, const char *field, const struct field_state *
         if (r->f[i].value == NULL)
             return TS_ERR_NOMEM;
     }
+    r->f[i].shown = st->live[shown].ref;
     if (merge_conflict(r->type->name, field, st)) {
         r->f[i].conflict = true;
         r->f[i].live = live_text(st);
@@ -379,13 +427,73 @@ static int rec_field_cb(void *ctx, const char *field, const struct field_state *
     return 0;
 }
 
-/* Reads one record's fields into x->rec. */
+/* Reads one record's fields into x->rec by point reads (membership records). */
 static int rec_load(struct exporter *x, const char *type, const char *id)
 {
     rec_clear(&x->rec);
     x->rec.type = type_of(type);
+    x->rec.held = true;
     int rc = store_record_fields(x->store, type, id, rec_field_cb, x);
     return rc == TS_ERR_NOTFOUND ? 0 : rc;
+}
+
+/* True when an entry is in the export: at --as-of, written by then (HLC). */
+static bool entry_in_time(const struct exporter *x, const struct entry *e)
+{
+    return x->as_of_ms < 0 || hlc_ms(e->hlc) <= (uint64_t)x->as_of_ms;
+}
+
+/* --as-of: merges the writes of an entry held by then into x->as_of. */
+static int as_of_entry_cb(void *ctx, const struct entry *e, const uint8_t hash[TS_HASH_BYTES],
+                          uint64_t stored_ms)
+{
+    struct exporter *x = ctx;
+    (void)hash;
+    (void)stored_ms;
+    if (!entry_in_time(x, e))
+        return 0;
+    x->rec.held = true;
+    uint32_t round = merge_entry_round(e);
+    for (size_t i = 0; i < e->writes_count; i++) {
+        const struct schema_field *f = schema_field_find(x->rec.type, e->writes[i].field);
+        if (f == NULL)
+            continue;  /* a field this version's schema does not know: not exported */
+        struct merge_write mw;
+        merge_write_of(e, &e->writes[i], round, &mw);
+        int rc = merge_field_apply(&x->as_of[f - x->rec.type->fields], &mw);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Reads the walk's current record into x->rec: its stored field states, or
+ * at --as-of the states rebuilt from the entries of its history written by
+ * then, merged exactly as the store merges them (merge.h), so the result is
+ * what the store held once it had those entries, on any node.
+ */
+static int rec_load_walk(struct exporter *x, struct store_walk *w)
+{
+    rec_clear(&x->rec);
+    x->rec.type = type_of(store_walk_type(w));
+    int rc;
+    if (x->as_of_ms < 0) {
+        x->rec.held = true;
+        rc = store_walk_fields(w, rec_field_cb, x);
+        return rc == TS_ERR_NOTFOUND ? 0 : rc;
+    }
+    rc = store_walk_history(w, as_of_entry_cb, x);
+    if (rc == TS_ERR_NOTFOUND)
+        rc = 0;
+    const struct schema_type *t = x->rec.type;
+    for (size_t k = 0; k < t->count; k++) {
+        if (rc == 0 && x->as_of[k].live_count > 0)
+            rc = rec_field_cb(x, t->fields[k].name, &x->as_of[k]);
+        field_state_release(&x->as_of[k]);
+        memset(&x->as_of[k], 0, sizeof(x->as_of[k]));
+    }
+    return rc;
 }
 
 static const char *rec_value(const struct rec *r, const char *field)
@@ -402,7 +510,8 @@ static bool rec_eie(const struct rec *r)
     return v != NULL && strcmp(v, "Y") == 0;
 }
 
-/* The subject id of a subject, visit or AE key; false for other keys. */
+/* The subject id of a subject, visit, AE, signature or SDV mark key; false
+ * for other keys. */
 static bool subject_of(const char *type, const char *id, char out[TS_ID_BYTES_MAX + 1])
 {
     size_t n;
@@ -413,11 +522,15 @@ static bool subject_of(const char *type, const char *id, char out[TS_ID_BYTES_MA
         if (slash == NULL)
             return false;
         n = (size_t)(slash - id);
-    } else if (strcmp(type, "ae") == 0) {
-        const char *ae = strstr(id, "-AE-");
-        if (ae == NULL)
+    } else if (strcmp(type, "ae") == 0 || strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0 ||
+               strcmp(type, SCHEMA_SDV_TYPE) == 0) {
+        const char *infix = strcmp(type, "ae") == 0                      ? "-AE-"
+                            : strcmp(type, SCHEMA_SIGNATURE_TYPE) == 0 ? "-SIG-"
+                                                                       : "-SDV-";
+        const char *at = strstr(id, infix);
+        if (at == NULL)
             return false;
-        n = (size_t)(ae - id);
+        n = (size_t)(at - id);
     } else {
         return false;
     }
@@ -451,6 +564,136 @@ static bool target_wanted(const struct exporter *x, const char *target)
     if (!subject_of(type, id, subj))
         return x->site == NULL && x->subject == NULL;
     return subject_wanted(x, subj);
+}
+
+/* ---- walking the clinical records ---------------------------------------- */
+
+/*
+ * Subjects, visits and AEs are read by three walks (store_walk_*) moved
+ * forward together: a subject's visits ("<subject>/<code>") and AEs
+ * ("<subject>-AE-<n>") follow each other in id order, and their order by
+ * subject is the subjects' order: subject ids are letters and digits, one
+ * '-', then digits (schema.c), so when one subject id is a prefix of
+ * another the longer one goes on with a digit, which sorts after both '/'
+ * and '-'.  So no record is looked up by key: each walk reads its part of
+ * the store front to back once.
+ */
+static int walks_open(struct exporter *x)
+{
+    static const char *const types[W_COUNT] = {"subject", "visit", "ae", SCHEMA_SIGNATURE_TYPE,
+                                               SCHEMA_SDV_TYPE};
+    static const char *const infix[W_COUNT] = {"", "/", "-AE-", "-SIG-", "-SDV-"};
+    for (int i = 0; i < W_COUNT; i++) {
+        int rc = store_walk_open(x->store, types[i], &x->walk[i]);
+        if (rc == 0 && x->subject != NULL) {
+            /* One subject: every walk starts at its records. */
+            char at[TS_ID_BYTES_MAX + 8];
+            snprintf(at, sizeof(at), "%s%s", x->subject, infix[i]);
+            rc = store_walk_seek(x->walk[i], at);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void walks_close(struct exporter *x)
+{
+    for (int i = 0; i < W_COUNT; i++) {
+        store_walk_close(x->walk[i]);
+        x->walk[i] = NULL;
+    }
+}
+
+/* Moves walk w past the records of subjects before subject; *at: it is at
+ * one of subject's own. */
+static int walk_reach(struct store_walk *w, const char *subject, bool *at)
+{
+    *at = false;
+    for (;;) {
+        const char *id = store_walk_id(w);
+        if (id == NULL)
+            return 0;
+        char subj[TS_ID_BYTES_MAX + 1];
+        int c = subject_of(store_walk_type(w), id, subj) ? strcmp(subj, subject) : -1;
+        if (c > 0)
+            return 0;
+        if (c == 0) {
+            *at = true;
+            return 0;
+        }
+        int rc = store_walk_next(w);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+typedef int (*record_fn)(struct exporter *x, struct store_walk *w);
+typedef int (*subject_fn)(struct exporter *x, const char *id);
+
+/* fn on each of subject's records of walk which, by id. */
+static int walk_children(struct exporter *x, enum export_walk which, const char *subject,
+                         record_fn fn)
+{
+    struct store_walk *w = x->walk[which];
+    bool at;
+    int rc;
+    while ((rc = walk_reach(w, subject, &at)) == 0 && at) {
+        rc = fn(x, w);
+        if (rc == 0)
+            rc = store_walk_next(w);
+        if (rc != 0)
+            return rc;
+    }
+    return rc;
+}
+
+/* fn on each subject in the export, by id (it walks the children itself). */
+static int walk_subjects(struct exporter *x, subject_fn fn)
+{
+    struct store_walk *w = x->walk[W_SUBJECT];
+    int rc = 0;
+    for (const char *id; rc == 0 && (id = store_walk_id(w)) != NULL;) {
+        if (x->subject != NULL && strcmp(id, x->subject) != 0)
+            break;  /* the walk started at the one subject: past it */
+        if (subject_wanted(x, id)) {
+            /* Signatures and SDV marks are derived from the state now: not
+             * at a past --as-of. */
+            bool sigs = false, sdv = false;
+            if (x->as_of_ms < 0) {
+                rc = walk_reach(x->walk[W_SIG], id, &sigs);
+                if (rc == 0)
+                    rc = walk_reach(x->walk[W_SDV], id, &sdv);
+            }
+            x->subject_sigs = sigs;
+            x->subject_sdv = sdv;
+            if (rc == 0)
+                rc = fn(x, id);
+        }
+        if (rc == 0)
+            rc = store_walk_next(w);
+    }
+    return rc;
+}
+
+/* fn on each subject in the export, the walks opened for it and closed after. */
+static int walk_export(struct exporter *x, subject_fn fn)
+{
+    int rc = walks_open(x);
+    if (rc == 0)
+        rc = walk_subjects(x, fn);
+    walks_close(x);
+    return rc;
+}
+
+/* fn on the subject's own record (the subject walk's current one), then on
+ * each of its visits and AEs. */
+static int walk_subject_records(struct exporter *x, const char *id, record_fn fn)
+{
+    int rc = fn(x, x->walk[W_SUBJECT]);
+    if (rc == 0)
+        rc = walk_children(x, W_VISIT, id, fn);
+    return rc != 0 ? rc : walk_children(x, W_AE, id, fn);
 }
 
 /* ---- ODM ------------------------------------------------------------------ */
@@ -594,6 +837,182 @@ static int odm_location_cb(void *ctx, const char *type, const char *id)
     return 0;
 }
 
+/* Distinct users (and nodes) one odm-audit file may name; far above a trial's. */
+#define EXPORT_NAMES_MAX 65536
+_Static_assert(EXPORT_FIELDS_MAX <= 64, "odma.fields_written is a 64-bit mask");
+
+static int name_set_add(struct name_set *s, const char *name)
+{
+    size_t lo = 0, hi = s->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->v[mid], name);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->count == EXPORT_NAMES_MAX)
+        return TS_ERR_TOOBIG;
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 16;
+        char **nv = realloc(s->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return TS_ERR_NOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (copy == NULL)
+        return TS_ERR_NOMEM;
+    memmove(&s->v[lo + 1], &s->v[lo], (s->count - lo) * sizeof(*s->v));
+    s->v[lo] = copy;
+    s->count++;
+    return 0;
+}
+
+static void name_set_release(struct name_set *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- signatures and SDV marks (node/esign.h) ------------------------------ */
+
+/*
+ * A signature names what it signed (a subject's casebook or a visit) and is
+ * valid while those versions are shown; an SDV mark names the fields of a
+ * subject, visit or AE it verified.  Both are read with esign_list and
+ * esign_sdv_list, only for subjects that have any (their walks say so), so
+ * a trial without them costs nothing.  ODM: the newest valid signature of a
+ * record is its element's Signature (UserRef the signer, LocationRef the
+ * subject's site, the only node that writes its signatures, SignatureRef
+ * SD.<meaning>, DateTimeStamp the signing time); every signature and SDV
+ * mark, with its derived state, is an Annotation of that element.
+ */
+
+/* a, or NULL (a released) when a is an empty array. */
+static json_t *nonempty(json_t *a)
+{
+    if (a != NULL && json_array_size(a) == 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* The record's signatures, SDV marks (NULL when it has none or cannot carry one). */
+static json_t *marks_sigs(const struct exporter *x, const char *type, const char *id)
+{
+    return x->subject_sigs ? nonempty(esign_list(x->store, type, id)) : NULL;
+}
+
+static json_t *marks_sdv(const struct exporter *x, const char *type, const char *id)
+{
+    return x->subject_sdv ? nonempty(esign_sdv_list(x->store, type, id)) : NULL;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v != NULL ? v : "";
+}
+
+/* The newest valid signature of sigs (ids are numbered in order), or NULL. */
+static const json_t *sig_newest_valid(const json_t *sigs)
+{
+    const json_t *best = NULL;
+    size_t i;
+    const json_t *sg;
+    json_array_foreach(sigs, i, sg) {
+        if (strcmp(jstr(sg, "state"), "valid") == 0 &&
+            (best == NULL || strcmp(jstr(sg, "id"), jstr(best, "id")) > 0))
+            best = sg;
+    }
+    return best;
+}
+
+/* The User OID of an entry's user; "USR" alone for an entry that names none. */
+static void odma_user_oid(FILE *f, const char *user)
+{
+    fputs(user[0] != '\0' ? "USR." : "USR", f);
+    xml_put(f, user);
+}
+
+/* A Signature element for sg, a signature of a record of subject. */
+static void odm_signature(FILE *f, const json_t *sg, const char *subject)
+{
+    char site[TS_ID_BYTES_MAX + 1];
+    if (!schema_site_of_key(subject, site))
+        site[0] = '\0';
+    fputs("<Signature><UserRef UserOID=\"", f);
+    odma_user_oid(f, jstr(sg, "user"));
+    fputs("\"/><LocationRef LocationOID=\"LOC.", f);
+    xml_put(f, site);
+    fputs("\"/><SignatureRef SignatureOID=\"SD.", f);
+    xml_put(f, jstr(sg, "meaning"));
+    fputs("\"/><DateTimeStamp>", f);
+    xml_put(f, jstr(sg, "signed_at"));
+    fputs("</DateTimeStamp></Signature>", f);
+}
+
+/* The Signature line of an element: the newest valid of sigs, if any. */
+static void odm_signature_line(struct exporter *x, const json_t *sigs, const char *subject,
+                               const char *indent)
+{
+    const json_t *best = sigs != NULL ? sig_newest_valid(sigs) : NULL;
+    if (best == NULL)
+        return;
+    fputs(indent, x->out);
+    odm_signature(x->out, best, subject);
+    fputc('\n', x->out);
+}
+
+/* The Annotations of an element: each signature and SDV mark with its state. */
+static void odm_marks(struct exporter *x, const json_t *sigs, const json_t *sdv,
+                      const char *indent)
+{
+    FILE *f = x->out;
+    size_t seq = 1, i;
+    const json_t *m;
+    json_array_foreach(sigs, i, m) {
+        fprintf(f, "%s<Annotation SeqNum=\"%zu\"><Comment SponsorOrSite=\"Site\">", indent, seq++);
+        fputs("signature ", f);
+        xml_put(f, jstr(m, "id"));
+        fputs(" (", f);
+        xml_put(f, jstr(m, "meaning"));
+        fputs(") by ", f);
+        xml_put(f, jstr(m, "user"));
+        fputs(" (", f);
+        xml_put(f, jstr(m, "name"));
+        fputs(") at ", f);
+        xml_put(f, jstr(m, "signed_at"));
+        fputs(": ", f);
+        xml_put(f, jstr(m, "state"));
+        fputs("</Comment></Annotation>\n", f);
+    }
+    json_array_foreach(sdv, i, m) {
+        fprintf(f, "%s<Annotation SeqNum=\"%zu\"><Comment SponsorOrSite=\"Sponsor\">", indent,
+                seq++);
+        fputs("SDV ", f);
+        xml_put(f, jstr(m, "id"));
+        fputs(" of ", f);
+        const char *fields = jstr(m, "fields");
+        xml_put(f, fields[0] != '\0' ? fields : "every field");
+        fputs(" by ", f);
+        xml_put(f, jstr(m, "user"));
+        fputs(" at ", f);
+        xml_put(f, jstr(m, "verified_at"));
+        fputs(": ", f);
+        xml_put(f, jstr(m, "state"));
+        fputs("</Comment></Annotation>\n", f);
+    }
+}
+
 /* The current record's items, in table order, conflicts annotated. */
 static void odm_items(struct exporter *x)
 {
@@ -605,15 +1024,20 @@ static void odm_items(struct exporter *x)
             continue;
         char name[TS_FIELD_BYTES_MAX + 1];
         field_name(&t->fields[k], name);
-        fprintf(f, "       <ItemData ItemOID=\"IT.%s.%s\" Value=\"", t->domain, name);
+        /* fputs, not fprintf: this line is most of an ODM file. */
+        fputs("       <ItemData ItemOID=\"IT.", f);
+        fputs(t->domain, f);
+        fputc('.', f);
+        fputs(name, f);
+        fputs("\" Value=\"", f);
         xml_put(f, rf->value);
         if (!rf->conflict) {
-            fprintf(f, "\"/>\n");
+            fputs("\"/>\n", f);
             continue;
         }
-        fprintf(f, "\">\n        <Annotation SeqNum=\"1\"><Comment SponsorOrSite=\"Sponsor\">");
+        fputs("\">\n        <Annotation SeqNum=\"1\"><Comment SponsorOrSite=\"Sponsor\">", f);
         xml_put(f, rf->live);
-        fprintf(f, "</Comment></Annotation>\n       </ItemData>\n");
+        fputs("</Comment></Annotation>\n       </ItemData>\n", f);
     }
 }
 
@@ -624,90 +1048,167 @@ static void odm_group(struct exporter *x, const char *indent)
     fprintf(x->out, "%s</ItemGroupData>\n", indent);
 }
 
-static int odm_visit_cb(void *ctx, const char *type, const char *id)
+static int odm_visit(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held)
         return rc;
+    const char *id = store_walk_id(w);
     const char *code = strchr(id, '/');
     FILE *f = x->out;
     fprintf(f, "    <StudyEventData StudyEventOID=\"SE.%s\" StudyEventRepeatKey=\"",
             x->rec.type->domain);
     xml_put(f, code != NULL ? code + 1 : id);
-    fprintf(f, "\">\n     <FormData FormOID=\"F.%s\">\n", x->rec.type->domain);
+    fputs("\">\n", f);
+    json_t *sigs = marks_sigs(x, "visit", id), *sdv = marks_sdv(x, "visit", id);
+    odm_signature_line(x, sigs, x->odma.subject, "     ");
+    odm_marks(x, sigs, sdv, "     ");
+    json_decref(sigs);
+    json_decref(sdv);
+    fprintf(f, "     <FormData FormOID=\"F.%s\">\n", x->rec.type->domain);
     odm_group(x, "      ");
     fprintf(f, "     </FormData>\n    </StudyEventData>\n");
     x->records++;
     return 0;
 }
 
-static int odm_ae_cb(void *ctx, const char *type, const char *id)
+static int odm_ae(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held)
         return rc;
+    const char *id = store_walk_id(w);
     const char *num = strstr(id, "-AE-");
     FILE *f = x->out;
+    /* The AE event is opened by the subject's first AE (none: no event). */
+    if (!x->ae_event)
+        fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\">\n", x->rec.type->domain);
+    x->ae_event = true;
     fprintf(f, "     <FormData FormOID=\"F.%s\" FormRepeatKey=\"", x->rec.type->domain);
     xml_put(f, num != NULL ? num + 4 : id);
     fprintf(f, "\">\n");
+    json_t *sdv = marks_sdv(x, "ae", id);
+    odm_marks(x, NULL, sdv, "      ");
+    json_decref(sdv);
     odm_group(x, "      ");
     fprintf(f, "     </FormData>\n");
     x->records++;
     return 0;
 }
 
-/* Counts a subject's AEs (so an empty AE event is not written). */
-static int count_cb(void *ctx, const char *type, const char *id)
+static int odm_subject(struct exporter *x, const char *id)
 {
-    (void)type;
-    (void)id;
-    (*(size_t *)ctx)++;
-    return 0;
-}
-
-static int odm_subject_cb(void *ctx, const char *type, const char *id)
-{
-    struct exporter *x = ctx;
-    if (!subject_wanted(x, id))
-        return 0;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
+    int rc = rec_load_walk(x, x->walk[W_SUBJECT]);
+    if (rc != 0 || !x->rec.held)
         return rc;
     FILE *f = x->out;
     const char *site = rec_value(&x->rec, "site");
     fprintf(f, "  <SubjectData SubjectKey=\"");
     xml_put(f, id);
     fprintf(f, "\">\n");
+    x->odma.subject = id;
+    json_t *sigs = marks_sigs(x, "subject", id), *sdv = marks_sdv(x, "subject", id);
+    odm_signature_line(x, sigs, id, "   ");
     if (site != NULL) {
         fprintf(f, "   <SiteRef LocationOID=\"LOC.");
         xml_put(f, site);
         fprintf(f, "\"/>\n");
     }
+    odm_marks(x, sigs, sdv, "   ");
+    json_decref(sigs);
+    json_decref(sdv);
     fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\">\n    <FormData FormOID=\"F.%s\">\n",
             x->rec.type->domain, x->rec.type->domain);
     odm_group(x, "     ");
     fprintf(f, "    </FormData>\n   </StudyEventData>\n");
     x->records++;
 
-    char prefix[TS_ID_BYTES_MAX + 8];
-    snprintf(prefix, sizeof(prefix), "%s/", id);
-    rc = store_records_prefix(x->store, "visit", prefix, odm_visit_cb, x);
+    rc = walk_children(x, W_VISIT, id, odm_visit);
     if (rc != 0)
         return rc;
-    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
-    size_t aes = 0;
-    rc = store_records_prefix(x->store, "ae", prefix, count_cb, &aes);
-    if (rc == 0 && aes > 0) {
-        fprintf(f, "   <StudyEventData StudyEventOID=\"SE.%s\">\n", type_of("ae")->domain);
-        rc = store_records_prefix(x->store, "ae", prefix, odm_ae_cb, x);
+    x->ae_event = false;
+    rc = walk_children(x, W_AE, id, odm_ae);
+    if (x->ae_event)
         fprintf(f, "   </StudyEventData>\n");
-    }
     if (rc == 0)
         fprintf(f, "  </SubjectData>\n");
     return rc;
+}
+
+/*
+ * The users who signed the exported subjects' records (AdminData's Users a
+ * Signature names): the user of the entry that wrote each signature's
+ * target, as esign_list reports it.  One walk over the signatures, which are
+ * few; nothing at a past --as-of.
+ */
+static int signers_collect(struct exporter *x, struct name_set *users)
+{
+    if (x->as_of_ms >= 0)
+        return 0;
+    struct store_walk *w;
+    int rc = store_walk_open(x->store, SCHEMA_SIGNATURE_TYPE, &w);
+    for (const char *id; rc == 0 && (id = store_walk_id(w)) != NULL;) {
+        char subj[TS_ID_BYTES_MAX + 1];
+        if (subject_of(SCHEMA_SIGNATURE_TYPE, id, subj) && subject_wanted(x, subj)) {
+            rc = rec_load_walk(x, w);
+            const char *target = rec_value(&x->rec, "target");
+            struct entry e;
+            memset(&e, 0, sizeof(e));
+            if (rc == 0 && target != NULL) {
+                struct ts_error err = {0};
+                const struct schema_field *tf = schema_field_find(x->rec.type, "target");
+                rc = store_entry_get(x->store, &x->rec.f[tf - x->rec.type->fields].shown, &e,
+                                     &err);
+                if (rc == 0)
+                    rc = name_set_add(users, e.user);
+                x->any_sigs = true;
+            }
+            entry_release(&e);
+        }
+        if (rc == 0)
+            rc = store_walk_next(w);
+    }
+    store_walk_close(w);
+    return rc;
+}
+
+/* A User per name (LoginName; an entry that names none is the system's). */
+static void odm_users(struct exporter *x, const struct name_set *users)
+{
+    FILE *f = x->out;
+    for (size_t i = 0; i < users->count; i++) {
+        const char *user = users->v[i];
+        fputs("  <User OID=\"", f);
+        odma_user_oid(f, user);
+        fputs("\">", f);
+        if (user[0] != '\0') {
+            fputs("<LoginName>", f);
+            xml_put(f, user);
+            fputs("</LoginName>", f);
+        } else {
+            fputs("<DisplayName>no user named (written by the system)</DisplayName>", f);
+        }
+        fputs("</User>\n", f);
+    }
+}
+
+/* A SignatureDef SD.<meaning> per meaning of the schema, when any signature is named. */
+static void odm_signature_defs(struct exporter *x)
+{
+    if (!x->any_sigs)
+        return;
+    const struct schema_field *mf = schema_field(SCHEMA_SIGNATURE_TYPE, "meaning");
+    assert(mf != NULL && mf->terms != NULL);
+    for (size_t v = 0; mf->terms[v].value != NULL; v++) {
+        const char *m = mf->terms[v].value;
+        fputs("  <SignatureDef OID=\"SD.", x->out);
+        xml_put(x->out, m);
+        fputs("\" Methodology=\"Electronic\"><Meaning>", x->out);
+        xml_put(x->out, m);
+        fputs("</Meaning><LegalReason>21 CFR Part 11 electronic signature (11.50: ", x->out);
+        xml_put(x->out, m);
+        fputs(")</LegalReason></SignatureDef>\n", x->out);
+    }
 }
 
 /*
@@ -749,13 +1250,18 @@ static int export_odm(struct exporter *x)
     fprintf(f, " </Study>\n <AdminData StudyOID=\"ST.");
     xml_put(f, trial);
     fprintf(f, "\">\n");
-    int rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odm_location_cb, x);
+    int rc = signers_collect(x, &x->signers);
     if (rc != 0)
         return rc;
+    odm_users(x, &x->signers);
+    rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odm_location_cb, x);
+    if (rc != 0)
+        return rc;
+    odm_signature_defs(x);
     fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
     xml_put(f, trial);
     fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
-    rc = store_records(x->store, "subject", odm_subject_cb, x);
+    rc = walk_export(x, odm_subject);
     if (rc != 0)
         return rc;
     fprintf(f, " </ClinicalData>\n</ODM>\n");
@@ -832,6 +1338,8 @@ static void tables_define(struct exporter *x)
     col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
 
     t = table_start(x, T_SV, "SV", "Subject Visits", "visit");
+    col_add(t, COL_VISITNUM, "VISITNUM", "Visit Number", false);
+    t->cols[t->ncols - 1].decimal = true;
     col_add(t, COL_VISIT, "VISIT", "Visit Name", false);
     col_fields(t, NULL, NULL);
     col_add(t, COL_CONFLICT, "TSCONFL", conflict, false);
@@ -912,7 +1420,8 @@ static int table_open(struct exporter *x, struct table *t, const char *dir)
         fprintf(f, "%s\n{\"itemOID\":\"IT.%s.%s\",\"name\":\"%s\",\"label\":", c ? "," : "",
                 t->domain, t->cols[c].name, t->cols[c].name);
         json_put(f, t->cols[c].label);
-        fprintf(f, ",\"dataType\":\"%s\"", t->cols[c].integer ? "integer" : "string");
+        fprintf(f, ",\"dataType\":\"%s\"",
+                t->cols[c].integer ? "integer" : t->cols[c].decimal ? "decimal" : "string");
         if (t->cols[c].kind == COL_STUDYID)
             fputs(",\"keySequence\":1", f);
         else if (t->cols[c].kind == COL_USUBJID)
@@ -936,6 +1445,55 @@ static int table_close(struct exporter *x, struct table *t)
     if (failed)
         return cli_fail("cannot write %s: %s", t->path, strerror(errno));
     return 0;
+}
+
+/* Digits of a visit number's whole part at most (a 32-bit value). */
+#define EXPORT_VISITNUM_DIGITS_MAX 9
+/* Repeats a visit number can tell apart in its two decimal places. */
+#define EXPORT_VISITNUM_REPEAT_MAX 99
+
+/*
+ * VISITNUM from the visit code (the key's part after the subject,
+ * "<code>[/<repeat>]"), the same on every node: the number the code ends
+ * with, leading zeros dropped (V3 -> 3, WEEK012 -> 12, V0 -> 0); a repeat r
+ * (1..99) adds r/100 (V3/2 -> 3.02), so repeats sort after their visit and
+ * before the next.  A code that ends in no digit (SCR, EOT), a number of more
+ * than 9 digits or a repeat outside 1..99 has no number: "" (missing).
+ */
+static const char *visit_number(const char *code, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (code == NULL)
+        return buf;
+    const char *slash = strchr(code, '/');
+    size_t len = slash != NULL ? (size_t)(slash - code) : strlen(code);
+    size_t digits = 0;
+    while (digits < len && code[len - 1 - digits] >= '0' && code[len - 1 - digits] <= '9')
+        digits++;
+    if (digits == 0)
+        return buf;
+    const char *num = code + len - digits;
+    while (digits > 1 && num[0] == '0') {
+        num++;
+        digits--;
+    }
+    if (digits > EXPORT_VISITNUM_DIGITS_MAX)
+        return buf;
+    unsigned long repeat = 0;
+    if (slash != NULL) {
+        const char *r = slash + 1;
+        if (r[0] == '\0' || strspn(r, "0123456789") != strlen(r) ||
+            strlen(r) > EXPORT_VISITNUM_DIGITS_MAX)
+            return buf;
+        repeat = strtoul(r, NULL, 10);
+        if (repeat < 1 || repeat > EXPORT_VISITNUM_REPEAT_MAX)
+            return buf;
+    }
+    if (repeat == 0)
+        snprintf(buf, cap, "%.*s", (int)digits, num);
+    else
+        snprintf(buf, cap, "%.*s.%02lu", (int)digits, num, repeat);
+    return buf;
 }
 
 /* What a row's key columns show. */
@@ -974,6 +1532,7 @@ static void table_row(struct exporter *x, struct table *t, const struct row_keys
         case COL_SEQ: v = k->seq != NULL ? k->seq : "1"; break;
         case COL_SPID: v = k->number; break;
         case COL_VISIT: v = k->number; break;
+        case COL_VISITNUM: v = visit_number(k->number, buf, sizeof(buf)); break;
         case COL_DSTERM: v = rec_value(&x->rec, "dsdecod"); break;
         case COL_QUERYID: v = k->id; break;
         case COL_RECTYPE: v = k->target_type; break;
@@ -1013,12 +1572,12 @@ static void table_row(struct exporter *x, struct table *t, const struct row_keys
     t->rows++;
 }
 
-static int ds_visit_cb(void *ctx, const char *type, const char *id)
+static int ds_visit(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0 || rec_eie(&x->rec))
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held || rec_eie(&x->rec))
         return rc;
+    const char *type = store_walk_type(w), *id = store_walk_id(w);
     char subj[TS_ID_BYTES_MAX + 1];
     if (!subject_of(type, id, subj))
         return 0;
@@ -1029,12 +1588,12 @@ static int ds_visit_cb(void *ctx, const char *type, const char *id)
     return 0;
 }
 
-static int ds_ae_cb(void *ctx, const char *type, const char *id)
+static int ds_ae(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0 || rec_eie(&x->rec))
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held || rec_eie(&x->rec))
         return rc;
+    const char *type = store_walk_type(w), *id = store_walk_id(w);
     char subj[TS_ID_BYTES_MAX + 1];
     if (!subject_of(type, id, subj))
         return 0;
@@ -1049,38 +1608,28 @@ static int ds_ae_cb(void *ctx, const char *type, const char *id)
     return 0;
 }
 
-static int ds_subject_cb(void *ctx, const char *type, const char *id)
+static int ds_subject(struct exporter *x, const char *id)
 {
-    struct exporter *x = ctx;
-    if (!subject_wanted(x, id))
-        return 0;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
-        return rc;
+    int rc = rec_load_walk(x, x->walk[W_SUBJECT]);
     /* An entered-in-error subject takes its visits and AEs with it. */
-    if (rec_eie(&x->rec))
-        return 0;
+    if (rc != 0 || !x->rec.held || rec_eie(&x->rec))
+        return rc;
     struct row_keys k = {.id = id, .subject = id};
     table_row(x, &x->t[T_DM], &k);
     const char *ds = rec_value(&x->rec, "dsdecod");
     if (ds != NULL && ds[0] != '\0')
         table_row(x, &x->t[T_DS], &k);
     x->records++;
-    char prefix[TS_ID_BYTES_MAX + 8];
-    snprintf(prefix, sizeof(prefix), "%s/", id);
-    rc = store_records_prefix(x->store, "visit", prefix, ds_visit_cb, x);
-    if (rc != 0)
-        return rc;
-    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
-    return store_records_prefix(x->store, "ae", prefix, ds_ae_cb, x);
+    rc = walk_children(x, W_VISIT, id, ds_visit);
+    return rc != 0 ? rc : walk_children(x, W_AE, id, ds_ae);
 }
 
-static int ds_query_cb(void *ctx, const char *type, const char *id)
+static int ds_query(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held)
         return rc;
+    const char *id = store_walk_id(w);
     const char *target = rec_value(&x->rec, "target");
     if (!target_wanted(x, target))
         return 0;
@@ -1111,9 +1660,16 @@ static int export_datasets(struct exporter *x, const char *dir)
     for (int i = 0; i < T_COUNT && rc == 0; i++)
         rc = table_open(x, &x->t[i], dir);
     if (rc == 0) {
-        rc = store_records(x->store, "subject", ds_subject_cb, x);
+        rc = walk_export(x, ds_subject);
+        struct store_walk *q = NULL;
         if (rc == 0)
-            rc = store_records(x->store, SCHEMA_QUERY_TYPE, ds_query_cb, x);
+            rc = store_walk_open(x->store, SCHEMA_QUERY_TYPE, &q);
+        while (rc == 0 && store_walk_id(q) != NULL) {
+            rc = ds_query(x, q);
+            if (rc == 0)
+                rc = store_walk_next(q);
+        }
+        store_walk_close(q);
         if (rc != 0)
             rc = cli_fail("cannot read the store: error %d", rc);
     }
@@ -1170,10 +1726,24 @@ static const char *audit_old(struct exporter *x, const struct field_write *w, ch
     return buf;
 }
 
-static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
+/* Lower-case hex of a chain hash. */
+static void hash_hex(const uint8_t h[TS_HASH_BYTES], char out[2 * TS_HASH_BYTES + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < TS_HASH_BYTES; i++) {
+        out[2 * i] = hex[h[i] >> 4];
+        out[2 * i + 1] = hex[h[i] & 15];
+    }
+    out[2 * TS_HASH_BYTES] = '\0';
+}
+
+static int audit_entry_cb(void *ctx, const struct entry *e, const uint8_t h[TS_HASH_BYTES],
+                          uint64_t stored_ms)
 {
     struct exporter *x = ctx;
     (void)stored_ms;  /* this node's receive time: differs between nodes */
+    if (!entry_in_time(x, e))
+        return 0;  /* at --as-of the store did not hold it yet */
     bool wanted = true;
     int64_t event_ms = (int64_t)hlc_ms(e->hlc);
     /* --user NAME: NAME's own writes, and the integration credential's on NAME's
@@ -1186,7 +1756,7 @@ static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
         wanted = false;
     if (x->until_ms >= 0 && event_ms > x->until_ms)
         wanted = false;
-    char event[32], entry[32], hash[2 * TS_HASH_BYTES + 1] = "", lane[8], seq[24];
+    char event[32], entry[32], hash[2 * TS_HASH_BYTES + 1], lane[8], seq[24];
     time_iso((uint64_t)event_ms, event);
     time_iso(e->wall_ms, entry);
     struct entry_ref ref;
@@ -1194,11 +1764,7 @@ static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     snprintf(ref.origin, sizeof(ref.origin), "%s", e->origin);
     ref.lane = e->lane;
     ref.seq = e->seq;
-    uint8_t h[TS_HASH_BYTES];
-    if (wanted && store_entry_hash(x->store, &ref, h) == 0) {
-        for (size_t i = 0; i < TS_HASH_BYTES; i++)
-            snprintf(hash + 2 * i, 3, "%02x", h[i]);
-    }
+    hash_hex(h, hash);
     snprintf(lane, sizeof(lane), "%s", e->lane == LANE_SAFETY ? "safety" : "bulk");
     snprintf(seq, sizeof(seq), "%" PRIu64, e->seq);
     for (size_t w = 0; w < e->writes_count; w++) {
@@ -1248,9 +1814,9 @@ static int audit_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
     return 0;
 }
 
-static int audit_record_cb(void *ctx, const char *type, const char *id)
+static int audit_record(struct exporter *x, struct store_walk *w)
 {
-    struct exporter *x = ctx;
+    const char *type = store_walk_type(w), *id = store_walk_id(w);
     const struct schema_type *t = schema_type_find(type);
     char subj[TS_ID_BYTES_MAX + 1];
     if (x->site != NULL || x->subject != NULL) {
@@ -1271,7 +1837,7 @@ static int audit_record_cb(void *ctx, const char *type, const char *id)
         }
     }
     audit_writes_clear(x);
-    int rc = store_record_history(x->store, type, id, audit_entry_cb, x);
+    int rc = store_walk_history(w, audit_entry_cb, x);
     audit_writes_clear(x);
     return rc == TS_ERR_NOTFOUND ? 0 : rc;
 }
@@ -1285,7 +1851,14 @@ static int export_audit(struct exporter *x)
         }
         fputs("\r\n", x->out);
     }
-    int rc = store_records(x->store, "", audit_record_cb, x);
+    struct store_walk *w;
+    int rc = store_walk_open(x->store, "", &w);
+    while (rc == 0 && store_walk_id(w) != NULL) {
+        rc = audit_record(x, w);
+        if (rc == 0)
+            rc = store_walk_next(w);
+    }
+    store_walk_close(w);
     free(x->writes);
     x->writes = NULL;
     return rc;
@@ -1309,56 +1882,6 @@ static int export_audit(struct exporter *x)
  * User USR.<user> and Location LOC.<node> before ClinicalData references them.
  */
 
-/* Distinct users (and nodes) one odm-audit file may name; far above a trial's. */
-#define EXPORT_NAMES_MAX 65536
-_Static_assert(EXPORT_FIELDS_MAX <= 64, "odma.fields_written is a 64-bit mask");
-
-static int name_set_add(struct name_set *s, const char *name)
-{
-    size_t lo = 0, hi = s->count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(s->v[mid], name);
-        if (c == 0)
-            return 0;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (s->count == EXPORT_NAMES_MAX)
-        return TS_ERR_TOOBIG;
-    if (s->count == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        char **nv = realloc(s->v, cap * sizeof(*nv));
-        if (nv == NULL)
-            return TS_ERR_NOMEM;
-        s->v = nv;
-        s->cap = cap;
-    }
-    char *copy = strdup(name);
-    if (copy == NULL)
-        return TS_ERR_NOMEM;
-    memmove(&s->v[lo + 1], &s->v[lo], (s->count - lo) * sizeof(*s->v));
-    s->v[lo] = copy;
-    s->count++;
-    return 0;
-}
-
-static void name_set_release(struct name_set *s)
-{
-    for (size_t i = 0; i < s->count; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof(*s));
-}
-
-/* The User OID of an entry's user; "USR" alone for an entry that names none. */
-static void odma_user_oid(FILE *f, const char *user)
-{
-    fputs(user[0] != '\0' ? "USR." : "USR", f);
-    xml_put(f, user);
-}
 
 /* True when an entry marks its record entered in error. */
 static bool entry_sets_eie(const struct entry *e)
@@ -1371,21 +1894,12 @@ static bool entry_sets_eie(const struct entry *e)
 }
 
 /* The entry's AuditRecord, kept in x->odma.audit to be written once per item. */
-static int odma_audit_record(struct exporter *x, const struct entry *e)
+static int odma_audit_record(struct exporter *x, const struct entry *e,
+                             const uint8_t h[TS_HASH_BYTES])
 {
-    char when[32], hash[2 * TS_HASH_BYTES + 1] = "";
+    char when[32], hash[2 * TS_HASH_BYTES + 1];
     time_iso(e->wall_ms, when);
-    struct entry_ref ref;
-    memset(&ref, 0, sizeof(ref));
-    snprintf(ref.origin, sizeof(ref.origin), "%s", e->origin);
-    ref.lane = e->lane;
-    ref.seq = e->seq;
-    uint8_t h[TS_HASH_BYTES];
-    int rc = store_entry_hash(x->store, &ref, h);
-    if (rc != 0)
-        return rc;
-    for (size_t i = 0; i < TS_HASH_BYTES; i++)
-        snprintf(hash + 2 * i, 3, "%02x", h[i]);
+    hash_hex(h, hash);
     /* Built through a memory stream so xml_put escapes into it. */
     FILE *m = fmemopen(x->odma.audit, sizeof(x->odma.audit), "w");
     if (m == NULL)
@@ -1415,14 +1929,53 @@ static int odma_collect(struct exporter *x, const struct entry *e)
     return rc;
 }
 
-static int odma_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
+/* Keeps the live writes of a field of a signed record (they are signed). */
+static int odma_signed_cb(void *ctx, const char *field, const struct field_state *st)
+{
+    struct exporter *x = ctx;
+    struct odma *a = &x->odma;
+    const struct schema_field *fd = schema_field_find(a->type, field);
+    if (fd == NULL)
+        return 0;
+    for (size_t i = 0; i < st->live_count; i++) {
+        if (a->signed_count == a->signed_cap) {
+            size_t cap = a->signed_cap ? 2 * a->signed_cap : 32;
+            struct signed_write *nw = realloc(a->signed_writes, cap * sizeof(*nw));
+            if (nw == NULL)
+                return TS_ERR_NOMEM;
+            a->signed_writes = nw;
+            a->signed_cap = cap;
+        }
+        a->signed_writes[a->signed_count].field = (size_t)(fd - a->type->fields);
+        a->signed_writes[a->signed_count].ref = st->live[i].ref;
+        a->signed_count++;
+    }
+    return 0;
+}
+
+/* True when e's write of field k is one the record's signature covers. */
+static bool odma_signed(const struct odma *a, size_t k, const struct entry *e)
+{
+    for (size_t i = 0; i < a->signed_count; i++) {
+        const struct entry_ref *r = &a->signed_writes[i].ref;
+        if (a->signed_writes[i].field == k && r->lane == e->lane && r->seq == e->seq &&
+            strcmp(r->origin, e->origin) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int odma_entry_cb(void *ctx, const struct entry *e, const uint8_t hash[TS_HASH_BYTES],
+                         uint64_t stored_ms)
 {
     struct exporter *x = ctx;
     struct odma *a = &x->odma;
     (void)stored_ms;  /* this node's receive time: differs between nodes */
+    if (!entry_in_time(x, e))
+        return 0;  /* at --as-of the store did not hold it yet */
     if (a->collect)
         return odma_collect(x, e);
-    int rc = odma_audit_record(x, e);
+    int rc = odma_audit_record(x, e, hash);
     if (rc != 0)
         return rc;
 
@@ -1486,7 +2039,10 @@ static int odma_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
         fprintf(f, "      <ItemData ItemOID=\"IT.%s.%s\" TransactionType=\"%s\" Value=\"",
                 t->domain, name, item_txn);
         xml_put(f, fw->value);
-        fprintf(f, "\">%s</ItemData>\n", a->audit);
+        fprintf(f, "\">%s", a->audit);
+        if (a->sig != NULL && odma_signed(a, (size_t)(fd - t->fields), e))
+            odm_signature(f, a->sig, a->subject);
+        fputs("</ItemData>\n", f);
     }
     fprintf(f, "     </ItemGroupData>\n    </FormData>\n   </StudyEventData>\n  </SubjectData>\n");
     x->records++;
@@ -1494,29 +2050,43 @@ static int odma_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
 }
 
 /* Writes (or, in the first pass, collects) one record's history. */
-static int odma_record(struct exporter *x, const char *type, const char *id)
+static int odma_record(struct exporter *x, struct store_walk *w)
 {
     struct odma *a = &x->odma;
-    a->type = type_of(type);
-    a->id = id;
+    a->type = type_of(store_walk_type(w));
+    a->id = store_walk_id(w);
     a->entries = 0;
     a->fields_written = 0;
     a->removed = false;
-    int rc = store_record_history(x->store, type, id, odma_entry_cb, x);
+    a->sig = NULL;
+    a->signed_count = 0;
+    json_t *visit_sigs = NULL;
+    int rc = 0;
+    if (!a->collect && x->subject_sigs) {
+        /* A visit's own signature, else the casebook's, covers the record. */
+        if (strcmp(a->type->name, "visit") == 0) {
+            visit_sigs = marks_sigs(x, "visit", a->id);
+            a->sig = visit_sigs != NULL ? sig_newest_valid(visit_sigs) : NULL;
+        }
+        if (a->sig == NULL && x->casebook_sigs != NULL)
+            a->sig = sig_newest_valid(x->casebook_sigs);
+        if (a->sig != NULL)
+            rc = store_walk_fields(w, odma_signed_cb, x);
+        if (rc == TS_ERR_NOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0)
+        rc = store_walk_history(w, odma_entry_cb, x);
+    a->sig = NULL;
+    json_decref(visit_sigs);
     return rc == TS_ERR_NOTFOUND ? 0 : rc;
 }
 
-static int odma_child_cb(void *ctx, const char *type, const char *id)
+static int odma_subject(struct exporter *x, const char *id)
 {
-    return odma_record(ctx, type, id);
-}
-
-static int odma_subject_cb(void *ctx, const char *type, const char *id)
-{
-    struct exporter *x = ctx;
-    if (!subject_wanted(x, id))
-        return 0;
     x->odma.subject = id;
+    json_decref(x->casebook_sigs);
+    x->casebook_sigs = x->odma.collect ? NULL : marks_sigs(x, "subject", id);
     x->odma.ae_event = false;
     char site[TS_ID_BYTES_MAX + 1];
     if (x->odma.collect && schema_site_of_key(id, site)) {
@@ -1524,16 +2094,7 @@ static int odma_subject_cb(void *ctx, const char *type, const char *id)
         if (rc != 0)
             return rc;
     }
-    int rc = odma_record(x, type, id);
-    if (rc != 0)
-        return rc;
-    char prefix[TS_ID_BYTES_MAX + 8];
-    snprintf(prefix, sizeof(prefix), "%s/", id);
-    rc = store_records_prefix(x->store, "visit", prefix, odma_child_cb, x);
-    if (rc != 0)
-        return rc;
-    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
-    return store_records_prefix(x->store, "ae", prefix, odma_child_cb, x);
+    return walk_subject_records(x, id, odma_record);
 }
 
 /* The membership's sites (the exported one only, with --site) are locations too. */
@@ -1549,20 +2110,7 @@ static int odma_member_cb(void *ctx, const char *type, const char *id)
 static int odma_admin(struct exporter *x)
 {
     FILE *f = x->out;
-    for (size_t i = 0; i < x->odma.users.count; i++) {
-        const char *user = x->odma.users.v[i];
-        fputs("  <User OID=\"", f);
-        odma_user_oid(f, user);
-        fputs("\">", f);
-        if (user[0] != '\0') {
-            fputs("<LoginName>", f);
-            xml_put(f, user);
-            fputs("</LoginName>", f);
-        } else {
-            fputs("<DisplayName>no user named (written by the system)</DisplayName>", f);
-        }
-        fputs("</User>\n", f);
-    }
+    odm_users(x, &x->odma.users);
     for (size_t i = 0; i < x->odma.locations.count; i++) {
         const char *node = x->odma.locations.v[i];
         /* A node the membership names is a site; any other origin is a hub. */
@@ -1585,6 +2133,7 @@ static int odma_admin(struct exporter *x)
                    "  </Location>\n",
                 x->created);
     }
+    odm_signature_defs(x);
     return 0;
 }
 
@@ -1594,9 +2143,11 @@ static int export_odm_audit(struct exporter *x)
     const char *trial = x->cfg->trial;
     /* First pass: the users and nodes the transactions name. */
     x->odma.collect = true;
-    int rc = store_records(x->store, "subject", odma_subject_cb, x);
+    int rc = walk_export(x, odma_subject);
     if (rc == 0)
         rc = store_records(x->store, SCHEMA_MEMBER_TYPE, odma_member_cb, x);
+    if (rc == 0)
+        rc = signers_collect(x, &x->odma.users);
     x->odma.collect = false;
     if (rc != 0)
         goto out_free_names;
@@ -1612,10 +2163,14 @@ static int export_odm_audit(struct exporter *x)
     fprintf(f, " </AdminData>\n <ClinicalData StudyOID=\"ST.");
     xml_put(f, trial);
     fprintf(f, "\" MetaDataVersionOID=\"" ODM_MDV_OID "\">\n");
-    rc = store_records(x->store, "subject", odma_subject_cb, x);
+    rc = walk_export(x, odma_subject);
     if (rc == 0)
         fprintf(f, " </ClinicalData>\n</ODM>\n");
 out_free_names:
+    json_decref(x->casebook_sigs);
+    x->casebook_sigs = NULL;
+    free(x->odma.signed_writes);
+    x->odma.signed_writes = NULL;
     name_set_release(&x->odma.locations);
     name_set_release(&x->odma.users);
     return rc;
@@ -1633,31 +2188,20 @@ out_free_names:
  * records import writes.
  */
 
-/* The reason of the write whose eie value is displayed; "" when none. */
-static int recs_eie_reason(struct exporter *x, const char *type, const char *id,
-                           struct entry *e)
+static int recs_record(struct exporter *x, struct store_walk *w)
 {
-    struct field_state st = {0};
-    int rc = store_field_get(x->store, type, id, "eie", &st);
-    int shown = rc == 0 ? merge_display(type, "eie", &st) : -1;
-    if (rc == 0 && shown >= 0) {
-        struct ts_error err = {0};
-        rc = store_entry_get(x->store, &st.live[shown].ref, e, &err);
-    }
-    field_state_release(&st);
-    return rc;
-}
-
-static int recs_record_cb(void *ctx, const char *type, const char *id)
-{
-    struct exporter *x = ctx;
-    int rc = rec_load(x, type, id);
-    if (rc != 0)
+    int rc = rec_load_walk(x, w);
+    if (rc != 0 || !x->rec.held)
         return rc;
+    const char *type = store_walk_type(w), *id = store_walk_id(w);
     struct entry marked;
     memset(&marked, 0, sizeof(marked));
     if (rec_eie(&x->rec)) {
-        rc = recs_eie_reason(x, type, id, &marked);
+        /* The reason of the write whose eie value is shown. */
+        const struct schema_field *eie = schema_field_find(x->rec.type, "eie");
+        struct ts_error err = {0};
+        rc = store_entry_get(x->store, &x->rec.f[eie - x->rec.type->fields].shown, &marked,
+                             &err);
         if (rc != 0)
             return rc;
     }
@@ -1694,26 +2238,14 @@ static int recs_record_cb(void *ctx, const char *type, const char *id)
     return 0;
 }
 
-static int recs_subject_cb(void *ctx, const char *type, const char *id)
+static int recs_subject(struct exporter *x, const char *id)
 {
-    struct exporter *x = ctx;
-    if (!subject_wanted(x, id))
-        return 0;
-    int rc = recs_record_cb(x, type, id);
-    if (rc != 0)
-        return rc;
-    char prefix[TS_ID_BYTES_MAX + 8];
-    snprintf(prefix, sizeof(prefix), "%s/", id);
-    rc = store_records_prefix(x->store, "visit", prefix, recs_record_cb, x);
-    if (rc != 0)
-        return rc;
-    snprintf(prefix, sizeof(prefix), "%s-AE-", id);
-    return store_records_prefix(x->store, "ae", prefix, recs_record_cb, x);
+    return walk_subject_records(x, id, recs_record);
 }
 
 static int export_records(struct exporter *x)
 {
-    return store_records(x->store, "subject", recs_subject_cb, x);
+    return walk_export(x, recs_subject);
 }
 
 /* ---- the verb ------------------------------------------------------------- */
@@ -1754,7 +2286,7 @@ int cmd_export(int argc, char **argv)
     const char *audit_format = "csv", *since = NULL, *until = NULL;
     static struct exporter x;
     memset(&x, 0, sizeof(x));
-    x.since_ms = x.until_ms = -1;
+    x.since_ms = x.until_ms = x.as_of_ms = -1;
     int c;
     optind = 1;
     while ((c = cli_getopt(argc, argv, opts, "export")) != -1) {
@@ -1808,6 +2340,8 @@ int cmd_export(int argc, char **argv)
         return cli_fail("--until '%s' is not an ISO 8601 UTC time (2024-05-01T10:00:00Z)", until);
     if (as_of != NULL && !time_parse(as_of, &ms))
         return cli_fail("--as-of '%s' is not an ISO 8601 UTC time (2024-05-01T10:00:00Z)", as_of);
+    if (as_of != NULL)
+        x.as_of_ms = ms;
     if (x.subject != NULL && !schema_key_ok("subject", x.subject))
         return cli_fail("--subject '%s' is not a subject id (%s)", x.subject,
                         type_of("subject")->key_format);
@@ -1829,6 +2363,9 @@ int cmd_export(int argc, char **argv)
     if (store_open_readonly(cfg.data_dir, &x.store, &err) != 0)
         return cli_fail("%s", err.msg);
     time_iso(as_of != NULL ? (uint64_t)ms : hlc_ms(store_hlc_max(x.store)), x.created);
+    /* At or after the newest write held, the state at --as-of is the stored state. */
+    if (x.as_of_ms >= 0 && (uint64_t)x.as_of_ms >= hlc_ms(store_hlc_max(x.store)))
+        x.as_of_ms = -1;
 
     int rc = 0;
     if (x.format == EXPORT_SDTM_CSV || x.format == EXPORT_DATASET_JSON) {
@@ -1854,6 +2391,7 @@ int cmd_export(int argc, char **argv)
         }
     }
     rec_clear(&x.rec);
+    name_set_release(&x.signers);
     store_close(x.store);
     if (rc == 0)
         fprintf(stderr, "trialsync: exported %" PRIu64 " records (%s)\n", x.records, format);

@@ -2380,6 +2380,44 @@ static bool page_take(struct store_page *page, size_t *visited, const struct key
     return true;
 }
 
+/* One state row, its field name (flen bytes, not terminated) and its value:
+ * decoded and handed to cb.  TS_ERR_CORRUPT for a bad name or value. */
+static int field_row(const char *name, size_t flen, const char *v, size_t vlen,
+                     store_field_cb cb, void *ctx)
+{
+    char field[TS_FIELD_BYTES_MAX + 1];
+    if (flen == 0 || flen > TS_FIELD_BYTES_MAX)
+        return TS_ERR_CORRUPT;
+    memcpy(field, name, flen);
+    field[flen] = '\0';
+    struct field_state st = {0};
+    if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
+        field_state_release(&st);
+        return TS_ERR_CORRUPT;
+    }
+    int rc = cb(ctx, field, &st);
+    field_state_release(&st);
+    return rc;
+}
+
+/* A history key's part after "type NUL id NUL" (hlc(8) origin NUL lane(1)
+ * seq(8)) and its value (the stored time): the entry's ref; false when
+ * malformed. */
+static bool history_row(const uint8_t *rest, size_t left, const uint8_t *v, size_t vlen,
+                        struct entry_ref *ref, uint64_t *stored_ms)
+{
+    const char *origin = (const char *)rest + 8;
+    size_t olen = left > 8 ? strnlen(origin, left - 8) : 0;
+    if (vlen != 8 || olen == 0 || olen > TS_ID_BYTES_MAX || left != 8 + olen + 1 + 1 + 8)
+        return false;
+    memset(ref, 0, sizeof(*ref));
+    memcpy(ref->origin, origin, olen);
+    ref->lane = rest[8 + olen + 1];
+    ref->seq = be64_get(rest + left - 8);
+    *stored_ms = be64_get(v);
+    return true;
+}
+
 int store_record_fields(struct store *s, const char *type, const char *id, store_field_cb cb,
                         void *ctx)
 {
@@ -2394,23 +2432,8 @@ int store_record_fields(struct store *s, const char *type, const char *id, store
         size_t klen, vlen;
         const char *key = rocksdb_iter_key(sc.it, &klen);
         const char *v = rocksdb_iter_value(sc.it, &vlen);
-        char field[TS_FIELD_BYTES_MAX + 1];
-        size_t flen = klen - prefix.len;
-        if (flen == 0 || flen > TS_FIELD_BYTES_MAX) {
-            rc = TS_ERR_CORRUPT;
-            break;
-        }
-        memcpy(field, key + prefix.len, flen);
-        field[flen] = '\0';
-        struct field_state st = {0};
-        if (merge_field_decode((const uint8_t *)v, vlen, &st) != 0) {
-            field_state_release(&st);
-            rc = TS_ERR_CORRUPT;
-            break;
-        }
         seen++;
-        rc = cb(ctx, field, &st);
-        field_state_release(&st);
+        rc = field_row(key + prefix.len, klen - prefix.len, v, vlen, cb, ctx);
     }
     int rc2 = scan_close(&sc, s, NULL);
     if (rc == 0)
@@ -2446,21 +2469,12 @@ int store_record_history_page(struct store *s, const char *type, const char *id,
             break;
         }
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(sc.it, &vlen);
-        /* hlc(8) origin NUL lane(1) seq(8) after the prefix */
-        size_t rest = klen - prefix.len;
-        const char *origin = (const char *)key + prefix.len + 8;
-        size_t olen = rest > 8 ? strnlen(origin, rest - 8) : 0;
-        if (vlen != 8 || rest < 8 + 1 + 1 + 1 + 8 || olen == 0 || olen > TS_ID_BYTES_MAX ||
-            rest != 8 + olen + 1 + 1 + 8) {
+        struct entry_ref ref;
+        uint64_t stored_ms;
+        if (!history_row(key + prefix.len, klen - prefix.len, v, vlen, &ref, &stored_ms)) {
             rc = TS_ERR_CORRUPT;
             break;
         }
-        struct entry_ref ref;
-        memset(&ref, 0, sizeof(ref));
-        memcpy(ref.origin, origin, olen);
-        ref.lane = key[prefix.len + 8 + olen + 1];
-        ref.seq = be64_get(key + klen - 8);
-        uint64_t stored_ms = be64_get(v);
         struct entry e;
         rc = store_entry_get(s, &ref, &e, NULL);
         if (rc == TS_ERR_NOTFOUND)
@@ -3645,4 +3659,342 @@ int store_debug_format_stamp(struct store *s, uint32_t version, bool drop_counte
         return TS_ERR_IO;
     }
     return 0;
+}
+
+/* ---- walks: records with their fields and history, no seek per record ---- */
+
+/* One forward cursor of a walk over cf, bounded to keys starting with prefix. */
+struct walk_cursor {
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    struct key prefix;
+    struct key upper;
+};
+
+struct store_walk {
+    struct store *s;
+    const rocksdb_snapshot_t *snap;
+    char type[TS_TYPE_BYTES_MAX + 1];  /* "" for every type */
+    struct walk_cursor rec;            /* KEY_INDEX_RECORD type NUL id */
+    struct walk_cursor state;          /* type NUL id NUL field */
+    struct walk_cursor hist;           /* KEY_INDEX_HISTORY type NUL id NUL ... */
+    bool at_end;
+    char cur_type[TS_TYPE_BYTES_MAX + 1];
+    char cur_id[TS_ID_BYTES_MAX + 1];
+};
+
+/* Read-ahead of a walk's cursors: they read table files front to back. */
+#define STORE_WALK_READAHEAD_BYTES (1u << 20)
+
+static int walk_cursor_open(struct store_walk *w, struct walk_cursor *c, enum store_cf cf,
+                            const struct key *prefix, const struct key *start)
+{
+    c->ro = rocksdb_readoptions_create();
+    if (c->ro == NULL)
+        return TS_ERR_NOMEM;
+    if (w->snap != NULL)
+        rocksdb_readoptions_set_snapshot(c->ro, w->snap);
+    rocksdb_readoptions_set_readahead_size(c->ro, STORE_WALK_READAHEAD_BYTES);
+    /* A scan of the whole trial would only evict what the node's reads need. */
+    rocksdb_readoptions_set_fill_cache(c->ro, 0);
+    c->prefix = *prefix;
+    c->upper.len = 0;
+    if (prefix->len > 0) {
+        memcpy(c->upper.b, prefix->b, prefix->len);
+        size_t n = prefix->len;
+        while (n > 0 && c->upper.b[n - 1] == 0xff)
+            n--;
+        if (n > 0) {
+            c->upper.b[n - 1]++;
+            c->upper.len = n;
+            rocksdb_readoptions_set_iterate_upper_bound(c->ro, (const char *)c->upper.b,
+                                                        c->upper.len);
+        }
+    }
+    c->it = rocksdb_create_iterator_cf(w->s->db, c->ro, w->s->cf[cf]);
+    if (c->it == NULL) {
+        rocksdb_readoptions_destroy(c->ro);
+        c->ro = NULL;
+        return TS_ERR_NOMEM;
+    }
+    const struct key *at = start != NULL ? start : prefix;
+    if (at->len > 0)
+        rocksdb_iter_seek(c->it, (const char *)at->b, at->len);
+    else
+        rocksdb_iter_seek_to_first(c->it);
+    return 0;
+}
+
+/* The cursor's key when it is valid and within its prefix, else NULL. */
+static const uint8_t *walk_cursor_key(const struct walk_cursor *c, size_t *klen)
+{
+    if (c->it == NULL || !rocksdb_iter_valid(c->it))
+        return NULL;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(c->it, klen);
+    if (*klen < c->prefix.len || memcmp(k, c->prefix.b, c->prefix.len) != 0)
+        return NULL;
+    return k;
+}
+
+/* Closes the cursor (when open); 0 or its read error. */
+static int walk_cursor_close(struct store *s, struct walk_cursor *c)
+{
+    int rc = 0;
+    if (c->it != NULL) {
+        char *errptr = NULL;
+        rocksdb_iter_get_error(c->it, &errptr);
+        rocksdb_iter_destroy(c->it);
+        if (errptr != NULL)
+            rc = rdb_error(s, errptr, "walk", NULL);
+    }
+    if (c->ro != NULL)
+        rocksdb_readoptions_destroy(c->ro);
+    memset(c, 0, sizeof(*c));
+    return rc;
+}
+
+/* Reads the record cursor's key into cur_type/cur_id (at_end past the last). */
+static int walk_load(struct store_walk *w)
+{
+    size_t klen;
+    const uint8_t *k = walk_cursor_key(&w->rec, &klen);
+    if (k == NULL) {
+        w->at_end = true;
+        w->cur_type[0] = w->cur_id[0] = '\0';
+        return walk_cursor_close(w->s, &w->rec);
+    }
+    w->at_end = false;
+    if (!split_key((const char *)k + 1, klen - 1, w->cur_type, w->cur_id, NULL))
+        return TS_ERR_CORRUPT;
+    return 0;
+}
+
+int store_walk_open(struct store *s, const char *type, struct store_walk **out)
+{
+    assert(type != NULL);
+    *out = NULL;
+    struct store_walk *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return TS_ERR_NOMEM;
+    w->s = s;
+    snprintf(w->type, sizeof(w->type), "%s", type);
+    w->snap = rocksdb_create_snapshot(s->db);
+    struct key prefix = {.len = 0};
+    key_u8(&prefix, KEY_INDEX_RECORD);
+    if (type[0] != '\0' && !key_str0(&prefix, type, TS_TYPE_BYTES_MAX)) {
+        w->at_end = true;  /* a type longer than the limit holds nothing */
+        *out = w;
+        return 0;
+    }
+    int rc = walk_cursor_open(w, &w->rec, STORE_CF_INDEX, &prefix, NULL);
+    if (rc == 0)
+        rc = walk_load(w);
+    if (rc != 0) {
+        store_walk_close(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int store_walk_seek(struct store_walk *w, const char *id)
+{
+    assert(w->type[0] != '\0');
+    struct key prefix = {.len = 0}, start;
+    key_u8(&prefix, KEY_INDEX_RECORD);
+    key_str0(&prefix, w->type, TS_TYPE_BYTES_MAX);
+    start = prefix;
+    /* The field and history cursors follow with a seek of their own. */
+    int rc = walk_cursor_close(w->s, &w->state);
+    int rc2 = walk_cursor_close(w->s, &w->hist);
+    if (rc == 0)
+        rc = rc2;
+    rc2 = walk_cursor_close(w->s, &w->rec);
+    if (rc == 0)
+        rc = rc2;
+    if (rc != 0)
+        return rc;
+    if (!key_bytes(&start, id, strnlen(id, TS_ID_BYTES_MAX))) {
+        w->at_end = true;
+        return 0;
+    }
+    rc = walk_cursor_open(w, &w->rec, STORE_CF_INDEX, &prefix, &start);
+    return rc != 0 ? rc : walk_load(w);
+}
+
+void store_walk_close(struct store_walk *w)
+{
+    if (w == NULL)
+        return;
+    walk_cursor_close(w->s, &w->rec);
+    walk_cursor_close(w->s, &w->state);
+    walk_cursor_close(w->s, &w->hist);
+    if (w->snap != NULL)
+        rocksdb_release_snapshot(w->s->db, w->snap);
+    free(w);
+}
+
+const char *store_walk_type(const struct store_walk *w)
+{
+    return w->at_end ? NULL : w->cur_type;
+}
+
+const char *store_walk_id(const struct store_walk *w)
+{
+    return w->at_end ? NULL : w->cur_id;
+}
+
+int store_walk_next(struct store_walk *w)
+{
+    if (w->at_end)
+        return 0;
+    rocksdb_iter_next(w->rec.it);
+    return walk_load(w);
+}
+
+/* (type, id) of a key "type NUL id NUL ..." against the current record, as
+ * the keys order: <0 before it, 0 the record's, >0 after; *rest is the byte
+ * after the id's NUL.  TS_ERR_CORRUPT (as 2) for a key that does not split. */
+static int walk_key_cmp(const struct store_walk *w, const uint8_t *k, size_t klen,
+                        size_t *rest)
+{
+    const uint8_t *tnul = memchr(k, 0, klen);
+    if (tnul == NULL)
+        return 2;
+    size_t tlen = (size_t)(tnul - k);
+    const uint8_t *id = tnul + 1;
+    const uint8_t *inul = memchr(id, 0, klen - tlen - 1);
+    if (inul == NULL)
+        return 2;
+    size_t ilen = (size_t)(inul - id);
+    *rest = (size_t)(inul + 1 - k);
+    size_t ctlen = strlen(w->cur_type);
+    int c = memcmp(k, w->cur_type, tlen < ctlen ? tlen : ctlen);
+    if (c == 0 && tlen != ctlen)
+        c = tlen < ctlen ? -1 : 1;
+    if (c != 0)
+        return c < 0 ? -1 : 1;
+    size_t cilen = strlen(w->cur_id);
+    c = memcmp(id, w->cur_id, ilen < cilen ? ilen : cilen);
+    if (c == 0 && ilen != cilen)
+        c = ilen < cilen ? -1 : 1;
+    return c < 0 ? -1 : c > 0 ? 1 : 0;
+}
+
+/* Opens cursor c, when it is not open yet, at the current record (its
+ * prefix: the lead byte when not 0, then the walk's type); an open cursor is
+ * stepped forward by its reader. */
+static int walk_cursor_reach(struct store_walk *w, struct walk_cursor *c, enum store_cf cf,
+                             int lead)
+{
+    if (c->it != NULL)
+        return 0;
+    struct key prefix = {.len = 0}, start = {.len = 0};
+    if (lead != 0) {
+        key_u8(&prefix, (uint8_t)lead);
+        key_u8(&start, (uint8_t)lead);
+    }
+    if (w->type[0] != '\0')
+        key_str0(&prefix, w->type, TS_TYPE_BYTES_MAX);
+    if (!key_str0(&start, w->cur_type, TS_TYPE_BYTES_MAX) ||
+        !key_str0(&start, w->cur_id, TS_ID_BYTES_MAX))
+        return TS_ERR_CORRUPT;
+    return walk_cursor_open(w, c, cf, &prefix, &start);
+}
+
+int store_walk_fields(struct store_walk *w, store_field_cb cb, void *ctx)
+{
+    if (w->at_end)
+        return TS_ERR_NOTFOUND;
+    int rc = walk_cursor_reach(w, &w->state, STORE_CF_STATE, 0);
+    size_t seen = 0;
+    while (rc == 0) {
+        size_t klen, rest;
+        const uint8_t *k = walk_cursor_key(&w->state, &klen);
+        if (k == NULL)
+            break;
+        int c = walk_key_cmp(w, k, klen, &rest);
+        if (c == 2) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        if (c > 0)
+            break;
+        if (c == 0) {
+            size_t vlen;
+            const char *v = rocksdb_iter_value(w->state.it, &vlen);
+            seen++;
+            rc = field_row((const char *)k + rest, klen - rest, v, vlen, cb, ctx);
+        }
+        rocksdb_iter_next(w->state.it);
+    }
+    if (rc == 0 && seen == 0)
+        rc = TS_ERR_NOTFOUND;
+    return rc;
+}
+
+int store_walk_history(struct store_walk *w, store_walk_entry_cb cb, void *ctx)
+{
+    if (w->at_end)
+        return TS_ERR_NOTFOUND;
+    int rc = walk_cursor_reach(w, &w->hist, STORE_CF_INDEX, KEY_INDEX_HISTORY);
+    size_t seen = 0;
+    while (rc == 0) {
+        size_t klen, rest;
+        const uint8_t *k = walk_cursor_key(&w->hist, &klen);
+        if (k == NULL)
+            break;
+        int c = walk_key_cmp(w, k + 1, klen - 1, &rest);
+        if (c == 2) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        if (c > 0)
+            break;
+        if (c < 0) {
+            rocksdb_iter_next(w->hist.it);
+            continue;
+        }
+        rest += 1;  /* the lead byte */
+        size_t vlen;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(w->hist.it, &vlen);
+        struct entry_ref ref;
+        uint64_t stored_ms;
+        if (!history_row(k + rest, klen - rest, v, vlen, &ref, &stored_ms)) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        struct key ok;
+        rocksdb_pinnableslice_t *ps = NULL;
+        if (!key_oplog(&ok, ref.origin, ref.lane, ref.seq)) {
+            rc = TS_ERR_CORRUPT;
+            break;
+        }
+        rc = rdb_get(w->s, STORE_CF_OPLOG, &ok, &ps, NULL);
+        if (rc <= 0) {
+            rc = rc == 0 ? TS_ERR_CORRUPT : rc;  /* indexed but not held */
+            break;
+        }
+        size_t elen;
+        const uint8_t *ev = (const uint8_t *)rocksdb_pinnableslice_value(ps, &elen);
+        struct entry e;
+        memset(&e, 0, sizeof(e));
+        uint8_t hash[TS_HASH_BYTES];
+        if (elen <= TS_HASH_BYTES) {
+            rc = TS_ERR_CORRUPT;  /* a hole is never indexed */
+        } else {
+            memcpy(hash, ev, TS_HASH_BYTES);
+            rc = entry_from_value(w->s, &ref, ev, elen, &e, NULL);
+        }
+        rocksdb_pinnableslice_destroy(ps);
+        if (rc != 0)
+            break;
+        seen++;
+        rc = cb(ctx, &e, hash, stored_ms);
+        entry_release(&e);
+        rocksdb_iter_next(w->hist.it);
+    }
+    if (rc == 0 && seen == 0)
+        rc = TS_ERR_NOTFOUND;
+    return rc;
 }

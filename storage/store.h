@@ -195,6 +195,42 @@ int store_record_history_page(struct store *s, const char *type, const char *id,
 int store_records_prefix(struct store *s, const char *type, const char *id_prefix,
                          store_record_cb cb, void *ctx);
 
+/*
+ * A forward walk over the records of one type ("" for every type) in
+ * (type, id) order, the order of store_records, that reads each record's
+ * fields and history without a seek per record: one cursor over the record
+ * list, and, opened on first use, one over the state column family and one
+ * over the history index, each only ever moved forward (a record whose
+ * fields or history the caller does not ask for is stepped over).  An
+ * entry's body is still one point read (the oplog is keyed by origin).
+ * The cursors read one snapshot taken at open, so a walk beside writes sees
+ * one state; memory is bounded by one record.
+ */
+struct store_walk;
+
+/* An entry of the current record's history, with the chain hash after it. */
+typedef int (*store_walk_entry_cb)(void *ctx, const struct entry *e,
+                                   const uint8_t hash[TS_HASH_BYTES], uint64_t stored_ms);
+
+/* Opens a walk positioned at the first record; 0 or TS_ERR_NOMEM. */
+int store_walk_open(struct store *s, const char *type, struct store_walk **out);
+/* Moves the walk to the first record whose id is >= id (same type walks only). */
+int store_walk_seek(struct store_walk *w, const char *id);
+void store_walk_close(struct store_walk *w);
+/* The current record, NULL (both) once the walk is past the last one. */
+const char *store_walk_type(const struct store_walk *w);
+const char *store_walk_id(const struct store_walk *w);
+/* Moves to the next record; 0, or the store's read error. */
+int store_walk_next(struct store_walk *w);
+/*
+ * The current record's fields, as store_record_fields (TS_ERR_NOTFOUND when
+ * it has none), and its history, as store_record_history (in (hlc, origin,
+ * lane, seq) order; TS_ERR_NOTFOUND when empty).  Each at most once per
+ * record, fields and history in either order.
+ */
+int store_walk_fields(struct store_walk *w, store_field_cb cb, void *ctx);
+int store_walk_history(struct store_walk *w, store_walk_entry_cb cb, void *ctx);
+
 /* Every field with a conflict (merge_conflict), by (type, id, field). */
 int store_conflicts(struct store *s, store_conflict_cb cb, void *ctx);
 

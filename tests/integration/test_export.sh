@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # trialsync export: a hub and two sites with subjects, visits, AEs (one SAE,
-# one AE coded at the hub), a query, a conflict and an entered-in-error
-# subject.  Every ODM file validates against CDISC's ODM 1.3.2 schema, every
-# Dataset-JSON file against the Dataset-JSON 1.1 schema; the SDTM CSV read
-# back equals what `trialsync get` shows; a site's export holds none of the
-# other site's records; exports with the same --as-of are byte-identical,
-# also taken while the node runs and after it stopped.
+# one AE coded at the hub), a query, a conflict, an entered-in-error subject,
+# e-signatures (one valid, one broken by a later edit) and SDV marks (one
+# verified, one needing re-verification).  Every ODM file validates against
+# CDISC's ODM 1.3.2 schema, every Dataset-JSON file against the Dataset-JSON
+# 1.1 schema; the SDTM CSV read back equals what `trialsync get` shows; a
+# site's export holds none of the other site's records; exports with the same
+# --as-of are byte-identical, also taken while the node runs, after it
+# stopped and on two converged hubs; --as-of a time between two sets of
+# writes gives the clinical content exported before the second set.
 . "$(dirname "$0")/lib.sh"
 
 need_cmd xmllint libxml2-utils
 need_cmd sha256sum coreutils
+need_cmd diff diffutils
 # Debian's jsonschema (and the /usr/bin/python3 it runs on) is called by
 # absolute path: a python3 earlier on PATH (pyenv, a venv) may lack the module.
 need_cmd jsonschema python3-jsonschema
@@ -63,10 +67,37 @@ wait_until 60 "hub and site 101 agree on the AE coding" bash -c \
     "[ \"\$('$TRIALSYNC' get --node '$S1' ae 101-0001-AE-001 | jq -r .fields.aedecod.value)\" = Headache ]"
 ok "scenario written and replicated"
 
+# Signatures and SDV marks: inv101 signs visit 101-0001/V1 (a later site edit
+# breaks it) and subject 101-0002's casebook (still valid); a monitor verifies
+# AE 101-0001-AE-001 (still verified) and V2's start date (edited afterwards:
+# needs re-verification).
+add_user inv101 investigator --site 101
+add_user mon monitor
+wait_until 60 "inv101's account at site 101" "$TRIALSYNC" get --node "$S1" user inv101
+sign_() {
+    as inv101 sign --node "$S1" "$@" --secret-file "$WORK/trial/users/inv101.token" \
+        > "$WORK/sign.out" 2>&1 || fail "sign $*: $(cat "$WORK/sign.out")"
+}
+sign_ visit 101-0001/V1 --meaning approval
+sign_ subject 101-0002 --meaning review
+as mon sdv --node "$HUB" ae 101-0001-AE-001 > /dev/null || fail "SDV of the AE"
+as mon sdv --node "$HUB" visit 101-0001/V2 --fields svstdtc > /dev/null || fail "SDV of V2"
+put "$S1" visit 101-0001/V1 svendtc=2026-01-10 --reason "end date from the source"
+put "$S1" visit 101-0001/V2 svstdtc=2026-02-11 --reason "start date from the source"
+wait_until 60 "the hub shows V1's signature broken" bash -c \
+    "'$TRIALSYNC' get --node '$HUB' visit 101-0001/V1 | jq -e '.signatures[0].state == \"broken\"'"
+wait_until 60 "the hub shows 101-0002's signature" bash -c \
+    "'$TRIALSYNC' get --node '$HUB' subject 101-0002 | jq -e '.signatures[0].state == \"valid\"'"
+wait_until 60 "the hub shows V2's mark needing re-verification" bash -c \
+    "'$TRIALSYNC' get --node '$HUB' visit 101-0001/V2 | jq -e '.sdv[0].state == \"needs re-verification\"'"
+wait_until 60 "site 101 holds the marks" bash -c \
+    "'$TRIALSYNC' get --node '$S1' ae 101-0001-AE-001 | jq -e '.sdv[0].state == \"verified\"'"
+ok "signatures and SDV marks written; their states derived at the hub"
+
 export_() { "$TRIALSYNC" export "$@" 2> "$WORK/export.err" || fail "export $*: $(cat "$WORK/export.err")"; }
 
 # ---- ODM ----
-AS_OF=2026-06-01T12:00:00Z
+AS_OF=2030-01-01T00:00:00Z
 export_ --node "$HUB" --format odm --out "$WORK/hub.xml" --as-of "$AS_OF"
 export_ --node "$S1" --format odm --out "$WORK/s101.xml" --as-of "$AS_OF"
 export_ --node "$S2" --format odm --out "$WORK/s102.xml" --as-of "$AS_OF"
@@ -88,7 +119,7 @@ assert used and used <= defs, used - defs
 assert {e.get("CodeListOID") for e in root.iter("{%s}CodeListRef" % ns["o"])} <= lists
 locs = {e.get("OID") for e in root.iter("{%s}Location" % ns["o"])}
 assert {e.get("LocationOID") for e in root.iter("{%s}SiteRef" % ns["o"])} <= locs
-assert root.get("FileType") == "Snapshot" and root.get("CreationDateTime") == "2026-06-01T12:00:00Z"
+assert root.get("FileType") == "Snapshot" and root.get("CreationDateTime") == "2030-01-01T00:00:00Z"
 EOF
 ok "every ItemOID, CodeListOID and LocationOID used in the hub's ODM is defined"
 assert_eq 4 "$(grep -c '<SubjectData ' "$WORK/hub.xml")" "the hub's ODM holds the 4 subjects"
@@ -101,6 +132,40 @@ grep -q '101-' "$WORK/s102.xml" && fail "site 102's ODM names a site 101 record"
 grep -q '101-' "$WORK/hub-102.xml" && fail "--site 102 at the hub names a site 101 record"
 ok "a site's ODM holds none of the other site's records, nor does the hub's --site export"
 assert_eq 1 "$(grep -c '<SubjectData ' "$WORK/hub-subj.xml")" "--subject exports one subject"
+"$PY" - "$WORK/hub.xml" <<'EOF' || fail "ODM signatures and SDV marks"
+import sys, xml.etree.ElementTree as ET
+O = "{http://www.cdisc.org/ns/odm/v1.3}"
+root = ET.parse(sys.argv[1]).getroot()
+users = {e.get("OID") for e in root.iter(O + "User")}
+locs = {e.get("OID") for e in root.iter(O + "Location")}
+sdefs = {e.get("OID"): e.find(O + "Meaning").text for e in root.iter(O + "SignatureDef")}
+assert sdefs.get("SD.review") == "review" and sdefs.get("SD.approval") == "approval", sdefs
+subj = {sd.get("SubjectKey"): sd for sd in root.iter(O + "SubjectData")}
+sig = subj["101-0002"].find(O + "Signature")
+assert sig is not None, "no Signature on 101-0002's casebook"
+assert sig.find(O + "UserRef").get("UserOID") == "USR.inv101" and "USR.inv101" in users
+assert sig.find(O + "LocationRef").get("LocationOID") == "LOC.101" and "LOC.101" in locs
+assert sig.find(O + "SignatureRef").get("SignatureOID") == "SD.review"
+assert sig.find(O + "DateTimeStamp").text.endswith("Z")
+def event(subject, key):
+    for se in subj[subject].findall(O + "StudyEventData"):
+        if se.get("StudyEventRepeatKey") == key:
+            return se
+def notes(el):
+    return [a.find(O + "Comment").text for a in el.findall(O + "Annotation")]
+v1 = event("101-0001", "V1")
+assert v1.find(O + "Signature") is None, "a broken signature written as a Signature"
+assert any(n.startswith("signature 101-0001-SIG-001 (approval) by inv101") and n.endswith(": broken")
+           for n in notes(v1)), notes(v1)
+assert any(n.startswith("SDV ") and " of svstdtc by mon " in n and n.endswith(": needs re-verification")
+           for n in notes(event("101-0001", "V2"))), notes(event("101-0001", "V2"))
+ae = [f for se in subj["101-0001"].findall(O + "StudyEventData") for f in se.findall(O + "FormData")
+      if f.get("FormRepeatKey") == "001"][0]
+assert any(n.endswith(": verified") and " of every field by mon " in n for n in notes(ae)), notes(ae)
+assert any(n.endswith(": valid") for n in notes(subj["101-0002"])), notes(subj["101-0002"])
+EOF
+ok "ODM: the valid casebook signature is a Signature (UserRef, LocationRef, SignatureRef, DateTimeStamp) with its SignatureDef"
+ok "ODM: the broken signature and both SDV marks are Annotations with their derived state"
 
 # ---- ODM transactional: the audit trail as ODM ----
 export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit.xml" --as-of "$AS_OF"
@@ -169,9 +234,24 @@ for sd in root.iter(O + "SubjectData"):
         assert types == {"Update", "Remove"}, types  # the subject stays; its data is removed
 coding = versions("101-0001", "IT.AE.AEDECOD")
 assert coding == [("Insert", "Headache", "USR.integration:coder", None)], coding
+# The valid casebook signature (101-0002, review) covers exactly the item
+# versions shown now; the broken one (101-0001/V1) covers none.
+signed = {}
+for sd in root.iter(O + "SubjectData"):
+    for it in sd.iter(O + "ItemData"):
+        sg = it.find(O + "Signature")
+        if sg is not None:
+            assert sg.find(O + "SignatureRef").get("SignatureOID") == "SD.review"
+            assert sg.find(O + "UserRef").get("UserOID") in users
+            signed.setdefault(sd.get("SubjectKey"), []).append((it.get("ItemOID"), it.get("Value")))
+assert set(signed) == {"101-0002"}, signed
+s2 = dict(signed["101-0002"])
+assert s2.get("IT.DM.DSDECOD") == "COMPLETED" and s2.get("IT.DM.STATUS") == "enrolled", s2
+assert len(s2) == len(signed["101-0002"]), "an item signed in two versions"
 EOF2
 ok "odm-audit: every item version (one per audit row of a clinical record) with its AuditRecord"
 ok "odm-audit: Insert, then Update with user and reason, Remove for entered in error; SourceIDs = entry hashes"
+ok "odm-audit: the item versions a valid signature covers carry its Signature, and no others"
 grep -q '101-' "$WORK/s102-audit.xml" && fail "site 102's odm-audit names a site 101 record"
 ok "site 102's odm-audit holds none of site 101's records"
 export_ --node "$HUB" --format odm-audit --out "$WORK/hub-audit2.xml" --as-of "$AS_OF"
@@ -260,9 +340,68 @@ assert_eq 64 "$(echo "$row" | jq -r '.entry_hash | length')" "... and the entry'
 export_ --node "$S2" --format audit --audit-format ndjson --out "$WORK/audit-102.ndjson"
 grep -q '101-' "$WORK/audit-102.ndjson" && fail "site 102's audit trail names a site 101 record"
 ok "site 102's audit trail holds none of site 101's records"
+export_ --node "$HUB" --format audit --audit-format ndjson --site 101 --out "$WORK/audit-101.ndjson"
+assert_eq "101-0001-SIG-001 101-0002-SIG-001" \
+    "$(jq -r 'select(.record_type == "signature" and .field == "target") | .record_id' "$WORK/audit-101.ndjson" | sort | xargs)" \
+    "the audit trail (--site 101) has the signatures' rows"
+assert_eq "inv101" "$(jq -r 'select(.record_type == "signature" and .field == "meaning" and .new == "review") | .user' "$WORK/audit-101.ndjson")" \
+    "... with the signer"
+assert_eq 2 "$(jq -r 'select(.record_type == "sdv" and .field == "target") | .record_id' "$WORK/audit-101.ndjson" | wc -l)" \
+    "... and the SDV marks' rows"
 export_ --node "$HUB" --format audit --audit-format ndjson --user coder --out "$WORK/audit-coder.ndjson"
 assert_eq 5 "$(jq -s 'map(select(.user == "integration:coder")) | length' "$WORK/audit-coder.ndjson")" "--user keeps the coder's 5 writes"
 assert_eq 5 "$(wc -l < "$WORK/audit-coder.ndjson")" "... and only them"
+
+# ---- --as-of: the trial as it was ----
+# Exported now, then more writes a whole second later; --as-of a time between
+# the two (the writers' HLC time, so any node holding the entries agrees)
+# gives back the first export's clinical content.
+export_ --node "$HUB" --format sdtm-csv --out "$WORK/before-csv"
+export_ --node "$HUB" --format records-ndjson --out "$WORK/before.ndjson"
+export_ --node "$HUB" --format odm --out "$WORK/before.xml"
+sleep 1.1
+T_MID=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sleep 1.1
+put "$S1" subject 101-0004 site=101 sex=F status=screening
+put "$S1" visit 101-0001/V2 svoccur=N --reason "the visit did not take place"
+put "$S1" visit 101-0001/SCR svstdtc=2026-01-05 svoccur=Y status=completed
+put "$S1" visit 101-0001/V3/2 svstdtc=2026-03-20 svoccur=Y status=completed
+put "$S1" ae 101-0001-AE-003 aeterm=Rash aestdtc=2026-03-21 aesev=MILD aeser=N status=ongoing
+put "$S2" subject 102-0001 eie=Y --reason "consent withdrawn before any procedure"
+wait_until 60 "the later writes at the hub" bash -c \
+    "'$TRIALSYNC' get --node '$HUB' ae 101-0001-AE-003 > /dev/null && '$TRIALSYNC' get --node '$HUB' subject 102-0001 | jq -e '.fields.eie.value == \"Y\"'"
+export_ --node "$HUB" --format sdtm-csv --out "$WORK/asof-csv" --as-of "$T_MID"
+export_ --node "$HUB" --format records-ndjson --out "$WORK/asof.ndjson" --as-of "$T_MID"
+export_ --node "$HUB" --format odm --out "$WORK/asof.xml" --as-of "$T_MID"
+export_ --node "$HUB" --format sdtm-csv --out "$WORK/after-csv"
+diff -r "$WORK/before-csv" "$WORK/after-csv" > /dev/null && fail "the later writes changed no CSV"
+diff -r "$WORK/before-csv" "$WORK/asof-csv" > "$WORK/asof.diff" \
+    || fail "sdtm-csv --as-of $T_MID differs from the export taken then: $(head -5 "$WORK/asof.diff")"
+ok "sdtm-csv --as-of a time between two sets of writes: every file equals the earlier export's"
+assert_eq "$(sha256sum < "$WORK/before.ndjson")" "$(sha256sum < "$WORK/asof.ndjson")" \
+    "records-ndjson --as-of: the earlier export's records, byte for byte"
+xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/asof.xml" 2> "$WORK/xmllint.err" \
+    || fail "asof.xml does not validate: $(head -5 "$WORK/xmllint.err")"
+# The clinical data of an ODM file without its signatures and annotations.
+items() { sed -n '/<ClinicalData/,$p' "$1" | grep -vE 'Signature|Annotation|Comment'; }
+assert_eq "$(items "$WORK/before.xml" | sha256sum)" "$(items "$WORK/asof.xml" | sha256sum)" \
+    "odm --as-of: the same subjects, events, forms and item values as the earlier export (validates)"
+assert_eq 2030-01-01T00:00:00Z "$(grep -o 'AsOfDateTime="[^"]*"' "$WORK/hub.xml" | cut -d'"' -f2)" "the file's AsOfDateTime is --as-of"
+
+# VISITNUM: the number the visit code ends with, a repeat in hundredths.
+"$PY" - "$WORK/after-csv/sv.csv" > "$WORK/visitnum.txt" <<'EOF' || fail "reading sv.csv"
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1], newline="")):
+    print(r["USUBJID"], r["VISIT"], r["VISITNUM"] or "-")
+EOF
+assert_eq "T-EXP-101-0001 SCR - T-EXP-101-0001 V1 1 T-EXP-101-0001 V2 2 T-EXP-101-0001 V3/2 3.02" \
+    "$(grep 101-0001 "$WORK/visitnum.txt" | xargs)" "SV VISITNUM from the visit code (SCR: none; V3/2: 3.02)"
+export_ --node "$HUB" --format dataset-json --out "$WORK/after-dsj"
+assert_eq '"decimal" "3.02"' "$(jq -r '(.columns | map(.name) | index("VISITNUM")) as $i
+    | "\"\(.columns[$i].dataType)\" \"\(.rows[] | select(.[$i + 1] == "V3/2") | .[$i])\""' "$WORK/after-dsj/sv.json")" \
+    "Dataset-JSON: VISITNUM is a decimal column"
+"$JSONSCHEMA" -i "$WORK/after-dsj/sv.json" "$DSJ_SCHEMA" > "$WORK/jsonschema.err" 2>&1 \
+    || fail "sv.json with VISITNUM does not validate: $(head -5 "$WORK/jsonschema.err")"
 
 # ---- two hubs after convergence: byte-identical exports ----
 # A second hub (tests/integration/test_two_hubs.sh) catches up from hub1;
@@ -287,11 +426,14 @@ for h in 1 2; do
     export_ --node "$node" --format sdtm-csv --out "$WORK/h$h-csv" --as-of "$AS_OF"
     export_ --node "$node" --format dataset-json --out "$WORK/h$h-dsj" --as-of "$AS_OF"
     export_ --node "$node" --format audit --out "$WORK/h$h-audit.csv"
+    export_ --node "$node" --format odm --out "$WORK/h$h-mid.xml" --as-of "$T_MID"
+    export_ --node "$node" --format sdtm-csv --out "$WORK/h$h-mid-csv" --as-of "$T_MID"
 done
 xmllint --nonet --noout --schema "$ODM_XSD" "$WORK/h2.xml" "$WORK/h2-audit.xml" 2> "$WORK/xmllint.err" \
     || fail "hub2's ODM does not validate: $(head -5 "$WORK/xmllint.err")"
 for f in h.xml h-audit.xml h-audit.csv h-csv/dm.csv h-csv/ds.csv h-csv/sv.csv h-csv/ae.csv \
-         h-csv/queries.csv h-dsj/dm.json h-dsj/ae.json h-dsj/sv.json h-dsj/queries.json; do
+         h-csv/queries.csv h-dsj/dm.json h-dsj/ae.json h-dsj/sv.json h-dsj/queries.json \
+         h-mid.xml h-mid-csv/dm.csv h-mid-csv/sv.csv h-mid-csv/ae.csv; do
     f1="$WORK/${f/h/h1}" f2="$WORK/${f/h/h2}"
     [ -s "$f1" ] || fail "no $f1"
     h1=$(sha256sum < "$f1" | cut -c1-64)
@@ -304,7 +446,7 @@ stop_node hub2
 # reads; a fresh trial of the same name (its hub may write every field,
 # MedDRA coding included) imports them, and exports the same clinical content.
 export_ --node "$HUB" --format records-ndjson --out "$WORK/rt1.ndjson"
-assert_eq 10 "$(wc -l < "$WORK/rt1.ndjson")" "records-ndjson: 4 subjects, 3 visits, 3 AEs"
+assert_eq 14 "$(wc -l < "$WORK/rt1.ndjson")" "records-ndjson: 5 subjects, 5 visits, 4 AEs"
 "$TRIALSYNC" init --trial T-EXP --dir "$WORK/trial2" --peer-port "$(free_port)" \
     --api-port "$(free_port)" > "$WORK/init2.out" || fail "init of the fresh trial"
 FRESH="$WORK/trial2/hub"
@@ -316,7 +458,7 @@ for s in 101 102; do
 done
 "$TRIALSYNC" import --node "$FRESH" "$WORK/rt1.ndjson" --user migration > "$WORK/rt.out" \
     2> "$WORK/rt.err" || fail "import of the exported records: $(cat "$WORK/rt.err")"
-assert_contains "$(cat "$WORK/rt.out")" "imported 10 rows" "the fresh trial imports the 10 records"
+assert_contains "$(cat "$WORK/rt.out")" "imported 14 rows" "the fresh trial imports the 14 records"
 export_ --node "$FRESH" --format records-ndjson --out "$WORK/rt2.ndjson"
 rt1=$(sha256sum < "$WORK/rt1.ndjson")
 assert_eq "$rt1" "$(sha256sum < "$WORK/rt2.ndjson")" \
@@ -336,13 +478,17 @@ for d in dm ds sv ae; do
     h1=$(content "$WORK/rt-csv1/$d.csv")
     assert_eq "$h1" "$(content "$WORK/rt-csv2/$d.csv")" "round trip: $d.csv clinical content equal (sha256 ${h1:0:16})"
 done
-assert_eq 3 "$(($(wc -l < "$WORK/rt-csv2/dm.csv") - 1))" "round trip: the entered-in-error subject is still left out"
+assert_eq 3 "$(($(wc -l < "$WORK/rt-csv2/dm.csv") - 1))" "round trip: the entered-in-error subjects are still left out"
 stop_node fresh
 
 # ---- stopped node: the same bytes ----
+export_ --node "$HUB" --format odm --out "$WORK/hub-running.xml" --as-of "$AS_OF"
 stop_node hub
 export_ --node "$HUB" --format odm --out "$WORK/hub-stopped.xml" --as-of "$AS_OF"
-assert_eq "$(sha256sum < "$WORK/hub.xml")" "$(sha256sum < "$WORK/hub-stopped.xml")" \
+assert_eq "$(sha256sum < "$WORK/hub-running.xml")" "$(sha256sum < "$WORK/hub-stopped.xml")" \
     "the export of the stopped hub equals the one taken while it ran"
+export_ --node "$HUB" --format odm --out "$WORK/hub-stopped-mid.xml" --as-of "$T_MID"
+assert_eq "$(sha256sum < "$WORK/h1-mid.xml")" "$(sha256sum < "$WORK/hub-stopped-mid.xml")" \
+    "... also --as-of a past time (the roll-back)"
 
 done_checks

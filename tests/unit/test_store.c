@@ -1691,6 +1691,207 @@ static void test_store_checkpoint_parent_missing(void)
     store_close(s);
 }
 
+/* ---- walks ---- */
+
+/* What a walk or the per-record calls read: one line per record, with its
+ * fields and history when asked. */
+struct walk_text {
+    char *buf;
+    size_t len;
+    size_t cap;
+};
+
+static void wt_add(struct walk_text *w, const char *s)
+{
+    size_t n = strlen(s);
+    if (w->len + n + 1 > w->cap) {
+        size_t cap = w->cap ? 2 * (w->len + n + 1) : 4096;
+        char *nb = realloc(w->buf, cap);
+        CU_ASSERT_FATAL(nb != NULL);
+        w->buf = nb;
+        w->cap = cap;
+    }
+    memcpy(w->buf + w->len, s, n + 1);
+    w->len += n;
+}
+
+static int wt_field_cb(void *ctx, const char *field, const struct field_state *st)
+{
+    char line[256];
+    snprintf(line, sizeof(line), " %s=%s/%zu", field, st->live_count ? st->live[0].value : "",
+             st->live_count);
+    wt_add(ctx, line);
+    return 0;
+}
+
+static int wt_entry_cb(void *ctx, const struct entry *e, uint64_t stored_ms)
+{
+    char line[256];
+    snprintf(line, sizeof(line), " %s/%u/%" PRIu64 "@%" PRIu64, e->origin, (unsigned)e->lane,
+             e->seq, stored_ms);
+    wt_add(ctx, line);
+    return 0;
+}
+
+static struct store *wt_store;
+
+static int wt_walk_entry_cb(void *ctx, const struct entry *e, const uint8_t hash[TS_HASH_BYTES],
+                            uint64_t stored_ms)
+{
+    /* The hash handed over is the chain hash stored after the entry. */
+    struct entry_ref ref;
+    memset(&ref, 0, sizeof(ref));
+    snprintf(ref.origin, sizeof(ref.origin), "%s", e->origin);
+    ref.lane = e->lane;
+    ref.seq = e->seq;
+    uint8_t h[TS_HASH_BYTES];
+    CU_ASSERT(store_entry_hash(wt_store, &ref, h) == 0 && memcmp(h, hash, TS_HASH_BYTES) == 0);
+    return wt_entry_cb(ctx, e, stored_ms);
+}
+
+/* The record's part of the text, by point reads (what the walk must match);
+ * mode bit 1: fields, bit 2: history. */
+static void wt_record(struct store *s, struct walk_text *w, const char *type, const char *id,
+                      unsigned mode)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "\n%s %s:", type, id);
+    wt_add(w, line);
+    if (mode & 1)
+        CU_ASSERT(store_record_fields(s, type, id, wt_field_cb, w) == 0);
+    if (mode & 2)
+        CU_ASSERT(store_record_history(s, type, id, wt_entry_cb, w) == 0);
+}
+
+struct wt_list {
+    struct store *s;
+    struct walk_text *w;
+    uint64_t seed;
+    const char *from;   /* records before it are left out (a seek) */
+};
+
+/* The mode the walk test uses for a record: a function of seed and id, so
+ * both sides agree (some records are stepped over, fields and history in
+ * either order). */
+static unsigned wt_mode(uint64_t seed, const char *type, const char *id)
+{
+    uint64_t h = seed;
+    for (const char *p = type; *p; p++)
+        h = h * 1099511628211ULL ^ (unsigned char)*p;
+    for (const char *p = id; *p; p++)
+        h = h * 1099511628211ULL ^ (unsigned char)*p;
+    return (unsigned)(h >> 7) % 4;
+}
+
+static int wt_list_cb(void *ctx, const char *type, const char *id)
+{
+    struct wt_list *l = ctx;
+    if (l->from != NULL && strcmp(id, l->from) < 0)
+        return 0;
+    wt_record(l->s, l->w, type, id, wt_mode(l->seed, type, id));
+    return 0;
+}
+
+/* Records of several types with ids that are prefixes of each other
+ * (101-1, 101-10, 101-100), written by two origins in random order: a walk of
+ * each type, and of every type, reads the same records, fields and
+ * histories as store_records, store_record_fields and store_record_history,
+ * also when it steps over records, reads history before fields, or seeks. */
+static void test_store_walk_matches_point_reads(void)
+{
+    uint64_t seed = unit_rand();
+    printf("\n  walk seed %" PRIu64 "\n", seed);
+    struct store *s = open_store("walk");
+    wt_store = s;
+    struct tchain a, h;
+    tchain_init(&a, "site-101", LANE_BULK);
+    tchain_init(&h, "hub-1", LANE_BULK);
+    struct tb *ta = tb_new(), *th = tb_new();
+    tb_begin(ta, &a);
+    tb_begin(th, &h);
+    static const char *const subjects[] = {"101-1", "101-10", "101-100", "101-2", "1010-1"};
+    static const char *const fields[] = {"sex", "armcd", "brthdtc"};
+    uint64_t hlc = 1;
+    for (size_t i = 0; i < 120; i++) {
+        const char *subj = subjects[unit_rand() % 5];
+        char id[64];
+        const char *type, *field;
+        unsigned k = (unsigned)(unit_rand() % 3);
+        if (k == 0) {
+            type = "subject";
+            snprintf(id, sizeof(id), "%s", subj);
+            field = fields[unit_rand() % 3];
+        } else if (k == 1) {
+            type = "visit";
+            snprintf(id, sizeof(id), "%s/V%u", subj, (unsigned)(unit_rand() % 3));
+            field = "svstdtc";
+        } else {
+            type = "ae";
+            snprintf(id, sizeof(id), "%s-AE-%u", subj, (unsigned)(unit_rand() % 3));
+            field = "aeterm";
+        }
+        char value[32];
+        snprintf(value, sizeof(value), "v%zu", i);
+        bool hub = unit_rand() % 2;
+        tb_add(hub ? th : ta, hub ? &h : &a, type, id, (hlc++) << 16, field, value, NULL, 0);
+    }
+    tb_sign(ta, &a);
+    tb_sign(th, &h);
+    struct ts_error err = {0};
+    CU_ASSERT_FATAL(store_apply(s, TRIAL, &ta->b, 1, verify_cb, NULL, true, 7000, NULL, &err) == 0);
+    CU_ASSERT_FATAL(store_apply(s, TRIAL, &th->b, 1, verify_cb, NULL, true, 8000, NULL, &err) == 0);
+
+    static const char *const types[] = {"subject", "visit", "ae", ""};
+    for (size_t t = 0; t < 4; t++) {
+        for (int seek = 0; seek < 2; seek++) {
+            const char *from = seek && types[t][0] != '\0' ? "101-10" : NULL;
+            struct walk_text want = {0}, got = {0};
+            wt_add(&want, "");
+            wt_add(&got, "");
+            struct wt_list l = {.s = s, .w = &want, .seed = seed, .from = from};
+            CU_ASSERT(store_records(s, types[t], wt_list_cb, &l) == 0);
+            struct store_walk *w = NULL;
+            CU_ASSERT_FATAL(store_walk_open(s, types[t], &w) == 0);
+            if (from != NULL)
+                CU_ASSERT(store_walk_seek(w, from) == 0);
+            size_t n = 0;
+            for (const char *id; (id = store_walk_id(w)) != NULL; n++) {
+                const char *type = store_walk_type(w);
+                unsigned mode = wt_mode(seed, type, id);
+                char line[256];
+                snprintf(line, sizeof(line), "\n%s %s:", type, id);
+                wt_add(&got, line);
+                /* History first when both: the cursors are independent. */
+                struct walk_text hist = {0};
+                wt_add(&hist, "");
+                if (mode & 2)
+                    CU_ASSERT(store_walk_history(w, wt_walk_entry_cb, &hist) == 0);
+                if (mode & 1)
+                    CU_ASSERT(store_walk_fields(w, wt_field_cb, &got) == 0);
+                wt_add(&got, hist.buf);
+                free(hist.buf);
+                CU_ASSERT_FATAL(store_walk_next(w) == 0);
+            }
+            CU_ASSERT(n > 0);
+            CU_ASSERT(store_walk_type(w) == NULL);
+            store_walk_close(w);
+            CU_ASSERT_STRING_EQUAL(got.buf, want.buf);
+            free(want.buf);
+            free(got.buf);
+        }
+    }
+    /* A type with no records, and one longer than the limit: an empty walk. */
+    struct store_walk *w = NULL;
+    CU_ASSERT(store_walk_open(s, "query", &w) == 0 && store_walk_id(w) == NULL);
+    CU_ASSERT(store_walk_fields(w, wt_field_cb, NULL) == TS_ERR_NOTFOUND);
+    store_walk_close(w);
+    tb_free(ta);
+    tb_free(th);
+    free(ta);
+    free(th);
+    store_close(s);
+}
+
 int main(void)
 {
     unit_seed();
@@ -1724,6 +1925,7 @@ int main(void)
         {"test_store_format_newer_refused", test_store_format_newer_refused},
         {"test_store_checkpoint", test_store_checkpoint},
         {"test_store_checkpoint_parent_missing", test_store_checkpoint_parent_missing},
+        {"test_store_walk_matches_point_reads", test_store_walk_matches_point_reads},
         {NULL, NULL},
     };
     int rc = unit_run("store", tests);
