@@ -637,10 +637,11 @@ static int entry_prepare(struct node *n, const struct node_write *w, struct chai
                      w->type, w->id);
         goto out_release;
     }
-    /* A hub writes only for sites of the trial: a mistyped site (103 for
+    /* A hub writes only for sites of the trial (and its own records, such
+     * as its access events, scoped to itself): a mistyped site (103 for
      * 102) would otherwise make records no site ever receives.  A site's
      * node writes only its own site's records (validate_write). */
-    if (n->cfg.role == PKI_ROLE_HUB && e.site[0] != '\0' &&
+    if (n->cfg.role == PKI_ROLE_HUB && e.site[0] != '\0' && strcmp(e.site, n->cfg.id) != 0 &&
         !store_record_exists(n->store, MEMBER_TYPE, e.site)) {
         rc = now->code = TS_ERR_INVALID;
         ts_error_set(&now->err, rc, "site %s is not a site of this trial (record %s %s): add "

@@ -147,14 +147,16 @@ ok "set-up: hub $HID, sites 101 and 102, queries $Q102 (site 102's) and $Q101 (s
     || fail "enrollment cap: $(cat "$WORK/cap.out")"
 "$TRIALSYNC" enrollment grant --node "$HUB" --site 101 --slots 1 --user dm1 > "$WORK/grant.out" 2>&1 \
     || fail "enrollment grant: $(cat "$WORK/grant.out")"
-site101_slots() { "$TRIALSYNC" status --node "$WORK/site-101" --json | jq '.enrollment.sites[0].slots'; }
-wait_until 10 "site 101 acknowledging its slot" test "$(site101_slots)" = 1
+site101_slots() { "$TRIALSYNC" status --node "$WORK/site-101" --json | jq '.enrollment.sites[] | select(.site == "101") | .slots'; }
+site101_has_slot() { [ "$(site101_slots)" = 1 ]; }
+wait_until 10 "site 101 acknowledging its slot" site101_has_slot
 "$TRIALSYNC" put --node "$WORK/site-101" subject 101-0002 site=101 sex=M status=enrolled \
     --user coordinator > "$WORK/enrol.out" 2>&1 || fail "enroll 101-0002: $(cat "$WORK/enrol.out")"
 hub_enrolled_101() {
     hub_status | jq '.enrollment.sites[] | select(.site == "101") | .enrolled'
 }
-wait_until 10 "101-0002's enrollment at the hub" test "$(hub_enrolled_101)" = 1
+hub_has_enrolled_101() { [ "$(hub_enrolled_101)" = 1 ]; }
+wait_until 10 "101-0002's enrollment at the hub" hub_has_enrolled_101
 ok "set-up: cap 4, site 101 holds 1 slot, taken by 101-0002"
 # The hostile site is the real site 101's identity and chain: the node stops
 # (the tool reads its store), the tool speaks for it.
