@@ -149,16 +149,6 @@ static void write_entry(const struct sim_write *w, struct entry *e)
     snprintf(e->record_id, sizeof(e->record_id), "101-0001/V1");
 }
 
-static void shuffle(size_t *a, size_t n)
-{
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(unit_rand() % i);
-        size_t t = a[i - 1];
-        a[i - 1] = a[j];
-        a[j] = t;
-    }
-}
-
 /*
  * One schedule: the site writes (with the epoch it holds; refused when that
  * epoch locks the visit), the hub locks and unlocks (seen = the site's
@@ -216,7 +206,7 @@ static void sim_one(void)
             order[n++] = i;                      /* a lock */
         for (size_t i = 0; i < nwrites; i++)
             order[n++] = SIM_ENTRIES_MAX + i;    /* a write */
-        shuffle(order, n);
+        unit_shuffle(order, n);
         struct lock_version *got = calloc(SIM_ENTRIES_MAX, sizeof(*got));
         CU_ASSERT_FATAL(got != NULL);
         struct lock_set set = {.v = got, .count = 0};

@@ -29,16 +29,6 @@ static void build(const struct w *ws, const size_t *perm, size_t n, struct field
     }
 }
 
-static void shuffle(size_t *perm, size_t n)
-{
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(unit_rand() % i);
-        size_t t = perm[i - 1];
-        perm[i - 1] = perm[j];
-        perm[j] = t;
-    }
-}
-
 static void test_sysquery_same_id_in_any_order(void)
 {
     unit_seed();
@@ -62,7 +52,7 @@ static void test_sysquery_same_id_in_any_order(void)
         char first[SYSQUERY_ID_BYTES] = "";
         bool first_open = false;
         for (int order = 0; order < 4; order++) {
-            shuffle(perm, n);
+            unit_shuffle(perm, n);
             struct field_state st;
             build(ws, perm, n, &st);
             char id[SYSQUERY_ID_BYTES] = "";

@@ -41,6 +41,16 @@ uint64_t unit_rand(void)
     return rand_state * 0x2545F4914F6CDD1DULL;
 }
 
+void unit_shuffle(size_t *a, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(unit_rand() % i);
+        size_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
 const char *unit_tmpdir(const char *tag)
 {
     static char path[512];

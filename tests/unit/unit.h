@@ -7,6 +7,7 @@
 #define TS_UNIT_H
 
 #include <CUnit/Basic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct unit_test {
@@ -21,6 +22,8 @@ int unit_run(const char *suite, const struct unit_test *tests);
 uint64_t unit_seed(void);
 /* xorshift64* over the seed: deterministic for a given seed. */
 uint64_t unit_rand(void);
+/* Fisher-Yates over a[0..n) with unit_rand: a random order, replayable by seed. */
+void unit_shuffle(size_t *a, size_t n);
 
 /*
  * A fresh empty directory for one test under $TS_TEST_TMP (or /tmp), named
