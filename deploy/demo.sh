@@ -65,11 +65,12 @@ run "$TS" site add 102 --dir "$DIR/trial" --out "$S2" --name "Charité, Berlin" 
 start site-101 "$S1"
 start site-102 "$S2"
 
-say "3. People get accounts: a coordinator, an investigator, a CRO monitor (tokens 0600)"
+say "3. People get accounts: a coordinator, an investigator, a CRO monitor and data manager (tokens 0600)"
 USERS="$DIR/trial/users"
 run "$TS" user add anna --role crc --site 101 --name "Anna Kowalski" --dir "$DIR/trial"
 run "$TS" user add weber --role investigator --site 102 --name "Dr. Lena Weber" --dir "$DIR/trial"
 run "$TS" user add lee --role monitor --name "Lee Chen" --dir "$DIR/trial"
+run "$TS" user add dana --role dm --name "Dana Brooks" --dir "$DIR/trial"
 for _ in $(seq 1 300); do
     "$TS" get --node "$S1" user anna > /dev/null 2>&1 && "$TS" get --node "$S2" user weber > /dev/null 2>&1 && break
     sleep 0.1
@@ -137,18 +138,39 @@ for _ in $(seq 1 100); do
 done
 echo "   the hub shows:  $("$TS" get --node "$HUB" subject 101-0002 | jq -c '.fields.sex | {value, conflict, values: [.values[]?.value]}')"
 echo "   site 101 shows: $("$TS" get --node "$S1" subject 101-0002 | jq -c '.fields.sex | {value, conflict, values: [.values[]?.value]}')"
-echo "   both keep both values and flag the conflict for a person to resolve"
+echo "   both keep both values and flag the conflict for a person to resolve, with the same system query:"
+echo "   hub:  $("$TS" get --node "$HUB" subject 101-0002 | jq -c '[.system_queries[] | {id, state, cause}]')"
+echo "   site: $("$TS" get --node "$S1" subject 101-0002 | jq -c '[.system_queries[] | {id, state}]')"
+
+say "9. The data manager locks site 102's subject; an edit the site made without seeing the lock is quarantined"
+stop site-102
+run env TRIALSYNC_TOKEN_FILE="$USERS/dana.token" "$TS" lock --node "$HUB" --subject 102-0001 --reason "interim analysis"
+stop hub
+start site-102 "$S2"
+run env TRIALSYNC_TOKEN_FILE="$USERS/weber.token" "$TS" put --node "$S2" subject 102-0001 brthdtc=1959 --reason "typo found offline"
+start hub "$HUB"
+for _ in $(seq 1 100); do
+    "$TS" get --node "$HUB" subject 102-0001 | jq -e '(.quarantined | length) > 0' > /dev/null 2>&1 &&
+        "$TS" get --node "$S2" subject 102-0001 | jq -e '.locked != null' > /dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "   the hub still shows the locked brthdtc $("$TS" get --node "$HUB" subject 102-0001 | jq -c '.fields.brthdtc.value'); quarantined:"
+echo "   $("$TS" get --node "$HUB" subject 102-0001 | jq -c '[.quarantined[] | {entry, user, fields, lock_epoch, query: .query.id}]')"
+echo "   a new write at site 102, now that it knows the lock:"
+if env TRIALSYNC_TOKEN_FILE="$USERS/weber.token" "$TS" put --node "$S2" subject 102-0001 brthdtc=1957 --reason "again" 2>&1 | sed 's/^/   /'; then
+    echo "   (accepted: unexpected)"
+fi
 
 # Let the last pushes land so the table shows the settled state.
 for _ in $(seq 1 100); do
     "$TS" status --node "$HUB" --json | jq -e '([.peers[] | select(.connected | not)] | length) == 0 and ([.peers[] | .behind_send_bulk + .behind_send_safety + .behind_recv_bulk + .behind_recv_safety] | add // 0) == 0' > /dev/null && break
     sleep 0.1
 done
-say "9. Replication status at the hub"
+say "10. Replication status at the hub"
 run "$TS" status --node "$HUB"
 run "$TS" site list --dir "$DIR/trial"
 
-say "10. Everything stops cleanly"
+say "11. Everything stops cleanly"
 stop site-101
 stop site-102
 stop hub
