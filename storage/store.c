@@ -643,7 +643,10 @@ static int keylist_sort(struct keylist *kl)
         off += 1 + (size_t)kl->bytes[off];
     }
     assert(off == kl->len);
-    qsort(kl->ptrs, kl->count, sizeof(kl->ptrs[0]), key_ptr_cmp);
+    /* No keys (a batch of entries all held already): ptrs may still be NULL,
+     * which qsort must not be given even for 0 elements. */
+    if (kl->count > 1)
+        qsort(kl->ptrs, kl->count, sizeof(kl->ptrs[0]), key_ptr_cmp);
     return 0;
 }
 
@@ -686,7 +689,8 @@ static ptrdiff_t overlay_sorted_dirty(struct store *s, struct overlay *ov)
         if (ov->items[i].dirty)
             s->sorted[n++] = &ov->items[i];
     }
-    qsort(s->sorted, n, sizeof(s->sorted[0]), ov_item_cmp);
+    if (n > 1)  /* s->sorted may be NULL while nothing was ever dirty */
+        qsort(s->sorted, n, sizeof(s->sorted[0]), ov_item_cmp);
     return (ptrdiff_t)n;
 }
 
