@@ -113,7 +113,7 @@ trap 'exit 130' INT TERM
 # ---- can this machine do it? -------------------------------------------------
 need_cmd ip iproute2
 need_cmd iptables iptables
-need_cmd python3 python3
+need_cmd python3 python3-minimal
 need_cmd unshare util-linux
 for ns in "$NS_BR" "${NS[@]}"; do
     ip netns add "$ns" 2> "$WORK/netns.err" || fail "ip netns add $ns failed: $(cat "$WORK/netns.err")"
