@@ -70,8 +70,11 @@ done
 /usr/bin/trialsync status --node "$TRIAL/hub" > /dev/null 2>&1 || fail "the daemon never answered"
 [ "$(ps -o user= -p "$pid")" = trialsync ] || fail "the daemon does not run as trialsync"
 ok "the installed daemon runs as trialsync and answers"
-/usr/bin/trialsync site add 101 --dir "$TRIAL" --out "$TRIAL/site-101" --api-port "$(free_port)" \
-    > site-add.out 2>&1 || fail "installed trialsync site add: $(cat site-add.out)"
+# The trial's keys belong to trialsync now: its admin verbs run as that user.
+site_port=$(free_port)
+setpriv --reuid trialsync --regid trialsync --init-groups /usr/bin/trialsync site add 101 \
+    --dir "$TRIAL" --out "$TRIAL/site-101" --api-port "$site_port" > site-add.out 2>&1 \
+    || fail "installed trialsync site add: $(cat site-add.out)"
 /usr/bin/trialsync put --node "$TRIAL/hub" subject 101-0001 site=101 sex=F status=screening \
     --user pkgcheck > put.out 2>&1 || fail "put: $(cat put.out)"
 [ "$(/usr/bin/trialsync get --node "$TRIAL/hub" subject 101-0001 --json | python3 -c \
